@@ -1,0 +1,144 @@
+// Elementwise binary ops with NumPy broadcasting: out = a (op) b, and their backward.
+// `op` codes match `BinaryOp` in src/ops/binary.rs: 0 add, 1 sub, 2 mul, 3 div.
+//
+// Indexing (broadcast forms): shapes are padded on the left to `rank` dims. The output is
+// contiguous; `a_strides`/`b_strides` give each input's element for an output multi-index,
+// with stride 0 on broadcast dims. The backward is a gather: one invocation per element of the
+// input whose gradient it computes (the "target", `side` 0 = a, 1 = b), summing over the output
+// positions that element was broadcast to (the dims where `t_shape` is 1 and the output is
+// not), so it is deterministic and needs no atomics.
+
+struct Params {
+    len: u32,
+    rank: u32,
+    op: u32,
+    side: u32,
+    red_count: u32,
+    out_shape: array<u32, 8>,
+    a_strides: array<u32, 8>,
+    b_strides: array<u32, 8>,
+    t_shape: array<u32, 8>,
+}
+
+@group(0) @binding(0) var<storage, read> p: Params;
+
+fn apply(op: u32, a: f32, b: f32) -> f32 {
+    switch op {
+        case 0u: { return a + b; }
+        case 1u: { return a - b; }
+        case 2u: { return a * b; }
+        default: { return a / b; }
+    }
+}
+
+// d out / d (a or b) times the upstream gradient g.
+fn local_grad(op: u32, side: u32, g: f32, a: f32, b: f32) -> f32 {
+    switch op {
+        case 0u: { return g; }
+        case 1u: { return select(g, -g, side == 1u); }
+        case 2u: { return select(g * b, g * a, side == 1u); }
+        default: { return select(g / b, -g * a / (b * b), side == 1u); }
+    }
+}
+
+fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * 256u + lid;
+}
+
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// Same shapes: no index arithmetic.
+@compute @workgroup_size(256)
+fn binary_same(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.len) {
+        return;
+    }
+    out[i] = apply(p.op, a[i], b[i]);
+}
+
+@compute @workgroup_size(256)
+fn binary_broadcast(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.len) {
+        return;
+    }
+    var rest = i;
+    var ao = 0u;
+    var bo = 0u;
+    for (var d = i32(p.rank) - 1; d >= 0; d--) {
+        let idx = rest % p.out_shape[d];
+        rest = rest / p.out_shape[d];
+        ao += idx * p.a_strides[d];
+        bo += idx * p.b_strides[d];
+    }
+    out[i] = apply(p.op, a[ao], b[bo]);
+}
+
+// Backward bindings: a, b, g (upstream gradient, output-shaped), gt (the target's gradient).
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gt: array<f32>;
+
+@compute @workgroup_size(256)
+fn binary_backward_same(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.len) {
+        return;
+    }
+    gt[i] = local_grad(p.op, p.side, g[i], a[i], b[i]);
+}
+
+@compute @workgroup_size(256)
+fn binary_backward_broadcast(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.len) {
+        return;
+    }
+    // The target element's multi-index (dims where the target is broadcast stay 0 here).
+    var idx: array<u32, 8>;
+    var rest = i;
+    for (var d = i32(p.rank) - 1; d >= 0; d--) {
+        idx[d] = rest % p.t_shape[d];
+        rest = rest / p.t_shape[d];
+    }
+    var acc = 0.0;
+    for (var r = 0u; r < p.red_count; r++) {
+        // Spread r over the broadcast dims, then locate g, a and b.
+        var rr = r;
+        var o = 0u;
+        var ao = 0u;
+        var bo = 0u;
+        var stride = 1u;
+        for (var d = i32(p.rank) - 1; d >= 0; d--) {
+            var k = idx[d];
+            if (p.t_shape[d] == 1u && p.out_shape[d] != 1u) {
+                k = rr % p.out_shape[d];
+                rr = rr / p.out_shape[d];
+            }
+            o += k * stride;
+            stride *= p.out_shape[d];
+            ao += k * p.a_strides[d];
+            bo += k * p.b_strides[d];
+        }
+        acc += local_grad(p.op, p.side, g[o], a[ao], b[bo]);
+    }
+    gt[i] = acc;
+}

@@ -1,0 +1,37 @@
+// Strided copies that change a tensor's layout: permute (transpose) and expand (broadcast_to).
+// The backward of permute is the inverse permute (the same kernel); the backward of expand is
+// reduce.wgsl's sum_to.
+//
+// Indexing: one invocation per output element i; its multi-index over `out_shape` (rank dims)
+// is mapped to the source offset sum(idx[d] * src_strides[d]), where src_strides are the
+// source's strides taken in output-dim order (0 on expanded dims).
+
+struct Params {
+    len: u32,
+    rank: u32,
+    out_shape: array<u32, 8>,
+    src_strides: array<u32, 8>,
+}
+
+@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(256)
+fn strided_copy(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    if (i >= p.len) {
+        return;
+    }
+    var rest = i;
+    var off = 0u;
+    for (var d = i32(p.rank) - 1; d >= 0; d--) {
+        off += (rest % p.out_shape[d]) * p.src_strides[d];
+        rest = rest / p.out_shape[d];
+    }
+    dst[i] = src[off];
+}

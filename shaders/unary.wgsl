@@ -1,0 +1,122 @@
+// Elementwise unary ops, y = f(x), and their backward, gx = g * f'(x) (some use y instead).
+// `op` selects the function (codes match `UnaryOp` in src/ops/unary.rs); `scalar` is the
+// constant of powf and of the scalar arithmetic ops.
+//
+// Indexing: one invocation per element i, i = (workgroup index) * 256 + local index, where the
+// workgroup index is wid.x + wid.y * num_workgroups.x (the host folds large grids into 2-D).
+
+struct Params {
+    len: u32,
+    op: u32,
+    scalar: f32,
+}
+
+@group(0) @binding(0) var<storage, read> p: Params;
+
+const NEG: u32 = 0u;
+const RELU: u32 = 1u;
+const SIGMOID: u32 = 2u;
+const TANH: u32 = 3u;
+const EXP: u32 = 4u;
+const LOG: u32 = 5u;
+const SQRT: u32 = 6u;
+const POWF: u32 = 7u;
+const ADD_SCALAR: u32 = 8u;
+const SUB_SCALAR: u32 = 9u;
+const MUL_SCALAR: u32 = 10u;
+const DIV_SCALAR: u32 = 11u;
+const ABS: u32 = 12u;
+
+// x^s that, like PyTorch, is defined for negative x when s is an integer.
+fn signed_pow(x: f32, s: f32) -> f32 {
+    if (s == 0.0) {
+        return 1.0;
+    }
+    if (x < 0.0 && fract(s) == 0.0) {
+        let r = pow(-x, s);
+        return select(r, -r, fract(s * 0.5) != 0.0);
+    }
+    return pow(x, s);
+}
+
+fn sigmoid(x: f32) -> f32 {
+    // Stable for large |x|: never evaluates exp of a large positive number.
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+fn forward(op: u32, x: f32, s: f32) -> f32 {
+    switch op {
+        case NEG: { return -x; }
+        case RELU: { return max(x, 0.0); }
+        case SIGMOID: { return sigmoid(x); }
+        // tanh saturates to +-1 in f32 beyond |x| = 10; clamping avoids inf/inf inside.
+        case TANH: { return tanh(clamp(x, -15.0, 15.0)); }
+        case EXP: { return exp(x); }
+        case LOG: { return log(x); }
+        case SQRT: { return sqrt(x); }
+        case POWF: { return signed_pow(x, s); }
+        case ADD_SCALAR: { return x + s; }
+        case SUB_SCALAR: { return x - s; }
+        case MUL_SCALAR: { return x * s; }
+        case DIV_SCALAR: { return x / s; }
+        case ABS: { return abs(x); }
+        default: { return x; }
+    }
+}
+
+// d f / d x, given the input x and the output y = f(x).
+fn derivative(op: u32, x: f32, y: f32, s: f32) -> f32 {
+    switch op {
+        case NEG: { return -1.0; }
+        case RELU: { return select(0.0, 1.0, x > 0.0); }
+        case SIGMOID: { return y * (1.0 - y); }
+        case TANH: { return 1.0 - y * y; }
+        case EXP: { return y; }
+        case LOG: { return 1.0 / x; }
+        case SQRT: { return 0.5 / y; }
+        case POWF: { return s * signed_pow(x, s - 1.0); }
+        case MUL_SCALAR: { return s; }
+        case DIV_SCALAR: { return 1.0 / s; }
+        case ABS: { return sign(x); }
+        default: { return 1.0; }
+    }
+}
+
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn unary_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    if (i >= p.len) {
+        return;
+    }
+    y[i] = forward(p.op, x[i], p.scalar);
+}
+
+// Backward bindings: x (input), y (output), g (upstream gradient), gx (input gradient).
+@group(0) @binding(1) var<storage, read> bx: array<f32>;
+@group(0) @binding(2) var<storage, read> by: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gx: array<f32>;
+
+@compute @workgroup_size(256)
+fn unary_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    if (i >= p.len) {
+        return;
+    }
+    gx[i] = g[i] * derivative(p.op, bx[i], by[i], p.scalar);
+}

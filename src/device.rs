@@ -1,0 +1,283 @@
+//! The device: one wgpu adapter + device + queue, and everything that must exist once per device
+//! (shader modules and pipelines, the buffer pool, the command batch, the random generator).
+//!
+//! Ops do not submit work themselves: [`Device::dispatch`](crate::kernel) records into the
+//! device's current command encoder, and the batch is submitted at a readback, at
+//! [`Device::sync`], or every `ops_per_submit` dispatches.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::kernel::{Batch, PipelineCache};
+use crate::pool::BufferPool;
+use crate::rng::Rng;
+
+/// Which adapter to open. `Default` reads `WEBGRAD_BACKEND` and `WEBGRAD_ADAPTER`.
+#[derive(Clone, Debug)]
+pub struct DeviceOptions {
+    /// `vulkan`, `metal`, `dx12` or `gl`; `None` tries them all.
+    pub backend: Option<String>,
+    /// A case-insensitive substring of the adapter name, e.g. `llvmpipe` or `nvidia`.
+    pub adapter: Option<String>,
+    /// Submit the recorded commands after this many dispatches even without a readback.
+    pub ops_per_submit: usize,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        DeviceOptions {
+            backend: var("WEBGRAD_BACKEND"),
+            adapter: var("WEBGRAD_ADAPTER"),
+            ops_per_submit: 2048,
+        }
+    }
+}
+
+impl DeviceOptions {
+    pub fn with_backend(mut self, backend: &str) -> Self {
+        self.backend = Some(backend.to_string());
+        self
+    }
+    pub fn with_adapter(mut self, name: &str) -> Self {
+        self.adapter = Some(name.to_string());
+        self
+    }
+}
+
+/// What adapter a [`Device`] runs on.
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+impl std::fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}, {})",
+            self.name, self.backend, self.device_type, self.driver
+        )
+    }
+}
+
+/// A handle to a GPU device; cheap to clone, all clones share one device.
+#[derive(Clone)]
+pub struct Device(pub(crate) Arc<DeviceInner>);
+
+pub(crate) struct DeviceInner {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: DeviceInfo,
+    pub limits: wgpu::Limits,
+    /// Software adapters (lavapipe) prefer register-blocked kernels to workgroup-memory tiles.
+    pub is_cpu: bool,
+    pub pipelines: PipelineCache,
+    pub batch: Mutex<Batch>,
+    pub pool: Mutex<BufferPool>,
+    pub rng: Mutex<Rng>,
+    /// The first uncaptured wgpu error, reported at the next dispatch or readback.
+    pub wgpu_error: Arc<Mutex<Option<String>>>,
+    pub ops_per_submit: usize,
+    next_tensor_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Device({})", self.0.info)
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+    match name.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        other => Err(Error::Invalid(format!(
+            "unknown backend {other:?} (WEBGRAD_BACKEND): use vulkan, metal, dx12 or gl"
+        ))),
+    }
+}
+
+/// Lower is better: real GPUs first, software adapters last; native APIs before GL.
+fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let api = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    (kind, api)
+}
+
+impl Device {
+    /// Opens the best adapter: a hardware GPU if there is one, else a software adapter.
+    /// `WEBGRAD_BACKEND` and `WEBGRAD_ADAPTER` narrow the choice.
+    pub fn new() -> Result<Device> {
+        Device::with_options(DeviceOptions::default())
+    }
+
+    pub fn with_options(opts: DeviceOptions) -> Result<Device> {
+        let backends = match &opts.backend {
+            Some(b) => parse_backend(b)?,
+            None => wgpu::Backends::VULKAN
+                | wgpu::Backends::METAL
+                | wgpu::Backends::DX12
+                | wgpu::Backends::GL,
+        };
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        // Validation layers are a debugging aid that slows every dispatch; wgpu's own
+        // validation stays on.
+        desc.flags = wgpu::InstanceFlags::empty();
+        let instance = wgpu::Instance::new(desc);
+        // GL only when no native API has an adapter: probing EGL is slow and noisy headless.
+        let native = backends - wgpu::Backends::GL;
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(native));
+        if adapters.is_empty() && backends.contains(wgpu::Backends::GL) {
+            adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::GL));
+        }
+        let found: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?})", i.name, i.backend)
+            })
+            .collect();
+        let wanted = opts.adapter.as_ref().map(|s| s.to_ascii_lowercase());
+        let adapter = adapters
+            .into_iter()
+            .filter(|a| match &wanted {
+                Some(w) => a.get_info().name.to_ascii_lowercase().contains(w),
+                None => true,
+            })
+            .min_by_key(|a| adapter_rank(&a.get_info()));
+        let Some(adapter) = adapter else {
+            let hint = "on Linux without a GPU, install a software Vulkan driver: \
+                        `apt-get install mesa-vulkan-drivers` (lavapipe)";
+            return Err(Error::NoAdapter(if found.is_empty() {
+                format!("wgpu found no adapter for {backends:?}; {hint}")
+            } else {
+                format!(
+                    "no adapter matches WEBGRAD_ADAPTER={:?} among [{}]",
+                    opts.adapter.unwrap_or_default(),
+                    found.join(", ")
+                )
+            }));
+        };
+        let ai = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("webgrad"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Device(format!("{} refused to open a device: {e}", ai.name)))?;
+
+        let wgpu_error = Arc::new(Mutex::new(None::<String>));
+        let sink = wgpu_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap();
+            if slot.is_none() {
+                *slot = Some(e.to_string());
+            }
+        }));
+
+        let info = DeviceInfo {
+            name: ai.name.clone(),
+            backend: format!("{:?}", ai.backend),
+            device_type: format!("{:?}", ai.device_type),
+            driver: format!("{} {}", ai.driver, ai.driver_info).trim().to_string(),
+        };
+        let batch = Batch::new(&device, &limits, opts.ops_per_submit.max(1));
+        Ok(Device(Arc::new(DeviceInner {
+            is_cpu: ai.device_type == wgpu::DeviceType::Cpu,
+            pipelines: PipelineCache::default(),
+            batch: Mutex::new(batch),
+            pool: Mutex::new(BufferPool::default()),
+            rng: Mutex::new(Rng::new(0)),
+            wgpu_error,
+            ops_per_submit: opts.ops_per_submit.max(1),
+            next_tensor_id: AtomicU64::new(1),
+            device,
+            queue,
+            info,
+            limits,
+        })))
+    }
+
+    /// Which adapter and backend this device runs on.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.0.info
+    }
+
+    /// The limits requested from the adapter (its own, not wgpu's defaults).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.0.limits
+    }
+
+    /// Seeds the generator behind `rand`, `randn` and dropout masks.
+    pub fn manual_seed(&self, seed: u64) {
+        *self.0.rng.lock().unwrap() = Rng::new(seed);
+    }
+
+    /// Submits all recorded work and waits until the GPU has finished it.
+    pub fn sync(&self) -> Result<()> {
+        self.flush()?;
+        self.0
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
+        self.check_error()
+    }
+
+    /// Bytes of GPU memory held by tensors and the buffer pool.
+    pub fn memory_allocated(&self) -> u64 {
+        self.0.pool.lock().unwrap().allocated_bytes()
+    }
+
+    /// Bytes of GPU memory held by live tensors (excluding free pooled buffers).
+    pub fn memory_in_use(&self) -> u64 {
+        self.0.pool.lock().unwrap().in_use_bytes()
+    }
+
+    /// Releases the idle buffers held by the pool (as `torch.cuda.empty_cache`).
+    pub fn empty_cache(&self) {
+        self.0.pool.lock().unwrap().trim();
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.0.next_tensor_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn check_error(&self) -> Result<()> {
+        match self.0.wgpu_error.lock().unwrap().take() {
+            Some(e) => Err(Error::Device(e)),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn same(&self, other: &Device, op: &'static str) -> Result<()> {
+        if self == other {
+            Ok(())
+        } else {
+            Err(Error::DeviceMismatch(op))
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! Running WGSL kernels: shader modules and pipelines compiled once per device, the command
+//! batch that dispatches are recorded into, buffer allocation and readback.
+//!
+//! Every kernel has the same binding layout: binding 0 is a small read-only storage struct of
+//! parameters (sizes, shapes, op codes), addressed with a dynamic offset into one per-batch
+//! parameter buffer; bindings 1.. are the tensors' buffers, read-only or read-write.
+//! Every kernel reads its workgroup index as `wid.x + wid.y * num_workgroups.x`: the host folds
+//! grids past the per-dimension limit (65,535 workgroups) into 2-D.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::pool::size_class;
+
+/// A WGSL source file: one op family, forward and backward entry points side by side.
+pub(crate) struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+macro_rules! shader {
+    ($name:literal) => {
+        crate::kernel::Shader {
+            name: $name,
+            source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $name, ".wgsl")),
+        }
+    };
+}
+pub(crate) use shader;
+
+/// How a kernel binds a buffer.
+pub(crate) enum Bind<'a> {
+    Read(&'a wgpu::Buffer),
+    Write(&'a wgpu::Buffer),
+}
+
+/// Bytes reserved per dispatch for its parameters (and the binding's size).
+const PARAM_SLOT: u64 = 256;
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str, u32, u32), Arc<Pipeline>>>,
+}
+
+pub(crate) struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// The open command encoder and compute pass that dispatches are recorded into.
+pub(crate) struct Batch {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    params: Vec<u8>,
+    params_buffer: wgpu::Buffer,
+    slot: u64,
+    capacity: u64,
+    ops: usize,
+}
+
+impl Batch {
+    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits, ops_per_submit: usize) -> Batch {
+        let slot = PARAM_SLOT.max(limits.min_storage_buffer_offset_alignment as u64);
+        let capacity = slot * ops_per_submit as u64;
+        let params_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("webgrad params"),
+            size: capacity,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Batch {
+            encoder: None,
+            pass: None,
+            params: Vec::with_capacity(capacity as usize),
+            params_buffer,
+            slot,
+            capacity,
+            ops: 0,
+        }
+    }
+}
+
+/// Splits `n` workgroups into an (x, y) grid with x within the per-dimension limit.
+pub(crate) fn fold_grid(n: u32, max_dim: u32) -> (u32, u32) {
+    if n <= max_dim {
+        (n.max(1), 1)
+    } else {
+        let y = n.div_ceil(max_dim);
+        (n.div_ceil(y), y)
+    }
+}
+
+impl Device {
+    fn pipeline(&self, shader: &Shader, entry: &'static str, binds: &[Bind]) -> Arc<Pipeline> {
+        let inner = &self.0;
+        let writes = binds
+            .iter()
+            .enumerate()
+            .fold(0u32, |m, (i, b)| m | (matches!(b, Bind::Write(_)) as u32) << i);
+        let key = (shader.name, entry, binds.len() as u32, writes);
+        if let Some(p) = inner.pipelines.pipelines.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        let module = {
+            let mut modules = inner.pipelines.modules.lock().unwrap();
+            modules
+                .entry(shader.name)
+                .or_insert_with(|| {
+                    inner
+                        .device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(shader.name),
+                            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                        })
+                })
+                .clone()
+        };
+        let storage = |read_only| wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: true },
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, b) in binds.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: storage(matches!(b, Bind::Read(_))),
+                count: None,
+            });
+        }
+        let layout = inner
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(entry),
+                entries: &entries,
+            });
+        let pipeline_layout = inner
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(entry),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = inner
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        let p = Arc::new(Pipeline { pipeline, layout });
+        inner
+            .pipelines
+            .pipelines
+            .lock()
+            .unwrap()
+            .insert(key, p.clone());
+        p
+    }
+
+    /// Records one dispatch of `entry` over `workgroups` workgroups (folded into 2-D).
+    /// `params` are the u32 words of the shader's `Params` struct, in declaration order.
+    pub(crate) fn dispatch(
+        &self,
+        shader: &Shader,
+        entry: &'static str,
+        binds: &[Bind],
+        params: &[u32],
+        workgroups: u32,
+    ) -> Result<()> {
+        debug_assert!(params.len() * 4 <= PARAM_SLOT as usize);
+        if workgroups == 0 {
+            return Ok(());
+        }
+        let pipeline = self.pipeline(shader, entry, binds);
+        let inner = &self.0;
+        let mut batch = inner.batch.lock().unwrap();
+        if batch.params.len() as u64 + batch.slot > batch.capacity {
+            self.flush_locked(&mut batch)?;
+        }
+        let offset = batch.params.len() as u64;
+        batch.params.extend_from_slice(bytemuck::cast_slice(params));
+        let end = (offset + batch.slot) as usize;
+        batch.params.resize(end, 0);
+
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &batch.params_buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(PARAM_SLOT),
+            }),
+        }];
+        for (i, b) in binds.iter().enumerate() {
+            let buf = match b {
+                Bind::Read(b) | Bind::Write(b) => b,
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        let bind_group = inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let (x, y) = fold_grid(workgroups, inner.limits.max_compute_workgroups_per_dimension);
+        let pass = self.open_pass(&mut batch);
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[offset as u32]);
+        pass.dispatch_workgroups(x, y, 1);
+        batch.ops += 1;
+        if batch.ops >= inner.ops_per_submit {
+            self.flush_locked(&mut batch)?;
+        }
+        Ok(())
+    }
+
+    fn open_pass<'b>(&self, batch: &'b mut Batch) -> &'b mut wgpu::ComputePass<'static> {
+        if batch.pass.is_none() {
+            let encoder = batch.encoder.get_or_insert_with(|| {
+                self.0
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+            });
+            let pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            batch.pass = Some(pass);
+        }
+        batch.pass.as_mut().unwrap()
+    }
+
+    /// Ends the compute pass (if any) and returns the encoder, for copies and clears.
+    fn encoder<'b>(&self, batch: &'b mut Batch) -> &'b mut wgpu::CommandEncoder {
+        batch.pass = None;
+        batch.encoder.get_or_insert_with(|| {
+            self.0
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        })
+    }
+
+    fn flush_locked(&self, batch: &mut Batch) -> Result<()> {
+        batch.pass = None;
+        let inner = &self.0;
+        if let Some(encoder) = batch.encoder.take() {
+            if !batch.params.is_empty() {
+                inner
+                    .queue
+                    .write_buffer(&batch.params_buffer, 0, &batch.params);
+            }
+            inner.queue.submit([encoder.finish()]);
+        }
+        batch.params.clear();
+        batch.ops = 0;
+        inner.pool.lock().unwrap().recycle_pending();
+        self.check_error()
+    }
+
+    /// Submits the recorded commands without waiting for them.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let mut batch = self.0.batch.lock().unwrap();
+        self.flush_locked(&mut batch)
+    }
+
+    /// A storage buffer of at least `bytes`, from the pool when one is free.
+    pub(crate) fn alloc(&self, bytes: u64) -> Result<(wgpu::Buffer, u64)> {
+        let limits = &self.0.limits;
+        let max = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        if bytes > max {
+            return Err(Error::TooLarge(format!(
+                "{bytes} bytes exceed the adapter's largest storage binding ({max} bytes) on {}",
+                self.0.info.name
+            )));
+        }
+        let mut class = size_class(bytes);
+        if class > max {
+            class = bytes.div_ceil(4) * 4;
+        }
+        let mut pool = self.0.pool.lock().unwrap();
+        if let Some(buf) = pool.take(class) {
+            return Ok((buf, class));
+        }
+        pool.note_new(class);
+        drop(pool);
+        let buf = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: class,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok((buf, class))
+    }
+
+    pub(crate) fn release(&self, buf: wgpu::Buffer, class: u64) {
+        self.0.pool.lock().unwrap().release(class, buf);
+    }
+
+    /// Uploads host data; runs at the next submit, before the commands recorded after it.
+    pub(crate) fn write(&self, buf: &wgpu::Buffer, data: &[u8]) {
+        if !data.is_empty() {
+            self.0.queue.write_buffer(buf, 0, data);
+        }
+    }
+
+    /// Records a zero fill of the first `bytes` of `buf`.
+    pub(crate) fn clear(&self, buf: &wgpu::Buffer, bytes: u64) {
+        let mut batch = self.0.batch.lock().unwrap();
+        let size = bytes.div_ceil(4) * 4;
+        self.encoder(&mut batch).clear_buffer(buf, 0, Some(size));
+    }
+
+    /// Records a buffer-to-buffer copy.
+    pub(crate) fn copy(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let mut batch = self.0.batch.lock().unwrap();
+        self.encoder(&mut batch)
+            .copy_buffer_to_buffer(src, 0, dst, 0, Some(bytes));
+    }
+
+    /// Copies `bytes` of `src` into a mappable buffer and submits everything recorded so far.
+    fn stage_readback(&self, src: &wgpu::Buffer, bytes: u64) -> Result<wgpu::Buffer> {
+        let staging = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("webgrad readback"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut batch = self.0.batch.lock().unwrap();
+        self.encoder(&mut batch)
+            .copy_buffer_to_buffer(src, 0, &staging, 0, Some(bytes));
+        self.flush_locked(&mut batch)?;
+        Ok(staging)
+    }
+
+    fn finish_readback(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+        let bytes = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Device(format!("reading back a buffer: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Reads `bytes` of `src` back to the host, blocking until the GPU is done.
+    pub(crate) fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.stage_readback(src, bytes)?;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.0
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
+        match pollster::block_on(rx.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Device(format!("map_async failed: {e}"))),
+            None => return Err(Error::Device("map_async never answered".into())),
+        }
+        self.check_error()?;
+        let mut out = self.finish_readback(&staging)?;
+        out.truncate(bytes as usize);
+        Ok(out)
+    }
+
+    /// Like [`read`](Self::read) but yields to the caller's executor while the GPU works.
+    pub(crate) async fn read_async(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.stage_readback(src, bytes)?;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        let mut receive = std::pin::pin!(rx.receive());
+        let device = self.0.device.clone();
+        let result = std::future::poll_fn(|cx| {
+            let _ = device.poll(wgpu::PollType::Poll);
+            match receive.as_mut().poll(cx) {
+                std::task::Poll::Ready(r) => std::task::Poll::Ready(r),
+                std::task::Poll::Pending => {
+                    // Native wgpu only runs map callbacks when polled: ask to be polled again.
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            }
+        })
+        .await;
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Device(format!("map_async failed: {e}"))),
+            None => return Err(Error::Device("map_async never answered".into())),
+        }
+        self.check_error()?;
+        let mut out = self.finish_readback(&staging)?;
+        out.truncate(bytes as usize);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold_grid;
+
+    #[test]
+    fn fold_grid_stays_within_limit_and_covers_all() {
+        for n in [1u32, 65_535, 65_536, 200_000, 16_777_215] {
+            let (x, y) = fold_grid(n, 65_535);
+            assert!(x <= 65_535 && y <= 65_535);
+            assert!(x as u64 * y as u64 >= n as u64);
+        }
+    }
+}

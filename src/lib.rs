@@ -1,0 +1,40 @@
+//! # webgrad
+//!
+//! A deep-learning framework whose every kernel is a WebGPU (WGSL) compute shader, so it trains
+//! on any Vulkan, Metal, DX12 or GL GPU through `wgpu`, or on a software adapter (lavapipe).
+//!
+//! ```
+//! use webgrad::{Device, Tensor};
+//! let dev = Device::new()?;
+//! let x = Tensor::from_vec(&dev, vec![-2.0], &[1])?.requires_grad();
+//! let y = Tensor::from_vec(&dev, vec![5.0], &[1])?.requires_grad();
+//! let z = Tensor::from_vec(&dev, vec![-4.0], &[1])?.requires_grad();
+//! let f = x.add(&y)?.mul(&z)?; // (x + y) * z = -12
+//! f.backward()?;
+//! assert_eq!(f.to_vec()?, vec![-12.0]);
+//! assert_eq!(x.grad().unwrap().to_vec()?, vec![-4.0]);
+//! assert_eq!(z.grad().unwrap().to_vec()?, vec![3.0]);
+//! # Ok::<(), webgrad::Error>(())
+//! ```
+//!
+//! Layout: an op's Rust side is `src/ops/NAME.rs`, its shader `shaders/NAME.wgsl` (forward and
+//! backward entry points side by side) and its tests `tests/NAME.rs`. The tape (`src/tape.rs`)
+//! records ops and replays them in reverse in `backward()`.
+
+mod device;
+mod error;
+mod gradcheck;
+mod kernel;
+mod ops;
+mod pool;
+mod rng;
+mod shape;
+mod tape;
+mod tensor;
+
+pub use device::{Device, DeviceInfo, DeviceOptions};
+pub use error::{Error, Result};
+pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport};
+pub use rng::Rng;
+pub use tape::{is_grad_enabled, no_grad, NoGradGuard};
+pub use tensor::Tensor;

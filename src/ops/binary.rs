@@ -1,0 +1,153 @@
+//! `add`, `sub`, `mul`, `div` with NumPy/PyTorch broadcasting: `shaders/binary.wgsl`.
+//! The backward undoes broadcasting by summing over the broadcast dims inside the kernel.
+
+use crate::error::Result;
+use crate::kernel::{shader, Bind, Shader};
+use crate::ops::unary::groups;
+use crate::shape::{broadcast, broadcast_strides, numel, pad_shape, words8};
+use crate::tape::Op;
+use crate::tensor::Tensor;
+
+static SHADER: Shader = shader!("binary");
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BinaryOp {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+}
+
+impl BinaryOp {
+    fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+        }
+    }
+}
+
+pub(crate) struct Saved {
+    op: BinaryOp,
+    a: Tensor,
+    b: Tensor,
+    out_shape: Vec<usize>,
+}
+
+/// The broadcast parameters: len, rank, op, side, red_count, out_shape, a/b strides, t_shape.
+fn params(
+    len: usize,
+    op: BinaryOp,
+    side: u32,
+    out: &[usize],
+    a: &[usize],
+    b: &[usize],
+    target: &[usize],
+) -> Vec<u32> {
+    let mut p = vec![
+        len as u32,
+        out.len() as u32,
+        op as u32,
+        side,
+        (numel(out) / numel(target).max(1)) as u32,
+    ];
+    p.extend(words8(out));
+    p.extend(words8(&broadcast_strides(a, out)));
+    p.extend(words8(&broadcast_strides(b, out)));
+    p.extend(words8(&pad_shape(target, out.len())));
+    p
+}
+
+fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    a.device().same(b.device(), op.name())?;
+    let dev = a.device();
+    let out_shape = broadcast(a.shape(), b.shape(), op.name())?;
+    let n = numel(&out_shape);
+    let storage = dev.storage(n)?;
+    let binds = [
+        Bind::Read(a.buffer()),
+        Bind::Read(b.buffer()),
+        Bind::Write(storage.buffer()),
+    ];
+    if a.shape() == b.shape() {
+        dev.dispatch(
+            &SHADER,
+            "binary_same",
+            &binds,
+            &[n as u32, 0, op as u32],
+            groups(n),
+        )?;
+    } else {
+        let p = params(n, op, 0, &out_shape, a.shape(), b.shape(), &out_shape);
+        dev.dispatch(&SHADER, "binary_broadcast", &binds, &p, groups(n))?;
+    }
+    Ok(Tensor::from_op(storage, out_shape.clone(), &[a, b], || {
+        Op::Binary(Saved {
+            op,
+            a: a.detach(),
+            b: b.detach(),
+            out_shape,
+        })
+    }))
+}
+
+fn grad_of(s: &Saved, g: &Tensor, side: u32) -> Result<Tensor> {
+    let dev = g.device();
+    let target = if side == 0 { s.a.shape() } else { s.b.shape() };
+    let gt = Tensor::uninit(dev, target)?;
+    let binds = [
+        Bind::Read(s.a.buffer()),
+        Bind::Read(s.b.buffer()),
+        Bind::Read(g.buffer()),
+        Bind::Write(gt.buffer()),
+    ];
+    let n = gt.numel();
+    if s.a.shape() == s.b.shape() {
+        let p = [n as u32, 0, s.op as u32, side];
+        dev.dispatch(&SHADER, "binary_backward_same", &binds, &p, groups(n))?;
+    } else {
+        let p = params(
+            n,
+            s.op,
+            side,
+            &s.out_shape,
+            s.a.shape(),
+            s.b.shape(),
+            target,
+        );
+        dev.dispatch(&SHADER, "binary_backward_broadcast", &binds, &p, groups(n))?;
+    }
+    Ok(gt)
+}
+
+pub(crate) fn backward(
+    s: &Saved,
+    g: &Tensor,
+    need_a: bool,
+    need_b: bool,
+) -> Result<Vec<Option<Tensor>>> {
+    let ga = if need_a { Some(grad_of(s, g, 0)?) } else { None };
+    let gb = if need_b { Some(grad_of(s, g, 1)?) } else { None };
+    Ok(vec![ga, gb])
+}
+
+impl Tensor {
+    /// `self + other`, broadcasting as NumPy does.
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Add)
+    }
+    /// `self - other`, broadcasting.
+    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Sub)
+    }
+    /// `self * other` elementwise, broadcasting.
+    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Mul)
+    }
+    /// `self / other` elementwise, broadcasting.
+    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Div)
+    }
+}

@@ -1,0 +1,9 @@
+//! The ops: each file is one op family's Rust side, named like its shader in `shaders/`.
+
+pub(crate) mod binary;
+pub(crate) mod fill;
+pub(crate) mod layout;
+pub(crate) mod matmul;
+pub(crate) mod reduce;
+pub(crate) mod softmax;
+pub(crate) mod unary;

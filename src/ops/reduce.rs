@@ -1,0 +1,235 @@
+//! `sum`, `mean` and `max` over all elements or one dimension: `shaders/reduce.wgsl`.
+
+use crate::error::{shape_err, Result};
+use crate::kernel::{shader, Bind, Shader};
+use crate::ops::unary::groups;
+use crate::shape::{numel, pad_shape, resolve_dim, words8};
+use crate::tape::Op;
+use crate::tensor::Tensor;
+
+static SHADER: Shader = shader!("reduce");
+
+/// A reduction seen as [outer, n, inner] -> [outer, inner].
+#[derive(Clone, Copy, Debug)]
+struct Rows {
+    outer: usize,
+    n: usize,
+    inner: usize,
+}
+
+impl Rows {
+    fn of(shape: &[usize], dim: usize) -> Rows {
+        Rows {
+            outer: shape[..dim].iter().product(),
+            n: shape[dim],
+            inner: shape[dim + 1..].iter().product(),
+        }
+    }
+    fn all(shape: &[usize]) -> Rows {
+        Rows {
+            outer: 1,
+            n: numel(shape),
+            inner: 1,
+        }
+    }
+    fn params(&self, scale: f32) -> [u32; 4] {
+        [
+            self.outer as u32,
+            self.n as u32,
+            self.inner as u32,
+            scale.to_bits(),
+        ]
+    }
+}
+
+pub(crate) struct Saved {
+    rows: Rows,
+    scale: f32,
+    in_shape: Vec<usize>,
+}
+
+pub(crate) struct MaxSaved {
+    rows: Rows,
+    indices: Tensor,
+    in_shape: Vec<usize>,
+}
+
+fn reduced_shape(shape: &[usize], dim: usize, keepdim: bool) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    if keepdim {
+        s[dim] = 1;
+    } else {
+        s.remove(dim);
+    }
+    s
+}
+
+/// Sums rows, times `scale` (1/n for a mean).
+fn sum_rows(x: &Tensor, rows: Rows, scale: f32, out_shape: Vec<usize>) -> Result<Tensor> {
+    let dev = x.device();
+    let outputs = rows.outer * rows.inner;
+    let storage = dev.storage(outputs)?;
+    let binds = [Bind::Read(x.buffer()), Bind::Write(storage.buffer())];
+    if outputs < 2048 && rows.n >= 256 {
+        dev.dispatch(
+            &SHADER,
+            "sum_rows_wide",
+            &binds,
+            &rows.params(scale),
+            outputs as u32,
+        )?;
+    } else {
+        dev.dispatch(
+            &SHADER,
+            "sum_rows",
+            &binds,
+            &rows.params(scale),
+            groups(outputs),
+        )?;
+    }
+    Ok(Tensor::from_op(storage, out_shape, &[x], || {
+        Op::Reduce(Saved {
+            rows,
+            scale,
+            in_shape: x.shape().to_vec(),
+        })
+    }))
+}
+
+pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
+    let dev = g.device();
+    let gx = Tensor::uninit(dev, &s.in_shape)?;
+    dev.dispatch(
+        &SHADER,
+        "sum_backward",
+        &[Bind::Read(g.buffer()), Bind::Write(gx.buffer())],
+        &s.rows.params(s.scale),
+        groups(gx.numel()),
+    )?;
+    Ok(gx)
+}
+
+pub(crate) fn max_backward(s: &MaxSaved, g: &Tensor) -> Result<Tensor> {
+    let dev = g.device();
+    let gx = Tensor::uninit(dev, &s.in_shape)?;
+    dev.dispatch(
+        &SHADER,
+        "max_backward",
+        &[
+            Bind::Read(g.buffer()),
+            Bind::Read(s.indices.buffer()),
+            Bind::Write(gx.buffer()),
+        ],
+        &s.rows.params(1.0),
+        groups(gx.numel()),
+    )?;
+    Ok(gx)
+}
+
+/// Sums `g` down to `shape` over the dims it was broadcast along (the backward of `expand`).
+pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g.clone());
+    }
+    let rank = g.rank();
+    if shape.len() > rank {
+        return shape_err(
+            "sum_to",
+            format!("cannot sum {:?} to {shape:?}", g.shape()),
+        );
+    }
+    let t = pad_shape(shape, rank);
+    let dev = g.device();
+    let out = Tensor::uninit(dev, shape)?;
+    let n = out.numel();
+    let mut p = vec![0, 0, 0, 0, n as u32, rank as u32, (g.numel() / n.max(1)) as u32];
+    p.extend(words8(g.shape()));
+    p.extend(words8(&t));
+    dev.dispatch(
+        &SHADER,
+        "sum_to",
+        &[Bind::Read(g.buffer()), Bind::Write(out.buffer())],
+        &p,
+        groups(n),
+    )?;
+    Ok(out)
+}
+
+impl Tensor {
+    /// Sum of all elements, as a rank-0 tensor.
+    pub fn sum(&self) -> Result<Tensor> {
+        sum_rows(self, Rows::all(self.shape()), 1.0, vec![])
+    }
+
+    /// Mean of all elements, as a rank-0 tensor.
+    pub fn mean(&self) -> Result<Tensor> {
+        let n = self.numel().max(1);
+        sum_rows(self, Rows::all(self.shape()), 1.0 / n as f32, vec![])
+    }
+
+    /// Sum over `dim` (negative counts from the end); `keepdim` keeps it as size 1.
+    pub fn sum_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        let d = resolve_dim(dim, self.rank(), "sum_dim")?;
+        if self.rank() == 0 {
+            return self.copy();
+        }
+        let rows = Rows::of(self.shape(), d);
+        sum_rows(self, rows, 1.0, reduced_shape(self.shape(), d, keepdim))
+    }
+
+    /// Mean over `dim`.
+    pub fn mean_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        let d = resolve_dim(dim, self.rank(), "mean_dim")?;
+        if self.rank() == 0 {
+            return self.copy();
+        }
+        let rows = Rows::of(self.shape(), d);
+        let scale = 1.0 / rows.n.max(1) as f32;
+        sum_rows(self, rows, scale, reduced_shape(self.shape(), d, keepdim))
+    }
+
+    /// Maximum over `dim`: (values, indices). Indices are stored as f32 (exact below 2^24);
+    /// ties go to the first occurrence and NaN propagates, as in PyTorch.
+    pub fn max_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)> {
+        let d = resolve_dim(dim, self.rank(), "max_dim")?;
+        if self.rank() == 0 {
+            return Ok((self.copy()?, Tensor::zeros(self.device(), &[])?));
+        }
+        if self.shape()[d] == 0 {
+            return shape_err(
+                "max_dim",
+                format!("dim {dim} of shape {:?} is empty", self.shape()),
+            );
+        }
+        let rows = Rows::of(self.shape(), d);
+        let dev = self.device();
+        let out_shape = reduced_shape(self.shape(), d, keepdim);
+        let values = dev.storage(rows.outer * rows.inner)?;
+        let indices = Tensor::uninit(dev, &out_shape)?;
+        dev.dispatch(
+            &SHADER,
+            "max_rows",
+            &[
+                Bind::Read(self.buffer()),
+                Bind::Write(values.buffer()),
+                Bind::Write(indices.buffer()),
+            ],
+            &rows.params(1.0),
+            groups(rows.outer * rows.inner),
+        )?;
+        let saved_idx = indices.clone();
+        let values = Tensor::from_op(values, out_shape, &[self], || {
+            Op::Max(MaxSaved {
+                rows,
+                indices: saved_idx,
+                in_shape: self.shape().to_vec(),
+            })
+        });
+        Ok((values, indices))
+    }
+
+    /// Indices of the maxima over `dim` (as f32 values).
+    pub fn argmax(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        Ok(self.detach().max_dim(dim, keepdim)?.1)
+    }
+}

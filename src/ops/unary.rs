@@ -1,0 +1,142 @@
+//! Elementwise unary ops and scalar arithmetic: `shaders/unary.wgsl`.
+
+use crate::error::Result;
+use crate::kernel::{shader, Bind, Shader};
+use crate::tape::Op;
+use crate::tensor::Tensor;
+
+static SHADER: Shader = shader!("unary");
+
+/// Op codes shared with the shader's `switch`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum UnaryOp {
+    Neg,
+    Relu,
+    Sigmoid,
+    Tanh,
+    Exp,
+    Log,
+    Sqrt,
+    Powf(f32),
+    AddScalar(f32),
+    SubScalar(f32),
+    MulScalar(f32),
+    DivScalar(f32),
+    Abs,
+}
+
+impl UnaryOp {
+    fn code(self) -> (u32, f32) {
+        use UnaryOp::*;
+        match self {
+            Neg => (0, 0.0),
+            Relu => (1, 0.0),
+            Sigmoid => (2, 0.0),
+            Tanh => (3, 0.0),
+            Exp => (4, 0.0),
+            Log => (5, 0.0),
+            Sqrt => (6, 0.0),
+            Powf(s) => (7, s),
+            AddScalar(s) => (8, s),
+            SubScalar(s) => (9, s),
+            MulScalar(s) => (10, s),
+            DivScalar(s) => (11, s),
+            Abs => (12, 0.0),
+        }
+    }
+}
+
+pub(crate) struct Saved {
+    op: UnaryOp,
+    x: Tensor,
+    y: Tensor,
+}
+
+pub(crate) fn groups(n: usize) -> u32 {
+    n.div_ceil(256) as u32
+}
+
+fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
+    let dev = x.device();
+    let n = x.numel();
+    let storage = dev.storage(n)?;
+    let (code, s) = op.code();
+    dev.dispatch(
+        &SHADER,
+        "unary_forward",
+        &[Bind::Read(x.buffer()), Bind::Write(storage.buffer())],
+        &[n as u32, code, s.to_bits()],
+        groups(n),
+    )?;
+    let y = Tensor::leaf(storage.clone(), x.shape().to_vec());
+    Ok(Tensor::from_op(storage, x.shape().to_vec(), &[x], || {
+        Op::Unary(Saved {
+            op,
+            x: x.detach(),
+            y,
+        })
+    }))
+}
+
+pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
+    let dev = g.device();
+    let n = g.numel();
+    let gx = Tensor::uninit(dev, s.x.shape())?;
+    let (code, scalar) = s.op.code();
+    dev.dispatch(
+        &SHADER,
+        "unary_backward",
+        &[
+            Bind::Read(s.x.buffer()),
+            Bind::Read(s.y.buffer()),
+            Bind::Read(g.buffer()),
+            Bind::Write(gx.buffer()),
+        ],
+        &[n as u32, code, scalar.to_bits()],
+        groups(n),
+    )?;
+    Ok(gx)
+}
+
+impl Tensor {
+    pub fn neg(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Neg)
+    }
+    pub fn relu(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Relu)
+    }
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Sigmoid)
+    }
+    pub fn tanh(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Tanh)
+    }
+    pub fn exp(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Exp)
+    }
+    pub fn log(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Log)
+    }
+    pub fn sqrt(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Sqrt)
+    }
+    pub fn abs(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Abs)
+    }
+    /// `self ^ exponent` elementwise (defined for negative bases when the exponent is an integer).
+    pub fn powf(&self, exponent: f32) -> Result<Tensor> {
+        unary(self, UnaryOp::Powf(exponent))
+    }
+    pub fn add_scalar(&self, s: f32) -> Result<Tensor> {
+        unary(self, UnaryOp::AddScalar(s))
+    }
+    pub fn sub_scalar(&self, s: f32) -> Result<Tensor> {
+        unary(self, UnaryOp::SubScalar(s))
+    }
+    pub fn mul_scalar(&self, s: f32) -> Result<Tensor> {
+        unary(self, UnaryOp::MulScalar(s))
+    }
+    pub fn div_scalar(&self, s: f32) -> Result<Tensor> {
+        unary(self, UnaryOp::DivScalar(s))
+    }
+}

@@ -1,0 +1,80 @@
+//! Buffer pool by size class. A tensor's buffer comes from here and goes back when the tensor
+//! drops, but only into `pending`: it joins the free lists after the batch that may still use
+//! it is submitted. (A `queue.write_buffer` into a reused buffer runs at the next submit,
+//! before the recorded commands, so reusing it earlier could overwrite data they still read.)
+
+use std::collections::HashMap;
+
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    pending: Vec<(u64, wgpu::Buffer)>,
+    allocated: u64,
+    in_use: u64,
+}
+
+/// Rounds a request up to a size class: 256-byte steps up to 4 KiB, then quarter-octave
+/// steps, so a pooled buffer wastes at most 25%.
+pub(crate) fn size_class(bytes: u64) -> u64 {
+    let bytes = bytes.max(4);
+    if bytes <= 4096 {
+        return bytes.div_ceil(256) * 256;
+    }
+    let octave = 1u64 << (63 - bytes.leading_zeros());
+    let step = octave / 4;
+    bytes.div_ceil(step) * step
+}
+
+impl BufferPool {
+    pub fn take(&mut self, class: u64) -> Option<wgpu::Buffer> {
+        let buf = self.free.get_mut(&class)?.pop()?;
+        self.in_use += class;
+        Some(buf)
+    }
+
+    pub fn note_new(&mut self, class: u64) {
+        self.allocated += class;
+        self.in_use += class;
+    }
+
+    pub fn release(&mut self, class: u64, buf: wgpu::Buffer) {
+        self.in_use -= class;
+        self.pending.push((class, buf));
+    }
+
+    /// Called after a submit: buffers released before it may be handed out again.
+    pub fn recycle_pending(&mut self) {
+        for (class, buf) in self.pending.drain(..) {
+            self.free.entry(class).or_default().push(buf);
+        }
+    }
+
+    /// Frees every idle buffer (for example under memory pressure).
+    pub fn trim(&mut self) {
+        for (class, bufs) in self.free.drain() {
+            self.allocated -= class * bufs.len() as u64;
+        }
+    }
+
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated
+    }
+
+    pub fn in_use_bytes(&self) -> u64 {
+        self.in_use
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_cover_the_request_with_bounded_waste() {
+        for bytes in [1u64, 4, 255, 256, 257, 4096, 4097, 5000, 1 << 20, (1 << 20) + 1] {
+            let c = size_class(bytes);
+            assert!(c >= bytes, "{bytes} -> {c}");
+            assert!(c <= bytes.max(256) * 5 / 4 + 256, "{bytes} -> {c}");
+        }
+    }
+}

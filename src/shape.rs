@@ -1,0 +1,107 @@
+//! Shape arithmetic shared by the ops: element counts, strides, broadcasting, dim indices.
+
+use crate::error::{shape_err, Error, Result};
+
+/// Most dimensions a kernel's index arithmetic handles (the shaders' `array<u32, 8>`).
+pub const MAX_RANK: usize = 8;
+
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Contiguous row-major strides.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+/// Resolves a possibly negative dim (PyTorch style) against `rank`.
+pub fn resolve_dim(dim: isize, rank: usize, op: &'static str) -> Result<usize> {
+    let r = rank.max(1) as isize;
+    let d = if dim < 0 { dim + r } else { dim };
+    if d < 0 || d >= r {
+        return Err(Error::Invalid(format!(
+            "{op}: dim {dim} out of range for a tensor of rank {rank}"
+        )));
+    }
+    Ok(d as usize)
+}
+
+/// NumPy/PyTorch broadcasting of two shapes.
+pub fn broadcast(a: &[usize], b: &[usize], op: &'static str) -> Result<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
+        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => {
+                return shape_err(
+                    op,
+                    format!("shapes {a:?} and {b:?} cannot be broadcast together"),
+                )
+            }
+        };
+    }
+    if rank > MAX_RANK {
+        return shape_err(op, format!("rank {rank} exceeds the maximum of {MAX_RANK}"));
+    }
+    Ok(out)
+}
+
+/// Strides of `shape` viewed in an output of rank `rank` (left-padded with 1s), with stride 0
+/// on broadcast dims: the input element for output index `idx` is at `sum(idx[d] * s[d])`.
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let rank = out.len();
+    let own = strides(shape);
+    (0..rank)
+        .map(|d| {
+            if d + shape.len() < rank {
+                return 0;
+            }
+            let k = d + shape.len() - rank;
+            if shape[k] == 1 && out[d] != 1 {
+                0
+            } else {
+                own[k]
+            }
+        })
+        .collect()
+}
+
+/// `shape` left-padded with 1s to `rank` dims.
+pub fn pad_shape(shape: &[usize], rank: usize) -> Vec<usize> {
+    let mut v = vec![1; rank - shape.len()];
+    v.extend_from_slice(shape);
+    v
+}
+
+/// Pads a list of u32 words to `MAX_RANK` entries for a shader's `array<u32, 8>`.
+pub fn words8(v: &[usize]) -> [u32; MAX_RANK] {
+    let mut w = [0u32; MAX_RANK];
+    for (i, x) in v.iter().enumerate() {
+        w[i] = *x as u32;
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast(&[4, 3, 5], &[5], "t").unwrap(), vec![4, 3, 5]);
+        assert_eq!(broadcast(&[4, 3, 5], &[3, 1], "t").unwrap(), vec![4, 3, 5]);
+        assert_eq!(broadcast(&[2, 1], &[1, 7], "t").unwrap(), vec![2, 7]);
+        let err = broadcast(&[2, 3], &[4, 3], "add").unwrap_err().to_string();
+        assert!(err.contains("[2, 3]") && err.contains("[4, 3]"), "{err}");
+        assert_eq!(broadcast_strides(&[3, 1], &[4, 3, 5]), vec![0, 1, 0]);
+    }
+}

@@ -1,0 +1,235 @@
+//! The tape: each recorded op is a `Node` stamped with its position in recording order.
+//! `backward()` gathers the nodes reachable from the loss, replays them from the newest to the
+//! oldest (recording order is already a topological order), and for each one turns the
+//! upstream gradient into its inputs' gradients (local gradient x upstream gradient).
+//! Gradients add up where a tensor feeds several ops. Afterwards the replayed nodes release
+//! what they saved, so a second backward through the same graph is an error.
+//!
+//! `Op` is the one list of differentiable ops; each op's backward lives next to its forward
+//! in `ops/`, and [`Op::backward`] routes to it.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::tensor::Tensor;
+
+pub(crate) struct Node {
+    seq: u64,
+    /// `None` once backward has replayed (and freed) this node.
+    state: Mutex<Option<NodeState>>,
+}
+
+struct NodeState {
+    op: Op,
+    inputs: Vec<Tensor>,
+}
+
+/// A recorded op with what its backward needs (saved inputs, outputs, sizes).
+pub(crate) enum Op {
+    Identity,
+    Reshape,
+    Unary(ops::unary::Saved),
+    Binary(ops::binary::Saved),
+    Reduce(ops::reduce::Saved),
+    Max(ops::reduce::MaxSaved),
+    Matmul(ops::matmul::Saved),
+    Softmax(ops::softmax::Saved),
+    Permute(ops::layout::PermuteSaved),
+    Expand,
+    Custom(Box<dyn CustomBackward>),
+}
+
+/// Backward of ops defined outside the core list (CNN layers, losses): given the upstream
+/// gradient and the op's inputs, return one gradient per input (`None` where not needed).
+pub(crate) trait CustomBackward: Send + Sync {
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>>;
+}
+
+impl Op {
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+        let need = |i: usize| inputs[i].is_requires_grad();
+        Ok(match self {
+            Op::Identity => vec![Some(grad.clone())],
+            Op::Reshape => vec![Some(grad.reshape(inputs[0].shape())?)],
+            Op::Unary(s) => vec![Some(ops::unary::backward(s, grad)?)],
+            Op::Binary(s) => ops::binary::backward(s, grad, need(0), need(1))?,
+            Op::Reduce(s) => vec![Some(ops::reduce::backward(s, grad)?)],
+            Op::Max(s) => vec![Some(ops::reduce::max_backward(s, grad)?)],
+            Op::Matmul(s) => ops::matmul::backward(s, grad, need(0), need(1))?,
+            Op::Softmax(s) => vec![Some(ops::softmax::backward(s, grad)?)],
+            Op::Permute(s) => vec![Some(ops::layout::permute_backward(s, grad)?)],
+            Op::Expand => vec![Some(ops::reduce::sum_to(grad, inputs[0].shape())?)],
+            Op::Custom(c) => c.backward(grad, inputs)?,
+        })
+    }
+}
+
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Whether ops on this thread are being recorded.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Runs `f` without recording ops on the tape (inference, optimizer updates).
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = NoGradGuard::new();
+    f()
+}
+
+/// Turns recording off until dropped.
+pub struct NoGradGuard {
+    previous: bool,
+}
+
+impl NoGradGuard {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> NoGradGuard {
+        let previous = GRAD_ENABLED.with(|g| g.replace(false));
+        NoGradGuard { previous }
+    }
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.previous));
+    }
+}
+
+/// A node for an op on `inputs`, or `None` when nothing needs its gradient.
+pub(crate) fn record(inputs: &[&Tensor], make_op: impl FnOnce() -> Op) -> Option<Arc<Node>> {
+    if !is_grad_enabled() || !inputs.iter().any(|t| t.is_requires_grad()) {
+        return None;
+    }
+    Some(Arc::new(Node {
+        seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
+        state: Mutex::new(Some(NodeState {
+            op: make_op(),
+            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+        })),
+    }))
+}
+
+/// Adds `g` into the gradient slot `slot` (out of place, so gradients never alias).
+fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+    *slot = Some(match slot.take() {
+        Some(old) => old.add(&g)?,
+        None => g,
+    });
+    Ok(())
+}
+
+impl Tensor {
+    /// Back-propagates from this one-element tensor (usually the loss) into the `grad` of every
+    /// leaf that requires grad.
+    ///
+    /// ```
+    /// # use webgrad::{Device, Tensor};
+    /// let dev = Device::new()?;
+    /// let x = Tensor::from_vec(&dev, vec![3.0], &[1])?.requires_grad();
+    /// let y = x.mul(&x)?; // x^2
+    /// y.backward()?;
+    /// assert_eq!(x.grad().unwrap().to_vec()?, vec![6.0]);
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::Autograd(format!(
+                "backward() needs a one-element tensor (a loss), got shape {:?}; \
+                 use backward_with(grad) for other outputs",
+                self.shape()
+            )));
+        }
+        let seed = Tensor::ones(self.device(), self.shape())?;
+        self.backward_with(&seed)
+    }
+
+    /// Back-propagates an explicit upstream gradient of this tensor's shape.
+    pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
+        if grad.shape() != self.shape() {
+            return Err(Error::Autograd(format!(
+                "gradient of shape {:?} given for a tensor of shape {:?}",
+                grad.shape(),
+                self.shape()
+            )));
+        }
+        if !self.is_requires_grad() {
+            return Err(Error::Autograd(
+                "backward on a tensor that does not require grad (no input called \
+                 .requires_grad(), or it was computed under no_grad)"
+                    .into(),
+            ));
+        }
+        let _no_grad = NoGradGuard::new();
+        if self.is_leaf() {
+            let mut slot = self.0.grad.lock().unwrap();
+            return accumulate(&mut slot, grad.clone());
+        }
+
+        // Every node reachable from `self`, with the tensor it produced.
+        let mut nodes: Vec<(u64, Tensor)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![self.clone()];
+        while let Some(t) = stack.pop() {
+            let Some(node) = &t.0.node else { continue };
+            if !seen.insert(Arc::as_ptr(node)) {
+                continue;
+            }
+            let state = node.state.lock().unwrap();
+            let Some(state) = state.as_ref() else {
+                return Err(Error::Autograd(
+                    "backward through a graph that was already freed: a previous backward \
+                     replayed it; recompute the forward pass"
+                        .into(),
+                ));
+            };
+            stack.extend(state.inputs.iter().filter(|i| i.is_requires_grad()).cloned());
+            nodes.push((node.seq, t.clone()));
+        }
+        nodes.sort_by(|a, b| b.0.cmp(&a.0));
+
+        let mut grads: HashMap<u64, Tensor> = HashMap::new();
+        grads.insert(self.id(), grad.clone());
+        for (_, out) in &nodes {
+            let node = out.0.node.as_ref().expect("collected nodes have a node");
+            let state = node.state.lock().unwrap().take();
+            let Some(NodeState { op, inputs }) = state else {
+                continue;
+            };
+            let Some(g) = grads.remove(&out.id()) else {
+                continue;
+            };
+            let input_grads = op.backward(&g, &inputs)?;
+            for (input, ig) in inputs.iter().zip(input_grads) {
+                let Some(ig) = ig else { continue };
+                if !input.is_requires_grad() {
+                    continue;
+                }
+                if ig.shape() != input.shape() {
+                    return Err(Error::Autograd(format!(
+                        "internal: gradient of shape {:?} for an input of shape {:?}",
+                        ig.shape(),
+                        input.shape()
+                    )));
+                }
+                if input.is_leaf() {
+                    let mut slot = input.0.grad.lock().unwrap();
+                    accumulate(&mut slot, ig)?;
+                } else {
+                    let mut slot = grads.remove(&input.id());
+                    accumulate(&mut slot, ig)?;
+                    grads.insert(input.id(), slot.unwrap());
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! `Tensor`: an f32, contiguous, row-major array in a GPU buffer, plus its autograd links.
+
+use std::sync::{Arc, Mutex};
+
+use crate::device::Device;
+use crate::error::{shape_err, Error, Result};
+use crate::shape::{numel, MAX_RANK};
+use crate::tape::{self, Node, Op};
+
+/// A GPU buffer owned by one or more tensors (views such as `reshape` share it).
+/// Dropping the last owner returns the buffer to the device's pool.
+pub(crate) struct Storage {
+    buffer: Option<wgpu::Buffer>,
+    class: u64,
+    pub device: Device,
+}
+
+impl Storage {
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("storage buffer present until drop")
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            self.device.release(b, self.class);
+        }
+    }
+}
+
+impl Device {
+    /// A buffer for `n` f32 values (contents undefined).
+    pub(crate) fn storage(&self, n: usize) -> Result<Arc<Storage>> {
+        let (buffer, class) = self.alloc(n as u64 * 4)?;
+        Ok(Arc::new(Storage {
+            buffer: Some(buffer),
+            class,
+            device: self.clone(),
+        }))
+    }
+}
+
+/// An n-dimensional array of f32 on a GPU. Cloning is cheap (the data is shared).
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<TensorInner>);
+
+pub(crate) struct TensorInner {
+    pub id: u64,
+    pub storage: Arc<Storage>,
+    pub shape: Vec<usize>,
+    pub requires_grad: bool,
+    /// The op that produced this tensor, if it was recorded on the tape.
+    pub node: Option<Arc<Node>>,
+    /// Accumulated gradient (leaves only).
+    pub grad: Mutex<Option<Tensor>>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor(shape={:?}, requires_grad={})",
+            self.0.shape, self.0.requires_grad
+        )
+    }
+}
+
+fn check_rank(shape: &[usize], op: &'static str) -> Result<()> {
+    if shape.len() > MAX_RANK {
+        return shape_err(
+            op,
+            format!("shape {shape:?} has more than {MAX_RANK} dimensions"),
+        );
+    }
+    Ok(())
+}
+
+impl Tensor {
+    /// Wraps a storage as a leaf tensor (no autograd history).
+    pub(crate) fn leaf(storage: Arc<Storage>, shape: Vec<usize>) -> Tensor {
+        let id = storage.device.next_id();
+        Tensor(Arc::new(TensorInner {
+            id,
+            storage,
+            shape,
+            requires_grad: false,
+            node: None,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// The result of an op on `inputs`: recorded on the tape when grad mode is on and any input
+    /// requires grad (`make_op` is only called then).
+    pub(crate) fn from_op(
+        storage: Arc<Storage>,
+        shape: Vec<usize>,
+        inputs: &[&Tensor],
+        make_op: impl FnOnce() -> Op,
+    ) -> Tensor {
+        let node = tape::record(inputs, make_op);
+        let id = storage.device.next_id();
+        Tensor(Arc::new(TensorInner {
+            id,
+            storage,
+            requires_grad: node.is_some(),
+            node,
+            shape,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// A new tensor with uninitialised contents.
+    pub(crate) fn uninit(dev: &Device, shape: &[usize]) -> Result<Tensor> {
+        check_rank(shape, "tensor")?;
+        Ok(Tensor::leaf(dev.storage(numel(shape))?, shape.to_vec()))
+    }
+
+    /// A tensor holding `data` with the given shape.
+    ///
+    /// ```
+    /// # use webgrad::{Device, Tensor};
+    /// let dev = Device::new()?;
+    /// let t = Tensor::from_vec(&dev, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// assert_eq!(t.shape(), &[2, 3]);
+    /// assert_eq!(t.to_vec()?, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
+    pub fn from_vec(dev: &Device, data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_slice(dev, &data, shape)
+    }
+
+    pub fn from_slice(dev: &Device, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return shape_err(
+                "from_vec",
+                format!(
+                    "{} values do not fill shape {shape:?} ({} elements)",
+                    data.len(),
+                    numel(shape)
+                ),
+            );
+        }
+        let t = Tensor::uninit(dev, shape)?;
+        dev.write(t.buffer(), bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// A rank-0 tensor holding one value.
+    pub fn scalar(dev: &Device, value: f32) -> Result<Tensor> {
+        Tensor::from_slice(dev, &[value], &[])
+    }
+
+    pub fn zeros(dev: &Device, shape: &[usize]) -> Result<Tensor> {
+        let t = Tensor::uninit(dev, shape)?;
+        dev.clear(t.buffer(), t.numel() as u64 * 4);
+        Ok(t)
+    }
+
+    pub fn ones(dev: &Device, shape: &[usize]) -> Result<Tensor> {
+        Tensor::full(dev, shape, 1.0)
+    }
+
+    pub fn full(dev: &Device, shape: &[usize], value: f32) -> Result<Tensor> {
+        let t = Tensor::uninit(dev, shape)?;
+        crate::ops::fill::fill(&t, value)?;
+        Ok(t)
+    }
+
+    /// Uniform in [0, 1), from the device's seeded generator (see [`Device::manual_seed`]).
+    pub fn rand(dev: &Device, shape: &[usize]) -> Result<Tensor> {
+        let data: Vec<f32> = {
+            let mut rng = dev.0.rng.lock().unwrap();
+            (0..numel(shape)).map(|_| rng.uniform()).collect()
+        };
+        Tensor::from_vec(dev, data, shape)
+    }
+
+    /// Standard normal, from the device's seeded generator.
+    pub fn randn(dev: &Device, shape: &[usize]) -> Result<Tensor> {
+        let data: Vec<f32> = {
+            let mut rng = dev.0.rng.lock().unwrap();
+            (0..numel(shape)).map(|_| rng.normal()).collect()
+        };
+        Tensor::from_vec(dev, data, shape)
+    }
+
+    /// Copies the values to the host (submits pending work and waits for it).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        let bytes = self.device().read(self.buffer(), self.numel() as u64 * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Like [`to_vec`](Self::to_vec), but awaits the GPU instead of blocking the thread.
+    pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        let bytes = self
+            .device()
+            .read_async(self.buffer(), self.numel() as u64 * 4)
+            .await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return shape_err(
+                "item",
+                format!("needs a one-element tensor, got shape {:?}", self.shape()),
+            );
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    /// Alias of [`shape`](Self::shape), as in candle.
+    pub fn dims(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    pub fn rank(&self) -> usize {
+        self.0.shape.len()
+    }
+
+    pub fn numel(&self) -> usize {
+        numel(&self.0.shape)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.0.storage.device
+    }
+
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        self.0.storage.buffer()
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The same data as a new leaf that does not require grad.
+    pub fn detach(&self) -> Tensor {
+        Tensor::leaf(self.0.storage.clone(), self.0.shape.clone())
+    }
+
+    /// The same data as a new leaf whose gradient `backward` will fill in.
+    pub fn requires_grad(self) -> Tensor {
+        self.with_requires_grad(true)
+    }
+
+    /// A leaf sharing this tensor's data with `requires_grad` set as given.
+    pub fn with_requires_grad(&self, requires_grad: bool) -> Tensor {
+        let t = self.detach();
+        Tensor(Arc::new(TensorInner {
+            id: t.0.id,
+            storage: t.0.storage.clone(),
+            shape: t.0.shape.clone(),
+            requires_grad,
+            node: None,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// Whether gradients flow to this tensor.
+    pub fn is_requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+
+    /// Whether this tensor was created by the user rather than by a recorded op.
+    pub fn is_leaf(&self) -> bool {
+        self.0.node.is_none()
+    }
+
+    /// The gradient accumulated by `backward` (leaves only).
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0.grad.lock().unwrap().clone()
+    }
+
+    /// Forgets the accumulated gradient.
+    pub fn zero_grad(&self) {
+        *self.0.grad.lock().unwrap() = None;
+    }
+
+    /// Copies `src`'s values into this tensor's buffer (same element count), in recorded order.
+    /// For parameter loading and optimizer state; not recorded on the tape.
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        self.device().same(src.device(), "copy_from")?;
+        if src.numel() != self.numel() {
+            return shape_err(
+                "copy_from",
+                format!(
+                    "source shape {:?} does not match destination {:?}",
+                    src.shape(),
+                    self.shape()
+                ),
+            );
+        }
+        self.device()
+            .copy(src.buffer(), self.buffer(), self.numel() as u64 * 4);
+        Ok(())
+    }
+
+    /// Overwrites this tensor's values from the host.
+    pub fn write_from_slice(&self, data: &[f32]) -> Result<()> {
+        if data.len() != self.numel() {
+            return Err(Error::Invalid(format!(
+                "write_from_slice: {} values for shape {:?}",
+                data.len(),
+                self.shape()
+            )));
+        }
+        // Ordered after everything recorded so far: submit it, then upload.
+        self.device().flush()?;
+        self.device().write(self.buffer(), bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// A copy of the data in a new buffer (recorded on the tape as identity).
+    pub fn copy(&self) -> Result<Tensor> {
+        let storage = self.device().storage(self.numel())?;
+        self.device()
+            .copy(self.buffer(), storage.buffer(), self.numel() as u64 * 4);
+        Ok(Tensor::from_op(
+            storage,
+            self.shape().to_vec(),
+            &[self],
+            || Op::Identity,
+        ))
+    }
+}
