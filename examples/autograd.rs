@@ -13,7 +13,10 @@ fn main() -> webgrad::Result<()> {
     f.backward()?;
     println!("f = (x + y) * z = {}", f.item()?);
     for (name, t) in [("x", &x), ("y", &y), ("z", &z)] {
-        println!("df/d{name} = {}", t.grad().expect("leaf has a gradient").item()?);
+        println!(
+            "df/d{name} = {}",
+            t.grad().expect("leaf has a gradient").item()?
+        );
     }
     Ok(())
 }

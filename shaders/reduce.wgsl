@@ -99,6 +99,11 @@ fn sum_backward(
     y[e] = x[o * p.inner + i] * p.scale;
 }
 
+// Bitwise, because `v != v` may be folded away by fast-math shader compilers.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // max_rows writes the values to y and the indices (as f32) to idx.
 @group(0) @binding(3) var<storage, read_write> idx: array<f32>;
 
@@ -118,8 +123,7 @@ fn max_rows(
     var best_k = 0u;
     for (var k = 1u; k < p.n; k++) {
         let v = x[(o * p.n + k) * p.inner + i];
-        let best_is_nan = best != best;
-        if (!best_is_nan && (v > best || v != v)) {
+        if (!is_nan(best) && (v > best || is_nan(v))) {
             best = v;
             best_k = k;
         }

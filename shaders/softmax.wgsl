@@ -42,9 +42,11 @@ fn softmax_forward(
         s += exp(x[base + k * p.inner] - m);
     }
     if (p.log == 1u) {
-        let lse = m + log(s);
+        // (x - m) - log(s), not x - (m + log(s)): the latter loses the digits of log(s)
+        // when |m| is large.
+        let ls = log(s);
         for (var k = 0u; k < p.n; k++) {
-            y[base + k * p.inner] = x[base + k * p.inner] - lse;
+            y[base + k * p.inner] = (x[base + k * p.inner] - m) - ls;
         }
     } else {
         let inv = 1.0 / s;

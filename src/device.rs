@@ -22,6 +22,9 @@ pub struct DeviceOptions {
     pub adapter: Option<String>,
     /// Submit the recorded commands after this many dispatches even without a readback.
     pub ops_per_submit: usize,
+    /// Matmul schedule: `None` picks by adapter type (register blocks on CPU adapters,
+    /// workgroup-memory tiles on GPUs); `Some(true)` forces the tiles, `Some(false)` the blocks.
+    pub matmul_tiles: Option<bool>,
 }
 
 impl Default for DeviceOptions {
@@ -31,6 +34,7 @@ impl Default for DeviceOptions {
             backend: var("WEBGRAD_BACKEND"),
             adapter: var("WEBGRAD_ADAPTER"),
             ops_per_submit: 2048,
+            matmul_tiles: None,
         }
     }
 }
@@ -74,8 +78,9 @@ pub(crate) struct DeviceInner {
     pub queue: wgpu::Queue,
     pub info: DeviceInfo,
     pub limits: wgpu::Limits,
-    /// Software adapters (lavapipe) prefer register-blocked kernels to workgroup-memory tiles.
-    pub is_cpu: bool,
+    /// Software adapters (lavapipe) run register-blocked matmuls faster than
+    /// workgroup-memory tiles; GPUs the other way round.
+    pub matmul_tiles: bool,
     pub pipelines: PipelineCache,
     pub batch: Mutex<Batch>,
     pub pool: Mutex<BufferPool>,
@@ -119,7 +124,11 @@ fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
         wgpu::DeviceType::Other => 3,
         wgpu::DeviceType::Cpu => 4,
     };
-    let api = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    let api = if info.backend == wgpu::Backend::Gl {
+        1
+    } else {
+        0
+    };
     (kind, api)
 }
 
@@ -133,22 +142,31 @@ impl Device {
     pub fn with_options(opts: DeviceOptions) -> Result<Device> {
         let backends = match &opts.backend {
             Some(b) => parse_backend(b)?,
-            None => wgpu::Backends::VULKAN
-                | wgpu::Backends::METAL
-                | wgpu::Backends::DX12
-                | wgpu::Backends::GL,
+            None => {
+                wgpu::Backends::VULKAN
+                    | wgpu::Backends::METAL
+                    | wgpu::Backends::DX12
+                    | wgpu::Backends::GL
+            }
         };
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = backends;
-        // Validation layers are a debugging aid that slows every dispatch; wgpu's own
-        // validation stays on.
-        desc.flags = wgpu::InstanceFlags::empty();
-        let instance = wgpu::Instance::new(desc);
+        let enumerate = |backends: wgpu::Backends| {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = backends;
+            // Validation layers are a debugging aid that slows every dispatch; wgpu's own
+            // validation stays on.
+            desc.flags = wgpu::InstanceFlags::empty();
+            let instance = wgpu::Instance::new(desc);
+            pollster::block_on(instance.enumerate_adapters(backends))
+        };
         // GL only when no native API has an adapter: probing EGL is slow and noisy headless.
         let native = backends - wgpu::Backends::GL;
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(native));
+        let mut adapters = if native.is_empty() {
+            Vec::new()
+        } else {
+            enumerate(native)
+        };
         if adapters.is_empty() && backends.contains(wgpu::Backends::GL) {
-            adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::GL));
+            adapters = enumerate(wgpu::Backends::GL);
         }
         let found: Vec<String> = adapters
             .iter()
@@ -203,11 +221,15 @@ impl Device {
             name: ai.name.clone(),
             backend: format!("{:?}", ai.backend),
             device_type: format!("{:?}", ai.device_type),
-            driver: format!("{} {}", ai.driver, ai.driver_info).trim().to_string(),
+            driver: format!("{} {}", ai.driver, ai.driver_info)
+                .trim()
+                .to_string(),
         };
         let batch = Batch::new(&device, &limits, opts.ops_per_submit.max(1));
         Ok(Device(Arc::new(DeviceInner {
-            is_cpu: ai.device_type == wgpu::DeviceType::Cpu,
+            matmul_tiles: opts
+                .matmul_tiles
+                .unwrap_or(ai.device_type != wgpu::DeviceType::Cpu),
             pipelines: PipelineCache::default(),
             batch: Mutex::new(batch),
             pool: Mutex::new(BufferPool::default()),

@@ -10,10 +10,7 @@ pub enum Error {
     /// The adapter refused to open a device, or the device reported an error.
     Device(String),
     /// Shapes that do not fit together, e.g. `add` of [2, 3] and [4, 3].
-    Shape {
-        op: &'static str,
-        msg: String,
-    },
+    Shape { op: &'static str, msg: String },
     /// A tensor is larger than the adapter can bind or allocate.
     TooLarge(String),
     /// Two tensors live on different devices.

@@ -25,7 +25,12 @@ macro_rules! shader {
     ($name:literal) => {
         crate::kernel::Shader {
             name: $name,
-            source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $name, ".wgsl")),
+            source: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/shaders/",
+                $name,
+                ".wgsl"
+            )),
         }
     };
 }
@@ -40,10 +45,13 @@ pub(crate) enum Bind<'a> {
 /// Bytes reserved per dispatch for its parameters (and the binding's size).
 const PARAM_SLOT: u64 = 256;
 
+/// (shader, entry point, number of buffers, bit mask of the writable ones)
+type PipelineKey = (&'static str, &'static str, u32, u32);
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str, u32, u32), Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
 
 pub(crate) struct Pipeline {
@@ -97,10 +105,9 @@ pub(crate) fn fold_grid(n: u32, max_dim: u32) -> (u32, u32) {
 impl Device {
     fn pipeline(&self, shader: &Shader, entry: &'static str, binds: &[Bind]) -> Arc<Pipeline> {
         let inner = &self.0;
-        let writes = binds
-            .iter()
-            .enumerate()
-            .fold(0u32, |m, (i, b)| m | (matches!(b, Bind::Write(_)) as u32) << i);
+        let writes = binds.iter().enumerate().fold(0u32, |m, (i, b)| {
+            m | (matches!(b, Bind::Write(_)) as u32) << i
+        });
         let key = (shader.name, entry, binds.len() as u32, writes);
         if let Some(p) = inner.pipelines.pipelines.lock().unwrap().get(&key) {
             return p.clone();
@@ -148,13 +155,14 @@ impl Device {
                 label: Some(entry),
                 entries: &entries,
             });
-        let pipeline_layout = inner
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(entry),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
+        let pipeline_layout =
+            inner
+                .device
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(entry),
+                    bind_group_layouts: &[Some(&layout)],
+                    immediate_size: 0,
+                });
         let pipeline = inner
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -222,7 +230,10 @@ impl Device {
             layout: &pipeline.layout,
             entries: &entries,
         });
-        let (x, y) = fold_grid(workgroups, inner.limits.max_compute_workgroups_per_dimension);
+        let (x, y) = fold_grid(
+            workgroups,
+            inner.limits.max_compute_workgroups_per_dimension,
+        );
         let pass = self.open_pass(&mut batch);
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[offset as u32]);

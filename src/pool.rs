@@ -71,7 +71,18 @@ mod tests {
 
     #[test]
     fn size_classes_cover_the_request_with_bounded_waste() {
-        for bytes in [1u64, 4, 255, 256, 257, 4096, 4097, 5000, 1 << 20, (1 << 20) + 1] {
+        for bytes in [
+            1u64,
+            4,
+            255,
+            256,
+            257,
+            4096,
+            4097,
+            5000,
+            1 << 20,
+            (1 << 20) + 1,
+        ] {
             let c = size_class(bytes);
             assert!(c >= bytes, "{bytes} -> {c}");
             assert!(c <= bytes.max(256) * 5 / 4 + 256, "{bytes} -> {c}");

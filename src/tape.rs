@@ -40,13 +40,6 @@ pub(crate) enum Op {
     Softmax(ops::softmax::Saved),
     Permute(ops::layout::PermuteSaved),
     Expand,
-    Custom(Box<dyn CustomBackward>),
-}
-
-/// Backward of ops defined outside the core list (CNN layers, losses): given the upstream
-/// gradient and the op's inputs, return one gradient per input (`None` where not needed).
-pub(crate) trait CustomBackward: Send + Sync {
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>>;
 }
 
 impl Op {
@@ -63,7 +56,6 @@ impl Op {
             Op::Softmax(s) => vec![Some(ops::softmax::backward(s, grad)?)],
             Op::Permute(s) => vec![Some(ops::layout::permute_backward(s, grad)?)],
             Op::Expand => vec![Some(ops::reduce::sum_to(grad, inputs[0].shape())?)],
-            Op::Custom(c) => c.backward(grad, inputs)?,
         })
     }
 }
@@ -191,10 +183,16 @@ impl Tensor {
                         .into(),
                 ));
             };
-            stack.extend(state.inputs.iter().filter(|i| i.is_requires_grad()).cloned());
+            stack.extend(
+                state
+                    .inputs
+                    .iter()
+                    .filter(|i| i.is_requires_grad())
+                    .cloned(),
+            );
             nodes.push((node.seq, t.clone()));
         }
-        nodes.sort_by(|a, b| b.0.cmp(&a.0));
+        nodes.sort_by_key(|n| std::cmp::Reverse(n.0));
 
         let mut grads: HashMap<u64, Tensor> = HashMap::new();
         grads.insert(self.id(), grad.clone());

@@ -17,7 +17,9 @@ pub(crate) struct Storage {
 
 impl Storage {
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("storage buffer present until drop")
+        self.buffer
+            .as_ref()
+            .expect("storage buffer present until drop")
     }
 }
 
@@ -313,7 +315,8 @@ impl Tensor {
         }
         // Ordered after everything recorded so far: submit it, then upload.
         self.device().flush()?;
-        self.device().write(self.buffer(), bytemuck::cast_slice(data));
+        self.device()
+            .write(self.buffer(), bytemuck::cast_slice(data));
         Ok(())
     }
 

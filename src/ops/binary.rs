@@ -128,8 +128,16 @@ pub(crate) fn backward(
     need_a: bool,
     need_b: bool,
 ) -> Result<Vec<Option<Tensor>>> {
-    let ga = if need_a { Some(grad_of(s, g, 0)?) } else { None };
-    let gb = if need_b { Some(grad_of(s, g, 1)?) } else { None };
+    let ga = if need_a {
+        Some(grad_of(s, g, 0)?)
+    } else {
+        None
+    };
+    let gb = if need_b {
+        Some(grad_of(s, g, 1)?)
+    } else {
+        None
+    };
     Ok(vec![ga, gb])
 }
 

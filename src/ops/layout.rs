@@ -59,7 +59,10 @@ impl Tensor {
             );
         }
         if shape.len() > MAX_RANK {
-            return shape_err("reshape", format!("{shape:?} has more than {MAX_RANK} dims"));
+            return shape_err(
+                "reshape",
+                format!("{shape:?} has more than {MAX_RANK} dims"),
+            );
         }
         Ok(Tensor::from_op(
             self.0.storage.clone(),
@@ -77,7 +80,10 @@ impl Tensor {
         let s = resolve_dim(start, self.rank(), "flatten")?;
         let e = resolve_dim(end, self.rank(), "flatten")?;
         if s > e {
-            return shape_err("flatten", format!("start dim {start} is after end dim {end}"));
+            return shape_err(
+                "flatten",
+                format!("start dim {start} is after end dim {end}"),
+            );
         }
         let mut shape = self.shape()[..s].to_vec();
         shape.push(self.shape()[s..=e].iter().product());
@@ -93,14 +99,18 @@ impl Tensor {
     /// Reorders the dims: output dim i is input dim `perm[i]` (a copy).
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
         let mut seen = vec![false; self.rank()];
-        if perm.len() != self.rank() || perm.iter().any(|&d| d >= self.rank() || seen[d]) {
+        let valid = perm.len() == self.rank()
+            && perm
+                .iter()
+                .all(|&d| d < self.rank() && !std::mem::replace(&mut seen[d], true));
+        if !valid {
             return shape_err(
                 "permute",
-                format!("{perm:?} is not a permutation of the dims of {:?}", self.shape()),
+                format!(
+                    "{perm:?} is not a permutation of the dims of {:?}",
+                    self.shape()
+                ),
             );
-        }
-        for &d in perm {
-            seen[d] = true;
         }
         let out = permute_raw(self, perm)?;
         let mut inverse = vec![0; perm.len()];

@@ -74,10 +74,10 @@ pub(crate) fn gemm(
         b.row_stride as u32,
         b.col_stride as u32,
     ];
-    let (entry, tile) = if dev.0.is_cpu {
-        ("matmul_blocked", 32)
-    } else {
+    let (entry, tile) = if dev.0.matmul_tiles {
         ("matmul_tiled", 64)
+    } else {
+        ("matmul_blocked", 32)
     };
     let tiles = m.div_ceil(tile) * n.div_ceil(tile) * batch;
     dev.dispatch(
@@ -136,7 +136,17 @@ pub(crate) fn backward(
     let ga = if need_a {
         // dA[bi] = dC[bi] x B[bi]^T
         let bt = Operand::transposed(s.b.buffer(), k, n, s.b_batched);
-        Some(product(dev, g_op, bt, batch, m, k, n, !s.a_batched, s.a.shape())?)
+        Some(product(
+            dev,
+            g_op,
+            bt,
+            batch,
+            m,
+            k,
+            n,
+            !s.a_batched,
+            s.a.shape(),
+        )?)
     } else {
         None
     };
@@ -146,10 +156,30 @@ pub(crate) fn backward(
         // dB = sum_bi A[bi]^T x dC[bi] = A_flat^T x dC_flat with the batch folded into rows.
         let at = Operand::transposed(s.a.buffer(), batch * m, k, false);
         let gf = Operand::rows(g.buffer(), batch * m, n, false);
-        Some(product(dev, at, gf, 1, k, n, batch * m, false, s.b.shape())?)
+        Some(product(
+            dev,
+            at,
+            gf,
+            1,
+            k,
+            n,
+            batch * m,
+            false,
+            s.b.shape(),
+        )?)
     } else {
         let at = Operand::transposed(s.a.buffer(), m, k, s.a_batched);
-        Some(product(dev, at, g_op, batch, k, n, m, !s.b_batched, s.b.shape())?)
+        Some(product(
+            dev,
+            at,
+            g_op,
+            batch,
+            k,
+            n,
+            m,
+            !s.b_batched,
+            s.b.shape(),
+        )?)
     };
     Ok(vec![ga, gb])
 }
@@ -218,17 +248,18 @@ impl Tensor {
         let batch = numel(&batch_shape);
         // An operand whose batch dims are all 1 is reused for every batch (stride 0); one that
         // is broadcast only partly is expanded to the full batch first.
-        let prepare = |t: &Tensor, own: &[usize], rows: usize, cols: usize| -> Result<(Tensor, bool)> {
-            if numel(own) == 1 && batch > 1 {
-                Ok((t.clone(), false))
-            } else if numel(own) == batch {
-                Ok((t.clone(), true))
-            } else {
-                let mut full = batch_shape.clone();
-                full.extend([rows, cols]);
-                Ok((t.expand(&full)?, true))
-            }
-        };
+        let prepare =
+            |t: &Tensor, own: &[usize], rows: usize, cols: usize| -> Result<(Tensor, bool)> {
+                if numel(own) == 1 && batch > 1 {
+                    Ok((t.clone(), false))
+                } else if numel(own) == batch {
+                    Ok((t.clone(), true))
+                } else {
+                    let mut full = batch_shape.clone();
+                    full.extend([rows, cols]);
+                    Ok((t.expand(&full)?, true))
+                }
+            };
         let (a, a_batched) = prepare(self, ba, m, k)?;
         let (b, b_batched) = prepare(other, bb, k, n)?;
         let dev = self.device();

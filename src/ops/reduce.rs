@@ -133,16 +133,21 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     }
     let rank = g.rank();
     if shape.len() > rank {
-        return shape_err(
-            "sum_to",
-            format!("cannot sum {:?} to {shape:?}", g.shape()),
-        );
+        return shape_err("sum_to", format!("cannot sum {:?} to {shape:?}", g.shape()));
     }
     let t = pad_shape(shape, rank);
     let dev = g.device();
     let out = Tensor::uninit(dev, shape)?;
     let n = out.numel();
-    let mut p = vec![0, 0, 0, 0, n as u32, rank as u32, (g.numel() / n.max(1)) as u32];
+    let mut p = vec![
+        0,
+        0,
+        0,
+        0,
+        n as u32,
+        rank as u32,
+        (g.numel() / n.max(1)) as u32,
+    ];
     p.extend(words8(g.shape()));
     p.extend(words8(&t));
     dev.dispatch(

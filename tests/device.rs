@@ -1,0 +1,98 @@
+//! The device: adapter info, large tensors past one grid dimension, limits, seeded random
+//! numbers, async readback and the buffer pool.
+
+mod common;
+use common::*;
+use webgrad::Tensor;
+
+#[test]
+fn reports_the_adapter() {
+    let info = device().info();
+    assert!(!info.name.is_empty());
+    assert!(
+        ["Vulkan", "Metal", "Dx12", "Gl"].contains(&info.backend.as_str()),
+        "{info}"
+    );
+}
+
+#[test]
+fn elementwise_past_65535_workgroups_is_correct() {
+    // 65,535 x 256 = 16,776,960: one more workgroup than fits in one grid dimension.
+    let n = 65_535 * 256 + 1000;
+    let x: Vec<f32> = (0..n).map(|i| (i % 1013) as f32 - 500.0).collect();
+    let t = tensor(&x, &[n]);
+    let y = t
+        .mul_scalar(2.0)
+        .unwrap()
+        .add(&t)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    for i in (0..n).step_by(9973).chain(n - 300..n) {
+        assert_eq!(y[i], 3.0 * x[i], "element {i}");
+    }
+}
+
+#[test]
+fn tensors_over_the_binding_limit_are_an_error() {
+    let max = device().limits().max_storage_buffer_binding_size;
+    let n = (max / 4 + 1) as usize;
+    let err = Tensor::zeros(device(), &[n]).unwrap_err().to_string();
+    assert!(err.contains("exceed"), "{err}");
+}
+
+#[test]
+fn random_tensors_are_reproducible() {
+    let dev = webgrad::Device::new().unwrap();
+    dev.manual_seed(42);
+    let a = Tensor::randn(&dev, &[100]).unwrap().to_vec().unwrap();
+    let u = Tensor::rand(&dev, &[100]).unwrap().to_vec().unwrap();
+    dev.manual_seed(42);
+    assert_eq!(Tensor::randn(&dev, &[100]).unwrap().to_vec().unwrap(), a);
+    assert_eq!(Tensor::rand(&dev, &[100]).unwrap().to_vec().unwrap(), u);
+    assert!(u.iter().all(|&v| (0.0..1.0).contains(&v)));
+    let mean: f32 = a.iter().sum::<f32>() / 100.0;
+    assert!(mean.abs() < 0.3, "{mean}");
+}
+
+#[test]
+fn fills_and_async_readback() {
+    let t = Tensor::full(device(), &[3, 70], 2.5).unwrap();
+    assert!(pollster::block_on(t.to_vec_async())
+        .unwrap()
+        .iter()
+        .all(|&v| v == 2.5));
+    assert!(Tensor::zeros(device(), &[5])
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
+    assert_eq!(Tensor::scalar(device(), 4.0).unwrap().item().unwrap(), 4.0);
+    let err = Tensor::from_vec(device(), vec![1.0; 5], &[2, 3])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[2, 3]"), "{err}");
+}
+
+#[test]
+fn memory_is_reused_across_iterations() {
+    let dev = webgrad::Device::new().unwrap();
+    let x = Tensor::randn(&dev, &[64, 100]).unwrap().requires_grad();
+    let w = Tensor::randn(&dev, &[100, 10]).unwrap().requires_grad();
+    let step = || {
+        let loss = x.matmul(&w).unwrap().relu().unwrap().sum().unwrap();
+        loss.backward().unwrap();
+        x.zero_grad();
+        w.zero_grad();
+        dev.sync().unwrap();
+    };
+    for _ in 0..3 {
+        step();
+    }
+    let after_warmup = dev.memory_allocated();
+    for _ in 0..50 {
+        step();
+    }
+    assert_eq!(dev.memory_allocated(), after_warmup);
+}

@@ -1,0 +1,205 @@
+//! matmul: 2-D, batched, broadcast and 1-D forms against float64; backward by gradcheck and
+//! against PyTorch (matmul, batched matmul, and linear = x w^T + b).
+
+mod common;
+use common::*;
+
+/// Rounding error bound for a dot product: a few ulps of sum |a||b|.
+fn check_mm(m: usize, k: usize, n: usize, seed: u64) {
+    let a = randn(seed, m * k);
+    let b = randn(seed + 1, k * n);
+    let got = tensor(&a, &[m, k]).matmul(&tensor(&b, &[k, n])).unwrap();
+    assert_eq!(got.shape(), &[m, n]);
+    let (want, mag) = matmul_ref(&a, &b, 1, m, k, n);
+    let got = got.to_vec().unwrap();
+    for i in 0..m * n {
+        let err = (got[i] as f64 - want[i]).abs();
+        assert!(
+            err <= 1e-6 * mag[i] * (k as f64).sqrt() + 1e-6,
+            "{m}x{k}x{n} [{i}]: {} vs {}",
+            got[i],
+            want[i]
+        );
+    }
+}
+
+#[test]
+fn two_d_matches_float64_across_tile_edges() {
+    for (i, &(m, k, n)) in [
+        (1, 1, 1),
+        (7, 13, 5),
+        (32, 32, 32),
+        (33, 31, 65),
+        (65, 33, 70),
+        (130, 257, 67),
+        (1, 300, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_mm(m, k, n, i as u64 * 10);
+    }
+}
+
+#[test]
+fn batched_and_broadcast_forms() {
+    let (m, k, n) = (5, 6, 7);
+    let a = randn(1, 2 * 3 * m * k);
+    let b = randn(2, 3 * k * n);
+    // [2, 3, m, k] x [3, k, n]: b broadcast over the first batch dim.
+    let got = tensor(&a, &[2, 3, m, k])
+        .matmul(&tensor(&b, &[3, k, n]))
+        .unwrap();
+    assert_eq!(got.shape(), &[2, 3, m, n]);
+    let bb: Vec<f32> = b.iter().chain(b.iter()).cloned().collect();
+    let (want, _) = matmul_ref(&a, &bb, 6, m, k, n);
+    assert_close(
+        &got.to_vec().unwrap(),
+        &want,
+        1e-5,
+        1e-5,
+        "batched broadcast",
+    );
+
+    // [2, 1, m, k] x [3, k, n] -> [2, 3, m, n]: a expanded along dim 1.
+    let a2 = randn(3, 2 * m * k);
+    let got = tensor(&a2, &[2, 1, m, k])
+        .matmul(&tensor(&b, &[3, k, n]))
+        .unwrap();
+    assert_eq!(got.shape(), &[2, 3, m, n]);
+    let mut aa = Vec::new();
+    for bi in 0..2 {
+        for _ in 0..3 {
+            aa.extend_from_slice(&a2[bi * m * k..(bi + 1) * m * k]);
+        }
+    }
+    let (want, _) = matmul_ref(&aa, &bb, 6, m, k, n);
+    assert_close(&got.to_vec().unwrap(), &want, 1e-5, 1e-5, "expanded batch");
+
+    // Batched x 2-D.
+    let w = randn(4, k * n);
+    let got = tensor(&a, &[6, m, k]).matmul(&tensor(&w, &[k, n])).unwrap();
+    let ww: Vec<f32> = (0..6).flat_map(|_| w.clone()).collect();
+    let (want, _) = matmul_ref(&a, &ww, 6, m, k, n);
+    assert_close(&got.to_vec().unwrap(), &want, 1e-5, 1e-5, "batched x 2-D");
+
+    // 1-D operands.
+    let v = randn(5, k);
+    let mat = randn(6, k * n);
+    let got = tensor(&v, &[k]).matmul(&tensor(&mat, &[k, n])).unwrap();
+    assert_eq!(got.shape(), &[n]);
+    let (want, _) = matmul_ref(&v, &mat, 1, 1, k, n);
+    assert_close(&got.to_vec().unwrap(), &want, 1e-5, 1e-5, "vector x matrix");
+    let got = tensor(&mat, &[n, k]).matmul(&tensor(&v, &[k])).unwrap();
+    assert_eq!(got.shape(), &[n]);
+    let dot = tensor(&v, &[k]).matmul(&tensor(&v, &[k])).unwrap();
+    assert_eq!(dot.shape(), &[] as &[usize]);
+}
+
+#[test]
+fn mismatched_inner_dims_are_an_error() {
+    let err = tensor(&[0.0; 6], &[2, 3])
+        .matmul(&tensor(&[0.0; 8], &[4, 2]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[2, 3]") && err.contains("[4, 2]"), "{err}");
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[3, 4], &[4, 5]),
+        (&[2, 3, 4], &[2, 4, 2]),
+        (&[2, 3, 4], &[4, 2]),
+        (&[3, 4], &[2, 4, 2]),
+        (&[2, 1, 2, 3], &[3, 3, 2]),
+        (&[4], &[4, 3]),
+        (&[3, 4], &[4]),
+    ];
+    for (i, (sa, sb)) in cases.iter().enumerate() {
+        let a = randn(i as u64 + 30, numel(sa));
+        let b = randn(i as u64 + 60, numel(sb));
+        check_grad(
+            &format!("matmul {sa:?} {sb:?}"),
+            |t| t[0].matmul(&t[1]),
+            &[tensor(&a, sa), tensor(&b, sb)],
+            5e-3,
+        );
+    }
+}
+
+#[test]
+fn matches_pytorch_reference() {
+    let r = Reference::ops();
+    for case in ["matmul", "matmul_batched"] {
+        let a = r.tensor(case, "a").requires_grad();
+        let b = r.tensor(case, "b").requires_grad();
+        let out = a.matmul(&b).unwrap();
+        r.assert_matches(case, "output", &out, 1e-5, 1e-5);
+        out.backward_with(&r.tensor(case, "grad_output")).unwrap();
+        r.assert_matches(case, "grad_a", &a.grad().unwrap(), 1e-5, 1e-5);
+        r.assert_matches(case, "grad_b", &b.grad().unwrap(), 1e-5, 1e-5);
+    }
+    // linear(x, w, b) = x w^T + b, composed from core ops.
+    let case = "linear";
+    let x = r.tensor(case, "input").requires_grad();
+    let w = r.tensor(case, "weight").requires_grad();
+    let b = r.tensor(case, "bias").requires_grad();
+    let out = x.matmul(&w.t().unwrap()).unwrap().add(&b).unwrap();
+    r.assert_matches(case, "output", &out, 1e-5, 1e-5);
+    out.backward_with(&r.tensor(case, "grad_output")).unwrap();
+    r.assert_matches(case, "grad_input", &x.grad().unwrap(), 1e-5, 1e-5);
+    r.assert_matches(case, "grad_weight", &w.grad().unwrap(), 1e-5, 1e-5);
+    r.assert_matches(case, "grad_bias", &b.grad().unwrap(), 1e-5, 1e-5);
+}
+
+#[test]
+fn both_schedules_agree_with_float64() {
+    // Whatever the adapter, run the workgroup-memory tiles and the register blocks.
+    for tiles in [true, false] {
+        let opts = webgrad::DeviceOptions {
+            matmul_tiles: Some(tiles),
+            ..Default::default()
+        };
+        let dev = webgrad::Device::with_options(opts).unwrap();
+        for &(batch, m, k, n) in &[
+            (1, 1, 1, 1),
+            (1, 65, 33, 70),
+            (3, 130, 17, 67),
+            (2, 64, 64, 64),
+        ] {
+            let a = randn(m as u64, batch * m * k);
+            let b = randn(n as u64, batch * k * n);
+            let ta = webgrad::Tensor::from_slice(&dev, &a, &[batch, m, k]).unwrap();
+            let tb = webgrad::Tensor::from_slice(&dev, &b, &[batch, k, n]).unwrap();
+            let (want, _) = matmul_ref(&a, &b, batch, m, k, n);
+            let got = ta.matmul(&tb).unwrap().to_vec().unwrap();
+            assert_close(
+                &got,
+                &want,
+                1e-5,
+                1e-5,
+                &format!("tiles={tiles} {batch}x{m}x{k}x{n}"),
+            );
+            // Transposed operands through strides (the backward's path).
+            let tg = ta.requires_grad();
+            tg.matmul(&tb).unwrap().sum().unwrap().backward().unwrap();
+            let mut want_g = vec![0.0f64; batch * m * k];
+            for bi in 0..batch {
+                for i in 0..m {
+                    for kk in 0..k {
+                        want_g[bi * m * k + i * k + kk] =
+                            (0..n).map(|j| b[bi * k * n + kk * n + j] as f64).sum();
+                    }
+                }
+            }
+            assert_close(
+                &tg.grad().unwrap().to_vec().unwrap(),
+                &want_g,
+                1e-5,
+                1e-5,
+                "grad via strides",
+            );
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! sum / mean / max over all elements and over a dim: float64 references, gradcheck, PyTorch.
+
+mod common;
+use common::*;
+
+/// float64 sum over `dim` of a contiguous tensor (returns values and the [outer, n, inner]).
+fn sum_dim_ref(x: &[f32], shape: &[usize], dim: usize) -> Vec<f64> {
+    let outer: usize = shape[..dim].iter().product();
+    let n = shape[dim];
+    let inner: usize = shape[dim + 1..].iter().product();
+    let mut out = vec![0.0; outer * inner];
+    for o in 0..outer {
+        for k in 0..n {
+            for i in 0..inner {
+                out[o * inner + i] += x[(o * n + k) * inner + i] as f64;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sum_and_mean_match_float64() {
+    let shapes: &[&[usize]] = &[
+        &[1],
+        &[5],
+        &[1000],
+        &[3, 700],
+        &[4, 6, 5],
+        &[2, 3, 300, 2],
+        &[100_003],
+    ];
+    for (s, shape) in shapes.iter().enumerate() {
+        let x = randn(s as u64, numel(shape));
+        let t = tensor(&x, shape);
+        let total: f64 = x.iter().map(|&v| v as f64).sum();
+        let abs: f64 = x.iter().map(|&v| (v as f64).abs()).sum();
+        let got = t.sum().unwrap();
+        assert_eq!(got.shape(), &[] as &[usize]);
+        assert_close(
+            &got.to_vec().unwrap(),
+            &[total],
+            1e-6 * abs + 1e-6,
+            0.0,
+            "sum",
+        );
+        let n = numel(shape) as f64;
+        assert_close(
+            &t.mean().unwrap().to_vec().unwrap(),
+            &[total / n],
+            (1e-6 * abs + 1e-6) / n,
+            0.0,
+            "mean",
+        );
+        for d in 0..shape.len() {
+            let want = sum_dim_ref(&x, shape, d);
+            for keepdim in [false, true] {
+                let got = t.sum_dim(d as isize, keepdim).unwrap();
+                let mut ws = shape.to_vec();
+                if keepdim {
+                    ws[d] = 1
+                } else {
+                    ws.remove(d);
+                }
+                assert_eq!(got.shape(), ws.as_slice());
+                let tol = 1e-6 * (shape[d] as f64).sqrt() * 4.0;
+                assert_close(&got.to_vec().unwrap(), &want, tol, 1e-6, "sum_dim");
+                let mean: Vec<f64> = want.iter().map(|v| v / shape[d] as f64).collect();
+                let got = t
+                    .mean_dim(d as isize - shape.len() as isize, keepdim)
+                    .unwrap();
+                assert_close(&got.to_vec().unwrap(), &mean, tol, 1e-6, "mean_dim");
+            }
+        }
+    }
+}
+
+#[test]
+fn max_dim_returns_values_and_first_indices() {
+    let shape = [3usize, 5, 4];
+    let mut x = randn(3, 60);
+    x[7] = x[3]; // a tie along dim 1 at (0, 0..) is not guaranteed; make one explicitly:
+    x[4 * 2] = 10.0; // (0, 2, 0)
+    x[4 * 4] = 10.0; // (0, 4, 0): same max, later index
+    let t = tensor(&x, &shape);
+    let (v, i) = t.max_dim(1, false).unwrap();
+    assert_eq!(v.shape(), &[3, 4]);
+    let (v, i) = (v.to_vec().unwrap(), i.to_vec().unwrap());
+    for o in 0..3 {
+        for j in 0..4 {
+            let col: Vec<f32> = (0..5).map(|k| x[(o * 5 + k) * 4 + j]).collect();
+            let m = col.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let first = col.iter().position(|&c| c == m).unwrap();
+            assert_eq!(v[o * 4 + j], m);
+            assert_eq!(i[o * 4 + j], first as f32);
+        }
+    }
+    let am = t.argmax(-1, true).unwrap();
+    assert_eq!(am.shape(), &[3, 5, 1]);
+    let nan = tensor(&[1.0, f32::NAN, 3.0], &[3]);
+    assert!(nan.max_dim(0, false).unwrap().0.to_vec().unwrap()[0].is_nan());
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    let x = randn(21, 24);
+    check_grad("sum", |t| t[0].sum(), &[tensor(&x, &[2, 3, 4])], 5e-3);
+    check_grad("mean", |t| t[0].mean(), &[tensor(&x, &[2, 3, 4])], 5e-3);
+    for d in -3..3isize {
+        check_grad(
+            "sum_dim",
+            move |t| t[0].sum_dim(d, false),
+            &[tensor(&x, &[2, 3, 4])],
+            5e-3,
+        );
+        check_grad(
+            "mean_dim",
+            move |t| t[0].mean_dim(d, true),
+            &[tensor(&x, &[2, 3, 4])],
+            5e-3,
+        );
+        check_grad(
+            "max_dim",
+            move |t| Ok(t[0].max_dim(d, false)?.0),
+            &[tensor(&x, &[2, 3, 4])],
+            5e-3,
+        );
+    }
+    // A long row takes the one-workgroup-per-row kernel.
+    let long = randn(22, 600);
+    check_grad(
+        "sum wide",
+        |t| t[0].sum_dim(1, false),
+        &[tensor(&long, &[2, 300])],
+        5e-3,
+    );
+}
+
+#[test]
+fn matches_pytorch_reference() {
+    let r = Reference::ops();
+    let x = r.tensor("sum_dim1", "input").requires_grad();
+    let y = x.sum_dim(1, false).unwrap();
+    r.assert_matches("sum_dim1", "output", &y, 1e-5, 1e-5);
+    y.backward_with(&r.tensor("sum_dim1", "grad_output"))
+        .unwrap();
+    r.assert_matches("sum_dim1", "grad_input", &x.grad().unwrap(), 1e-6, 1e-6);
+
+    let x = r.tensor("mean_all", "input").requires_grad();
+    let y = x.mean().unwrap();
+    r.assert_matches("mean_all", "output", &y, 1e-6, 1e-5);
+    y.backward_with(&r.tensor("mean_all", "grad_output"))
+        .unwrap();
+    r.assert_matches("mean_all", "grad_input", &x.grad().unwrap(), 1e-7, 1e-6);
+}

@@ -1,0 +1,123 @@
+//! Unary ops: forward against float64 on random inputs, backward by gradcheck and PyTorch.
+
+mod common;
+use common::*;
+use webgrad::Tensor;
+
+type UnaryFn = fn(&Tensor) -> webgrad::Result<Tensor>;
+type Op = (&'static str, UnaryFn, fn(f64) -> f64);
+
+fn ops() -> Vec<Op> {
+    vec![
+        ("neg", |t| t.neg(), |x| -x),
+        ("relu", |t| t.relu(), |x| x.max(0.0)),
+        ("sigmoid", |t| t.sigmoid(), |x| 1.0 / (1.0 + (-x).exp())),
+        ("tanh", |t| t.tanh(), |x| x.tanh()),
+        ("exp", |t| t.exp(), |x| x.exp()),
+        ("abs", |t| t.abs(), |x| x.abs()),
+        ("powf2", |t| t.powf(2.0), |x| x.powi(2)),
+        ("powf3", |t| t.powf(3.0), |x| x.powi(3)),
+        ("add_scalar", |t| t.add_scalar(1.5), |x| x + 1.5),
+        ("sub_scalar", |t| t.sub_scalar(0.25), |x| x - 0.25),
+        ("mul_scalar", |t| t.mul_scalar(-3.0), |x| x * -3.0),
+        ("div_scalar", |t| t.div_scalar(7.0), |x| x / 7.0),
+    ]
+}
+
+fn positive_ops() -> Vec<Op> {
+    vec![
+        ("log", |t| t.log(), |x| x.ln()),
+        ("sqrt", |t| t.sqrt(), |x| x.sqrt()),
+        ("powf_frac", |t| t.powf(1.7), |x| x.powf(1.7)),
+        ("powf_neg", |t| t.powf(-0.5), |x| x.powf(-0.5)),
+    ]
+}
+
+const SHAPES: &[&[usize]] = &[&[1], &[7], &[257], &[3, 5, 7], &[70, 1000]];
+
+#[test]
+fn forward_matches_float64_on_random_inputs() {
+    for (si, shape) in SHAPES.iter().enumerate() {
+        let n = numel(shape);
+        let x = randn(si as u64 + 1, n)
+            .iter()
+            .map(|v| v * 3.0)
+            .collect::<Vec<_>>();
+        let xp = uniform(si as u64 + 100, n, 0.01, 10.0);
+        for (xs, list) in [(&x, ops()), (&xp, positive_ops())] {
+            let t = tensor(xs, shape);
+            for (name, f, r) in list {
+                let got = f(&t).unwrap();
+                assert_eq!(got.shape(), *shape);
+                let want: Vec<f64> = xs.iter().map(|&v| r(v as f64)).collect();
+                assert_close(&got.to_vec().unwrap(), &want, 1e-6, 1e-5, name);
+            }
+        }
+    }
+}
+
+#[test]
+fn special_values_follow_pytorch() {
+    let t = tensor(&[-100.0, -20.0, 0.0, 20.0, 100.0], &[5]);
+    let s = t.sigmoid().unwrap().to_vec().unwrap();
+    assert_close(
+        &s,
+        &[0.0, 2.0611536e-9, 0.5, 1.0, 1.0],
+        1e-12,
+        1e-5,
+        "sigmoid",
+    );
+    let th = t.tanh().unwrap().to_vec().unwrap();
+    assert_eq!(th, vec![-1.0, -1.0, 0.0, 1.0, 1.0]);
+    let neg = tensor(&[-2.0, -1.0], &[2]);
+    assert!(neg
+        .log()
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .iter()
+        .all(|v| v.is_nan()));
+    assert_eq!(neg.powf(3.0).unwrap().to_vec().unwrap(), vec![-8.0, -1.0]);
+    assert_eq!(neg.powf(2.0).unwrap().to_vec().unwrap(), vec![4.0, 1.0]);
+    assert_eq!(neg.powf(0.0).unwrap().to_vec().unwrap(), vec![1.0, 1.0]);
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    // Inputs keep away from relu's and abs's kink at 0 (the step is 1e-2).
+    let x: Vec<f32> = randn(11, 12)
+        .iter()
+        .map(|v| {
+            if v.abs() < 0.1 {
+                v.signum() * 0.3 + v
+            } else {
+                *v
+            }
+        })
+        .collect();
+    let xp = uniform(12, 12, 0.5, 2.0);
+    for (xs, list) in [(&x, ops()), (&xp, positive_ops())] {
+        for (name, f, _) in list {
+            check_grad(name, move |t| f(&t[0]), &[tensor(xs, &[3, 4])], 5e-3);
+        }
+    }
+}
+
+#[test]
+fn matches_pytorch_reference() {
+    let r = Reference::ops();
+    let fs: [(&str, UnaryFn); 5] = [
+        ("relu", |t| t.relu()),
+        ("sigmoid", |t| t.sigmoid()),
+        ("tanh", |t| t.tanh()),
+        ("exp", |t| t.exp()),
+        ("log", |t| t.log()),
+    ];
+    for (case, f) in fs {
+        let x = r.tensor(case, "input").requires_grad();
+        let y = f(&x).unwrap();
+        r.assert_matches(case, "output", &y, 1e-6, 1e-5);
+        y.backward_with(&r.tensor(case, "grad_output")).unwrap();
+        r.assert_matches(case, "grad_input", &x.grad().unwrap(), 1e-6, 1e-5);
+    }
+}
