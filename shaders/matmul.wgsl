@@ -1,9 +1,12 @@
 // Batched matrix product C[bi] = A[bi] x B[bi] with arbitrary strides, so transposed operands
-// (the backward's A^T and B^T) are read in place rather than copied.
+// (the backward's A^T and B^T) and column matrices are read in place rather than copied.
 //
-// Indexing: A[bi, r, k] = a[bi * a_bs + r * a_rs + k * a_cs], B likewise, C contiguous
-// [batch, m, n]. The flat workgroup index t = wid.x + wid.y * num_workgroups.x enumerates
-// output tiles: bi = t / (tiles_m * tiles_n), then the tile's row and column.
+// Indexing: A[bi, r, k] = a[a_off + bi * a_bs + r * a_rs + k * a_cs], B likewise;
+// C[bi, r, c] = c[c_off + bi * c_bs + r * n + c]. The flat workgroup index
+// t = wid.x + wid.y * num_workgroups.x enumerates output tiles: the output batch
+// t / (tiles_m * tiles_n), then the tile's row and column.
+// With sum_batch = 1 there is one output, C = sum over bi of A[bi] x B[bi] (a weight gradient
+// summed over images); with accumulate = 1 the result is added to C instead of stored.
 // Two schedules, chosen by the host from the adapter type:
 // - matmul_tiled (GPUs): 16x16 invocations share 64x16 tiles of A and B in workgroup memory;
 //   each invocation accumulates a 4x4 block of the 64x64 output tile.
@@ -15,12 +18,31 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
+    a_off: u32,
     a_bs: u32,
     a_rs: u32,
     a_cs: u32,
+    b_off: u32,
     b_bs: u32,
     b_rs: u32,
     b_cs: u32,
+    c_off: u32,
+    c_bs: u32,
+    sum_batch: u32,
+    accumulate: u32,
+}
+
+fn out_batches() -> u32 {
+    return select(p.batch, 1u, p.sum_batch == 1u);
+}
+
+// Stores or adds one output element.
+fn store(i: u32, v: f32) {
+    if (p.accumulate == 1u) {
+        c[i] += v;
+    } else {
+        c[i] = v;
+    }
 }
 
 @group(0) @binding(0) var<storage, read> p: Params;
@@ -44,55 +66,59 @@ fn matmul_tiled(
     let tiles_m = (p.m + TILE - 1u) / TILE;
     let tiles_n = (p.n + TILE - 1u) / TILE;
     let t = wid.x + wid.y * nwg.x;
-    if (t >= tiles_m * tiles_n * p.batch) {
+    if (t >= tiles_m * tiles_n * out_batches()) {
         return;
     }
-    let bi = t / (tiles_m * tiles_n);
+    let ob = t / (tiles_m * tiles_n);
     let rem = t % (tiles_m * tiles_n);
     let row0 = (rem / tiles_n) * TILE;
     let col0 = (rem % tiles_n) * TILE;
-    let a_base = bi * p.a_bs;
-    let b_base = bi * p.b_bs;
+    let b_first = select(ob, 0u, p.sum_batch == 1u);
+    let b_last = select(ob + 1u, p.batch, p.sum_batch == 1u);
 
     var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < p.k; k0 += TK) {
-        // 256 invocations load the 1024 values of each tile, 4 each, zero-padded at edges.
-        for (var l = 0u; l < 4u; l++) {
-            let e = li + l * 256u;
-            let r = e / TK;
-            let ka = k0 + e % TK;
-            var av = 0.0;
-            if (row0 + r < p.m && ka < p.k) {
-                av = a[a_base + (row0 + r) * p.a_rs + ka * p.a_cs];
+    for (var bi = b_first; bi < b_last; bi++) {
+        let a_base = p.a_off + bi * p.a_bs;
+        let b_base = p.b_off + bi * p.b_bs;
+        for (var k0 = 0u; k0 < p.k; k0 += TK) {
+            // 256 invocations load the 1024 values of each tile, 4 each, zero-padded at edges.
+            for (var l = 0u; l < 4u; l++) {
+                let e = li + l * 256u;
+                let r = e / TK;
+                let ka = k0 + e % TK;
+                var av = 0.0;
+                if (row0 + r < p.m && ka < p.k) {
+                    av = a[a_base + (row0 + r) * p.a_rs + ka * p.a_cs];
+                }
+                a_tile[(e % TK) * TILE + r] = av;
+                let kb = e / TILE;
+                let col = e % TILE;
+                var bv = 0.0;
+                if (k0 + kb < p.k && col0 + col < p.n) {
+                    bv = b[b_base + (k0 + kb) * p.b_rs + (col0 + col) * p.b_cs];
+                }
+                b_tile[kb * TILE + col] = bv;
             }
-            a_tile[(e % TK) * TILE + r] = av;
-            let kb = e / TILE;
-            let col = e % TILE;
-            var bv = 0.0;
-            if (k0 + kb < p.k && col0 + col < p.n) {
-                bv = b[b_base + (k0 + kb) * p.b_rs + (col0 + col) * p.b_cs];
+            workgroupBarrier();
+            for (var kk = 0u; kk < TK; kk++) {
+                let bo = kk * TILE + lid.x * 4u;
+                let bv = vec4<f32>(b_tile[bo], b_tile[bo + 1u], b_tile[bo + 2u], b_tile[bo + 3u]);
+                let ao = kk * TILE + lid.y * 4u;
+                acc[0] += a_tile[ao] * bv;
+                acc[1] += a_tile[ao + 1u] * bv;
+                acc[2] += a_tile[ao + 2u] * bv;
+                acc[3] += a_tile[ao + 3u] * bv;
             }
-            b_tile[kb * TILE + col] = bv;
+            workgroupBarrier();
         }
-        workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            let bo = kk * TILE + lid.x * 4u;
-            let bv = vec4<f32>(b_tile[bo], b_tile[bo + 1u], b_tile[bo + 2u], b_tile[bo + 3u]);
-            let ao = kk * TILE + lid.y * 4u;
-            acc[0] += a_tile[ao] * bv;
-            acc[1] += a_tile[ao + 1u] * bv;
-            acc[2] += a_tile[ao + 2u] * bv;
-            acc[3] += a_tile[ao + 3u] * bv;
-        }
-        workgroupBarrier();
     }
-    let c_base = bi * p.m * p.n;
+    let c_base = p.c_off + ob * p.c_bs;
     for (var r = 0u; r < 4u; r++) {
         let row = row0 + lid.y * 4u + r;
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + lid.x * 4u + j;
             if (row < p.m && col < p.n) {
-                c[c_base + row * p.n + col] = acc[r][j];
+                store(c_base + row * p.n + col, acc[r][j]);
             }
         }
     }
@@ -109,40 +135,44 @@ fn matmul_blocked(
     let tiles_m = (p.m + BTILE - 1u) / BTILE;
     let tiles_n = (p.n + BTILE - 1u) / BTILE;
     let t = wid.x + wid.y * nwg.x;
-    if (t >= tiles_m * tiles_n * p.batch) {
+    if (t >= tiles_m * tiles_n * out_batches()) {
         return;
     }
-    let bi = t / (tiles_m * tiles_n);
+    let ob = t / (tiles_m * tiles_n);
     let rem = t % (tiles_m * tiles_n);
     let r0 = (rem / tiles_n) * BTILE + (li / 8u) * 4u;
     let c0 = (rem % tiles_n) * BTILE + (li % 8u) * 4u;
     if (r0 >= p.m || c0 >= p.n) {
         return;
     }
-    // Rows and columns past the edge re-read the last valid one; their results are not stored.
-    var ar: array<u32, 4>;
-    var bc: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        ar[i] = bi * p.a_bs + min(r0 + i, p.m - 1u) * p.a_rs;
-        bc[i] = bi * p.b_bs + min(c0 + i, p.n - 1u) * p.b_cs;
-    }
+    let b_first = select(ob, 0u, p.sum_batch == 1u);
+    let b_last = select(ob + 1u, p.batch, p.sum_batch == 1u);
     var acc: array<vec4<f32>, 4>;
-    for (var k = 0u; k < p.k; k++) {
-        let ka = k * p.a_cs;
-        let kb = k * p.b_rs;
-        let bv = vec4<f32>(b[bc[0] + kb], b[bc[1] + kb], b[bc[2] + kb], b[bc[3] + kb]);
-        acc[0] += a[ar[0] + ka] * bv;
-        acc[1] += a[ar[1] + ka] * bv;
-        acc[2] += a[ar[2] + ka] * bv;
-        acc[3] += a[ar[3] + ka] * bv;
+    for (var bi = b_first; bi < b_last; bi++) {
+        // Rows and columns past the edge re-read the last valid one; their results are not stored.
+        var ar: array<u32, 4>;
+        var bc: array<u32, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            ar[i] = p.a_off + bi * p.a_bs + min(r0 + i, p.m - 1u) * p.a_rs;
+            bc[i] = p.b_off + bi * p.b_bs + min(c0 + i, p.n - 1u) * p.b_cs;
+        }
+        for (var k = 0u; k < p.k; k++) {
+            let ka = k * p.a_cs;
+            let kb = k * p.b_rs;
+            let bv = vec4<f32>(b[bc[0] + kb], b[bc[1] + kb], b[bc[2] + kb], b[bc[3] + kb]);
+            acc[0] += a[ar[0] + ka] * bv;
+            acc[1] += a[ar[1] + ka] * bv;
+            acc[2] += a[ar[2] + ka] * bv;
+            acc[3] += a[ar[3] + ka] * bv;
+        }
     }
-    let c_base = bi * p.m * p.n;
+    let c_base = p.c_off + ob * p.c_bs;
     for (var i = 0u; i < 4u; i++) {
         let row = r0 + i;
         for (var j = 0u; j < 4u; j++) {
             let col = c0 + j;
             if (row < p.m && col < p.n) {
-                c[c_base + row * p.n + col] = acc[i][j];
+                store(c_base + row * p.n + col, acc[i][j]);
             }
         }
     }

@@ -342,9 +342,16 @@ impl Device {
 
     /// Records a zero fill of the first `bytes` of `buf`.
     pub(crate) fn clear(&self, buf: &wgpu::Buffer, bytes: u64) {
+        self.clear_range(buf, 0, bytes);
+    }
+
+    /// Records a zero fill of `bytes` bytes of `buf` from `start` (both multiples of 4).
+    pub(crate) fn clear_range(&self, buf: &wgpu::Buffer, start: u64, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
         let mut batch = self.0.batch.lock().unwrap();
-        let size = bytes.div_ceil(4) * 4;
-        self.encoder(&mut batch).clear_buffer(buf, 0, Some(size));
+        self.encoder(&mut batch).clear_buffer(buf, start, Some(bytes));
     }
 
     /// Records a buffer-to-buffer copy.

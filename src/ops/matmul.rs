@@ -12,10 +12,11 @@ use crate::tensor::Tensor;
 static SHADER: Shader = shader!("matmul");
 
 /// One operand of a strided batched product: element (bi, r, c) is at
-/// `bi * batch_stride + r * row_stride + c * col_stride`.
+/// `offset + bi * batch_stride + r * row_stride + c * col_stride`.
 #[derive(Clone, Copy)]
 pub(crate) struct Operand<'a> {
     pub buf: &'a wgpu::Buffer,
+    pub offset: usize,
     pub batch_stride: usize,
     pub row_stride: usize,
     pub col_stride: usize,
@@ -26,6 +27,7 @@ impl<'a> Operand<'a> {
     pub fn rows(buf: &'a wgpu::Buffer, rows: usize, cols: usize, batched: bool) -> Self {
         Operand {
             buf,
+            offset: 0,
             batch_stride: if batched { rows * cols } else { 0 },
             row_stride: cols,
             col_stride: 1,
@@ -35,58 +37,121 @@ impl<'a> Operand<'a> {
     pub fn transposed(buf: &'a wgpu::Buffer, rows: usize, cols: usize, batched: bool) -> Self {
         Operand {
             buf,
+            offset: 0,
             batch_stride: if batched { rows * cols } else { 0 },
             row_stride: 1,
             col_stride: cols,
         }
     }
+    pub fn at(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+    pub fn batch_stride(mut self, stride: usize) -> Self {
+        self.batch_stride = stride;
+        self
+    }
 }
 
-/// Records `out[bi] = a[bi] x b[bi]` for `batch` products of [m, k] x [k, n] into `out`
-/// (contiguous [batch, m, n]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm(
-    dev: &Device,
-    a: Operand,
-    b: Operand,
-    out: &wgpu::Buffer,
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-) -> Result<()> {
-    if batch * m * n == 0 {
-        return Ok(());
+/// A strided batched product `C[bi] = A[bi] x B[bi]` of [m, k] x [k, n] matrices.
+/// C[bi, r, c] is written at `c_offset + bi * c_batch_stride + r * n + c`.
+pub(crate) struct Gemm<'a> {
+    pub a: Operand<'a>,
+    pub b: Operand<'a>,
+    pub c: &'a wgpu::Buffer,
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub c_offset: usize,
+    pub c_batch_stride: usize,
+    /// One output: the sum over the batch of the products.
+    pub sum_batch: bool,
+    /// Add to C instead of overwriting it.
+    pub accumulate: bool,
+}
+
+impl<'a> Gemm<'a> {
+    /// C contiguous [batch, m, n], overwritten.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        a: Operand<'a>,
+        b: Operand<'a>,
+        c: &'a wgpu::Buffer,
+        batch: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Self {
+        Gemm {
+            a,
+            b,
+            c,
+            batch,
+            m,
+            n,
+            k,
+            c_offset: 0,
+            c_batch_stride: m * n,
+            sum_batch: false,
+            accumulate: false,
+        }
     }
-    if k == 0 {
-        dev.clear(out, (batch * m * n) as u64 * 4);
-        return Ok(());
+
+    /// Records the product on `dev`.
+    pub fn run(&self, dev: &Device) -> Result<()> {
+        let out_batches = if self.sum_batch { 1 } else { self.batch };
+        if out_batches * self.m * self.n == 0 {
+            return Ok(());
+        }
+        if self.k == 0 || self.batch == 0 {
+            if self.accumulate {
+                return Ok(());
+            }
+            // An empty sum: zero the output matrices.
+            if self.c_batch_stride == self.m * self.n {
+                let start = self.c_offset as u64 * 4;
+                let bytes = (out_batches * self.m * self.n) as u64 * 4;
+                dev.clear_range(self.c, start, bytes);
+                return Ok(());
+            }
+        }
+        let params = [
+            self.batch as u32,
+            self.m as u32,
+            self.n as u32,
+            self.k as u32,
+            self.a.offset as u32,
+            self.a.batch_stride as u32,
+            self.a.row_stride as u32,
+            self.a.col_stride as u32,
+            self.b.offset as u32,
+            self.b.batch_stride as u32,
+            self.b.row_stride as u32,
+            self.b.col_stride as u32,
+            self.c_offset as u32,
+            self.c_batch_stride as u32,
+            self.sum_batch as u32,
+            self.accumulate as u32,
+        ];
+        let (entry, tile) = if dev.0.matmul_tiles {
+            ("matmul_tiled", 64)
+        } else {
+            ("matmul_blocked", 32)
+        };
+        let tiles = self.m.div_ceil(tile) * self.n.div_ceil(tile) * out_batches;
+        dev.dispatch(
+            &SHADER,
+            entry,
+            &[
+                Bind::Read(self.a.buf),
+                Bind::Read(self.b.buf),
+                Bind::Write(self.c),
+            ],
+            &params,
+            tiles as u32,
+        )
     }
-    let params = [
-        batch as u32,
-        m as u32,
-        n as u32,
-        k as u32,
-        a.batch_stride as u32,
-        a.row_stride as u32,
-        a.col_stride as u32,
-        b.batch_stride as u32,
-        b.row_stride as u32,
-        b.col_stride as u32,
-    ];
-    let (entry, tile) = if dev.0.matmul_tiles {
-        ("matmul_tiled", 64)
-    } else {
-        ("matmul_blocked", 32)
-    };
-    let tiles = m.div_ceil(tile) * n.div_ceil(tile) * batch;
-    dev.dispatch(
-        &SHADER,
-        entry,
-        &[Bind::Read(a.buf), Bind::Read(b.buf), Bind::Write(out)],
-        &params,
-        tiles as u32,
-    )
 }
 
 pub(crate) struct Saved {
@@ -100,8 +165,8 @@ pub(crate) struct Saved {
     k: usize,
 }
 
-/// Product of [batch?, rows, cols] matrices given as operands; sums over the batch when the
-/// result's own operand was not batched (it was broadcast across the batch).
+/// Product of [batch?, rows, cols] operands, reshaped to `shape`; summed over the batch when
+/// the gradient's own operand was not batched (it was broadcast across the batch).
 #[allow(clippy::too_many_arguments)]
 fn product(
     dev: &Device,
@@ -114,14 +179,12 @@ fn product(
     sum_batch: bool,
     shape: &[usize],
 ) -> Result<Tensor> {
-    let full = Tensor::uninit(dev, &[batch, m, n])?;
-    gemm(dev, a, b, full.buffer(), batch, m, n, k)?;
-    let full = if sum_batch && batch > 1 {
-        full.sum_dim(0, false)?
-    } else {
-        full
-    };
-    full.reshape(shape)
+    let out_batches = if sum_batch { 1 } else { batch };
+    let out = Tensor::uninit(dev, &[out_batches, m, n])?;
+    let mut g = Gemm::new(a, b, out.buffer(), batch, m, n, k);
+    g.sum_batch = sum_batch;
+    g.run(dev)?;
+    out.reshape(shape)
 }
 
 pub(crate) fn backward(
@@ -266,8 +329,7 @@ impl Tensor {
         let mut out_shape = batch_shape.clone();
         out_shape.extend([m, n]);
         let storage = dev.storage(batch * m * n)?;
-        gemm(
-            dev,
+        Gemm::new(
             Operand::rows(a.buffer(), m, k, a_batched),
             Operand::rows(b.buffer(), k, n, b_batched),
             storage.buffer(),
@@ -275,7 +337,8 @@ impl Tensor {
             m,
             n,
             k,
-        )?;
+        )
+        .run(dev)?;
         Ok(Tensor::from_op(storage, out_shape, &[&a, &b], || {
             Op::Matmul(Saved {
                 a: a.detach(),
