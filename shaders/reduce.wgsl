@@ -1,11 +1,13 @@
 // Reductions over one dimension and their backward.
 //
 // Indexing: the input is viewed as [outer, n, inner] (n = the reduced dim; `sum()` over all
-// elements is [1, numel, 1]); the output is [outer, inner]. Element (o, k, i) sits at
-// (o * n + k) * inner + i.
-// - sum_rows: one invocation per output, looping over k (best when there are many outputs);
-// - sum_rows_wide: one 256-invocation workgroup per output, each invocation striding over k,
-//   then a tree reduction in workgroup memory (best when there are few, long rows);
+// elements is [1, numel, 1]). Element (o, k, i) sits at (o * n + k) * inner + i.
+// The sums cover `chunk` consecutive k at a time, so the output is [outer, ceil(n / chunk),
+// inner]; the host picks chunk = n (one stage) unless a row is longer than one invocation may
+// loop (lavapipe stops loops after 65,535 iterations), and then sums the partial sums again.
+// - sum_rows: one invocation per output, looping over its chunk (many outputs);
+// - sum_rows_wide: one 256-invocation workgroup per output, each invocation striding over the
+//   chunk, then a tree reduction in workgroup memory (few, long rows);
 // - sum_backward: one invocation per input element, gx = g[o, i] * scale;
 // - max_rows / max_backward: the max and the index of its first occurrence (NaN wins, as in
 //   PyTorch); the backward routes g to that index only (a gather: deterministic);
@@ -16,6 +18,7 @@ struct Params {
     n: u32,
     inner: u32,
     scale: f32,
+    chunk: u32,
     // sum_to only: target size, rank, number of summed positions, shapes.
     len: u32,
     rank: u32,
@@ -39,13 +42,15 @@ fn sum_rows(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let j = linear_index(wid, nwg, lid);
-    if (j >= p.outer * p.inner) {
+    let chunks = (p.n + p.chunk - 1u) / p.chunk;
+    if (j >= p.outer * chunks * p.inner) {
         return;
     }
-    let o = j / p.inner;
+    let o = j / (chunks * p.inner);
+    let first = ((j / p.inner) % chunks) * p.chunk;
     let i = j % p.inner;
     var acc = 0.0;
-    for (var k = 0u; k < p.n; k++) {
+    for (var k = first; k < min(first + p.chunk, p.n); k++) {
         acc += x[(o * p.n + k) * p.inner + i];
     }
     y[j] = acc * p.scale;
@@ -60,14 +65,16 @@ fn sum_rows_wide(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let j = wid.x + wid.y * nwg.x;
+    let chunks = (p.n + p.chunk - 1u) / p.chunk;
     // Uniform per workgroup, so returning early keeps the barriers below uniform.
-    if (j >= p.outer * p.inner) {
+    if (j >= p.outer * chunks * p.inner) {
         return;
     }
-    let o = j / p.inner;
+    let o = j / (chunks * p.inner);
+    let first = ((j / p.inner) % chunks) * p.chunk;
     let i = j % p.inner;
     var acc = 0.0;
-    for (var k = lid; k < p.n; k += 256u) {
+    for (var k = first + lid; k < min(first + p.chunk, p.n); k += 256u) {
         acc += x[(o * p.n + k) * p.inner + i];
     }
     partial[lid] = acc;

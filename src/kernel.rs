@@ -42,6 +42,11 @@ pub(crate) enum Bind<'a> {
     Write(&'a wgpu::Buffer),
 }
 
+/// Most loop iterations one invocation may run. llvmpipe (lavapipe) ends every shader
+/// invocation's loops after 65,535 iterations in total, silently; kernels whose loops grow
+/// with the data split their work into dispatches or stages that stay well below that.
+pub(crate) const LOOP_BUDGET: usize = 8192;
+
 /// Bytes reserved per dispatch for its parameters (and the binding's size).
 const PARAM_SLOT: u64 = 256;
 
@@ -351,7 +356,8 @@ impl Device {
             return;
         }
         let mut batch = self.0.batch.lock().unwrap();
-        self.encoder(&mut batch).clear_buffer(buf, start, Some(bytes));
+        self.encoder(&mut batch)
+            .clear_buffer(buf, start, Some(bytes));
     }
 
     /// Records a buffer-to-buffer copy.

@@ -40,6 +40,11 @@ pub(crate) enum Op {
     Softmax(ops::softmax::Saved),
     Permute(ops::layout::PermuteSaved),
     Expand,
+    Conv2d(ops::conv::Saved),
+}
+
+fn needs(inputs: &[Tensor]) -> Vec<bool> {
+    inputs.iter().map(|t| t.is_requires_grad()).collect()
 }
 
 impl Op {
@@ -56,6 +61,7 @@ impl Op {
             Op::Softmax(s) => vec![Some(ops::softmax::backward(s, grad)?)],
             Op::Permute(s) => vec![Some(ops::layout::permute_backward(s, grad)?)],
             Op::Expand => vec![Some(ops::reduce::sum_to(grad, inputs[0].shape())?)],
+            Op::Conv2d(s) => ops::conv::backward(s, grad, &needs(inputs))?,
         })
     }
 }

@@ -203,3 +203,22 @@ fn both_schedules_agree_with_float64() {
         }
     }
 }
+
+#[test]
+fn long_inner_dimension_is_summed_completely() {
+    // k = 70,000 is more loop iterations than lavapipe lets one invocation run (65,535).
+    let (m, k, n) = (2, 70_000, 3);
+    let a = uniform(1, m * k, -1.0, 1.0);
+    let b = uniform(2, k * n, -1.0, 1.0);
+    let got = tensor(&a, &[m, k]).matmul(&tensor(&b, &[k, n])).unwrap();
+    let (want, mag) = matmul_ref(&a, &b, 1, m, k, n);
+    let got = got.to_vec().unwrap();
+    for i in 0..m * n {
+        assert!(
+            (got[i] as f64 - want[i]).abs() < 1e-5 * mag[i],
+            "[{i}] {} vs {}",
+            got[i],
+            want[i]
+        );
+    }
+}

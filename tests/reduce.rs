@@ -153,3 +153,43 @@ fn matches_pytorch_reference() {
         .unwrap();
     r.assert_matches("mean_all", "grad_input", &x.grad().unwrap(), 1e-7, 1e-6);
 }
+
+#[test]
+fn very_long_rows_are_summed_completely() {
+    // More elements per output than one invocation may loop over on lavapipe.
+    let n = 17_000_000;
+    let x: Vec<f32> = (0..n).map(|i| ((i % 7) as f32) - 3.0).collect();
+    let want: f64 = x.iter().map(|&v| v as f64).sum();
+    let got = tensor(&x, &[n]).sum().unwrap().item().unwrap();
+    assert_eq!(got as f64, want);
+    // Many outputs with long rows take the one-invocation-per-output kernel in chunks.
+    let (rows, len) = (2048, 9000);
+    let x = uniform(3, rows * len, 0.0, 1.0);
+    let got = tensor(&x, &[rows, len])
+        .sum_dim(1, false)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    for r in [0, 1, 2047] {
+        let want: f64 = x[r * len..(r + 1) * len].iter().map(|&v| v as f64).sum();
+        assert!(
+            (got[r] as f64 - want).abs() < 1e-2,
+            "row {r}: {} vs {want}",
+            got[r]
+        );
+    }
+}
+
+#[test]
+fn broadcast_gradients_over_many_positions_are_complete() {
+    // b is broadcast to 10,000 positions per element: summed in stages.
+    let a = tensor(&uniform(5, 100_000, 0.0, 1.0), &[100, 100, 10]);
+    let b = tensor(&[1.0; 10], &[10]).requires_grad();
+    a.mul(&b).unwrap().sum().unwrap().backward().unwrap();
+    let av = a.to_vec().unwrap();
+    let g = b.grad().unwrap().to_vec().unwrap();
+    for j in 0..10 {
+        let want: f64 = (0..10_000).map(|i| av[i * 10 + j] as f64).sum();
+        assert!((g[j] as f64 - want).abs() < 1e-2, "{j}: {} vs {want}", g[j]);
+    }
+}

@@ -2,7 +2,8 @@
 //! The backward undoes broadcasting by summing over the broadcast dims inside the kernel.
 
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::ops::reduce::sum_to;
 use crate::ops::unary::groups;
 use crate::shape::{broadcast, broadcast_strides, numel, pad_shape, words8};
 use crate::tape::Op;
@@ -107,7 +108,7 @@ fn grad_of(s: &Saved, g: &Tensor, side: u32) -> Result<Tensor> {
     if s.a.shape() == s.b.shape() {
         let p = [n as u32, 0, s.op as u32, side];
         dev.dispatch(&SHADER, "binary_backward_same", &binds, &p, groups(n))?;
-    } else {
+    } else if (numel(&s.out_shape) / n.max(1)) * (s.out_shape.len() + 1) <= LOOP_BUDGET {
         let p = params(
             n,
             s.op,
@@ -118,6 +119,34 @@ fn grad_of(s: &Saved, g: &Tensor, side: u32) -> Result<Tensor> {
             target,
         );
         dev.dispatch(&SHADER, "binary_backward_broadcast", &binds, &p, groups(n))?;
+    } else {
+        // Each element was broadcast to too many places to sum in one invocation: compute the
+        // local gradient at full output size, then sum it down in stages.
+        let out_n = numel(&s.out_shape);
+        let full = Tensor::uninit(dev, &s.out_shape)?;
+        let binds = [
+            Bind::Read(s.a.buffer()),
+            Bind::Read(s.b.buffer()),
+            Bind::Read(g.buffer()),
+            Bind::Write(full.buffer()),
+        ];
+        let p = params(
+            out_n,
+            s.op,
+            side,
+            &s.out_shape,
+            s.a.shape(),
+            s.b.shape(),
+            &s.out_shape,
+        );
+        dev.dispatch(
+            &SHADER,
+            "binary_backward_broadcast",
+            &binds,
+            &p,
+            groups(out_n),
+        )?;
+        return sum_to(&full, target);
     }
     Ok(gt)
 }

@@ -4,7 +4,7 @@
 
 use crate::device::Device;
 use crate::error::{shape_err, Result};
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
 use crate::shape::{broadcast, numel};
 use crate::tape::Op;
 use crate::tensor::Tensor;
@@ -98,47 +98,84 @@ impl<'a> Gemm<'a> {
         }
     }
 
-    /// Records the product on `dev`.
+    /// Records the product on `dev`, split into several dispatches when one invocation's
+    /// loop over k (times the batch, when summing over it) would exceed the loop budget.
     pub fn run(&self, dev: &Device) -> Result<()> {
         let out_batches = if self.sum_batch { 1 } else { self.batch };
         if out_batches * self.m * self.n == 0 {
             return Ok(());
         }
         if self.k == 0 || self.batch == 0 {
-            if self.accumulate {
-                return Ok(());
+            if !self.accumulate {
+                // An empty sum: zero the output matrices.
+                for ob in 0..out_batches {
+                    let start = (self.c_offset + ob * self.c_batch_stride) as u64 * 4;
+                    dev.clear_range(self.c, start, (self.m * self.n) as u64 * 4);
+                }
             }
-            // An empty sum: zero the output matrices.
-            if self.c_batch_stride == self.m * self.n {
-                let start = self.c_offset as u64 * 4;
-                let bytes = (out_batches * self.m * self.n) as u64 * 4;
-                dev.clear_range(self.c, start, bytes);
-                return Ok(());
+            return Ok(());
+        }
+        // The tiled kernel runs about 1.3 loop iterations per k, the blocked one 1.
+        let budget = if dev.0.matmul_tiles {
+            LOOP_BUDGET / 2
+        } else {
+            LOOP_BUDGET
+        };
+        let k_step = self.k.min(budget);
+        let b_step = if self.sum_batch {
+            (budget / k_step).max(1)
+        } else {
+            self.batch
+        };
+        let mut first = true;
+        for b0 in (0..self.batch).step_by(b_step) {
+            for k0 in (0..self.k).step_by(k_step) {
+                let piece = Piece {
+                    batch: b_step.min(self.batch - b0),
+                    k: k_step.min(self.k - k0),
+                    a_off: self.a.offset + b0 * self.a.batch_stride + k0 * self.a.col_stride,
+                    b_off: self.b.offset + b0 * self.b.batch_stride + k0 * self.b.row_stride,
+                    // Without sum_batch every batch has its own output, so pieces split only k.
+                    c_off: self.c_offset
+                        + if self.sum_batch {
+                            0
+                        } else {
+                            b0 * self.c_batch_stride
+                        },
+                    accumulate: self.accumulate || !first,
+                };
+                self.dispatch(dev, &piece)?;
+                first = false;
             }
         }
+        Ok(())
+    }
+
+    fn dispatch(&self, dev: &Device, piece: &Piece) -> Result<()> {
         let params = [
-            self.batch as u32,
+            piece.batch as u32,
             self.m as u32,
             self.n as u32,
-            self.k as u32,
-            self.a.offset as u32,
+            piece.k as u32,
+            piece.a_off as u32,
             self.a.batch_stride as u32,
             self.a.row_stride as u32,
             self.a.col_stride as u32,
-            self.b.offset as u32,
+            piece.b_off as u32,
             self.b.batch_stride as u32,
             self.b.row_stride as u32,
             self.b.col_stride as u32,
-            self.c_offset as u32,
+            piece.c_off as u32,
             self.c_batch_stride as u32,
             self.sum_batch as u32,
-            self.accumulate as u32,
+            piece.accumulate as u32,
         ];
         let (entry, tile) = if dev.0.matmul_tiles {
             ("matmul_tiled", 64)
         } else {
             ("matmul_blocked", 32)
         };
+        let out_batches = if self.sum_batch { 1 } else { piece.batch };
         let tiles = self.m.div_ceil(tile) * self.n.div_ceil(tile) * out_batches;
         dev.dispatch(
             &SHADER,
@@ -152,6 +189,16 @@ impl<'a> Gemm<'a> {
             tiles as u32,
         )
     }
+}
+
+/// One dispatch's share of a split product.
+struct Piece {
+    batch: usize,
+    k: usize,
+    a_off: usize,
+    b_off: usize,
+    c_off: usize,
+    accumulate: bool,
 }
 
 pub(crate) struct Saved {

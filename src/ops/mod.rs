@@ -1,6 +1,7 @@
 //! The ops: each file is one op family's Rust side, named like its shader in `shaders/`.
 
 pub(crate) mod binary;
+pub(crate) mod conv;
 pub(crate) mod fill;
 pub(crate) mod layout;
 pub(crate) mod matmul;

@@ -1,10 +1,14 @@
 //! `sum`, `mean` and `max` over all elements or one dimension: `shaders/reduce.wgsl`.
 
 use crate::error::{shape_err, Result};
-use crate::kernel::{shader, Bind, Shader};
+use std::sync::Arc;
+
+use crate::device::Device;
+use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
 use crate::ops::unary::groups;
 use crate::shape::{numel, pad_shape, resolve_dim, words8};
 use crate::tape::Op;
+use crate::tensor::Storage;
 use crate::tensor::Tensor;
 
 static SHADER: Shader = shader!("reduce");
@@ -32,12 +36,16 @@ impl Rows {
             inner: 1,
         }
     }
-    fn params(&self, scale: f32) -> [u32; 4] {
+    fn params(&self, scale: f32) -> [u32; 5] {
+        self.chunked(scale, self.n)
+    }
+    fn chunked(&self, scale: f32, chunk: usize) -> [u32; 5] {
         [
             self.outer as u32,
             self.n as u32,
             self.inner as u32,
             scale.to_bits(),
+            chunk as u32,
         ]
     }
 }
@@ -64,29 +72,39 @@ fn reduced_shape(shape: &[usize], dim: usize, keepdim: bool) -> Vec<usize> {
     s
 }
 
-/// Sums rows, times `scale` (1/n for a mean).
-fn sum_rows(x: &Tensor, rows: Rows, scale: f32, out_shape: Vec<usize>) -> Result<Tensor> {
-    let dev = x.device();
+/// Sums the rows of `x` times `scale` into a new buffer of [outer, inner] values. Rows longer
+/// than one invocation may loop over are summed in chunks, then the chunk sums again.
+fn sum_rows_raw(x: &wgpu::Buffer, dev: &Device, rows: Rows, scale: f32) -> Result<Arc<Storage>> {
     let outputs = rows.outer * rows.inner;
-    let storage = dev.storage(outputs)?;
-    let binds = [Bind::Read(x.buffer()), Bind::Write(storage.buffer())];
-    if outputs < 2048 && rows.n >= 256 {
-        dev.dispatch(
-            &SHADER,
-            "sum_rows_wide",
-            &binds,
-            &rows.params(scale),
-            outputs as u32,
-        )?;
+    let wide = outputs < 2048 && rows.n >= 256;
+    let (entry, reach) = if wide {
+        ("sum_rows_wide", LOOP_BUDGET * 256)
     } else {
-        dev.dispatch(
-            &SHADER,
-            "sum_rows",
-            &binds,
-            &rows.params(scale),
-            groups(outputs),
-        )?;
+        ("sum_rows", LOOP_BUDGET)
+    };
+    let chunk = rows.n.min(reach).max(1);
+    let chunks = rows.n.div_ceil(chunk);
+    let stage_scale = if chunks == 1 { scale } else { 1.0 };
+    let out = dev.storage(outputs * chunks)?;
+    let binds = [Bind::Read(x), Bind::Write(out.buffer())];
+    let params = rows.chunked(stage_scale, chunk);
+    let total = outputs * chunks;
+    let grid = if wide { total as u32 } else { groups(total) };
+    dev.dispatch(&SHADER, entry, &binds, &params, grid)?;
+    if chunks == 1 {
+        return Ok(out);
     }
+    let next = Rows {
+        outer: rows.outer,
+        n: chunks,
+        inner: rows.inner,
+    };
+    sum_rows_raw(out.buffer(), dev, next, scale)
+}
+
+/// Sums rows, times `scale` (1/n for a mean), recorded on the tape.
+fn sum_rows(x: &Tensor, rows: Rows, scale: f32, out_shape: Vec<usize>) -> Result<Tensor> {
+    let storage = sum_rows_raw(x.buffer(), x.device(), rows, scale)?;
     Ok(Tensor::from_op(storage, out_shape, &[x], || {
         Op::Reduce(Saved {
             rows,
@@ -136,18 +154,22 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
         return shape_err("sum_to", format!("cannot sum {:?} to {shape:?}", g.shape()));
     }
     let t = pad_shape(shape, rank);
+    let red_count = g.numel() / numel(shape).max(1);
+    if red_count * (rank + 1) > LOOP_BUDGET {
+        // Too many positions for one invocation: sum one broadcast dim at a time instead.
+        let mut acc = g.clone();
+        for (d, (&td, &gd)) in t.iter().zip(g.shape()).enumerate() {
+            if td == 1 && gd != 1 {
+                acc = acc.sum_dim(d as isize, true)?;
+            }
+        }
+        return acc.reshape(shape);
+    }
     let dev = g.device();
     let out = Tensor::uninit(dev, shape)?;
     let n = out.numel();
-    let mut p = vec![
-        0,
-        0,
-        0,
-        0,
-        n as u32,
-        rank as u32,
-        (g.numel() / n.max(1)) as u32,
-    ];
+    // Params: outer, n, inner, scale, chunk (unused here), then len, rank, red_count.
+    let mut p = vec![0, 0, 0, 0, 0, n as u32, rank as u32, red_count as u32];
     p.extend(words8(g.shape()));
     p.extend(words8(&t));
     dev.dispatch(
@@ -207,6 +229,13 @@ impl Tensor {
             );
         }
         let rows = Rows::of(self.shape(), d);
+        if rows.n > LOOP_BUDGET {
+            return Err(crate::Error::Invalid(format!(
+                "max_dim: dim {dim} of {:?} has {} elements; at most {LOOP_BUDGET} are supported",
+                self.shape(),
+                rows.n
+            )));
+        }
         let dev = self.device();
         let out_shape = reduced_shape(self.shape(), d, keepdim);
         let values = dev.storage(rows.outer * rows.inner)?;

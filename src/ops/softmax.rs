@@ -1,7 +1,7 @@
 //! `softmax` and `log_softmax` over a dimension: `shaders/softmax.wgsl`.
 
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
 use crate::shape::resolve_dim;
 use crate::tape::Op;
 use crate::tensor::Tensor;
@@ -27,6 +27,12 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
             shape[d + 1..].iter().product::<usize>(),
         )
     };
+    if n * 4 > LOOP_BUDGET {
+        return Err(crate::Error::Invalid(format!(
+            "{name}: dim {dim} of {shape:?} has {n} elements; at most {} are supported",
+            LOOP_BUDGET / 4
+        )));
+    }
     let dev = x.device();
     let storage = dev.storage(x.numel())?;
     let params = [outer as u32, n as u32, inner as u32, log as u32];

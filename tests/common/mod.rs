@@ -244,3 +244,60 @@ impl Reference {
         );
     }
 }
+
+/// float64 reference convolution (cross-correlation) of NCHW x with [C_out, C_in/g, KH, KW] w.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_ref(
+    x: &[f32],
+    xs: &[usize],
+    w: &[f32],
+    ws: &[usize],
+    b: Option<&[f32]>,
+    stride: (usize, usize),
+    pad: (usize, usize),
+    dil: (usize, usize),
+    groups: usize,
+    images: std::ops::Range<usize>,
+) -> Vec<f64> {
+    let (c, h, wd) = (xs[1], xs[2], xs[3]);
+    let (co, cig, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    let ho = (h + 2 * pad.0 - dil.0 * (kh - 1) - 1) / stride.0 + 1;
+    let wo = (wd + 2 * pad.1 - dil.1 * (kw - 1) - 1) / stride.1 + 1;
+    let cog = co / groups;
+    let mut out = Vec::new();
+    for n in images {
+        for o in 0..co {
+            let g = o / cog;
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let mut s = b.map_or(0.0, |b| b[o] as f64);
+                    for ci in 0..cig {
+                        let cin = g * cig + ci;
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let ih = (oh * stride.0 + i * dil.0) as isize - pad.0 as isize;
+                                let iw = (ow * stride.1 + j * dil.1) as isize - pad.1 as isize;
+                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                    continue;
+                                }
+                                let xv = x[((n * c + cin) * h + ih as usize) * wd + iw as usize];
+                                let wv = w[((o * cig + ci) * kh + i) * kw + j];
+                                s += xv as f64 * wv as f64;
+                            }
+                        }
+                    }
+                    out.push(s);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The (h, w) pair of a JSON [h, w] array.
+pub fn pair(v: &serde_json::Value) -> (usize, usize) {
+    (
+        v[0].as_u64().unwrap() as usize,
+        v[1].as_u64().unwrap() as usize,
+    )
+}

@@ -1,0 +1,419 @@
+//! `conv2d` by im2col + matmul, with its backward (col2im, weight and bias gradients):
+//! `shaders/conv.wgsl` and `shaders/matmul.wgsl`.
+
+use crate::device::Device;
+use crate::error::{shape_err, Error, Result};
+use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::ops::matmul::{Gemm, Operand};
+use crate::ops::unary::groups;
+use crate::tape::Op;
+use crate::tensor::Tensor;
+
+static SHADER: Shader = shader!("conv");
+
+/// Most bytes one im2col column chunk may take; larger batches are processed in chunks.
+const COLUMN_BUDGET: u64 = 64 << 20;
+
+/// Stride, zero padding, dilation (each per axis: height, width) and groups of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dParams {
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = (s, s);
+        self
+    }
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = (p, p);
+        self
+    }
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = (d, d);
+        self
+    }
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+}
+
+/// Output length of a convolution or pooling along one axis:
+/// floor((input + 2 padding - dilation (kernel - 1) - 1) / stride) + 1.
+pub fn conv2d_output_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Result<usize> {
+    if stride == 0 || dilation == 0 || kernel == 0 {
+        return Err(Error::Invalid(format!(
+            "kernel {kernel}, stride {stride} and dilation {dilation} must all be at least 1"
+        )));
+    }
+    let span = dilation * (kernel - 1) + 1;
+    let padded = input + 2 * padding;
+    if padded < span {
+        return Err(Error::Invalid(format!(
+            "input size {input} with padding {padding} is smaller than the kernel's span \
+             {span} (kernel {kernel}, dilation {dilation}): the output would be empty"
+        )));
+    }
+    Ok((padded - span) / stride + 1)
+}
+
+/// Receptive field of a stack of layers given as (kernel, stride): 1 + sum over layers of
+/// (kernel - 1) x the product of the strides before it.
+pub fn receptive_field(layers: &[(usize, usize)]) -> usize {
+    let mut field = 1;
+    let mut jump = 1;
+    for &(k, s) in layers {
+        field += (k.saturating_sub(1)) * jump;
+        jump *= s;
+    }
+    field
+}
+
+/// The sizes of one convolution, shared by forward and backward.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+    p: Conv2dParams,
+    /// Images per im2col chunk.
+    chunk: usize,
+}
+
+impl Geometry {
+    fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    fn pixels(&self) -> usize {
+        self.ho * self.wo
+    }
+    fn params(&self, n0: usize, nb: usize) -> [u32; 17] {
+        let p = &self.p;
+        [
+            n0 as u32,
+            nb as u32,
+            self.c as u32,
+            self.h as u32,
+            self.w as u32,
+            self.kh as u32,
+            self.kw as u32,
+            self.ho as u32,
+            self.wo as u32,
+            p.stride.0 as u32,
+            p.stride.1 as u32,
+            p.padding.0 as u32,
+            p.padding.1 as u32,
+            p.dilation.0 as u32,
+            p.dilation.1 as u32,
+            self.c_out as u32,
+            self.n as u32,
+        ]
+    }
+    /// The (first image, count) of each im2col chunk.
+    fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.n)
+            .step_by(self.chunk)
+            .map(move |n0| (n0, self.chunk.min(self.n - n0)))
+    }
+}
+
+fn geometry(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Geometry> {
+    let (xs, ws) = (x.shape(), w.shape());
+    if xs.len() != 4 || ws.len() != 4 {
+        return shape_err(
+            "conv2d",
+            format!("expects input [N, C, H, W] and weight [C_out, C_in/groups, KH, KW], got {xs:?} and {ws:?}"),
+        );
+    }
+    let g = p.groups;
+    if g == 0 || xs[1] % g != 0 || ws[0] % g != 0 {
+        return shape_err(
+            "conv2d",
+            format!(
+                "groups = {g} must divide both the input channels ({}) and the output channels ({})",
+                xs[1], ws[0]
+            ),
+        );
+    }
+    if ws[1] * g != xs[1] {
+        return shape_err(
+            "conv2d",
+            format!(
+                "weight {ws:?} expects {} input channels ({} x groups {g}), input {xs:?} has {}",
+                ws[1] * g,
+                ws[1],
+                xs[1]
+            ),
+        );
+    }
+    if let Some(b) = bias {
+        if b.shape() != [ws[0]] {
+            return shape_err(
+                "conv2d",
+                format!(
+                    "bias {:?} should be [{}] (one per output channel)",
+                    b.shape(),
+                    ws[0]
+                ),
+            );
+        }
+    }
+    let size = |i, k, s, pd, d| {
+        conv2d_output_size(i, k, s, pd, d).map_err(|e| Error::Shape {
+            op: "conv2d",
+            msg: format!("input {xs:?}, weight {ws:?}: {e}"),
+        })
+    };
+    let ho = size(xs[2], ws[2], p.stride.0, p.padding.0, p.dilation.0)?;
+    let wo = size(xs[3], ws[3], p.stride.1, p.padding.1, p.dilation.1)?;
+    let mut geo = Geometry {
+        n: xs[0],
+        c: xs[1],
+        h: xs[2],
+        w: xs[3],
+        c_out: ws[0],
+        kh: ws[2],
+        kw: ws[3],
+        ho,
+        wo,
+        p,
+        chunk: 1,
+    };
+    let per_image = (geo.rows() * geo.pixels()) as u64 * 4;
+    let limits = x.device().limits();
+    let max = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    if per_image > max {
+        return Err(Error::TooLarge(format!(
+            "conv2d: one image's column matrix ({per_image} bytes for input {xs:?}, weight {ws:?}) \
+             exceeds the adapter's largest storage binding ({max} bytes)"
+        )));
+    }
+    geo.chunk = ((COLUMN_BUDGET.min(max) / per_image.max(1)) as usize).clamp(1, geo.n.max(1));
+    Ok(geo)
+}
+
+fn im2col(
+    dev: &Device,
+    x: &Tensor,
+    cols: &Tensor,
+    geo: &Geometry,
+    n0: usize,
+    nb: usize,
+) -> Result<()> {
+    dev.dispatch(
+        &SHADER,
+        "im2col",
+        &[Bind::Read(x.buffer()), Bind::Write(cols.buffer())],
+        &geo.params(n0, nb),
+        groups(nb * geo.rows() * geo.pixels()),
+    )
+}
+
+pub(crate) struct Saved {
+    x: Tensor,
+    w: Tensor,
+    has_bias: bool,
+    geo: Geometry,
+}
+
+fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+    let dev = x.device();
+    dev.same(w.device(), "conv2d")?;
+    if let Some(b) = bias {
+        dev.same(b.device(), "conv2d")?;
+    }
+    let geo = geometry(x, w, bias, p)?;
+    let out_shape = vec![geo.n, geo.c_out, geo.ho, geo.wo];
+    let storage = dev.storage(geo.n * geo.c_out * geo.pixels())?;
+    let out = storage.buffer();
+    let (g, rows, pixels) = (p.groups, geo.rows(), geo.pixels());
+    let (cout_g, rows_g) = (geo.c_out / g, rows / g);
+    let cols = Tensor::uninit(dev, &[geo.chunk, rows, pixels])?;
+    for (n0, nb) in geo.chunks() {
+        im2col(dev, x, &cols, &geo, n0, nb)?;
+        for gi in 0..g {
+            // out[n0 + ni, group gi] = W_gi [cout_g, rows_g] x cols[ni, group gi] [rows_g, pixels]
+            let mut mm = Gemm::new(
+                Operand::rows(w.buffer(), cout_g, rows_g, false).at(gi * cout_g * rows_g),
+                Operand::rows(cols.buffer(), rows_g, pixels, true)
+                    .at(gi * rows_g * pixels)
+                    .batch_stride(rows * pixels),
+                out,
+                nb,
+                cout_g,
+                pixels,
+                rows_g,
+            );
+            mm.c_offset = (n0 * geo.c_out + gi * cout_g) * pixels;
+            mm.c_batch_stride = geo.c_out * pixels;
+            mm.run(dev)?;
+        }
+    }
+    if let Some(b) = bias {
+        dev.dispatch(
+            &SHADER,
+            "bias_add",
+            &[Bind::Read(b.buffer()), Bind::Write(out)],
+            &geo.params(0, geo.n),
+            groups(geo.n * geo.c_out * pixels),
+        )?;
+    }
+    let mut inputs = vec![x, w];
+    if let Some(b) = bias {
+        inputs.push(b);
+    }
+    Ok(Tensor::from_op(storage, out_shape, &inputs, || {
+        Op::Conv2d(Saved {
+            x: x.detach(),
+            w: w.detach(),
+            has_bias: bias.is_some(),
+            geo,
+        })
+    }))
+}
+
+pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    let dev = g.device();
+    let geo = &s.geo;
+    let (gs, rows, pixels) = (geo.p.groups, geo.rows(), geo.pixels());
+    let (cout_g, rows_g) = (geo.c_out / gs, rows / gs);
+    let (need_x, need_w) = (need[0], need[1]);
+    let gx = if need_x {
+        Some(Tensor::uninit(dev, s.x.shape())?)
+    } else {
+        None
+    };
+    let gw = if need_w {
+        Some(Tensor::uninit(dev, s.w.shape())?)
+    } else {
+        None
+    };
+    let cols = Tensor::uninit(dev, &[geo.chunk, rows, pixels])?;
+    for (ci, (n0, nb)) in geo.chunks().enumerate() {
+        if let Some(gw) = &gw {
+            im2col(dev, &s.x, &cols, geo, n0, nb)?;
+            for gi in 0..gs {
+                // gW_gi += sum over images of g[n, gi] [cout_g, pixels] x cols[n, gi]^T
+                let mut mm = Gemm::new(
+                    Operand::rows(g.buffer(), cout_g, pixels, true)
+                        .at((n0 * geo.c_out + gi * cout_g) * pixels)
+                        .batch_stride(geo.c_out * pixels),
+                    Operand::transposed(cols.buffer(), rows_g, pixels, true)
+                        .at(gi * rows_g * pixels)
+                        .batch_stride(rows * pixels),
+                    gw.buffer(),
+                    nb,
+                    cout_g,
+                    rows_g,
+                    pixels,
+                );
+                mm.c_offset = gi * cout_g * rows_g;
+                mm.sum_batch = true;
+                mm.accumulate = ci > 0;
+                mm.run(dev)?;
+            }
+        }
+        if let Some(gx) = &gx {
+            for gi in 0..gs {
+                // gcols[n, gi] = W_gi^T [rows_g, cout_g] x g[n, gi] [cout_g, pixels]
+                let mut mm = Gemm::new(
+                    Operand::transposed(s.w.buffer(), cout_g, rows_g, false)
+                        .at(gi * cout_g * rows_g),
+                    Operand::rows(g.buffer(), cout_g, pixels, true)
+                        .at((n0 * geo.c_out + gi * cout_g) * pixels)
+                        .batch_stride(geo.c_out * pixels),
+                    cols.buffer(),
+                    nb,
+                    rows_g,
+                    pixels,
+                    cout_g,
+                );
+                mm.c_offset = gi * rows_g * pixels;
+                mm.c_batch_stride = rows * pixels;
+                mm.run(dev)?;
+            }
+            dev.dispatch(
+                &SHADER,
+                "col2im",
+                &[Bind::Read(cols.buffer()), Bind::Write(gx.buffer())],
+                &geo.params(n0, nb),
+                groups(nb * geo.c * geo.h * geo.w),
+            )?;
+        }
+    }
+    let gb = if !(s.has_bias && need.get(2).copied().unwrap_or(false)) {
+        None
+    } else if (geo.n * pixels).div_ceil(256) > LOOP_BUDGET {
+        // Too many values per channel for one workgroup's loops: reduce in stages.
+        let per_channel = g.reshape(&[geo.n, geo.c_out, pixels])?.sum_dim(2, false)?;
+        Some(per_channel.sum_dim(0, false)?)
+    } else {
+        let gb = Tensor::uninit(dev, &[geo.c_out])?;
+        dev.dispatch(
+            &SHADER,
+            "bias_grad",
+            &[Bind::Read(g.buffer()), Bind::Write(gb.buffer())],
+            &geo.params(0, geo.n),
+            geo.c_out as u32,
+        )?;
+        Some(gb)
+    };
+    let mut out = vec![gx, gw];
+    if s.has_bias {
+        out.push(gb);
+    }
+    Ok(out)
+}
+
+impl Tensor {
+    /// 2-D convolution (cross-correlation, as PyTorch) of an NCHW input with a weight
+    /// [C_out, C_in/groups, KH, KW] and an optional bias [C_out].
+    ///
+    /// ```
+    /// # use webgrad::{Device, Tensor, Conv2dParams};
+    /// let dev = Device::new()?;
+    /// let x = Tensor::ones(&dev, &[1, 1, 4, 4])?;
+    /// let w = Tensor::ones(&dev, &[1, 1, 3, 3])?;
+    /// let y = x.conv2d(&w, None, Conv2dParams::default().padding(1))?;
+    /// assert_eq!(y.shape(), &[1, 1, 4, 4]);
+    /// assert_eq!(y.to_vec()?[0], 4.0); // a corner sees 2 x 2 ones
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
+        conv2d(self, weight, bias, params)
+    }
+}

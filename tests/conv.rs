@@ -1,0 +1,286 @@
+//! conv2d: PyTorch's cases (forward and every gradient), float64 references, gradcheck over
+//! random configurations, the course's hand-computed kernels, chunked large batches,
+//! determinism and shape errors.
+
+mod common;
+use common::*;
+use webgrad::{conv2d_output_size, receptive_field, Conv2dParams, Tensor};
+
+#[test]
+fn matches_pytorch_reference() {
+    let r = Reference::ops();
+    let cases = r.cases("conv2d");
+    assert!(cases.len() >= 6, "{cases:?}");
+    for case in cases {
+        let m = r.meta(&case);
+        let p = Conv2dParams {
+            stride: pair(&m["stride"]),
+            padding: pair(&m["padding"]),
+            dilation: pair(&m["dilation"]),
+            groups: m["groups"].as_u64().unwrap() as usize,
+        };
+        let x = r.tensor(&case, "input").requires_grad();
+        let w = r.tensor(&case, "weight").requires_grad();
+        let b = r
+            .has(&case, "bias")
+            .then(|| r.tensor(&case, "bias").requires_grad());
+        let y = x.conv2d(&w, b.as_ref(), p).unwrap();
+        r.assert_matches(&case, "output", &y, 1e-5, 1e-4);
+        y.backward_with(&r.tensor(&case, "grad_output")).unwrap();
+        r.assert_matches(&case, "grad_input", &x.grad().unwrap(), 1e-5, 1e-4);
+        r.assert_matches(&case, "grad_weight", &w.grad().unwrap(), 1e-4, 1e-4);
+        if let Some(b) = b {
+            r.assert_matches(&case, "grad_bias", &b.grad().unwrap(), 1e-4, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn forward_matches_float64_on_random_configurations() {
+    let configs = [
+        // (n, c, h, w, c_out, kh, kw, stride, pad, dil, groups)
+        (1, 1, 5, 5, 1, 3, 3, (1, 1), (0, 0), (1, 1), 1),
+        (3, 4, 9, 7, 6, 3, 2, (2, 1), (1, 0), (1, 2), 2),
+        (2, 3, 17, 13, 5, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+        (5, 6, 8, 8, 6, 1, 1, (3, 3), (0, 0), (1, 1), 3),
+        (2, 2, 30, 31, 4, 3, 3, (2, 2), (1, 1), (3, 3), 1),
+    ];
+    for (i, &(n, c, h, w, co, kh, kw, s, p, d, g)) in configs.iter().enumerate() {
+        let (xs, ws) = ([n, c, h, w], [co, c / g, kh, kw]);
+        let x = randn(i as u64, numel(&xs));
+        let wt = randn(i as u64 + 9, numel(&ws));
+        let b = randn(i as u64 + 99, co);
+        let params = Conv2dParams {
+            stride: s,
+            padding: p,
+            dilation: d,
+            groups: g,
+        };
+        let y = tensor(&x, &xs)
+            .conv2d(&tensor(&wt, &ws), Some(&tensor(&b, &[co])), params)
+            .unwrap();
+        let want = conv2d_ref(&x, &xs, &wt, &ws, Some(&b), s, p, d, g, 0..n);
+        assert_close(
+            &y.to_vec().unwrap(),
+            &want,
+            1e-5,
+            1e-5,
+            &format!("config {i}"),
+        );
+    }
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    let configs = [
+        (1, 1, 5, 5, 2, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+        (5, 2, 5, 4, 2, 2, 3, (2, 1), (0, 1), (1, 1), 1),
+        (1, 4, 7, 5, 2, 3, 3, (1, 2), (2, 1), (2, 1), 2),
+        (2, 3, 6, 6, 3, 1, 2, (1, 1), (0, 0), (1, 2), 3),
+    ];
+    for (i, &(n, c, h, w, co, kh, kw, s, p, d, g)) in configs.iter().enumerate() {
+        let (xs, ws) = ([n, c, h, w], [co, c / g, kh, kw]);
+        let params = Conv2dParams {
+            stride: s,
+            padding: p,
+            dilation: d,
+            groups: g,
+        };
+        check_grad(
+            &format!("conv2d config {i}"),
+            move |t| t[0].conv2d(&t[1], Some(&t[2]), params),
+            &[
+                tensor(&randn(i as u64, numel(&xs)), &xs),
+                tensor(&randn(i as u64 + 5, numel(&ws)), &ws),
+                tensor(&randn(i as u64 + 7, co), &[co]),
+            ],
+            5e-3,
+        );
+    }
+}
+
+#[test]
+fn blur_and_sobel_kernels_give_the_hand_computed_values() {
+    // A 4x4 image with a vertical edge between columns 1 and 2.
+    #[rustfmt::skip]
+    let img = [
+        0.0, 0.0, 8.0, 8.0,
+        0.0, 0.0, 8.0, 8.0,
+        0.0, 0.0, 8.0, 8.0,
+        0.0, 0.0, 8.0, 8.0,
+    ];
+    let x = tensor(&img, &[1, 1, 4, 4]);
+    // Gaussian blur 1/16 [1 2 1; 2 4 2; 1 2 1], no padding: each output row sees columns
+    // (0,1,2) -> (0 + 0 + 8) weights (1,2,1)/4 = 2 and columns (1,2,3) -> (0 + 8*2 + 8)/4 = 6.
+    #[rustfmt::skip]
+    let blur: Vec<f32> = [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0].iter().map(|v| v / 16.0).collect();
+    let y = x
+        .conv2d(&tensor(&blur, &[1, 1, 3, 3]), None, Conv2dParams::default())
+        .unwrap();
+    assert_eq!(y.to_vec().unwrap(), vec![2.0, 6.0, 2.0, 6.0]);
+    // Sobel S_x = [-1 0 1; -2 0 2; -1 0 1]: (8 - 0) * (1 + 2 + 1) = 32 across the edge.
+    let sobel = [-1.0, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0];
+    let y = x
+        .conv2d(
+            &tensor(&sobel, &[1, 1, 3, 3]),
+            None,
+            Conv2dParams::default(),
+        )
+        .unwrap();
+    assert_eq!(y.to_vec().unwrap(), vec![32.0, 32.0, 32.0, 32.0]);
+    // With zero padding the border columns see the edge of the image: column 0 gets
+    // (0 - pad) = 0, column 3 gets (pad 0 - 8) * 4 = -32, except in the corners (1 + 2 only).
+    let y = x
+        .conv2d(
+            &tensor(&sobel, &[1, 1, 3, 3]),
+            None,
+            Conv2dParams::default().padding(1),
+        )
+        .unwrap();
+    #[rustfmt::skip]
+    let want = vec![
+        0.0, 24.0, 24.0, -24.0,
+        0.0, 32.0, 32.0, -32.0,
+        0.0, 32.0, 32.0, -32.0,
+        0.0, 24.0, 24.0, -24.0,
+    ];
+    assert_eq!(y.to_vec().unwrap(), want);
+}
+
+#[test]
+fn batch_of_4096_lenet_inputs_runs_in_chunks() {
+    let n = 4096;
+    let (xs, ws) = ([n, 1, 28, 28], [6, 1, 5, 5]);
+    let x = uniform(1, numel(&xs), 0.0, 1.0);
+    let w = randn(2, numel(&ws));
+    let b = randn(3, 6);
+    let xt = tensor(&x, &xs).requires_grad();
+    let wt = tensor(&w, &ws).requires_grad();
+    let p = Conv2dParams::default().padding(2);
+    let y = xt.conv2d(&wt, Some(&tensor(&b, &[6])), p).unwrap();
+    assert_eq!(y.shape(), &[n, 6, 28, 28]);
+    let got = y.to_vec().unwrap();
+    let per = 6 * 28 * 28;
+    for img in [0, 1, 855, 856, 2047, 4095] {
+        let want = conv2d_ref(
+            &x,
+            &xs,
+            &w,
+            &ws,
+            Some(&b),
+            (1, 1),
+            (2, 2),
+            (1, 1),
+            1,
+            img..img + 1,
+        );
+        assert_close(
+            &got[img * per..(img + 1) * per],
+            &want,
+            1e-5,
+            1e-5,
+            &format!("image {img}"),
+        );
+    }
+    // The weight gradient of sum(y) is the sum of each tap's input over all images.
+    y.sum().unwrap().backward().unwrap();
+    let gw = wt.grad().unwrap().to_vec().unwrap();
+    let (i, j) = (2, 2); // the centre tap sees every pixel once
+    let want: f64 = x.iter().map(|&v| v as f64).sum();
+    assert_close(
+        &gw[i * 5 + j..i * 5 + j + 1],
+        &[want],
+        1e-3,
+        1e-4,
+        "centre tap gradient",
+    );
+    assert_eq!(xt.grad().unwrap().shape(), &xs);
+}
+
+#[test]
+fn forward_and_backward_are_deterministic() {
+    let (xs, ws) = ([3, 4, 11, 9], [6, 2, 3, 3]);
+    let x = randn(5, numel(&xs));
+    let w = randn(6, numel(&ws));
+    let p = Conv2dParams::default().stride(2).padding(1).groups(2);
+    let run = || {
+        let xt = tensor(&x, &xs).requires_grad();
+        let wt = tensor(&w, &ws).requires_grad();
+        let y = xt.conv2d(&wt, None, p).unwrap();
+        y.tanh().unwrap().sum().unwrap().backward().unwrap();
+        (
+            y.to_vec().unwrap(),
+            xt.grad().unwrap().to_vec().unwrap(),
+            wt.grad().unwrap().to_vec().unwrap(),
+        )
+    };
+    let (a, b) = (run(), run());
+    assert!(a
+        .0
+        .iter()
+        .zip(&b.0)
+        .all(|(p, q)| p.to_bits() == q.to_bits()));
+    assert!(a
+        .1
+        .iter()
+        .zip(&b.1)
+        .all(|(p, q)| p.to_bits() == q.to_bits()));
+    assert!(a
+        .2
+        .iter()
+        .zip(&b.2)
+        .all(|(p, q)| p.to_bits() == q.to_bits()));
+}
+
+#[test]
+fn bad_configurations_are_errors_naming_the_numbers() {
+    let x = Tensor::zeros(device(), &[1, 4, 5, 5]).unwrap();
+    let w = Tensor::zeros(device(), &[6, 3, 3, 3]).unwrap();
+    let err = x
+        .conv2d(&w, None, Conv2dParams::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[6, 3, 3, 3]") && err.contains("4"), "{err}");
+    let w = Tensor::zeros(device(), &[6, 2, 3, 3]).unwrap();
+    let err = x
+        .conv2d(&w, None, Conv2dParams::default().groups(3))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("groups = 3"), "{err}");
+    let w = Tensor::zeros(device(), &[6, 4, 7, 7]).unwrap();
+    let err = x
+        .conv2d(&w, None, Conv2dParams::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty"), "{err}");
+    let w = Tensor::zeros(device(), &[6, 4, 3, 3]).unwrap();
+    let b = Tensor::zeros(device(), &[5]).unwrap();
+    assert!(x.conv2d(&w, Some(&b), Conv2dParams::default()).is_err());
+}
+
+#[test]
+fn output_size_and_receptive_field_helpers() {
+    assert_eq!(conv2d_output_size(28, 5, 1, 2, 1).unwrap(), 28);
+    assert_eq!(conv2d_output_size(14, 5, 1, 0, 1).unwrap(), 10);
+    assert_eq!(conv2d_output_size(9, 3, 2, 1, 1).unwrap(), 5);
+    assert_eq!(conv2d_output_size(10, 3, 1, 2, 2).unwrap(), 10);
+    assert!(conv2d_output_size(3, 5, 1, 0, 1).is_err());
+    // LeNet-5: conv5, pool2, conv5, pool2 -> 1 + 4 + 1*1 + 4*2 + 1*2*1 = 16.
+    assert_eq!(receptive_field(&[(5, 1), (2, 2), (5, 1), (2, 2)]), 16);
+    assert_eq!(receptive_field(&[(3, 1), (3, 1)]), 5);
+}
+
+#[test]
+fn bias_gradient_over_many_pixels_is_complete() {
+    // 40 x 256 x 256 pixels per channel: more than one workgroup's loops may cover.
+    let x = Tensor::ones(device(), &[40, 1, 256, 256]).unwrap();
+    let w = Tensor::ones(device(), &[2, 1, 1, 1]).unwrap();
+    let b = Tensor::zeros(device(), &[2]).unwrap().requires_grad();
+    x.conv2d(&w, Some(&b), Conv2dParams::default())
+        .unwrap()
+        .sum()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![2_621_440.0; 2]);
+}
