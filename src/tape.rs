@@ -41,6 +41,7 @@ pub(crate) enum Op {
     Permute(ops::layout::PermuteSaved),
     Expand,
     Conv2d(ops::conv::Saved),
+    Pool(ops::pool::Saved),
 }
 
 fn needs(inputs: &[Tensor]) -> Vec<bool> {
@@ -62,6 +63,7 @@ impl Op {
             Op::Permute(s) => vec![Some(ops::layout::permute_backward(s, grad)?)],
             Op::Expand => vec![Some(ops::reduce::sum_to(grad, inputs[0].shape())?)],
             Op::Conv2d(s) => ops::conv::backward(s, grad, &needs(inputs))?,
+            Op::Pool(s) => vec![Some(ops::pool::backward(s, grad)?)],
         })
     }
 }

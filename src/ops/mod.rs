@@ -5,6 +5,7 @@ pub(crate) mod conv;
 pub(crate) mod fill;
 pub(crate) mod layout;
 pub(crate) mod matmul;
+pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 pub(crate) mod unary;

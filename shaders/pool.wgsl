@@ -1,0 +1,174 @@
+// 2-D max and average pooling over NCHW planes, and their backward.
+//
+// Indexing: one invocation per output element (n, c, oh, ow) in the forward, one per input
+// element (n, c, h, w) in the backward; planes are contiguous, plane index nc = n * C + c.
+// Window of output (oh, ow): rows oh*SH - PH .. + KH, columns ow*SW - PW .. + KW.
+// The backward is a gather: an input pixel sums over the outputs whose window holds it,
+// oh in [ceil((h + PH - KH + 1) / SH), floor((h + PH) / SH)], so it is deterministic.
+// max_pool saves, per output, the index h * W + w of the window's max (first on ties, NaN wins;
+// padding counts as -inf) as f32, and its backward routes the gradient there only.
+// avg_pool divides by the window size clipped to the padded input (count_include_pad) or by
+// the number of real input pixels in the window, as PyTorch does.
+
+struct Params {
+    planes: u32,
+    h: u32,
+    w: u32,
+    ho: u32,
+    wo: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    count_include_pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> p: Params;
+
+fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * 256u + lid;
+}
+
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> argmax: array<f32>;
+
+@compute @workgroup_size(256)
+fn max_pool_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = linear_index(wid, nwg, lid);
+    if (e >= p.planes * p.ho * p.wo) {
+        return;
+    }
+    let ow = e % p.wo;
+    let oh = (e / p.wo) % p.ho;
+    let base = (e / (p.ho * p.wo)) * p.h * p.w;
+    let h0 = i32(oh * p.sh) - i32(p.ph);
+    let w0 = i32(ow * p.sw) - i32(p.pw);
+    var best = bitcast<f32>(0xff800000u); // -inf
+    var best_i = -1;
+    for (var i = max(h0, 0); i < min(h0 + i32(p.kh), i32(p.h)); i++) {
+        for (var j = max(w0, 0); j < min(w0 + i32(p.kw), i32(p.w)); j++) {
+            let idx = i * i32(p.w) + j;
+            let v = x[base + u32(idx)];
+            if (best_i < 0 || (!is_nan(best) && (v > best || is_nan(v)))) {
+                best = v;
+                best_i = idx;
+            }
+        }
+    }
+    y[e] = best;
+    argmax[e] = f32(best_i);
+}
+
+@compute @workgroup_size(256)
+fn avg_pool_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = linear_index(wid, nwg, lid);
+    if (e >= p.planes * p.ho * p.wo) {
+        return;
+    }
+    let ow = e % p.wo;
+    let oh = (e / p.wo) % p.ho;
+    let base = (e / (p.ho * p.wo)) * p.h * p.w;
+    let h0 = i32(oh * p.sh) - i32(p.ph);
+    let w0 = i32(ow * p.sw) - i32(p.pw);
+    var s = 0.0;
+    for (var i = max(h0, 0); i < min(h0 + i32(p.kh), i32(p.h)); i++) {
+        for (var j = max(w0, 0); j < min(w0 + i32(p.kw), i32(p.w)); j++) {
+            s += x[base + u32(i * i32(p.w) + j)];
+        }
+    }
+    y[e] = s / divisor(h0, w0);
+}
+
+// The averaging count of the window whose top-left corner is (h0, w0).
+fn divisor(h0: i32, w0: i32) -> f32 {
+    let h_end = min(h0 + i32(p.kh), i32(p.h + p.ph));
+    let w_end = min(w0 + i32(p.kw), i32(p.w + p.pw));
+    if (p.count_include_pad == 1u) {
+        return f32((h_end - h0) * (w_end - w0));
+    }
+    let rows = min(h_end, i32(p.h)) - max(h0, 0);
+    let cols = min(w_end, i32(p.w)) - max(w0, 0);
+    return f32(rows * cols);
+}
+
+// Backward bindings: g (upstream, output-shaped), the saved argmax (max only), gx.
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> saved_argmax: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gx: array<f32>;
+
+// The range of output rows (or columns) whose window covers input row i.
+fn covering(i: u32, k: u32, s: u32, pad: u32, n_out: u32) -> vec2<i32> {
+    let t = i32(i + pad);
+    let first = max(0, (t - i32(k) + i32(s)) / i32(s)); // ceil((t - k + 1) / s) for t - k + 1 >= 0
+    let last = min(i32(n_out) - 1, t / i32(s));
+    return vec2<i32>(first, last);
+}
+
+@compute @workgroup_size(256)
+fn max_pool_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = linear_index(wid, nwg, lid);
+    if (e >= p.planes * p.h * p.w) {
+        return;
+    }
+    let iw = e % p.w;
+    let ih = (e / p.w) % p.h;
+    let out_base = (e / (p.h * p.w)) * p.ho * p.wo;
+    let me = f32(ih * p.w + iw);
+    let rows = covering(ih, p.kh, p.sh, p.ph, p.ho);
+    let cols = covering(iw, p.kw, p.sw, p.pw, p.wo);
+    var acc = 0.0;
+    for (var oh = rows.x; oh <= rows.y; oh++) {
+        for (var ow = cols.x; ow <= cols.y; ow++) {
+            let o = out_base + u32(oh) * p.wo + u32(ow);
+            if (saved_argmax[o] == me) {
+                acc += g[o];
+            }
+        }
+    }
+    gx[e] = acc;
+}
+
+@compute @workgroup_size(256)
+fn avg_pool_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = linear_index(wid, nwg, lid);
+    if (e >= p.planes * p.h * p.w) {
+        return;
+    }
+    let iw = e % p.w;
+    let ih = (e / p.w) % p.h;
+    let out_base = (e / (p.h * p.w)) * p.ho * p.wo;
+    let rows = covering(ih, p.kh, p.sh, p.ph, p.ho);
+    let cols = covering(iw, p.kw, p.sw, p.pw, p.wo);
+    var acc = 0.0;
+    for (var oh = rows.x; oh <= rows.y; oh++) {
+        for (var ow = cols.x; ow <= cols.y; ow++) {
+            let h0 = oh * i32(p.sh) - i32(p.ph);
+            let w0 = ow * i32(p.sw) - i32(p.pw);
+            acc += g[out_base + u32(oh) * p.wo + u32(ow)] / divisor(h0, w0);
+        }
+    }
+    gx[e] = acc;
+}

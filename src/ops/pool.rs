@@ -1,0 +1,194 @@
+//! `max_pool2d` and `avg_pool2d` with their backward: `shaders/pool.wgsl`.
+
+use crate::error::{shape_err, Result};
+use crate::kernel::{shader, Bind, Shader};
+use crate::ops::conv::conv2d_output_size;
+use crate::ops::unary::groups;
+use crate::tape::Op;
+use crate::tensor::Tensor;
+
+static SHADER: Shader = shader!("pool");
+
+/// Window, stride and padding (each per axis: height, width) of a 2-D pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dParams {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    /// avg_pool2d only: whether padded zeros count in the average (PyTorch's default: true).
+    pub count_include_pad: bool,
+}
+
+impl Pool2dParams {
+    /// A `k` x `k` window with stride `k` (PyTorch's default stride) and no padding.
+    pub fn new(k: usize) -> Self {
+        Pool2dParams {
+            kernel: (k, k),
+            stride: (k, k),
+            padding: (0, 0),
+            count_include_pad: true,
+        }
+    }
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = (s, s);
+        self
+    }
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = (p, p);
+        self
+    }
+    pub fn count_include_pad(mut self, yes: bool) -> Self {
+        self.count_include_pad = yes;
+        self
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct PoolGeometry {
+    planes: usize,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    p: Pool2dParams,
+}
+
+impl PoolGeometry {
+    fn params(&self) -> [u32; 12] {
+        let p = &self.p;
+        [
+            self.planes as u32,
+            self.h as u32,
+            self.w as u32,
+            self.ho as u32,
+            self.wo as u32,
+            p.kernel.0 as u32,
+            p.kernel.1 as u32,
+            p.stride.0 as u32,
+            p.stride.1 as u32,
+            p.padding.0 as u32,
+            p.padding.1 as u32,
+            p.count_include_pad as u32,
+        ]
+    }
+}
+
+fn geometry(x: &Tensor, p: Pool2dParams, op: &'static str) -> Result<PoolGeometry> {
+    let s = x.shape();
+    if s.len() != 4 {
+        return shape_err(op, format!("expects an NCHW input, got {s:?}"));
+    }
+    if p.padding.0 * 2 > p.kernel.0 || p.padding.1 * 2 > p.kernel.1 {
+        return shape_err(
+            op,
+            format!(
+                "padding {:?} must be at most half the kernel {:?}",
+                p.padding, p.kernel
+            ),
+        );
+    }
+    let size = |i, k, st, pd| {
+        conv2d_output_size(i, k, st, pd, 1).map_err(|e| crate::Error::Shape {
+            op,
+            msg: format!("input {s:?}: {e}"),
+        })
+    };
+    Ok(PoolGeometry {
+        planes: s[0] * s[1],
+        h: s[2],
+        w: s[3],
+        ho: size(s[2], p.kernel.0, p.stride.0, p.padding.0)?,
+        wo: size(s[3], p.kernel.1, p.stride.1, p.padding.1)?,
+        p,
+    })
+}
+
+pub(crate) struct Saved {
+    geo: PoolGeometry,
+    /// Max pooling: the argmax of each window; average pooling: `None`.
+    argmax: Option<Tensor>,
+    in_shape: Vec<usize>,
+}
+
+pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
+    let dev = g.device();
+    let gx = Tensor::uninit(dev, &s.in_shape)?;
+    let n = gx.numel();
+    match &s.argmax {
+        Some(idx) => dev.dispatch(
+            &SHADER,
+            "max_pool_backward",
+            &[
+                Bind::Read(g.buffer()),
+                Bind::Read(idx.buffer()),
+                Bind::Write(gx.buffer()),
+            ],
+            &s.geo.params(),
+            groups(n),
+        )?,
+        // Binding 2 (the argmax) is unused by the average's backward: g fills the slot.
+        None => dev.dispatch(
+            &SHADER,
+            "avg_pool_backward",
+            &[
+                Bind::Read(g.buffer()),
+                Bind::Read(g.buffer()),
+                Bind::Write(gx.buffer()),
+            ],
+            &s.geo.params(),
+            groups(n),
+        )?,
+    }
+    Ok(gx)
+}
+
+impl Tensor {
+    /// Max over each window of an NCHW input; padding counts as -inf, as in PyTorch.
+    pub fn max_pool2d(&self, params: Pool2dParams) -> Result<Tensor> {
+        let geo = geometry(self, params, "max_pool2d")?;
+        let dev = self.device();
+        let shape = vec![self.shape()[0], self.shape()[1], geo.ho, geo.wo];
+        let out = dev.storage(geo.planes * geo.ho * geo.wo)?;
+        let argmax = Tensor::uninit(dev, &shape)?;
+        dev.dispatch(
+            &SHADER,
+            "max_pool_forward",
+            &[
+                Bind::Read(self.buffer()),
+                Bind::Write(out.buffer()),
+                Bind::Write(argmax.buffer()),
+            ],
+            &geo.params(),
+            groups(geo.planes * geo.ho * geo.wo),
+        )?;
+        Ok(Tensor::from_op(out, shape, &[self], || {
+            Op::Pool(Saved {
+                geo,
+                argmax: Some(argmax),
+                in_shape: self.shape().to_vec(),
+            })
+        }))
+    }
+
+    /// Average over each window of an NCHW input.
+    pub fn avg_pool2d(&self, params: Pool2dParams) -> Result<Tensor> {
+        let geo = geometry(self, params, "avg_pool2d")?;
+        let dev = self.device();
+        let shape = vec![self.shape()[0], self.shape()[1], geo.ho, geo.wo];
+        let out = dev.storage(geo.planes * geo.ho * geo.wo)?;
+        dev.dispatch(
+            &SHADER,
+            "avg_pool_forward",
+            &[Bind::Read(self.buffer()), Bind::Write(out.buffer())],
+            &geo.params(),
+            groups(geo.planes * geo.ho * geo.wo),
+        )?;
+        Ok(Tensor::from_op(out, shape, &[self], || {
+            Op::Pool(Saved {
+                geo,
+                argmax: None,
+                in_shape: self.shape().to_vec(),
+            })
+        }))
+    }
+}
