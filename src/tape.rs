@@ -42,6 +42,7 @@ pub(crate) enum Op {
     Expand,
     Conv2d(ops::conv::Saved),
     Pool(ops::pool::Saved),
+    BatchNorm(ops::batch_norm::Saved),
 }
 
 fn needs(inputs: &[Tensor]) -> Vec<bool> {
@@ -64,6 +65,7 @@ impl Op {
             Op::Expand => vec![Some(ops::reduce::sum_to(grad, inputs[0].shape())?)],
             Op::Conv2d(s) => ops::conv::backward(s, grad, &needs(inputs))?,
             Op::Pool(s) => vec![Some(ops::pool::backward(s, grad)?)],
+            Op::BatchNorm(s) => ops::batch_norm::backward(s, grad, &needs(inputs))?,
         })
     }
 }

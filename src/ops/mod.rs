@@ -1,5 +1,6 @@
 //! The ops: each file is one op family's Rust side, named like its shader in `shaders/`.
 
+pub(crate) mod batch_norm;
 pub(crate) mod binary;
 pub(crate) mod conv;
 pub(crate) mod fill;

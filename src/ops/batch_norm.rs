@@ -1,0 +1,213 @@
+//! `batch_norm2d` in training and eval mode, with its backward: `shaders/batch_norm.wgsl` for
+//! the per-channel finish and the elementwise parts, the reduction kernels for the sums.
+
+use crate::error::{shape_err, Error, Result};
+use crate::kernel::{shader, Bind, Shader};
+use crate::ops::unary::groups;
+use crate::tape::{no_grad, Op};
+use crate::tensor::Tensor;
+
+static SHADER: Shader = shader!("batch_norm");
+
+/// Arguments of [`Tensor::batch_norm2d`], named as in `torch.nn.functional.batch_norm`.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormArgs<'a> {
+    pub running_mean: Option<&'a Tensor>,
+    pub running_var: Option<&'a Tensor>,
+    pub weight: Option<&'a Tensor>,
+    pub bias: Option<&'a Tensor>,
+    pub training: bool,
+    pub momentum: f32,
+    pub eps: f32,
+}
+
+impl Default for BatchNormArgs<'_> {
+    fn default() -> Self {
+        BatchNormArgs {
+            running_mean: None,
+            running_var: None,
+            weight: None,
+            bias: None,
+            training: true,
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+}
+
+pub(crate) struct Saved {
+    x: Tensor,
+    stats: Tensor,
+    weight: Tensor,
+    params: [u32; 7],
+}
+
+/// Sum over N, H and W of an [N, C, HW] tensor: [C].
+fn channel_sum(t: &Tensor, n: usize, c: usize, hw: usize) -> Result<Tensor> {
+    t.reshape(&[n, c, hw])?.sum_dim(2, false)?.sum_dim(0, false)
+}
+
+fn params(len: usize, c: usize, hw: usize, training: bool, momentum: f32, eps: f32, m: usize) -> [u32; 7] {
+    [
+        len as u32,
+        c as u32,
+        hw as u32,
+        training as u32,
+        momentum.to_bits(),
+        eps.to_bits(),
+        (m as f32).to_bits(),
+    ]
+}
+
+impl Tensor {
+    /// Batch normalization of an NCHW input per channel, as `F.batch_norm`: in training mode
+    /// with the batch's statistics (and the running statistics, when given, updated in place
+    /// with `momentum`), in eval mode with the running statistics.
+    pub fn batch_norm2d(&self, args: BatchNormArgs) -> Result<Tensor> {
+        let s = self.shape();
+        if s.len() != 4 {
+            return shape_err("batch_norm2d", format!("expects an NCHW input, got {s:?}"));
+        }
+        let (n, c, hw) = (s[0], s[1], s[2] * s[3]);
+        let m = n * hw;
+        let dev = self.device();
+        for (name, t) in [
+            ("running_mean", args.running_mean),
+            ("running_var", args.running_var),
+            ("weight", args.weight),
+            ("bias", args.bias),
+        ] {
+            if let Some(t) = t {
+                dev.same(t.device(), "batch_norm2d")?;
+                if t.shape() != [c] {
+                    return shape_err(
+                        "batch_norm2d",
+                        format!("{name} {:?} should be [{c}] for input {s:?}", t.shape()),
+                    );
+                }
+            }
+        }
+        if args.training && m <= 1 {
+            return Err(Error::Invalid(format!(
+                "batch_norm2d: training needs more than one value per channel, input {s:?}"
+            )));
+        }
+        let ones;
+        let weight = match args.weight {
+            Some(w) => w,
+            None => {
+                ones = Tensor::ones(dev, &[c])?;
+                &ones
+            }
+        };
+        let zeros;
+        let bias = match args.bias {
+            Some(b) => b,
+            None => {
+                zeros = Tensor::zeros(dev, &[c])?;
+                &zeros
+            }
+        };
+        let p = params(self.numel(), c, hw, args.training, args.momentum, args.eps, m);
+        let stats = Tensor::uninit(dev, &[2 * c])?;
+        no_grad(|| -> Result<()> {
+            let (mean, var, rm, rv);
+            if args.training {
+                let x = self.detach();
+                mean = channel_sum(&x, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
+                let centered = x.sub(&mean.reshape(&[1, c, 1, 1])?)?;
+                var = channel_sum(&centered.mul(&centered)?, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
+                // Without running statistics the update goes to scratch buffers.
+                rm = args.running_mean.cloned().map_or_else(|| Tensor::zeros(dev, &[c]), Ok)?;
+                rv = args.running_var.cloned().map_or_else(|| Tensor::ones(dev, &[c]), Ok)?;
+            } else {
+                let (Some(m_), Some(v_)) = (args.running_mean, args.running_var) else {
+                    return Err(Error::Invalid(
+                        "batch_norm2d: eval mode needs running_mean and running_var".into(),
+                    ));
+                };
+                // The kernel reads them as the statistics; nothing is updated (scratch).
+                (mean, var) = (m_.clone(), v_.clone());
+                (rm, rv) = (Tensor::zeros(dev, &[c])?, Tensor::zeros(dev, &[c])?);
+            }
+            dev.dispatch(
+                &SHADER,
+                "bn_finish",
+                &[
+                    Bind::Read(mean.buffer()),
+                    Bind::Read(var.buffer()),
+                    Bind::Write(rm.buffer()),
+                    Bind::Write(rv.buffer()),
+                    Bind::Write(stats.buffer()),
+                ],
+                &p,
+                c.div_ceil(64) as u32,
+            )
+        })?;
+        let y = dev.storage(self.numel())?;
+        dev.dispatch(
+            &SHADER,
+            "bn_apply",
+            &[
+                Bind::Read(self.buffer()),
+                Bind::Read(stats.buffer()),
+                Bind::Read(weight.buffer()),
+                Bind::Read(bias.buffer()),
+                Bind::Write(y.buffer()),
+            ],
+            &p,
+            groups(self.numel()),
+        )?;
+        Ok(Tensor::from_op(y, s.to_vec(), &[self, weight, bias], || {
+            Op::BatchNorm(Saved {
+                x: self.detach(),
+                stats,
+                weight: weight.detach(),
+                params: p,
+            })
+        }))
+    }
+}
+
+pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    let dev = g.device();
+    let (len, c, hw) = (s.params[0] as usize, s.params[1] as usize, s.params[2] as usize);
+    let n = len / (c * hw).max(1);
+    let prod = Tensor::uninit(dev, g.shape())?;
+    dev.dispatch(
+        &SHADER,
+        "bn_g_xhat",
+        &[
+            Bind::Read(g.buffer()),
+            Bind::Read(s.x.buffer()),
+            Bind::Read(s.stats.buffer()),
+            Bind::Write(prod.buffer()),
+        ],
+        &s.params,
+        groups(len),
+    )?;
+    let sum_g = channel_sum(g, n, c, hw)?;
+    let sum_g_xhat = channel_sum(&prod, n, c, hw)?;
+    let gx = if need[0] {
+        let gx = Tensor::uninit(dev, g.shape())?;
+        dev.dispatch(
+            &SHADER,
+            "bn_backward",
+            &[
+                Bind::Read(g.buffer()),
+                Bind::Read(s.x.buffer()),
+                Bind::Read(s.stats.buffer()),
+                Bind::Read(s.weight.buffer()),
+                Bind::Read(sum_g.buffer()),
+                Bind::Read(sum_g_xhat.buffer()),
+                Bind::Write(gx.buffer()),
+            ],
+            &s.params,
+            groups(len),
+        )?;
+        Some(gx)
+    } else {
+        None
+    };
+    Ok(vec![gx, Some(sum_g_xhat), Some(sum_g)])
+}
