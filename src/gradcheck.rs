@@ -83,7 +83,10 @@ pub fn gradcheck_with(
             // The weighted sum in f64 on the host: a GPU sum in f32 would add rounding noise
             // that the finite difference then divides by 2 eps.
             let y = f(&ts)?.to_vec()?;
-            Ok(y.iter().zip(&weights).map(|(&a, &b)| a as f64 * b as f64).sum())
+            Ok(y.iter()
+                .zip(&weights)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum())
         })
     };
     let mut report = GradcheckReport {

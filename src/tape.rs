@@ -43,6 +43,9 @@ pub(crate) enum Op {
     Conv2d(ops::conv::Saved),
     Pool(ops::pool::Saved),
     BatchNorm(ops::batch_norm::Saved),
+    Dropout(ops::dropout::Saved),
+    Loss(ops::loss::Saved),
+    CrossEntropy(ops::loss::CrossEntropySaved),
 }
 
 fn needs(inputs: &[Tensor]) -> Vec<bool> {
@@ -66,6 +69,9 @@ impl Op {
             Op::Conv2d(s) => ops::conv::backward(s, grad, &needs(inputs))?,
             Op::Pool(s) => vec![Some(ops::pool::backward(s, grad)?)],
             Op::BatchNorm(s) => ops::batch_norm::backward(s, grad, &needs(inputs))?,
+            Op::Dropout(s) => vec![Some(ops::dropout::backward(s, grad)?)],
+            Op::Loss(s) => ops::loss::backward(s, grad)?,
+            Op::CrossEntropy(s) => vec![Some(ops::loss::cross_entropy_backward(s, grad)?)],
         })
     }
 }

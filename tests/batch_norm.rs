@@ -40,7 +40,12 @@ fn matches_pytorch_reference_in_training_mode() {
 fn eval_mode_uses_running_statistics() {
     let s = [3, 2, 4, 5];
     let x = randn(1, numel(&s));
-    let (rm, rv, w, b) = ([0.5f32, -1.0], [2.0f32, 0.25], [1.5f32, -0.5], [0.1f32, 0.2]);
+    let (rm, rv, w, b) = (
+        [0.5f32, -1.0],
+        [2.0f32, 0.25],
+        [1.5f32, -0.5],
+        [0.1f32, 0.2],
+    );
     let y = tensor(&x, &s)
         .batch_norm2d(BatchNormArgs {
             running_mean: Some(&tensor(&rm, &[2])),
@@ -81,7 +86,11 @@ fn backward_matches_finite_differences() {
                     ..Default::default()
                 })
             },
-            &[tensor(&x, &s), tensor(&[1.2, 0.7], &[2]), tensor(&[0.3, -0.1], &[2])],
+            &[
+                tensor(&x, &s),
+                tensor(&[1.2, 0.7], &[2]),
+                tensor(&[0.3, -0.1], &[2]),
+            ],
             5e-3,
         );
     }

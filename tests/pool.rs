@@ -29,7 +29,11 @@ fn pool_ref(x: &[f32], s: &[usize], p: Pool2dParams, max: bool) -> Vec<f64> {
                 }
                 let he = (h0 + p.kernel.0 as isize).min((h + p.padding.0) as isize);
                 let we = (w0 + p.kernel.1 as isize).min((w + p.padding.1) as isize);
-                let div = if p.count_include_pad { ((he - h0) * (we - w0)) as f64 } else { count as f64 };
+                let div = if p.count_include_pad {
+                    ((he - h0) * (we - w0)) as f64
+                } else {
+                    count as f64
+                };
                 out.push(if max { best } else { sum / div });
             }
         }
@@ -41,8 +45,22 @@ fn configs() -> Vec<(Vec<usize>, Pool2dParams)> {
     vec![
         (vec![2, 3, 8, 8], Pool2dParams::new(2)),
         (vec![1, 2, 9, 7], Pool2dParams::new(3).stride(2).padding(1)),
-        (vec![3, 1, 5, 6], Pool2dParams::new(3).stride(1).padding(1).count_include_pad(false)),
-        (vec![2, 2, 7, 9], Pool2dParams { kernel: (2, 3), stride: (1, 2), padding: (1, 0), count_include_pad: true }),
+        (
+            vec![3, 1, 5, 6],
+            Pool2dParams::new(3)
+                .stride(1)
+                .padding(1)
+                .count_include_pad(false),
+        ),
+        (
+            vec![2, 2, 7, 9],
+            Pool2dParams {
+                kernel: (2, 3),
+                stride: (1, 2),
+                padding: (1, 0),
+                count_include_pad: true,
+            },
+        ),
         (vec![64, 6, 28, 28], Pool2dParams::new(2)),
     ]
 }
@@ -52,8 +70,20 @@ fn forward_matches_float64() {
     for (i, (s, p)) in configs().into_iter().enumerate() {
         let x = randn(i as u64, numel(&s));
         let t = tensor(&x, &s);
-        assert_close(&t.max_pool2d(p).unwrap().to_vec().unwrap(), &pool_ref(&x, &s, p, true), 0.0, 0.0, "max");
-        assert_close(&t.avg_pool2d(p).unwrap().to_vec().unwrap(), &pool_ref(&x, &s, p, false), 1e-6, 1e-6, "avg");
+        assert_close(
+            &t.max_pool2d(p).unwrap().to_vec().unwrap(),
+            &pool_ref(&x, &s, p, true),
+            0.0,
+            0.0,
+            "max",
+        );
+        assert_close(
+            &t.avg_pool2d(p).unwrap().to_vec().unwrap(),
+            &pool_ref(&x, &s, p, false),
+            1e-6,
+            1e-6,
+            "avg",
+        );
     }
 }
 
@@ -63,8 +93,18 @@ fn backward_matches_finite_differences() {
         // Distinct values, so each window's max is unique and moving by eps keeps it.
         let mut vals: Vec<f32> = (0..numel(&s)).map(|v| v as f32 * 0.05).collect();
         webgrad::Rng::new(i as u64).shuffle(&mut vals);
-        check_grad(&format!("max_pool {i}"), move |t| t[0].max_pool2d(p), &[tensor(&vals, &s)], 5e-3);
-        check_grad(&format!("avg_pool {i}"), move |t| t[0].avg_pool2d(p), &[tensor(&randn(i as u64, numel(&s)), &s)], 5e-3);
+        check_grad(
+            &format!("max_pool {i}"),
+            move |t| t[0].max_pool2d(p),
+            &[tensor(&vals, &s)],
+            5e-3,
+        );
+        check_grad(
+            &format!("avg_pool {i}"),
+            move |t| t[0].avg_pool2d(p),
+            &[tensor(&randn(i as u64, numel(&s)), &s)],
+            5e-3,
+        );
     }
 }
 
@@ -81,7 +121,12 @@ fn matches_pytorch_reference() {
                 count_include_pad: m["count_include_pad"].as_bool().unwrap_or(true),
             };
             let x = r.tensor(&case, "input").requires_grad();
-            let y = if op == "max_pool2d" { x.max_pool2d(p) } else { x.avg_pool2d(p) }.unwrap();
+            let y = if op == "max_pool2d" {
+                x.max_pool2d(p)
+            } else {
+                x.avg_pool2d(p)
+            }
+            .unwrap();
             r.assert_matches(&case, "output", &y, 1e-6, 1e-5);
             y.backward_with(&r.tensor(&case, "grad_output")).unwrap();
             r.assert_matches(&case, "grad_input", &x.grad().unwrap(), 1e-6, 1e-5);
@@ -92,10 +137,21 @@ fn matches_pytorch_reference() {
 #[test]
 fn ties_route_to_the_first_max_and_bad_shapes_fail() {
     let x = tensor(&[1.0, 1.0, 1.0, 1.0], &[1, 1, 2, 2]).requires_grad();
-    x.max_pool2d(Pool2dParams::new(2)).unwrap().sum().unwrap().backward().unwrap();
-    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![1.0, 0.0, 0.0, 0.0]);
+    x.max_pool2d(Pool2dParams::new(2))
+        .unwrap()
+        .sum()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert_eq!(
+        x.grad().unwrap().to_vec().unwrap(),
+        vec![1.0, 0.0, 0.0, 0.0]
+    );
     let bad = Tensor::zeros(device(), &[1, 1, 3, 3]).unwrap();
     assert!(bad.max_pool2d(Pool2dParams::new(4)).is_err());
     assert!(bad.max_pool2d(Pool2dParams::new(2).padding(2)).is_err());
-    assert!(Tensor::zeros(device(), &[3, 3]).unwrap().avg_pool2d(Pool2dParams::new(2)).is_err());
+    assert!(Tensor::zeros(device(), &[3, 3])
+        .unwrap()
+        .avg_pool2d(Pool2dParams::new(2))
+        .is_err());
 }

@@ -47,7 +47,15 @@ fn channel_sum(t: &Tensor, n: usize, c: usize, hw: usize) -> Result<Tensor> {
     t.reshape(&[n, c, hw])?.sum_dim(2, false)?.sum_dim(0, false)
 }
 
-fn params(len: usize, c: usize, hw: usize, training: bool, momentum: f32, eps: f32, m: usize) -> [u32; 7] {
+fn params(
+    len: usize,
+    c: usize,
+    hw: usize,
+    training: bool,
+    momentum: f32,
+    eps: f32,
+    m: usize,
+) -> [u32; 7] {
     [
         len as u32,
         c as u32,
@@ -108,7 +116,15 @@ impl Tensor {
                 &zeros
             }
         };
-        let p = params(self.numel(), c, hw, args.training, args.momentum, args.eps, m);
+        let p = params(
+            self.numel(),
+            c,
+            hw,
+            args.training,
+            args.momentum,
+            args.eps,
+            m,
+        );
         let stats = Tensor::uninit(dev, &[2 * c])?;
         no_grad(|| -> Result<()> {
             let (mean, var, rm, rv);
@@ -116,10 +132,17 @@ impl Tensor {
                 let x = self.detach();
                 mean = channel_sum(&x, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
                 let centered = x.sub(&mean.reshape(&[1, c, 1, 1])?)?;
-                var = channel_sum(&centered.mul(&centered)?, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
+                var =
+                    channel_sum(&centered.mul(&centered)?, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
                 // Without running statistics the update goes to scratch buffers.
-                rm = args.running_mean.cloned().map_or_else(|| Tensor::zeros(dev, &[c]), Ok)?;
-                rv = args.running_var.cloned().map_or_else(|| Tensor::ones(dev, &[c]), Ok)?;
+                rm = args
+                    .running_mean
+                    .cloned()
+                    .map_or_else(|| Tensor::zeros(dev, &[c]), Ok)?;
+                rv = args
+                    .running_var
+                    .cloned()
+                    .map_or_else(|| Tensor::ones(dev, &[c]), Ok)?;
             } else {
                 let (Some(m_), Some(v_)) = (args.running_mean, args.running_var) else {
                     return Err(Error::Invalid(
@@ -158,20 +181,29 @@ impl Tensor {
             &p,
             groups(self.numel()),
         )?;
-        Ok(Tensor::from_op(y, s.to_vec(), &[self, weight, bias], || {
-            Op::BatchNorm(Saved {
-                x: self.detach(),
-                stats,
-                weight: weight.detach(),
-                params: p,
-            })
-        }))
+        Ok(Tensor::from_op(
+            y,
+            s.to_vec(),
+            &[self, weight, bias],
+            || {
+                Op::BatchNorm(Saved {
+                    x: self.detach(),
+                    stats,
+                    weight: weight.detach(),
+                    params: p,
+                })
+            },
+        ))
     }
 }
 
 pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
     let dev = g.device();
-    let (len, c, hw) = (s.params[0] as usize, s.params[1] as usize, s.params[2] as usize);
+    let (len, c, hw) = (
+        s.params[0] as usize,
+        s.params[1] as usize,
+        s.params[2] as usize,
+    );
     let n = len / (c * hw).max(1);
     let prod = Tensor::uninit(dev, g.shape())?;
     dev.dispatch(

@@ -3,8 +3,10 @@
 pub(crate) mod batch_norm;
 pub(crate) mod binary;
 pub(crate) mod conv;
+pub(crate) mod dropout;
 pub(crate) mod fill;
 pub(crate) mod layout;
+pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod pool;
 pub(crate) mod reduce;

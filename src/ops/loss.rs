@@ -1,0 +1,222 @@
+//! Losses: `mse_loss`, `binary_cross_entropy_with_logits`, `binary_cross_entropy` and the fused
+//! log-softmax + NLL `cross_entropy`: `shaders/loss.wgsl`.
+
+use crate::error::{shape_err, Error, Result};
+use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::ops::unary::groups;
+use crate::tape::Op;
+use crate::tensor::Tensor;
+
+static SHADER: Shader = shader!("loss");
+
+/// How per-element losses are combined, as PyTorch's `reduction` argument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduction {
+    /// The average (the default).
+    #[default]
+    Mean,
+    Sum,
+    /// No reduction: one loss per element (per row for cross-entropy).
+    None,
+}
+
+fn reduce(l: Tensor, r: Reduction) -> Result<Tensor> {
+    match r {
+        Reduction::Mean => l.mean(),
+        Reduction::Sum => l.sum(),
+        Reduction::None => Ok(l),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Elementwise {
+    BceLogits,
+    Bce,
+}
+
+pub(crate) struct Saved {
+    kind: Elementwise,
+    x: Tensor,
+    t: Tensor,
+}
+
+pub(crate) struct CrossEntropySaved {
+    x: Tensor,
+    targets: Tensor,
+    lse: Tensor,
+}
+
+fn same_shape(x: &Tensor, t: &Tensor, op: &'static str) -> Result<()> {
+    x.device().same(t.device(), op)?;
+    if x.shape() != t.shape() {
+        return shape_err(
+            op,
+            format!(
+                "input {:?} and target {:?} must have the same shape",
+                x.shape(),
+                t.shape()
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn elementwise(x: &Tensor, t: &Tensor, kind: Elementwise, r: Reduction) -> Result<Tensor> {
+    let (name, entry) = match kind {
+        Elementwise::BceLogits => ("binary_cross_entropy_with_logits", "bce_logits_forward"),
+        Elementwise::Bce => ("binary_cross_entropy", "bce_forward"),
+    };
+    same_shape(x, t, name)?;
+    let dev = x.device();
+    let n = x.numel();
+    let l = dev.storage(n)?;
+    dev.dispatch(
+        &SHADER,
+        entry,
+        &[
+            Bind::Read(x.buffer()),
+            Bind::Read(t.buffer()),
+            Bind::Write(l.buffer()),
+        ],
+        &[n as u32, 0],
+        groups(n),
+    )?;
+    let l = Tensor::from_op(l, x.shape().to_vec(), &[x, t], || {
+        Op::Loss(Saved {
+            kind,
+            x: x.detach(),
+            t: t.detach(),
+        })
+    });
+    reduce(l, r)
+}
+
+pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let dev = g.device();
+    let n = g.numel();
+    let gx = Tensor::uninit(dev, g.shape())?;
+    let gt = Tensor::uninit(dev, g.shape())?;
+    let entry = match s.kind {
+        Elementwise::BceLogits => "bce_logits_backward",
+        Elementwise::Bce => "bce_backward",
+    };
+    dev.dispatch(
+        &SHADER,
+        entry,
+        &[
+            Bind::Read(s.x.buffer()),
+            Bind::Read(s.t.buffer()),
+            Bind::Read(g.buffer()),
+            Bind::Write(gx.buffer()),
+            Bind::Write(gt.buffer()),
+        ],
+        &[n as u32, 0],
+        groups(n),
+    )?;
+    Ok(vec![Some(gx), Some(gt)])
+}
+
+pub(crate) fn cross_entropy_backward(s: &CrossEntropySaved, g: &Tensor) -> Result<Tensor> {
+    let dev = g.device();
+    let (rows, classes) = (s.x.shape()[0], s.x.shape()[1]);
+    let gx = Tensor::uninit(dev, s.x.shape())?;
+    dev.dispatch(
+        &SHADER,
+        "cross_entropy_backward",
+        &[
+            Bind::Read(s.x.buffer()),
+            Bind::Read(s.targets.buffer()),
+            Bind::Read(g.buffer()),
+            Bind::Read(s.lse.buffer()),
+            Bind::Write(gx.buffer()),
+        ],
+        &[rows as u32, classes as u32],
+        groups(rows * classes),
+    )?;
+    Ok(gx)
+}
+
+impl Tensor {
+    /// Squared error between this tensor and `target` (same shape).
+    pub fn mse_loss(&self, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
+        same_shape(self, target, "mse_loss")?;
+        let d = self.sub(target)?;
+        reduce(d.mul(&d)?, reduction)
+    }
+
+    /// The logistic loss of logits against targets in [0, 1], stable for large |x|.
+    pub fn binary_cross_entropy_with_logits(
+        &self,
+        target: &Tensor,
+        reduction: Reduction,
+    ) -> Result<Tensor> {
+        elementwise(self, target, Elementwise::BceLogits, reduction)
+    }
+
+    /// Binary cross-entropy of probabilities in [0, 1] (logs clamped at -100, as PyTorch).
+    pub fn binary_cross_entropy(&self, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
+        elementwise(self, target, Elementwise::Bce, reduction)
+    }
+
+    /// Cross-entropy of logits [N, C] against class indices (log-softmax and negative
+    /// log-likelihood fused in one forward and one backward kernel).
+    ///
+    /// ```
+    /// # use webgrad::{Device, Tensor, Reduction};
+    /// let dev = Device::new()?;
+    /// let logits = Tensor::from_vec(&dev, vec![2.0, 0.0, 0.0, 0.0, 0.0, 3.0], &[2, 3])?;
+    /// let loss = logits.cross_entropy(&[0, 2], Reduction::Mean)?;
+    /// assert!(loss.item()? < 0.2);
+    /// assert!(logits.cross_entropy(&[0, 3], Reduction::Mean).is_err()); // class 3 of 3
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
+    pub fn cross_entropy(&self, targets: &[usize], reduction: Reduction) -> Result<Tensor> {
+        let s = self.shape();
+        if s.len() != 2 {
+            return shape_err("cross_entropy", format!("expects logits [N, C], got {s:?}"));
+        }
+        let (rows, classes) = (s[0], s[1]);
+        if targets.len() != rows {
+            return shape_err(
+                "cross_entropy",
+                format!("{} targets for logits {s:?} ({rows} rows)", targets.len()),
+            );
+        }
+        if let Some((i, &t)) = targets.iter().enumerate().find(|(_, &t)| t >= classes) {
+            return Err(Error::Invalid(format!(
+                "cross_entropy: target {i} is class {t}, but the logits {s:?} have {classes} classes"
+            )));
+        }
+        if classes * 2 > LOOP_BUDGET {
+            return Err(Error::Invalid(format!(
+                "cross_entropy: {classes} classes; at most {} are supported",
+                LOOP_BUDGET / 2
+            )));
+        }
+        let dev = self.device();
+        let t: Vec<f32> = targets.iter().map(|&t| t as f32).collect();
+        let targets = Tensor::from_vec(dev, t, &[rows])?;
+        let l = dev.storage(rows)?;
+        let lse = Tensor::uninit(dev, &[rows])?;
+        dev.dispatch(
+            &SHADER,
+            "cross_entropy_forward",
+            &[
+                Bind::Read(self.buffer()),
+                Bind::Read(targets.buffer()),
+                Bind::Write(l.buffer()),
+                Bind::Write(lse.buffer()),
+            ],
+            &[rows as u32, classes as u32],
+            rows.div_ceil(64) as u32,
+        )?;
+        let l = Tensor::from_op(l, vec![rows], &[self], || {
+            Op::CrossEntropy(CrossEntropySaved {
+                x: self.detach(),
+                targets,
+                lse,
+            })
+        });
+        reduce(l, reduction)
+    }
+}

@@ -1,0 +1,180 @@
+//! Losses: PyTorch's cases (cross_entropy, mse_loss, bce_with_logits), float64 references,
+//! stability for large logits, every reduction, gradcheck, bad targets.
+
+mod common;
+use common::*;
+use webgrad::Reduction;
+
+#[test]
+fn matches_pytorch_reference() {
+    let r = Reference::ops();
+    // cross_entropy (mean)
+    let case = "cross_entropy";
+    let x = r.tensor(case, "input").requires_grad();
+    let t: Vec<usize> = r
+        .get(case, "target")
+        .0
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let l = x.cross_entropy(&t, Reduction::Mean).unwrap();
+    r.assert_matches(case, "output", &l, 1e-6, 1e-5);
+    l.backward_with(&r.tensor(case, "grad_output")).unwrap();
+    r.assert_matches(case, "grad_input", &x.grad().unwrap(), 1e-7, 1e-5);
+
+    type Loss =
+        fn(&webgrad::Tensor, &webgrad::Tensor, Reduction) -> webgrad::Result<webgrad::Tensor>;
+    let losses: [(&str, Loss); 2] = [
+        ("mse_loss", |x, t, r| x.mse_loss(t, r)),
+        ("bce_with_logits", |x, t, r| {
+            x.binary_cross_entropy_with_logits(t, r)
+        }),
+    ];
+    for (case, f) in losses {
+        let x = r.tensor(case, "input").requires_grad();
+        let t = r.tensor(case, "target").requires_grad();
+        let l = f(&x, &t, Reduction::Mean).unwrap();
+        r.assert_matches(case, "output", &l, 1e-6, 1e-5);
+        l.backward_with(&r.tensor(case, "grad_output")).unwrap();
+        r.assert_matches(case, "grad_input", &x.grad().unwrap(), 1e-7, 1e-5);
+        r.assert_matches(case, "grad_target", &t.grad().unwrap(), 1e-7, 1e-5);
+    }
+}
+
+fn ce_ref(x: &[f32], classes: usize, t: &[usize]) -> Vec<f64> {
+    t.iter()
+        .enumerate()
+        .map(|(i, &ti)| {
+            let row: Vec<f64> = x[i * classes..(i + 1) * classes]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            lse - row[ti]
+        })
+        .collect()
+}
+
+#[test]
+fn cross_entropy_matches_float64_and_is_stable() {
+    let (rows, classes) = (300, 10);
+    let x: Vec<f32> = randn(1, rows * classes).iter().map(|v| v * 3.0).collect();
+    let t: Vec<usize> = (0..rows).map(|i| (i * 7) % classes).collect();
+    let want = ce_ref(&x, classes, &t);
+    let xt = tensor(&x, &[rows, classes]);
+    let none = xt.cross_entropy(&t, Reduction::None).unwrap();
+    assert_eq!(none.shape(), &[rows]);
+    assert_close(&none.to_vec().unwrap(), &want, 1e-6, 1e-5, "none");
+    let sum: f64 = want.iter().sum();
+    assert_close(
+        &xt.cross_entropy(&t, Reduction::Sum)
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        &[sum],
+        1e-3,
+        1e-5,
+        "sum",
+    );
+    assert_close(
+        &xt.cross_entropy(&t, Reduction::Mean)
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        &[sum / rows as f64],
+        1e-5,
+        1e-5,
+        "mean",
+    );
+    // Logits of magnitude 100 neither overflow nor lose the small loss.
+    let big = [100.0, -100.0, 50.0, -100.0, 100.0, 99.0];
+    let got = tensor(&big, &[2, 3])
+        .cross_entropy(&[0, 2], Reduction::None)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_close(&got, &ce_ref(&big, 3, &[0, 2]), 1e-6, 1e-5, "large logits");
+}
+
+#[test]
+fn bce_variants_match_float64() {
+    let x: Vec<f32> = randn(2, 40).iter().map(|v| v * 30.0).collect();
+    let t = uniform(3, 40, 0.0, 1.0);
+    let got = tensor(&x, &[40])
+        .binary_cross_entropy_with_logits(&tensor(&t, &[40]), Reduction::None)
+        .unwrap();
+    let want: Vec<f64> = x
+        .iter()
+        .zip(&t)
+        .map(|(&x, &t)| {
+            let (x, t) = (x as f64, t as f64);
+            x.max(0.0) - x * t + (1.0 + (-x.abs()).exp()).ln()
+        })
+        .collect();
+    assert_close(&got.to_vec().unwrap(), &want, 1e-5, 1e-5, "bce_with_logits");
+    let p = uniform(4, 40, 0.01, 0.99);
+    let got = tensor(&p, &[40])
+        .binary_cross_entropy(&tensor(&t, &[40]), Reduction::None)
+        .unwrap();
+    let want: Vec<f64> = p
+        .iter()
+        .zip(&t)
+        .map(|(&p, &t)| -((t as f64) * (p as f64).ln() + (1.0 - t as f64) * (1.0 - p as f64).ln()))
+        .collect();
+    assert_close(&got.to_vec().unwrap(), &want, 1e-6, 1e-5, "bce");
+    let edge = tensor(&[0.0, 1.0], &[2])
+        .binary_cross_entropy(&tensor(&[1.0, 0.0], &[2]), Reduction::None)
+        .unwrap();
+    assert_eq!(edge.to_vec().unwrap(), vec![100.0, 100.0]);
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    let x = randn(5, 12);
+    let t = uniform(6, 12, 0.0, 1.0);
+    let p = uniform(7, 12, 0.1, 0.9);
+    for red in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        check_grad(
+            "mse",
+            move |v| v[0].mse_loss(&v[1], red),
+            &[tensor(&x, &[3, 4]), tensor(&t, &[3, 4])],
+            5e-3,
+        );
+        check_grad(
+            "bce_logits",
+            move |v| v[0].binary_cross_entropy_with_logits(&v[1], red),
+            &[tensor(&x, &[3, 4]), tensor(&t, &[3, 4])],
+            5e-3,
+        );
+        check_grad(
+            "bce",
+            move |v| v[0].binary_cross_entropy(&v[1], red),
+            &[tensor(&p, &[3, 4]), tensor(&t, &[3, 4])],
+            5e-3,
+        );
+        check_grad(
+            "cross_entropy",
+            move |v| v[0].cross_entropy(&[1, 3, 0], red),
+            &[tensor(&x, &[3, 4])],
+            5e-3,
+        );
+    }
+}
+
+#[test]
+fn bad_targets_are_errors() {
+    let x = tensor(&randn(1, 6), &[2, 3]);
+    let err = x
+        .cross_entropy(&[0, 3], Reduction::Mean)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("class 3") && err.contains("3 classes"),
+        "{err}"
+    );
+    assert!(x.cross_entropy(&[0], Reduction::Mean).is_err());
+    assert!(x
+        .mse_loss(&tensor(&[0.0; 3], &[3]), Reduction::Mean)
+        .is_err());
+}
