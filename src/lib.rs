@@ -21,16 +21,21 @@
 //! backward entry points side by side) and its tests `tests/NAME.rs`. The tape (`src/tape.rs`)
 //! records ops and replays them in reverse in `backward()`.
 
+pub mod data;
 mod device;
 mod error;
 mod gradcheck;
 mod kernel;
+pub mod models;
+pub mod nn;
 mod ops;
+pub mod optim;
 mod pool;
 mod rng;
 mod shape;
 mod tape;
 mod tensor;
+pub mod weights;
 
 pub use device::{Device, DeviceInfo, DeviceOptions};
 pub use error::{Error, Result};

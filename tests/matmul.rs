@@ -140,17 +140,40 @@ fn matches_pytorch_reference() {
         r.assert_matches(case, "grad_a", &a.grad().unwrap(), 1e-5, 1e-5);
         r.assert_matches(case, "grad_b", &b.grad().unwrap(), 1e-5, 1e-5);
     }
-    // linear(x, w, b) = x w^T + b, composed from core ops.
-    let case = "linear";
-    let x = r.tensor(case, "input").requires_grad();
-    let w = r.tensor(case, "weight").requires_grad();
-    let b = r.tensor(case, "bias").requires_grad();
-    let out = x.matmul(&w.t().unwrap()).unwrap().add(&b).unwrap();
-    r.assert_matches(case, "output", &out, 1e-5, 1e-5);
-    out.backward_with(&r.tensor(case, "grad_output")).unwrap();
-    r.assert_matches(case, "grad_input", &x.grad().unwrap(), 1e-5, 1e-5);
-    r.assert_matches(case, "grad_weight", &w.grad().unwrap(), 1e-5, 1e-5);
-    r.assert_matches(case, "grad_bias", &b.grad().unwrap(), 1e-5, 1e-5);
+    // linear(x, w, b) = x w^T + b, fused and composed from core ops.
+    for fused in [true, false] {
+        let case = "linear";
+        let x = r.tensor(case, "input").requires_grad();
+        let w = r.tensor(case, "weight").requires_grad();
+        let b = r.tensor(case, "bias").requires_grad();
+        let out = if fused {
+            x.linear(&w, Some(&b)).unwrap()
+        } else {
+            x.matmul(&w.t().unwrap()).unwrap().add(&b).unwrap()
+        };
+        r.assert_matches(case, "output", &out, 1e-5, 1e-5);
+        out.backward_with(&r.tensor(case, "grad_output")).unwrap();
+        r.assert_matches(case, "grad_input", &x.grad().unwrap(), 1e-5, 1e-5);
+        r.assert_matches(case, "grad_weight", &w.grad().unwrap(), 1e-5, 1e-5);
+        r.assert_matches(case, "grad_bias", &b.grad().unwrap(), 1e-5, 1e-5);
+    }
+}
+
+#[test]
+fn linear_backward_matches_finite_differences() {
+    let (x, w, b) = (randn(1, 15), randn(2, 12), randn(3, 4));
+    check_grad(
+        "linear",
+        |t| t[0].linear(&t[1], Some(&t[2])),
+        &[tensor(&x, &[5, 3]), tensor(&w, &[4, 3]), tensor(&b, &[4])],
+        5e-3,
+    );
+    check_grad(
+        "linear 3-D",
+        |t| t[0].linear(&t[1], None),
+        &[tensor(&randn(4, 24), &[2, 4, 3]), tensor(&w, &[4, 3])],
+        5e-3,
+    );
 }
 
 #[test]

@@ -294,7 +294,108 @@ pub(crate) fn backward(
     Ok(vec![ga, gb])
 }
 
+pub(crate) struct LinearSaved {
+    x: Tensor,
+    w: Tensor,
+    rows: usize,
+    inp: usize,
+    out: usize,
+}
+
+pub(crate) fn linear_backward(
+    s: &LinearSaved,
+    g: &Tensor,
+    need_x: bool,
+    need_w: bool,
+) -> Result<Vec<Option<Tensor>>> {
+    let dev = g.device();
+    let (rows, inp, out) = (s.rows, s.inp, s.out);
+    let gx = if need_x {
+        // dX = dY [rows, out] x W [out, in]
+        let gx = Tensor::uninit(dev, s.x.shape())?;
+        Gemm::new(
+            Operand::rows(g.buffer(), rows, out, false),
+            Operand::rows(s.w.buffer(), out, inp, false),
+            gx.buffer(),
+            1,
+            rows,
+            inp,
+            out,
+        )
+        .run(dev)?;
+        Some(gx)
+    } else {
+        None
+    };
+    let gw = if need_w {
+        // dW = dY^T [out, rows] x X [rows, in]
+        let gw = Tensor::uninit(dev, s.w.shape())?;
+        Gemm::new(
+            Operand::transposed(g.buffer(), rows, out, false),
+            Operand::rows(s.x.buffer(), rows, inp, false),
+            gw.buffer(),
+            1,
+            out,
+            inp,
+            rows,
+        )
+        .run(dev)?;
+        Some(gw)
+    } else {
+        None
+    };
+    Ok(vec![gx, gw])
+}
+
 impl Tensor {
+    /// `self x weight^T + bias`, as `torch.nn.functional.linear`: input [..., in], weight
+    /// [out, in] (read transposed in place), bias [out].
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        self.device().same(weight.device(), "linear")?;
+        let xs = self.shape();
+        let ws = weight.shape();
+        if xs.is_empty() || ws.len() != 2 || xs[xs.len() - 1] != ws[1] {
+            return shape_err(
+                "linear",
+                format!("input {xs:?} and weight {ws:?} do not fit (weight is [out, in])"),
+            );
+        }
+        let (inp, out) = (ws[1], ws[0]);
+        let rows = self.numel() / inp.max(1);
+        let dev = self.device();
+        let storage = dev.storage(rows * out)?;
+        Gemm::new(
+            Operand::rows(self.buffer(), rows, inp, false),
+            Operand::transposed(weight.buffer(), out, inp, false),
+            storage.buffer(),
+            1,
+            rows,
+            out,
+            inp,
+        )
+        .run(dev)?;
+        let mut shape = xs.to_vec();
+        *shape.last_mut().unwrap() = out;
+        let y = Tensor::from_op(storage, shape, &[self, weight], || {
+            Op::Linear(LinearSaved {
+                x: self.detach(),
+                w: weight.detach(),
+                rows,
+                inp,
+                out,
+            })
+        });
+        match bias {
+            Some(b) => {
+                if b.shape() != [out] {
+                    return shape_err("linear", format!("bias {:?} should be [{out}]", b.shape()));
+                }
+                y.add(b)
+            }
+            None => Ok(y),
+        }
+    }
+
     /// Matrix product with PyTorch's `matmul` semantics: 2-D x 2-D, batched [..., m, k] x
     /// [..., k, n] with broadcast batch dims, and 1-D operands treated as a row or column vector.
     ///

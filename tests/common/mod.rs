@@ -187,7 +187,7 @@ impl Reference {
             .clone()
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| (k, serde_json::from_str(&v).unwrap()))
+            .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|j| (k, j)))
             .collect();
         Reference { tensors, meta }
     }
@@ -198,8 +198,13 @@ impl Reference {
 
     /// The case's tensor for `role` (data, shape).
     pub fn get(&self, case: &str, role: &str) -> (Vec<f32>, Vec<usize>) {
+        let key = if role.is_empty() {
+            case.to_string()
+        } else {
+            format!("{case}.{role}")
+        };
         self.tensors
-            .get(&format!("{case}.{role}"))
+            .get(&key)
             .unwrap_or_else(|| panic!("reference has no {case}.{role}"))
             .clone()
     }

@@ -1,0 +1,7 @@
+//! Data: the IDX reader and MNIST-format data sets with a batching loader.
+
+mod idx;
+mod mnist;
+
+pub use idx::{parse_idx, read_idx, IdxArray};
+pub use mnist::{Batch, DataLoader, Dataset, Mnist};

@@ -1,0 +1,67 @@
+//! `Sequential`: named layers applied in order; parameter names are `child.param`.
+
+use super::Module;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Layers run one after the other. Children are named (`conv1`, `fc1`, ...), and parameters
+/// are reported as `name.weight`, as PyTorch names them in a module with named children.
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<(String, Box<dyn Module>)>,
+}
+
+impl Sequential {
+    pub fn new() -> Sequential {
+        Sequential::default()
+    }
+
+    /// Appends a layer under `name` (use the index, "0", "1", ..., for PyTorch's
+    /// `nn.Sequential` naming).
+    pub fn add(mut self, name: &str, layer: impl Module + 'static) -> Sequential {
+        self.layers.push((name.to_string(), Box::new(layer)));
+        self
+    }
+
+    /// The layers with their names, in order.
+    pub fn layers(&self) -> impl Iterator<Item = (&str, &dyn Module)> {
+        self.layers.iter().map(|(n, l)| (n.as_str(), l.as_ref()))
+    }
+}
+
+fn prefixed(name: &str, items: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    items
+        .into_iter()
+        .map(|(p, t)| (format!("{name}.{p}"), t))
+        .collect()
+}
+
+impl Module for Sequential {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (_, layer) in &self.layers {
+            h = layer.forward(&h)?;
+        }
+        Ok(h)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.layers
+            .iter()
+            .flat_map(|(n, l)| prefixed(n, l.named_parameters()))
+            .collect()
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        self.layers
+            .iter()
+            .flat_map(|(n, l)| prefixed(n, l.named_buffers()))
+            .collect()
+    }
+    fn set_training(&mut self, training: bool) {
+        for (_, l) in &mut self.layers {
+            l.set_training(training);
+        }
+    }
+    fn describe(&self) -> String {
+        format!("Sequential({} layers)", self.layers.len())
+    }
+}

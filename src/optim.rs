@@ -1,0 +1,345 @@
+//! Optimizers whose updates are WGSL kernels that change the parameters in place
+//! (`shaders/optim.wgsl`), and learning-rate schedules.
+
+use crate::error::{Error, Result};
+use crate::kernel::{shader, Bind, Shader};
+use crate::ops::unary::groups;
+use crate::tensor::Tensor;
+
+static SHADER: Shader = shader!("optim");
+
+/// What every optimizer offers.
+pub trait Optimizer {
+    /// Updates every parameter that has a gradient.
+    fn step(&mut self) -> Result<()>;
+    /// Forgets the parameters' gradients.
+    fn zero_grad(&self);
+    fn learning_rate(&self) -> f32;
+    fn set_learning_rate(&mut self, lr: f32);
+    /// The optimizer's state tensors, named `PARAM_INDEX.NAME` (for checkpoints).
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Steps taken so far.
+    fn steps(&self) -> u64;
+    /// Restores state saved by [`state`](Self::state) and the step count.
+    fn load_state(&mut self, state: &[(String, Tensor)], steps: u64) -> Result<()>;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn params_words(
+    len: usize,
+    lr: f32,
+    momentum: f32,
+    dampening: f32,
+    weight_decay: f32,
+    nesterov: bool,
+    first_step: bool,
+    betas: (f32, f32),
+    eps: f32,
+    bc: (f32, f32),
+    decoupled: bool,
+) -> [u32; 13] {
+    [
+        len as u32,
+        lr.to_bits(),
+        momentum.to_bits(),
+        dampening.to_bits(),
+        weight_decay.to_bits(),
+        nesterov as u32,
+        first_step as u32,
+        betas.0.to_bits(),
+        betas.1.to_bits(),
+        eps.to_bits(),
+        bc.0.to_bits(),
+        bc.1.to_bits(),
+        decoupled as u32,
+    ]
+}
+
+fn zeros_like(params: &[Tensor]) -> Result<Vec<Tensor>> {
+    params
+        .iter()
+        .map(|p| Tensor::zeros(p.device(), p.shape()))
+        .collect()
+}
+
+fn load_named(dst: &[Tensor], name: &str, state: &[(String, Tensor)]) -> Result<()> {
+    for (i, t) in dst.iter().enumerate() {
+        let key = format!("{i}.{name}");
+        let src = state
+            .iter()
+            .find(|(k, _)| *k == key)
+            .ok_or_else(|| Error::Invalid(format!("optimizer state has no {key}")))?;
+        if src.1.shape() != t.shape() {
+            return Err(Error::Invalid(format!(
+                "optimizer state {key} has shape {:?}, the parameter {:?}",
+                src.1.shape(),
+                t.shape()
+            )));
+        }
+        t.copy_from(&src.1)?;
+    }
+    Ok(())
+}
+
+/// Stochastic gradient descent with momentum, dampening, Nesterov and weight decay,
+/// as `torch.optim.SGD`.
+pub struct Sgd {
+    params: Vec<Tensor>,
+    momentum_buffers: Vec<Tensor>,
+    pub lr: f32,
+    pub momentum: f32,
+    pub dampening: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+    steps: u64,
+}
+
+impl Sgd {
+    /// Plain SGD with learning rate `lr`; set momentum etc. with the `with_` methods.
+    pub fn new(params: Vec<Tensor>, lr: f32) -> Result<Sgd> {
+        Ok(Sgd {
+            momentum_buffers: zeros_like(&params)?,
+            params,
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+            steps: 0,
+        })
+    }
+    pub fn with_momentum(mut self, m: f32) -> Self {
+        self.momentum = m;
+        self
+    }
+    pub fn with_nesterov(mut self, on: bool) -> Self {
+        self.nesterov = on;
+        self
+    }
+    pub fn with_weight_decay(mut self, wd: f32) -> Self {
+        self.weight_decay = wd;
+        self
+    }
+    pub fn with_dampening(mut self, d: f32) -> Self {
+        self.dampening = d;
+        self
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self) -> Result<()> {
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::Invalid(
+                "SGD: Nesterov momentum requires a momentum and zero dampening".into(),
+            ));
+        }
+        for (p, buf) in self.params.iter().zip(&self.momentum_buffers) {
+            let Some(g) = p.grad() else { continue };
+            let n = p.numel();
+            let words = params_words(
+                n,
+                self.lr,
+                self.momentum,
+                self.dampening,
+                self.weight_decay,
+                self.nesterov,
+                self.steps == 0,
+                (0.0, 0.0),
+                0.0,
+                (1.0, 1.0),
+                false,
+            );
+            p.device().dispatch(
+                &SHADER,
+                "sgd_step",
+                &[
+                    Bind::Read(g.buffer()),
+                    Bind::Write(p.buffer()),
+                    Bind::Write(buf.buffer()),
+                ],
+                &words,
+                groups(n),
+            )?;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+    fn zero_grad(&self) {
+        for p in &self.params {
+            p.zero_grad();
+        }
+    }
+    fn learning_rate(&self) -> f32 {
+        self.lr
+    }
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.momentum_buffers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("{i}.momentum_buffer"), t.clone()))
+            .collect()
+    }
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+    fn load_state(&mut self, state: &[(String, Tensor)], steps: u64) -> Result<()> {
+        load_named(&self.momentum_buffers, "momentum_buffer", state)?;
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+/// Adam (and AdamW with decoupled weight decay), as `torch.optim.Adam` / `AdamW`.
+pub struct Adam {
+    params: Vec<Tensor>,
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
+    pub lr: f32,
+    pub betas: (f32, f32),
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// AdamW: decay the weights directly instead of adding to the gradient.
+    pub decoupled: bool,
+    steps: u64,
+}
+
+impl Adam {
+    /// Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
+    pub fn new(params: Vec<Tensor>, lr: f32) -> Result<Adam> {
+        Ok(Adam {
+            exp_avg: zeros_like(&params)?,
+            exp_avg_sq: zeros_like(&params)?,
+            params,
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            steps: 0,
+        })
+    }
+    /// AdamW with PyTorch's defaults (weight decay 0.01).
+    pub fn adamw(params: Vec<Tensor>, lr: f32) -> Result<Adam> {
+        let mut a = Adam::new(params, lr)?;
+        a.decoupled = true;
+        a.weight_decay = 0.01;
+        Ok(a)
+    }
+    pub fn with_betas(mut self, b1: f32, b2: f32) -> Self {
+        self.betas = (b1, b2);
+        self
+    }
+    pub fn with_eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+    pub fn with_weight_decay(mut self, wd: f32) -> Self {
+        self.weight_decay = wd;
+        self
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self) -> Result<()> {
+        let t = (self.steps + 1) as i32;
+        let bc = (1.0 - self.betas.0.powi(t), 1.0 - self.betas.1.powi(t));
+        for ((p, m), v) in self.params.iter().zip(&self.exp_avg).zip(&self.exp_avg_sq) {
+            let Some(g) = p.grad() else { continue };
+            let n = p.numel();
+            let words = params_words(
+                n,
+                self.lr,
+                0.0,
+                0.0,
+                self.weight_decay,
+                false,
+                false,
+                self.betas,
+                self.eps,
+                bc,
+                self.decoupled,
+            );
+            p.device().dispatch(
+                &SHADER,
+                "adam_step",
+                &[
+                    Bind::Read(g.buffer()),
+                    Bind::Write(p.buffer()),
+                    Bind::Write(m.buffer()),
+                    Bind::Write(v.buffer()),
+                ],
+                &words,
+                groups(n),
+            )?;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+    fn zero_grad(&self) {
+        for p in &self.params {
+            p.zero_grad();
+        }
+    }
+    fn learning_rate(&self) -> f32 {
+        self.lr
+    }
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        for (i, (m, s)) in self.exp_avg.iter().zip(&self.exp_avg_sq).enumerate() {
+            v.push((format!("{i}.exp_avg"), m.clone()));
+            v.push((format!("{i}.exp_avg_sq"), s.clone()));
+        }
+        v
+    }
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+    fn load_state(&mut self, state: &[(String, Tensor)], steps: u64) -> Result<()> {
+        load_named(&self.exp_avg, "exp_avg", state)?;
+        load_named(&self.exp_avg_sq, "exp_avg_sq", state)?;
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+/// A learning rate as a function of the epoch (or step) index.
+pub trait LrSchedule {
+    fn lr_at(&self, epoch: usize) -> f32;
+}
+
+/// Multiplies the base rate by `gamma` every `step_size` epochs (`torch.optim.lr_scheduler.StepLR`).
+#[derive(Clone, Copy, Debug)]
+pub struct StepLr {
+    pub base_lr: f32,
+    pub step_size: usize,
+    pub gamma: f32,
+}
+
+impl LrSchedule for StepLr {
+    fn lr_at(&self, epoch: usize) -> f32 {
+        self.base_lr * self.gamma.powi((epoch / self.step_size.max(1)) as i32)
+    }
+}
+
+/// Cosine annealing from `base_lr` to `eta_min` over `t_max` epochs
+/// (`torch.optim.lr_scheduler.CosineAnnealingLR`, closed form).
+#[derive(Clone, Copy, Debug)]
+pub struct CosineLr {
+    pub base_lr: f32,
+    pub t_max: usize,
+    pub eta_min: f32,
+}
+
+impl LrSchedule for CosineLr {
+    fn lr_at(&self, epoch: usize) -> f32 {
+        let t = epoch.min(self.t_max) as f32 / self.t_max.max(1) as f32;
+        self.eta_min
+            + (self.base_lr - self.eta_min) * 0.5 * (1.0 + (std::f32::consts::PI * t).cos())
+    }
+}

@@ -1,0 +1,101 @@
+//! LeNet-5 against PyTorch (`tests/reference/lenet5_step.safetensors`): logits, loss and every
+//! parameter gradient for one batch, then the parameters after 3 SGD-momentum steps and after
+//! 3 Adam steps.
+
+mod common;
+use common::*;
+use webgrad::models::{LeNet5, LeNetFlavour};
+use webgrad::nn::{Module, Sequential};
+use webgrad::optim::{Adam, Optimizer, Sgd};
+use webgrad::Reduction;
+
+const NAMES: [&str; 10] = [
+    "conv1.weight",
+    "conv1.bias",
+    "conv2.weight",
+    "conv2.bias",
+    "fc1.weight",
+    "fc1.bias",
+    "fc2.weight",
+    "fc2.bias",
+    "fc3.weight",
+    "fc3.bias",
+];
+
+fn model_from_reference(r: &Reference) -> Sequential {
+    let model = LeNet5::build(device(), LeNetFlavour::Modern).unwrap();
+    let names: Vec<String> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, NAMES, "state_dict names follow PyTorch");
+    for (name, p) in model.named_parameters() {
+        let (data, shape) = r.get("init", &name);
+        assert_eq!(p.shape(), shape.as_slice(), "{name}");
+        p.write_from_slice(&data).unwrap();
+    }
+    model
+}
+
+fn batch(r: &Reference) -> (webgrad::Tensor, Vec<usize>) {
+    let x = r.tensor("input", "");
+    let t = r.get("target", "").0.iter().map(|&v| v as usize).collect();
+    (x, t)
+}
+
+#[test]
+fn forward_and_gradients_match_pytorch() {
+    let r = Reference::load("lenet5_step.safetensors");
+    let model = model_from_reference(&r);
+    let (x, t) = batch(&r);
+    let logits = model.forward(&x).unwrap();
+    r.assert_matches("logits", "", &logits, 1e-5, 1e-4);
+    let loss = logits.cross_entropy(&t, Reduction::Mean).unwrap();
+    let want_loss = r.get("loss", "").0[0] as f64;
+    assert_close(&loss.to_vec().unwrap(), &[want_loss], 1e-6, 1e-5, "loss");
+    loss.backward().unwrap();
+    for (name, p) in model.named_parameters() {
+        r.assert_matches("grad", &name, &p.grad().unwrap(), 1e-6, 1e-4);
+    }
+}
+
+fn three_steps(opt: &mut dyn Optimizer, model: &Sequential, x: &webgrad::Tensor, t: &[usize]) {
+    for _ in 0..3 {
+        opt.zero_grad();
+        model
+            .forward(x)
+            .unwrap()
+            .cross_entropy(t, Reduction::Mean)
+            .unwrap()
+            .backward()
+            .unwrap();
+        opt.step().unwrap();
+    }
+}
+
+#[test]
+fn three_sgd_momentum_steps_match_pytorch() {
+    let r = Reference::load("lenet5_step.safetensors");
+    let model = model_from_reference(&r);
+    let (x, t) = batch(&r);
+    let mut opt = Sgd::new(model.parameters(), 0.05)
+        .unwrap()
+        .with_momentum(0.9);
+    three_steps(&mut opt, &model, &x, &t);
+    for (name, p) in model.named_parameters() {
+        r.assert_matches("sgd3", &name, &p, 1e-5, 1e-4);
+    }
+}
+
+#[test]
+fn three_adam_steps_match_pytorch() {
+    let r = Reference::load("lenet5_step.safetensors");
+    let model = model_from_reference(&r);
+    let (x, t) = batch(&r);
+    let mut opt = Adam::new(model.parameters(), 1e-3).unwrap();
+    three_steps(&mut opt, &model, &x, &t);
+    for (name, p) in model.named_parameters() {
+        r.assert_matches("adam3", &name, &p, 1e-5, 1e-4);
+    }
+}
