@@ -10,8 +10,8 @@
 // Two schedules, chosen by the host from the adapter type:
 // - matmul_tiled (GPUs): 16x16 invocations share 64x16 tiles of A and B in workgroup memory;
 //   each invocation accumulates a 4x4 block of the 64x64 output tile.
-// - matmul_blocked (CPU adapters such as lavapipe, where workgroup memory and barriers are
-//   slow): 8x8 invocations, each computing a 4x4 block of a 32x32 tile straight from memory.
+// - matmul_rows (CPU adapters such as lavapipe, where workgroup memory and barriers are
+//   slow and per-invocation loads become gathers): see below.
 
 struct Params {
     batch: u32,
@@ -124,50 +124,67 @@ fn matmul_tiled(
     }
 }
 
-const BTILE: u32 = 32u;
+// matmul_rows (CPU adapters): a workgroup is 16 invocations sharing the same 8 rows of A, each
+// invocation owning 4 columns, so a tile is 8 x 64. The A values every invocation needs at a
+// given k are the same (uniform loads), B is read 4 columns per invocation, and each k step
+// does 32 multiply-adds per invocation.
+const ROWS: u32 = 8u;
+const LANES: u32 = 16u;
+const COLS: u32 = 64u;
 
-@compute @workgroup_size(64)
-fn matmul_blocked(
+@compute @workgroup_size(16)
+fn matmul_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let tiles_m = (p.m + BTILE - 1u) / BTILE;
-    let tiles_n = (p.n + BTILE - 1u) / BTILE;
+    let tiles_m = (p.m + ROWS - 1u) / ROWS;
+    let tiles_n = (p.n + COLS - 1u) / COLS;
     let t = wid.x + wid.y * nwg.x;
     if (t >= tiles_m * tiles_n * out_batches()) {
         return;
     }
     let ob = t / (tiles_m * tiles_n);
     let rem = t % (tiles_m * tiles_n);
-    let r0 = (rem / tiles_n) * BTILE + (li / 8u) * 4u;
-    let c0 = (rem % tiles_n) * BTILE + (li % 8u) * 4u;
-    if (r0 >= p.m || c0 >= p.n) {
-        return;
-    }
+    let r0 = (rem / tiles_n) * ROWS;
+    let c0 = (rem % tiles_n) * COLS + li * 4u;
     let b_first = select(ob, 0u, p.sum_batch == 1u);
     let b_last = select(ob + 1u, p.batch, p.sum_batch == 1u);
-    var acc: array<vec4<f32>, 4>;
+    var acc: array<vec4<f32>, 8>;
     for (var bi = b_first; bi < b_last; bi++) {
-        // Rows and columns past the edge re-read the last valid one; their results are not stored.
-        var ar: array<u32, 4>;
-        var bc: array<u32, 4>;
-        for (var i = 0u; i < 4u; i++) {
-            ar[i] = p.a_off + bi * p.a_bs + min(r0 + i, p.m - 1u) * p.a_rs;
-            bc[i] = p.b_off + bi * p.b_bs + min(c0 + i, p.n - 1u) * p.b_cs;
-        }
+        // Rows and columns past the edge re-read the last valid one; they are not stored.
+        let a_base = p.a_off + bi * p.a_bs;
+        let a0 = a_base + min(r0, p.m - 1u) * p.a_rs;
+        let a1 = a_base + min(r0 + 1u, p.m - 1u) * p.a_rs;
+        let a2 = a_base + min(r0 + 2u, p.m - 1u) * p.a_rs;
+        let a3 = a_base + min(r0 + 3u, p.m - 1u) * p.a_rs;
+        let a4 = a_base + min(r0 + 4u, p.m - 1u) * p.a_rs;
+        let a5 = a_base + min(r0 + 5u, p.m - 1u) * p.a_rs;
+        let a6 = a_base + min(r0 + 6u, p.m - 1u) * p.a_rs;
+        let a7 = a_base + min(r0 + 7u, p.m - 1u) * p.a_rs;
+        let b_base = p.b_off + bi * p.b_bs;
+        let bc = vec4<u32>(
+            min(c0, p.n - 1u),
+            min(c0 + 1u, p.n - 1u),
+            min(c0 + 2u, p.n - 1u),
+            min(c0 + 3u, p.n - 1u),
+        ) * p.b_cs + vec4<u32>(b_base);
         for (var k = 0u; k < p.k; k++) {
-            let ka = k * p.a_cs;
             let kb = k * p.b_rs;
-            let bv = vec4<f32>(b[bc[0] + kb], b[bc[1] + kb], b[bc[2] + kb], b[bc[3] + kb]);
-            acc[0] += a[ar[0] + ka] * bv;
-            acc[1] += a[ar[1] + ka] * bv;
-            acc[2] += a[ar[2] + ka] * bv;
-            acc[3] += a[ar[3] + ka] * bv;
+            let bv = vec4<f32>(b[bc.x + kb], b[bc.y + kb], b[bc.z + kb], b[bc.w + kb]);
+            let ka = k * p.a_cs;
+            acc[0] += a[a0 + ka] * bv;
+            acc[1] += a[a1 + ka] * bv;
+            acc[2] += a[a2 + ka] * bv;
+            acc[3] += a[a3 + ka] * bv;
+            acc[4] += a[a4 + ka] * bv;
+            acc[5] += a[a5 + ka] * bv;
+            acc[6] += a[a6 + ka] * bv;
+            acc[7] += a[a7 + ka] * bv;
         }
     }
     let c_base = p.c_off + ob * p.c_bs;
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < ROWS; i++) {
         let row = r0 + i;
         for (var j = 0u; j < 4u; j++) {
             let col = c0 + j;

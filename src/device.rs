@@ -5,6 +5,7 @@
 //! device's current command encoder, and the batch is submitted at a readback, at
 //! [`Device::sync`], or every `ops_per_submit` dispatches.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -88,6 +89,8 @@ pub(crate) struct DeviceInner {
     /// The first uncaptured wgpu error, reported at the next dispatch or readback.
     pub wgpu_error: Arc<Mutex<Option<String>>>,
     pub ops_per_submit: usize,
+    /// Per-kernel (calls, seconds) when `WEBGRAD_PROFILE` is set.
+    pub profile: Option<Mutex<HashMap<&'static str, (u64, f64)>>>,
     next_tensor_id: AtomicU64,
 }
 
@@ -236,6 +239,9 @@ impl Device {
             rng: Mutex::new(Rng::new(0)),
             wgpu_error,
             ops_per_submit: opts.ops_per_submit.max(1),
+            profile: std::env::var("WEBGRAD_PROFILE")
+                .is_ok_and(|v| !v.is_empty() && v != "0")
+                .then(|| Mutex::new(HashMap::new())),
             next_tensor_id: AtomicU64::new(1),
             device,
             queue,

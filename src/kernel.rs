@@ -244,7 +244,17 @@ impl Device {
         pass.set_bind_group(0, &bind_group, &[offset as u32]);
         pass.dispatch_workgroups(x, y, 1);
         batch.ops += 1;
-        if batch.ops >= inner.ops_per_submit {
+        if let Some(profile) = &inner.profile {
+            // Profiling: run each dispatch alone and time it from the host (includes one
+            // submit's overhead, ~0.1 ms on lavapipe).
+            self.flush_locked(&mut batch)?;
+            let start = std::time::Instant::now();
+            let _ = inner.device.poll(wgpu::PollType::wait_indefinitely());
+            let mut table = profile.lock().unwrap();
+            let row = table.entry(entry).or_insert((0, 0.0));
+            row.0 += 1;
+            row.1 += start.elapsed().as_secs_f64();
+        } else if batch.ops >= inner.ops_per_submit {
             self.flush_locked(&mut batch)?;
         }
         Ok(())
@@ -293,6 +303,19 @@ impl Device {
         batch.ops = 0;
         inner.pool.lock().unwrap().recycle_pending();
         self.check_error()
+    }
+
+    /// With `WEBGRAD_PROFILE=1`: a table of kernel, calls and total milliseconds so far
+    /// (each dispatch timed alone from the host), slowest first. `None` when not profiling.
+    pub fn profile_report(&self) -> Option<String> {
+        let table = self.0.profile.as_ref()?.lock().unwrap();
+        let mut rows: Vec<_> = table.iter().collect();
+        rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+        let mut out = format!("{:<28} {:>8} {:>10}\n", "kernel", "calls", "total ms");
+        for (name, (calls, secs)) in rows {
+            out += &format!("{name:<28} {calls:>8} {:>10.2}\n", secs * 1e3);
+        }
+        Some(out)
     }
 
     /// Submits the recorded commands without waiting for them.

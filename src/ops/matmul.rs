@@ -115,7 +115,7 @@ impl<'a> Gemm<'a> {
             }
             return Ok(());
         }
-        // The tiled kernel runs about 1.3 loop iterations per k, the blocked one 1.
+        // The tiled kernel runs about 1.3 loop iterations per k, the row kernel 1.
         let budget = if dev.0.matmul_tiles {
             LOOP_BUDGET / 2
         } else {
@@ -170,13 +170,13 @@ impl<'a> Gemm<'a> {
             self.sum_batch as u32,
             piece.accumulate as u32,
         ];
-        let (entry, tile) = if dev.0.matmul_tiles {
-            ("matmul_tiled", 64)
+        let (entry, tile_m, tile_n) = if dev.0.matmul_tiles {
+            ("matmul_tiled", 64, 64)
         } else {
-            ("matmul_blocked", 32)
+            ("matmul_rows", 8, 64)
         };
         let out_batches = if self.sum_batch { 1 } else { piece.batch };
-        let tiles = self.m.div_ceil(tile) * self.n.div_ceil(tile) * out_batches;
+        let tiles = self.m.div_ceil(tile_m) * self.n.div_ceil(tile_n) * out_batches;
         dev.dispatch(
             &SHADER,
             entry,
