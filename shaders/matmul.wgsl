@@ -10,8 +10,9 @@
 // Two schedules, chosen by the host from the adapter type:
 // - matmul_tiled (GPUs): 16x16 invocations share 64x16 tiles of A and B in workgroup memory;
 //   each invocation accumulates a 4x4 block of the 64x64 output tile.
-// - matmul_rows (CPU adapters such as lavapipe, where workgroup memory and barriers are
-//   slow and per-invocation loads become gathers): see below.
+// - CPU adapters such as lavapipe, where workgroup memory and barriers are slow and every
+//   per-invocation load is a gather: matmul_blocked8 (8 x 8 outputs per invocation) for
+//   larger m, matmul_rows / matmul_rows_vec4 (8 shared rows) when m is small.
 
 struct Params {
     batch: u32,
@@ -150,7 +151,14 @@ fn matmul_rows(
     let c0 = (rem % tiles_n) * COLS + li * 4u;
     let b_first = select(ob, 0u, p.sum_batch == 1u);
     let b_last = select(ob + 1u, p.batch, p.sum_batch == 1u);
-    var acc: array<vec4<f32>, 8>;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
     for (var bi = b_first; bi < b_last; bi++) {
         // Rows and columns past the edge re-read the last valid one; they are not stored.
         let a_base = p.a_off + bi * p.a_bs;
@@ -173,24 +181,217 @@ fn matmul_rows(
             let kb = k * p.b_rs;
             let bv = vec4<f32>(b[bc.x + kb], b[bc.y + kb], b[bc.z + kb], b[bc.w + kb]);
             let ka = k * p.a_cs;
-            acc[0] += a[a0 + ka] * bv;
-            acc[1] += a[a1 + ka] * bv;
-            acc[2] += a[a2 + ka] * bv;
-            acc[3] += a[a3 + ka] * bv;
-            acc[4] += a[a4 + ka] * bv;
-            acc[5] += a[a5 + ka] * bv;
-            acc[6] += a[a6 + ka] * bv;
-            acc[7] += a[a7 + ka] * bv;
+            acc0 += a[a0 + ka] * bv;
+            acc1 += a[a1 + ka] * bv;
+            acc2 += a[a2 + ka] * bv;
+            acc3 += a[a3 + ka] * bv;
+            acc4 += a[a4 + ka] * bv;
+            acc5 += a[a5 + ka] * bv;
+            acc6 += a[a6 + ka] * bv;
+            acc7 += a[a7 + ka] * bv;
         }
     }
     let c_base = p.c_off + ob * p.c_bs;
-    for (var i = 0u; i < ROWS; i++) {
-        let row = r0 + i;
-        for (var j = 0u; j < 4u; j++) {
-            let col = c0 + j;
-            if (row < p.m && col < p.n) {
-                store(c_base + row * p.n + col, acc[i][j]);
-            }
+    store_row4(c_base, r0 + 0u, c0, acc0);
+    store_row4(c_base, r0 + 1u, c0, acc1);
+    store_row4(c_base, r0 + 2u, c0, acc2);
+    store_row4(c_base, r0 + 3u, c0, acc3);
+    store_row4(c_base, r0 + 4u, c0, acc4);
+    store_row4(c_base, r0 + 5u, c0, acc5);
+    store_row4(c_base, r0 + 6u, c0, acc6);
+    store_row4(c_base, r0 + 7u, c0, acc7);
+}
+
+// matmul_rows_vec4: matmul_rows when B's rows are contiguous and 16-byte aligned (b_cs = 1;
+// n, b_off, b_rs, b_bs multiples of 4): each invocation reads its 4 columns as one vec4.
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+
+@compute @workgroup_size(16)
+fn matmul_rows_vec4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let tiles_m = (p.m + ROWS - 1u) / ROWS;
+    let tiles_n = (p.n + COLS - 1u) / COLS;
+    let t = wid.x + wid.y * nwg.x;
+    if (t >= tiles_m * tiles_n * out_batches()) {
+        return;
+    }
+    let ob = t / (tiles_m * tiles_n);
+    let rem = t % (tiles_m * tiles_n);
+    let r0 = (rem / tiles_n) * ROWS;
+    let c0 = (rem % tiles_n) * COLS + li * 4u;
+    let b_first = select(ob, 0u, p.sum_batch == 1u);
+    let b_last = select(ob + 1u, p.batch, p.sum_batch == 1u);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var bi = b_first; bi < b_last; bi++) {
+        let a_base = p.a_off + bi * p.a_bs;
+        let a0 = a_base + min(r0, p.m - 1u) * p.a_rs;
+        let a1 = a_base + min(r0 + 1u, p.m - 1u) * p.a_rs;
+        let a2 = a_base + min(r0 + 2u, p.m - 1u) * p.a_rs;
+        let a3 = a_base + min(r0 + 3u, p.m - 1u) * p.a_rs;
+        let a4 = a_base + min(r0 + 4u, p.m - 1u) * p.a_rs;
+        let a5 = a_base + min(r0 + 5u, p.m - 1u) * p.a_rs;
+        let a6 = a_base + min(r0 + 6u, p.m - 1u) * p.a_rs;
+        let a7 = a_base + min(r0 + 7u, p.m - 1u) * p.a_rs;
+        let bq = (p.b_off + bi * p.b_bs + min(c0, p.n - 4u)) / 4u;
+        let rs = p.b_rs / 4u;
+        for (var k = 0u; k < p.k; k++) {
+            let bv = b4[bq + k * rs];
+            let ka = k * p.a_cs;
+            acc0 += a[a0 + ka] * bv;
+            acc1 += a[a1 + ka] * bv;
+            acc2 += a[a2 + ka] * bv;
+            acc3 += a[a3 + ka] * bv;
+            acc4 += a[a4 + ka] * bv;
+            acc5 += a[a5 + ka] * bv;
+            acc6 += a[a6 + ka] * bv;
+            acc7 += a[a7 + ka] * bv;
+        }
+    }
+    let c_base = p.c_off + ob * p.c_bs;
+    store_row4(c_base, r0 + 0u, c0, acc0);
+    store_row4(c_base, r0 + 1u, c0, acc1);
+    store_row4(c_base, r0 + 2u, c0, acc2);
+    store_row4(c_base, r0 + 3u, c0, acc3);
+    store_row4(c_base, r0 + 4u, c0, acc4);
+    store_row4(c_base, r0 + 5u, c0, acc5);
+    store_row4(c_base, r0 + 6u, c0, acc6);
+    store_row4(c_base, r0 + 7u, c0, acc7);
+}
+
+// matmul_blocked8: 8 x 8 invocations, each computing an 8 x 8 block of a 64 x 64 tile.
+// Accumulators and addresses are separate variables, not arrays: llvmpipe keeps
+// dynamically indexed private arrays in memory.
+@compute @workgroup_size(64)
+fn matmul_blocked8(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let tiles_m = (p.m + 63u) / 64u;
+    let tiles_n = (p.n + 63u) / 64u;
+    let t = wid.x + wid.y * nwg.x;
+    if (t >= tiles_m * tiles_n * out_batches()) {
+        return;
+    }
+    let ob = t / (tiles_m * tiles_n);
+    let rem = t % (tiles_m * tiles_n);
+    let r0 = (rem / tiles_n) * 64u + (li / 8u) * 8u;
+    let c0 = (rem % tiles_n) * 64u + (li % 8u) * 8u;
+    if (r0 >= p.m || c0 >= p.n) {
+        return;
+    }
+    let b_first = select(ob, 0u, p.sum_batch == 1u);
+    let b_last = select(ob + 1u, p.batch, p.sum_batch == 1u);
+    var lo0 = vec4<f32>(0.0);
+    var hi0 = vec4<f32>(0.0);
+    var lo1 = vec4<f32>(0.0);
+    var hi1 = vec4<f32>(0.0);
+    var lo2 = vec4<f32>(0.0);
+    var hi2 = vec4<f32>(0.0);
+    var lo3 = vec4<f32>(0.0);
+    var hi3 = vec4<f32>(0.0);
+    var lo4 = vec4<f32>(0.0);
+    var hi4 = vec4<f32>(0.0);
+    var lo5 = vec4<f32>(0.0);
+    var hi5 = vec4<f32>(0.0);
+    var lo6 = vec4<f32>(0.0);
+    var hi6 = vec4<f32>(0.0);
+    var lo7 = vec4<f32>(0.0);
+    var hi7 = vec4<f32>(0.0);
+    for (var bi = b_first; bi < b_last; bi++) {
+        let a_base = p.a_off + bi * p.a_bs;
+        let b_base = p.b_off + bi * p.b_bs;
+        let ar0 = a_base + min(r0 + 0u, p.m - 1u) * p.a_rs;
+        let ar1 = a_base + min(r0 + 1u, p.m - 1u) * p.a_rs;
+        let ar2 = a_base + min(r0 + 2u, p.m - 1u) * p.a_rs;
+        let ar3 = a_base + min(r0 + 3u, p.m - 1u) * p.a_rs;
+        let ar4 = a_base + min(r0 + 4u, p.m - 1u) * p.a_rs;
+        let ar5 = a_base + min(r0 + 5u, p.m - 1u) * p.a_rs;
+        let ar6 = a_base + min(r0 + 6u, p.m - 1u) * p.a_rs;
+        let ar7 = a_base + min(r0 + 7u, p.m - 1u) * p.a_rs;
+        let bc0 = b_base + min(c0 + 0u, p.n - 1u) * p.b_cs;
+        let bc1 = b_base + min(c0 + 1u, p.n - 1u) * p.b_cs;
+        let bc2 = b_base + min(c0 + 2u, p.n - 1u) * p.b_cs;
+        let bc3 = b_base + min(c0 + 3u, p.n - 1u) * p.b_cs;
+        let bc4 = b_base + min(c0 + 4u, p.n - 1u) * p.b_cs;
+        let bc5 = b_base + min(c0 + 5u, p.n - 1u) * p.b_cs;
+        let bc6 = b_base + min(c0 + 6u, p.n - 1u) * p.b_cs;
+        let bc7 = b_base + min(c0 + 7u, p.n - 1u) * p.b_cs;
+        for (var k = 0u; k < p.k; k++) {
+            let kb = k * p.b_rs;
+            let ka = k * p.a_cs;
+            let bl = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
+            let bh = vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
+            let a0 = a[ar0 + ka];
+            lo0 += a0 * bl;
+            hi0 += a0 * bh;
+            let a1 = a[ar1 + ka];
+            lo1 += a1 * bl;
+            hi1 += a1 * bh;
+            let a2 = a[ar2 + ka];
+            lo2 += a2 * bl;
+            hi2 += a2 * bh;
+            let a3 = a[ar3 + ka];
+            lo3 += a3 * bl;
+            hi3 += a3 * bh;
+            let a4 = a[ar4 + ka];
+            lo4 += a4 * bl;
+            hi4 += a4 * bh;
+            let a5 = a[ar5 + ka];
+            lo5 += a5 * bl;
+            hi5 += a5 * bh;
+            let a6 = a[ar6 + ka];
+            lo6 += a6 * bl;
+            hi6 += a6 * bh;
+            let a7 = a[ar7 + ka];
+            lo7 += a7 * bl;
+            hi7 += a7 * bh;
+        }
+    }
+    let c_base = p.c_off + ob * p.c_bs;
+    store_row8(c_base, r0 + 0u, c0, lo0, hi0);
+    store_row8(c_base, r0 + 1u, c0, lo1, hi1);
+    store_row8(c_base, r0 + 2u, c0, lo2, hi2);
+    store_row8(c_base, r0 + 3u, c0, lo3, hi3);
+    store_row8(c_base, r0 + 4u, c0, lo4, hi4);
+    store_row8(c_base, r0 + 5u, c0, lo5, hi5);
+    store_row8(c_base, r0 + 6u, c0, lo6, hi6);
+    store_row8(c_base, r0 + 7u, c0, lo7, hi7);
+}
+
+// Stores the 8 values of one row of an 8 x 8 block, skipping those past the edges.
+fn store_row8(c_base: u32, row: u32, c0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (c0 + j < p.n) {
+            store(c_base + row * p.n + c0 + j, lo[j]);
+        }
+        if (c0 + 4u + j < p.n) {
+            store(c_base + row * p.n + c0 + 4u + j, hi[j]);
+        }
+    }
+}
+
+// Stores the 4 values of one row of a 4-column block, skipping those past the edges.
+fn store_row4(c_base: u32, row: u32, c0: u32, v: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (c0 + j < p.n) {
+            store(c_base + row * p.n + c0 + j, v[j]);
         }
     }
 }
