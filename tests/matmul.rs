@@ -190,6 +190,8 @@ fn both_schedules_agree_with_float64() {
             (1, 65, 33, 70),
             (3, 130, 17, 67),
             (2, 64, 64, 64),
+            (2, 7, 9, 68),
+            (1, 16, 5, 3),
         ] {
             let a = randn(m as u64, batch * m * k);
             let b = randn(n as u64, batch * k * n);
