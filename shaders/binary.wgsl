@@ -1,18 +1,20 @@
 // Elementwise binary ops with NumPy broadcasting: out = a (op) b, and their backward.
-// `op` codes match `BinaryOp` in src/ops/binary.rs: 0 add, 1 sub, 2 mul, 3 div.
+// The override constant OP (codes of `BinaryOp` in src/ops/binary.rs: 0 add, 1 sub, 2 mul,
+// 3 div) and, in the backward, SIDE select the formula when the pipeline is compiled.
 //
 // Indexing (broadcast forms): shapes are padded on the left to `rank` dims. The output is
 // contiguous; `a_strides`/`b_strides` give each input's element for an output multi-index,
 // with stride 0 on broadcast dims. The backward is a gather: one invocation per element of the
-// input whose gradient it computes (the "target", `side` 0 = a, 1 = b), summing over the output
+// input whose gradient it computes (the "target", SIDE 0 = a, 1 = b), summing over the output
 // positions that element was broadcast to (the dims where `t_shape` is 1 and the output is
 // not), so it is deterministic and needs no atomics.
+
+override OP: u32;
+override SIDE: u32 = 0u;
 
 struct Params {
     len: u32,
     rank: u32,
-    op: u32,
-    side: u32,
     red_count: u32,
     out_shape: array<u32, 8>,
     a_strides: array<u32, 8>,
@@ -60,7 +62,7 @@ fn binary_same(
     if (i >= p.len) {
         return;
     }
-    out[i] = apply(p.op, a[i], b[i]);
+    out[i] = apply(OP, a[i], b[i]);
 }
 
 @compute @workgroup_size(256)
@@ -82,7 +84,7 @@ fn binary_broadcast(
         ao += idx * p.a_strides[d];
         bo += idx * p.b_strides[d];
     }
-    out[i] = apply(p.op, a[ao], b[bo]);
+    out[i] = apply(OP, a[ao], b[bo]);
 }
 
 // Backward bindings: a, b, g (upstream gradient, output-shaped), gt (the target's gradient).
@@ -99,7 +101,7 @@ fn binary_backward_same(
     if (i >= p.len) {
         return;
     }
-    gt[i] = local_grad(p.op, p.side, g[i], a[i], b[i]);
+    gt[i] = local_grad(OP, SIDE, g[i], a[i], b[i]);
 }
 
 @compute @workgroup_size(256)
@@ -138,7 +140,7 @@ fn binary_backward_broadcast(
             ao += k * p.a_strides[d];
             bo += k * p.b_strides[d];
         }
-        acc += local_grad(p.op, p.side, g[o], a[ao], b[bo]);
+        acc += local_grad(OP, SIDE, g[o], a[ao], b[bo]);
     }
     gt[i] = acc;
 }

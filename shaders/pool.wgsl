@@ -27,6 +27,25 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> p: Params;
 
+// (a / b, a % b) through an f32 reciprocal plus integer fix-ups: llvmpipe has no vector
+// integer division and would run 8 scalar divides per operation.
+fn divmod(a: u32, b: u32) -> vec2<u32> {
+    var q = u32(f32(a) / f32(b));
+    var r = i32(a) - i32(q * b);
+    if (r < 0) { q -= 1u; r += i32(b); }
+    if (r < 0) { q -= 1u; r += i32(b); }
+    if (r >= i32(b)) { q += 1u; r -= i32(b); }
+    if (r >= i32(b)) { q += 1u; r -= i32(b); }
+    return vec2<u32>(q, u32(r));
+}
+
+// An element index split into (plane, row, column) of planes of `rows` x `cols`.
+fn split(e: u32, rows: u32, cols: u32) -> vec3<u32> {
+    let a = divmod(e, cols);
+    let b = divmod(a.x, rows);
+    return vec3<u32>(b.x, b.y, a.y);
+}
+
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * 256u + lid;
 }
@@ -49,9 +68,10 @@ fn max_pool_forward(
     if (e >= p.planes * p.ho * p.wo) {
         return;
     }
-    let ow = e % p.wo;
-    let oh = (e / p.wo) % p.ho;
-    let base = (e / (p.ho * p.wo)) * p.h * p.w;
+    let at = split(e, p.ho, p.wo);
+    let ow = at.z;
+    let oh = at.y;
+    let base = at.x * p.h * p.w;
     let h0 = i32(oh * p.sh) - i32(p.ph);
     let w0 = i32(ow * p.sw) - i32(p.pw);
     var best = bitcast<f32>(0xff800000u); // -inf
@@ -80,9 +100,10 @@ fn avg_pool_forward(
     if (e >= p.planes * p.ho * p.wo) {
         return;
     }
-    let ow = e % p.wo;
-    let oh = (e / p.wo) % p.ho;
-    let base = (e / (p.ho * p.wo)) * p.h * p.w;
+    let at = split(e, p.ho, p.wo);
+    let ow = at.z;
+    let oh = at.y;
+    let base = at.x * p.h * p.w;
     let h0 = i32(oh * p.sh) - i32(p.ph);
     let w0 = i32(ow * p.sw) - i32(p.pw);
     var s = 0.0;
@@ -113,9 +134,13 @@ fn divisor(h0: i32, w0: i32) -> f32 {
 
 // The range of output rows (or columns) whose window covers input row i.
 fn covering(i: u32, k: u32, s: u32, pad: u32, n_out: u32) -> vec2<i32> {
-    let t = i32(i + pad);
-    let first = max(0, (t - i32(k) + i32(s)) / i32(s)); // ceil((t - k + 1) / s) for t - k + 1 >= 0
-    let last = min(i32(n_out) - 1, t / i32(s));
+    let t = i + pad;
+    // first = ceil((t - k + 1) / s), or 0 when t - k + 1 <= 0; last = floor(t / s).
+    var first = 0;
+    if (t + 1u > k) {
+        first = i32(divmod(t + s - k, s).x);
+    }
+    let last = min(i32(n_out) - 1, i32(divmod(t, s).x));
     return vec2<i32>(first, last);
 }
 
@@ -129,9 +154,10 @@ fn max_pool_backward(
     if (e >= p.planes * p.h * p.w) {
         return;
     }
-    let iw = e % p.w;
-    let ih = (e / p.w) % p.h;
-    let out_base = (e / (p.h * p.w)) * p.ho * p.wo;
+    let at = split(e, p.h, p.w);
+    let iw = at.z;
+    let ih = at.y;
+    let out_base = at.x * p.ho * p.wo;
     let me = f32(ih * p.w + iw);
     let rows = covering(ih, p.kh, p.sh, p.ph, p.ho);
     let cols = covering(iw, p.kw, p.sw, p.pw, p.wo);
@@ -157,9 +183,10 @@ fn avg_pool_backward(
     if (e >= p.planes * p.h * p.w) {
         return;
     }
-    let iw = e % p.w;
-    let ih = (e / p.w) % p.h;
-    let out_base = (e / (p.h * p.w)) * p.ho * p.wo;
+    let at = split(e, p.h, p.w);
+    let iw = at.z;
+    let ih = at.y;
+    let out_base = at.x * p.ho * p.wo;
     let rows = covering(ih, p.kh, p.sh, p.ph, p.ho);
     let cols = covering(iw, p.kw, p.sw, p.pw, p.wo);
     var acc = 0.0;

@@ -1,13 +1,15 @@
 // Elementwise unary ops, y = f(x), and their backward, gx = g * f'(x) (some use y instead).
-// `op` selects the function (codes match `UnaryOp` in src/ops/unary.rs); `scalar` is the
-// constant of powf and of the scalar arithmetic ops.
+// The override constant OP selects the function (codes match `UnaryOp` in src/ops/unary.rs),
+// so each op is its own compiled pipeline; `scalar` is the constant of powf and of the scalar
+// arithmetic ops.
 //
 // Indexing: one invocation per element i, i = (workgroup index) * 256 + local index, where the
 // workgroup index is wid.x + wid.y * num_workgroups.x (the host folds large grids into 2-D).
 
+override OP: u32;
+
 struct Params {
     len: u32,
-    op: u32,
     scalar: f32,
 }
 
@@ -99,7 +101,7 @@ fn unary_forward(
     if (i >= p.len) {
         return;
     }
-    y[i] = forward(p.op, x[i], p.scalar);
+    y[i] = forward(OP, x[i], p.scalar);
 }
 
 // Backward bindings: x (input), y (output), g (upstream gradient), gx (input gradient).
@@ -118,5 +120,5 @@ fn unary_backward(
     if (i >= p.len) {
         return;
     }
-    gx[i] = g[i] * derivative(p.op, bx[i], by[i], p.scalar);
+    gx[i] = g[i] * derivative(OP, bx[i], by[i], p.scalar);
 }

@@ -26,6 +26,10 @@ pub struct DeviceOptions {
     /// Matmul schedule: `None` picks by adapter type (register blocks on CPU adapters,
     /// workgroup-memory tiles on GPUs); `Some(true)` forces the tiles, `Some(false)` the blocks.
     pub matmul_tiles: Option<bool>,
+    /// Convolution: `Some(true)` computes the im2col columns inside the product (implicit
+    /// GEMM, best on CPU adapters), `Some(false)` writes the column matrix and multiplies it
+    /// (best on GPUs); `None` picks by adapter type.
+    pub conv_implicit: Option<bool>,
 }
 
 impl Default for DeviceOptions {
@@ -36,6 +40,7 @@ impl Default for DeviceOptions {
             adapter: var("WEBGRAD_ADAPTER"),
             ops_per_submit: 2048,
             matmul_tiles: None,
+            conv_implicit: None,
         }
     }
 }
@@ -82,6 +87,8 @@ pub(crate) struct DeviceInner {
     /// Software adapters (lavapipe) run register-blocked matmuls faster than
     /// workgroup-memory tiles; GPUs the other way round.
     pub matmul_tiles: bool,
+    /// Implicit-GEMM convolution (no column matrix), for CPU adapters.
+    pub conv_implicit: bool,
     pub pipelines: PipelineCache,
     pub batch: Mutex<Batch>,
     pub pool: Mutex<BufferPool>,
@@ -233,6 +240,9 @@ impl Device {
             matmul_tiles: opts
                 .matmul_tiles
                 .unwrap_or(ai.device_type != wgpu::DeviceType::Cpu),
+            conv_implicit: opts
+                .conv_implicit
+                .unwrap_or(ai.device_type == wgpu::DeviceType::Cpu),
             pipelines: PipelineCache::default(),
             batch: Mutex::new(batch),
             pool: Mutex::new(BufferPool::default()),

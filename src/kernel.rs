@@ -50,8 +50,14 @@ pub(crate) const LOOP_BUDGET: usize = 8192;
 /// Bytes reserved per dispatch for its parameters (and the binding's size).
 const PARAM_SLOT: u64 = 256;
 
-/// (shader, entry point, number of buffers, bit mask of the writable ones)
-type PipelineKey = (&'static str, &'static str, u32, u32);
+/// (shader, entry point, number of buffers, bit mask of the writable ones, override constants)
+type PipelineKey = (
+    &'static str,
+    &'static str,
+    u32,
+    u32,
+    Vec<(&'static str, u32)>,
+);
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
@@ -108,12 +114,24 @@ pub(crate) fn fold_grid(n: u32, max_dim: u32) -> (u32, u32) {
 }
 
 impl Device {
-    fn pipeline(&self, shader: &Shader, entry: &'static str, binds: &[Bind]) -> Arc<Pipeline> {
+    fn pipeline(
+        &self,
+        shader: &Shader,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+        binds: &[Bind],
+    ) -> Arc<Pipeline> {
         let inner = &self.0;
         let writes = binds.iter().enumerate().fold(0u32, |m, (i, b)| {
             m | (matches!(b, Bind::Write(_)) as u32) << i
         });
-        let key = (shader.name, entry, binds.len() as u32, writes);
+        let key = (
+            shader.name,
+            entry,
+            binds.len() as u32,
+            writes,
+            constants.to_vec(),
+        );
         if let Some(p) = inner.pipelines.pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
@@ -175,7 +193,14 @@ impl Device {
                 layout: Some(&pipeline_layout),
                 module: &module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants
+                        .iter()
+                        .map(|&(name, v)| (name, v as f64))
+                        .collect::<Vec<_>>(),
+                    // Every kernel writes its workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
                 cache: None,
             });
         let p = Arc::new(Pipeline { pipeline, layout });
@@ -198,11 +223,27 @@ impl Device {
         params: &[u32],
         workgroups: u32,
     ) -> Result<()> {
+        self.dispatch_with(shader, entry, &[], binds, params, workgroups)
+    }
+
+    /// [`dispatch`](Self::dispatch) of a pipeline specialised by WGSL `override` constants
+    /// (op codes and flags), so a shader's `switch` on them is resolved when it is compiled
+    /// rather than evaluated per element (llvmpipe runs every branch of a switch it cannot
+    /// prove uniform).
+    pub(crate) fn dispatch_with(
+        &self,
+        shader: &Shader,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+        binds: &[Bind],
+        params: &[u32],
+        workgroups: u32,
+    ) -> Result<()> {
         debug_assert!(params.len() * 4 <= PARAM_SLOT as usize);
         if workgroups == 0 {
             return Ok(());
         }
-        let pipeline = self.pipeline(shader, entry, binds);
+        let pipeline = self.pipeline(shader, entry, constants, binds);
         let inner = &self.0;
         let mut batch = inner.batch.lock().unwrap();
         if batch.params.len() as u64 + batch.slot > batch.capacity {

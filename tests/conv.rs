@@ -284,3 +284,53 @@ fn bias_gradient_over_many_pixels_is_complete() {
         .unwrap();
     assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![2_621_440.0; 2]);
 }
+
+#[test]
+fn explicit_and_implicit_paths_both_match_pytorch() {
+    // Whatever the adapter prefers, run the im2col path and the implicit-GEMM path.
+    let r = Reference::ops();
+    for implicit in [true, false] {
+        let opts = webgrad::DeviceOptions {
+            conv_implicit: Some(implicit),
+            ..Default::default()
+        };
+        let dev = webgrad::Device::with_options(opts).unwrap();
+        let on = |case: &str, role: &str| {
+            let (d, s) = r.get(case, role);
+            Tensor::from_slice(&dev, &d, &s).unwrap()
+        };
+        for case in r.cases("conv2d") {
+            let m = r.meta(&case);
+            let p = Conv2dParams {
+                stride: pair(&m["stride"]),
+                padding: pair(&m["padding"]),
+                dilation: pair(&m["dilation"]),
+                groups: m["groups"].as_u64().unwrap() as usize,
+            };
+            let x = on(&case, "input").requires_grad();
+            let w = on(&case, "weight").requires_grad();
+            let b = r
+                .has(&case, "bias")
+                .then(|| on(&case, "bias").requires_grad());
+            let y = x.conv2d(&w, b.as_ref(), p).unwrap();
+            let what = format!("{case} implicit={implicit}");
+            let check = |role: &str, t: &Tensor| {
+                let (want, _) = r.get(&case, role);
+                assert_close(
+                    &t.to_vec().unwrap(),
+                    &to_f64(&want),
+                    1e-4,
+                    1e-4,
+                    &format!("{what} {role}"),
+                );
+            };
+            check("output", &y);
+            y.backward_with(&on(&case, "grad_output")).unwrap();
+            check("grad_input", &x.grad().unwrap());
+            check("grad_weight", &w.grad().unwrap());
+            if let Some(b) = b {
+                check("grad_bias", &b.grad().unwrap());
+            }
+        }
+    }
+}

@@ -37,21 +37,11 @@ pub(crate) struct Saved {
     out_shape: Vec<usize>,
 }
 
-/// The broadcast parameters: len, rank, op, side, red_count, out_shape, a/b strides, t_shape.
-fn params(
-    len: usize,
-    op: BinaryOp,
-    side: u32,
-    out: &[usize],
-    a: &[usize],
-    b: &[usize],
-    target: &[usize],
-) -> Vec<u32> {
+/// The broadcast parameters: len, rank, red_count, out_shape, a/b strides, t_shape.
+fn params(len: usize, out: &[usize], a: &[usize], b: &[usize], target: &[usize]) -> Vec<u32> {
     let mut p = vec![
         len as u32,
         out.len() as u32,
-        op as u32,
-        side,
         (numel(out) / numel(target).max(1)) as u32,
     ];
     p.extend(words8(out));
@@ -72,17 +62,19 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         Bind::Read(b.buffer()),
         Bind::Write(storage.buffer()),
     ];
+    let op_code = [("OP", op as u32)];
     if a.shape() == b.shape() {
-        dev.dispatch(
+        dev.dispatch_with(
             &SHADER,
             "binary_same",
+            &op_code,
             &binds,
-            &[n as u32, 0, op as u32],
+            &[n as u32],
             groups(n),
         )?;
     } else {
-        let p = params(n, op, 0, &out_shape, a.shape(), b.shape(), &out_shape);
-        dev.dispatch(&SHADER, "binary_broadcast", &binds, &p, groups(n))?;
+        let p = params(n, &out_shape, a.shape(), b.shape(), &out_shape);
+        dev.dispatch_with(&SHADER, "binary_broadcast", &op_code, &binds, &p, groups(n))?;
     }
     Ok(Tensor::from_op(storage, out_shape.clone(), &[a, b], || {
         Op::Binary(Saved {
@@ -105,20 +97,21 @@ fn grad_of(s: &Saved, g: &Tensor, side: u32) -> Result<Tensor> {
         Bind::Write(gt.buffer()),
     ];
     let n = gt.numel();
+    let consts = [("OP", s.op as u32), ("SIDE", side)];
     if s.a.shape() == s.b.shape() {
-        let p = [n as u32, 0, s.op as u32, side];
-        dev.dispatch(&SHADER, "binary_backward_same", &binds, &p, groups(n))?;
+        let p = [n as u32];
+        dev.dispatch_with(
+            &SHADER,
+            "binary_backward_same",
+            &consts,
+            &binds,
+            &p,
+            groups(n),
+        )?;
     } else if (numel(&s.out_shape) / n.max(1)) * (s.out_shape.len() + 1) <= LOOP_BUDGET {
-        let p = params(
-            n,
-            s.op,
-            side,
-            &s.out_shape,
-            s.a.shape(),
-            s.b.shape(),
-            target,
-        );
-        dev.dispatch(&SHADER, "binary_backward_broadcast", &binds, &p, groups(n))?;
+        let p = params(n, &s.out_shape, s.a.shape(), s.b.shape(), target);
+        let entry = "binary_backward_broadcast";
+        dev.dispatch_with(&SHADER, entry, &consts, &binds, &p, groups(n))?;
     } else {
         // Each element was broadcast to too many places to sum in one invocation: compute the
         // local gradient at full output size, then sum it down in stages.
@@ -130,22 +123,9 @@ fn grad_of(s: &Saved, g: &Tensor, side: u32) -> Result<Tensor> {
             Bind::Read(g.buffer()),
             Bind::Write(full.buffer()),
         ];
-        let p = params(
-            out_n,
-            s.op,
-            side,
-            &s.out_shape,
-            s.a.shape(),
-            s.b.shape(),
-            &s.out_shape,
-        );
-        dev.dispatch(
-            &SHADER,
-            "binary_backward_broadcast",
-            &binds,
-            &p,
-            groups(out_n),
-        )?;
+        let p = params(out_n, &s.out_shape, s.a.shape(), s.b.shape(), &s.out_shape);
+        let entry = "binary_backward_broadcast";
+        dev.dispatch_with(&SHADER, entry, &consts, &binds, &p, groups(out_n))?;
         return sum_to(&full, target);
     }
     Ok(gt)

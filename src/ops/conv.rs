@@ -4,6 +4,7 @@
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
 use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::ops::conv_implicit;
 use crate::ops::matmul::{Gemm, Operand};
 use crate::ops::unary::groups;
 use crate::tape::Op;
@@ -93,18 +94,18 @@ pub fn receptive_field(layers: &[(usize, usize)]) -> usize {
 /// The sizes of one convolution, shared by forward and backward.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Geometry {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    c_out: usize,
-    kh: usize,
-    kw: usize,
-    ho: usize,
-    wo: usize,
-    p: Conv2dParams,
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub ho: usize,
+    pub wo: usize,
+    pub p: Conv2dParams,
     /// Images per im2col chunk.
-    chunk: usize,
+    pub chunk: usize,
 }
 
 impl Geometry {
@@ -254,12 +255,40 @@ fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Res
     let geo = geometry(x, w, bias, p)?;
     let out_shape = vec![geo.n, geo.c_out, geo.ho, geo.wo];
     let storage = dev.storage(geo.n * geo.c_out * geo.pixels())?;
-    let out = storage.buffer();
+    if conv_implicit::applies(dev, &geo) {
+        conv_implicit::forward(dev, x, w, bias, &geo, storage.buffer())?;
+    } else {
+        explicit_forward(dev, x, w, bias, &geo, storage.buffer())?;
+    }
+    let mut inputs = vec![x, w];
+    if let Some(b) = bias {
+        inputs.push(b);
+    }
+    Ok(Tensor::from_op(storage, out_shape, &inputs, || {
+        Op::Conv2d(Saved {
+            x: x.detach(),
+            w: w.detach(),
+            has_bias: bias.is_some(),
+            geo,
+        })
+    }))
+}
+
+/// im2col in batch chunks, a product per image and group, then the bias.
+fn explicit_forward(
+    dev: &Device,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    geo: &Geometry,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    let p = geo.p;
     let (g, rows, pixels) = (p.groups, geo.rows(), geo.pixels());
     let (cout_g, rows_g) = (geo.c_out / g, rows / g);
     let cols = Tensor::uninit(dev, &[geo.chunk, rows, pixels])?;
     for (n0, nb) in geo.chunks() {
-        im2col(dev, x, &cols, &geo, n0, nb)?;
+        im2col(dev, x, &cols, geo, n0, nb)?;
         for gi in 0..g {
             // out[n0 + ni, group gi] = W_gi [cout_g, rows_g] x cols[ni, group gi] [rows_g, pixels]
             let mut mm = Gemm::new(
@@ -287,26 +316,50 @@ fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Res
             groups(geo.n * geo.c_out * pixels),
         )?;
     }
-    let mut inputs = vec![x, w];
-    if let Some(b) = bias {
-        inputs.push(b);
-    }
-    Ok(Tensor::from_op(storage, out_shape, &inputs, || {
-        Op::Conv2d(Saved {
-            x: x.detach(),
-            w: w.detach(),
-            has_bias: bias.is_some(),
-            geo,
-        })
-    }))
+    Ok(())
 }
 
 pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
     let dev = g.device();
     let geo = &s.geo;
+    let (need_x, need_w) = (need[0], need[1]);
+    let (gx, gw) = if conv_implicit::applies(dev, geo) {
+        let gx = match need_x {
+            true => Some(conv_implicit::backward_input(dev, g, &s.w, geo)?),
+            false => None,
+        };
+        let gw = match need_w {
+            true => Some(conv_implicit::backward_weight(
+                dev,
+                &s.x,
+                g,
+                geo,
+                s.w.shape(),
+            )?),
+            false => None,
+        };
+        (gx, gw)
+    } else {
+        explicit_backward(s, g, need_x, need_w)?
+    };
+    let mut out = vec![gx, gw];
+    if s.has_bias {
+        out.push(bias_backward(s, g, need.get(2).copied().unwrap_or(false))?);
+    }
+    Ok(out)
+}
+
+/// The input and weight gradients through products with the column matrix and col2im.
+fn explicit_backward(
+    s: &Saved,
+    g: &Tensor,
+    need_x: bool,
+    need_w: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let dev = g.device();
+    let geo = &s.geo;
     let (gs, rows, pixels) = (geo.p.groups, geo.rows(), geo.pixels());
     let (cout_g, rows_g) = (geo.c_out / gs, rows / gs);
-    let (need_x, need_w) = (need[0], need[1]);
     let gx = if need_x {
         Some(Tensor::uninit(dev, s.x.shape())?)
     } else {
@@ -370,7 +423,15 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
             )?;
         }
     }
-    let gb = if !(s.has_bias && need.get(2).copied().unwrap_or(false)) {
+    Ok((gx, gw))
+}
+
+/// The bias gradient: g summed over images and pixels.
+fn bias_backward(s: &Saved, g: &Tensor, need: bool) -> Result<Option<Tensor>> {
+    let dev = g.device();
+    let geo = &s.geo;
+    let pixels = geo.pixels();
+    let gb = if !need {
         None
     } else if (geo.n * pixels).div_ceil(256) > LOOP_BUDGET {
         // Too many values per channel for one workgroup's loops: reduce in stages.
@@ -387,11 +448,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
         )?;
         Some(gb)
     };
-    let mut out = vec![gx, gw];
-    if s.has_bias {
-        out.push(gb);
-    }
-    Ok(out)
+    Ok(gb)
 }
 
 impl Tensor {

@@ -171,10 +171,10 @@ impl<'a> Gemm<'a> {
             piece.accumulate as u32,
         ];
         let aligned = self.b.col_stride == 1
-            && self.n % 4 == 0
-            && piece.b_off % 4 == 0
-            && self.b.row_stride % 4 == 0
-            && self.b.batch_stride % 4 == 0;
+            && self.n.is_multiple_of(4)
+            && piece.b_off.is_multiple_of(4)
+            && self.b.row_stride.is_multiple_of(4)
+            && self.b.batch_stride.is_multiple_of(4);
         let (entry, tile_m, tile_n) = if dev.0.matmul_tiles {
             ("matmul_tiled", 64, 64)
         } else if self.m > 16 {

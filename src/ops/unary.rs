@@ -61,11 +61,12 @@ fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let n = x.numel();
     let storage = dev.storage(n)?;
     let (code, s) = op.code();
-    dev.dispatch(
+    dev.dispatch_with(
         &SHADER,
         "unary_forward",
+        &[("OP", code)],
         &[Bind::Read(x.buffer()), Bind::Write(storage.buffer())],
-        &[n as u32, code, s.to_bits()],
+        &[n as u32, s.to_bits()],
         groups(n),
     )?;
     let y = Tensor::leaf(storage.clone(), x.shape().to_vec());
@@ -83,16 +84,17 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     let n = g.numel();
     let gx = Tensor::uninit(dev, s.x.shape())?;
     let (code, scalar) = s.op.code();
-    dev.dispatch(
+    dev.dispatch_with(
         &SHADER,
         "unary_backward",
+        &[("OP", code)],
         &[
             Bind::Read(s.x.buffer()),
             Bind::Read(s.y.buffer()),
             Bind::Read(g.buffer()),
             Bind::Write(gx.buffer()),
         ],
-        &[n as u32, code, scalar.to_bits()],
+        &[n as u32, scalar.to_bits()],
         groups(n),
     )?;
     Ok(gx)

@@ -1,0 +1,408 @@
+// 2-D convolution as an implicit GEMM, for CPU adapters (lavapipe): the column matrix of
+// im2col is never written; each invocation computes the input addresses of its columns as it
+// goes. Same results as conv.wgsl + matmul.wgsl, without the column buffer and its traffic.
+//
+// Shape of the work, per image n and group g (cin_g = C / groups, cout_g = C_out / groups):
+// - forward:         out[co, pix]  = sum over (c, kh, kw) of W[co, c, kh, kw] * x[c, ih, iw]
+// - backward_input:  gx[c, ipix]   = sum over (co, kh, kw) of W[co, c, kh, kw] * g[co, oh, ow]
+//                    where oh * SH = ih + PH - kh * DH (and likewise for w), when it divides
+// - backward_weight: gw[co, (c, kh, kw)] = sum over images and (oh, ow) of g[co, oh, ow] * x[..]
+// Indexing: a workgroup of 16 invocations owns 8 rows (output channels, or input channels for
+// backward_input) and 64 columns; each invocation computes 8 rows x 4 columns, so the 8
+// weights (or gradient values) read at each step are the same for the whole workgroup. The
+// workgroup index enumerates (image or image part, group, row tile, column tile).
+// Accumulators are separate variables: llvmpipe keeps dynamically indexed arrays in memory.
+
+struct Params {
+    n: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kh: u32,
+    kw: u32,
+    ho: u32,
+    wo: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+    groups: u32,
+    has_bias: u32,
+    // backward_weight: images per part.
+    images_per_part: u32,
+}
+
+@group(0) @binding(0) var<storage, read> p: Params;
+
+// False when both strides are 1: the backward's divisibility tests compile away.
+override STRIDED: bool = true;
+
+const ROWS: u32 = 8u;
+const COLS: u32 = 64u;
+
+// (a / b, a % b) for per-invocation values, through an f32 reciprocal plus integer fix-ups:
+// llvmpipe has no vector integer division (it runs 8 scalar divides per operation).
+fn divmod(a: u32, b: u32) -> vec2<u32> {
+    var q = u32(f32(a) / f32(b));
+    var r = i32(a) - i32(q * b);
+    if (r < 0) { q -= 1u; r += i32(b); }
+    if (r < 0) { q -= 1u; r += i32(b); }
+    if (r >= i32(b)) { q += 1u; r -= i32(b); }
+    if (r >= i32(b)) { q += 1u; r -= i32(b); }
+    return vec2<u32>(q, u32(r));
+}
+
+// The tile this workgroup owns: (image or part, group, first row, first column).
+fn tile(t: u32, rows: u32, cols: u32) -> vec4<u32> {
+    let tm = (rows + ROWS - 1u) / ROWS;
+    let tn = (cols + COLS - 1u) / COLS;
+    let per_image = p.groups * tm * tn;
+    let rem = t % per_image;
+    return vec4<u32>(t / per_image, rem / (tm * tn), ((rem / tn) % tm) * ROWS, (rem % tn) * COLS);
+}
+
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+// x at (plane, ih, iw), 0 outside the image (zero padding).
+fn x_at(plane: u32, ih: i32, iw: i32) -> f32 {
+    if (ih < 0 || iw < 0 || ih >= i32(p.h) || iw >= i32(p.w)) {
+        return 0.0;
+    }
+    return x[plane + u32(ih) * p.w + u32(iw)];
+}
+
+@compute @workgroup_size(16)
+fn conv_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let cin_g = p.c / p.groups;
+    let cout_g = p.c_out / p.groups;
+    let pixels = p.ho * p.wo;
+    let t = wid.x + wid.y * nwg.x;
+    let tm = (cout_g + ROWS - 1u) / ROWS;
+    let tn = (pixels + COLS - 1u) / COLS;
+    if (t >= p.n * p.groups * tm * tn) {
+        return;
+    }
+    let at = tile(t, cout_g, pixels);
+    let n = at.x;
+    let g = at.y;
+    let r0 = at.z;
+    let pix0 = at.w + li * 4u;
+    // Each column's top-left input position.
+    var ih0: vec4<i32>;
+    var iw0: vec4<i32>;
+    for (var j = 0u; j < 4u; j++) {
+        let q = divmod(min(pix0 + j, pixels - 1u), p.wo);
+        ih0[j] = i32(q.x * p.sh) - i32(p.ph);
+        iw0[j] = i32(q.y * p.sw) - i32(p.pw);
+    }
+    let w0 = (g * cout_g + min(r0 + 0u, cout_g - 1u)) * cin_g * p.kh * p.kw;
+    let w1 = (g * cout_g + min(r0 + 1u, cout_g - 1u)) * cin_g * p.kh * p.kw;
+    let w2 = (g * cout_g + min(r0 + 2u, cout_g - 1u)) * cin_g * p.kh * p.kw;
+    let w3 = (g * cout_g + min(r0 + 3u, cout_g - 1u)) * cin_g * p.kh * p.kw;
+    let w4 = (g * cout_g + min(r0 + 4u, cout_g - 1u)) * cin_g * p.kh * p.kw;
+    let w5 = (g * cout_g + min(r0 + 5u, cout_g - 1u)) * cin_g * p.kh * p.kw;
+    let w6 = (g * cout_g + min(r0 + 6u, cout_g - 1u)) * cin_g * p.kh * p.kw;
+    let w7 = (g * cout_g + min(r0 + 7u, cout_g - 1u)) * cin_g * p.kh * p.kw;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var c = 0u; c < cin_g; c++) {
+        let plane = ((n * p.c) + g * cin_g + c) * p.h * p.w;
+        for (var kh = 0u; kh < p.kh; kh++) {
+            let dh = i32(kh * p.dh);
+            for (var kw = 0u; kw < p.kw; kw++) {
+                let dw = i32(kw * p.dw);
+                let xv = vec4<f32>(
+                    x_at(plane, ih0.x + dh, iw0.x + dw),
+                    x_at(plane, ih0.y + dh, iw0.y + dw),
+                    x_at(plane, ih0.z + dh, iw0.z + dw),
+                    x_at(plane, ih0.w + dh, iw0.w + dw),
+                );
+                let k = (c * p.kh + kh) * p.kw + kw;
+                acc0 += weight[w0 + k] * xv;
+                acc1 += weight[w1 + k] * xv;
+                acc2 += weight[w2 + k] * xv;
+                acc3 += weight[w3 + k] * xv;
+                acc4 += weight[w4 + k] * xv;
+                acc5 += weight[w5 + k] * xv;
+                acc6 += weight[w6 + k] * xv;
+                acc7 += weight[w7 + k] * xv;
+            }
+        }
+    }
+    let out_base = (n * p.c_out + g * cout_g) * pixels;
+    store_conv(out_base, r0 + 0u, cout_g, pix0, pixels, g * cout_g + r0 + 0u, acc0);
+    store_conv(out_base, r0 + 1u, cout_g, pix0, pixels, g * cout_g + r0 + 1u, acc1);
+    store_conv(out_base, r0 + 2u, cout_g, pix0, pixels, g * cout_g + r0 + 2u, acc2);
+    store_conv(out_base, r0 + 3u, cout_g, pix0, pixels, g * cout_g + r0 + 3u, acc3);
+    store_conv(out_base, r0 + 4u, cout_g, pix0, pixels, g * cout_g + r0 + 4u, acc4);
+    store_conv(out_base, r0 + 5u, cout_g, pix0, pixels, g * cout_g + r0 + 5u, acc5);
+    store_conv(out_base, r0 + 6u, cout_g, pix0, pixels, g * cout_g + r0 + 6u, acc6);
+    store_conv(out_base, r0 + 7u, cout_g, pix0, pixels, g * cout_g + r0 + 7u, acc7);
+}
+
+// Stores one row's 4 columns (adding the bias when there is one), skipping those past the
+// edges.
+fn store_conv(base: u32, row: u32, rows: u32, col0: u32, cols: u32, channel: u32, v: vec4<f32>) {
+    if (row >= rows) {
+        return;
+    }
+    var b = 0.0;
+    if (p.has_bias == 1u) {
+        b = bias[channel];
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (col0 + j < cols) {
+            out[base + row * cols + col0 + j] = v[j] + b;
+        }
+    }
+}
+
+// backward_input bindings: g (upstream gradient), weight, gx.
+@group(0) @binding(1) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad_in: array<f32>;
+
+// g at the output position reached from input (ih, iw) through tap offset (dh, dw), or 0
+// when no output position lands there (outside, or between strides).
+fn g_at(plane: u32, th: i32, tw: i32) -> f32 {
+    if (th < 0 || tw < 0) {
+        return 0.0;
+    }
+    var oh = u32(th);
+    var ow = u32(tw);
+    if (STRIDED && p.sh != 1u) {
+        let q = divmod(oh, p.sh);
+        if (q.y != 0u) {
+            return 0.0;
+        }
+        oh = q.x;
+    }
+    if (STRIDED && p.sw != 1u) {
+        let q = divmod(ow, p.sw);
+        if (q.y != 0u) {
+            return 0.0;
+        }
+        ow = q.x;
+    }
+    if (oh >= p.ho || ow >= p.wo) {
+        return 0.0;
+    }
+    return grad_out[plane + oh * p.wo + ow];
+}
+
+@compute @workgroup_size(16)
+fn conv_backward_input(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let cin_g = p.c / p.groups;
+    let cout_g = p.c_out / p.groups;
+    let pixels = p.h * p.w;
+    let t = wid.x + wid.y * nwg.x;
+    let tm = (cin_g + ROWS - 1u) / ROWS;
+    let tn = (pixels + COLS - 1u) / COLS;
+    if (t >= p.n * p.groups * tm * tn) {
+        return;
+    }
+    let at = tile(t, cin_g, pixels);
+    let n = at.x;
+    let g = at.y;
+    let r0 = at.z;
+    let pix0 = at.w + li * 4u;
+    var th0: vec4<i32>;
+    var tw0: vec4<i32>;
+    for (var j = 0u; j < 4u; j++) {
+        let q = divmod(min(pix0 + j, pixels - 1u), p.w);
+        th0[j] = i32(q.x + p.ph);
+        tw0[j] = i32(q.y + p.pw);
+    }
+    let taps = p.kh * p.kw;
+    let c0 = min(r0 + 0u, cin_g - 1u) * taps;
+    let c1 = min(r0 + 1u, cin_g - 1u) * taps;
+    let c2 = min(r0 + 2u, cin_g - 1u) * taps;
+    let c3 = min(r0 + 3u, cin_g - 1u) * taps;
+    let c4 = min(r0 + 4u, cin_g - 1u) * taps;
+    let c5 = min(r0 + 5u, cin_g - 1u) * taps;
+    let c6 = min(r0 + 6u, cin_g - 1u) * taps;
+    let c7 = min(r0 + 7u, cin_g - 1u) * taps;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var co = 0u; co < cout_g; co++) {
+        let plane = (n * p.c_out + g * cout_g + co) * p.ho * p.wo;
+        let w_base = (g * cout_g + co) * cin_g * taps;
+        for (var kh = 0u; kh < p.kh; kh++) {
+            let dh = i32(kh * p.dh);
+            for (var kw = 0u; kw < p.kw; kw++) {
+                let dw = i32(kw * p.dw);
+                let gv = vec4<f32>(
+                    g_at(plane, th0.x - dh, tw0.x - dw),
+                    g_at(plane, th0.y - dh, tw0.y - dw),
+                    g_at(plane, th0.z - dh, tw0.z - dw),
+                    g_at(plane, th0.w - dh, tw0.w - dw),
+                );
+                let k = w_base + kh * p.kw + kw;
+                acc0 += weight[k + c0] * gv;
+                acc1 += weight[k + c1] * gv;
+                acc2 += weight[k + c2] * gv;
+                acc3 += weight[k + c3] * gv;
+                acc4 += weight[k + c4] * gv;
+                acc5 += weight[k + c5] * gv;
+                acc6 += weight[k + c6] * gv;
+                acc7 += weight[k + c7] * gv;
+            }
+        }
+    }
+    let base = (n * p.c + g * cin_g) * pixels;
+    store_grad_in(base, r0 + 0u, cin_g, pix0, pixels, acc0);
+    store_grad_in(base, r0 + 1u, cin_g, pix0, pixels, acc1);
+    store_grad_in(base, r0 + 2u, cin_g, pix0, pixels, acc2);
+    store_grad_in(base, r0 + 3u, cin_g, pix0, pixels, acc3);
+    store_grad_in(base, r0 + 4u, cin_g, pix0, pixels, acc4);
+    store_grad_in(base, r0 + 5u, cin_g, pix0, pixels, acc5);
+    store_grad_in(base, r0 + 6u, cin_g, pix0, pixels, acc6);
+    store_grad_in(base, r0 + 7u, cin_g, pix0, pixels, acc7);
+}
+
+fn store_grad_in(base: u32, row: u32, rows: u32, col0: u32, cols: u32, v: vec4<f32>) {
+    if (row >= rows) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (col0 + j < cols) {
+            grad_in[base + row * cols + col0 + j] = v[j];
+        }
+    }
+}
+
+// backward_weight bindings: x, g (upstream gradient), the per-part partial sums
+// [parts, C_out, cin_g * KH * KW] that the host then sums over parts.
+@group(0) @binding(1) var<storage, read> bx: array<f32>;
+@group(0) @binding(2) var<storage, read> bg: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+
+fn bx_at(plane: u32, ih: i32, iw: i32) -> f32 {
+    if (ih < 0 || iw < 0 || ih >= i32(p.h) || iw >= i32(p.w)) {
+        return 0.0;
+    }
+    return bx[plane + u32(ih) * p.w + u32(iw)];
+}
+
+@compute @workgroup_size(16)
+fn conv_backward_weight(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let cin_g = p.c / p.groups;
+    let cout_g = p.c_out / p.groups;
+    let taps = p.kh * p.kw;
+    let cols = cin_g * taps;
+    let parts = (p.n + p.images_per_part - 1u) / p.images_per_part;
+    let t = wid.x + wid.y * nwg.x;
+    let tm = (cout_g + ROWS - 1u) / ROWS;
+    let tn = (cols + COLS - 1u) / COLS;
+    if (t >= parts * p.groups * tm * tn) {
+        return;
+    }
+    let at = tile(t, cout_g, cols);
+    let part = at.x;
+    let g = at.y;
+    let r0 = at.z;
+    let col0 = at.w + li * 4u;
+    // Each column's (input channel, tap) offsets.
+    var plane_off: vec4<u32>;
+    var dh: vec4<i32>;
+    var dw: vec4<i32>;
+    for (var j = 0u; j < 4u; j++) {
+        let ct = divmod(min(col0 + j, cols - 1u), taps);
+        let hw = divmod(ct.y, p.kw);
+        plane_off[j] = (g * cin_g + ct.x) * p.h * p.w;
+        dh[j] = i32(hw.x * p.dh) - i32(p.ph);
+        dw[j] = i32(hw.y * p.dw) - i32(p.pw);
+    }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    let first = part * p.images_per_part;
+    let last = min(first + p.images_per_part, p.n);
+    for (var n = first; n < last; n++) {
+        let x_base = n * p.c * p.h * p.w;
+        let g_base = (n * p.c_out + g * cout_g) * p.ho * p.wo;
+        let g0 = g_base + min(r0 + 0u, cout_g - 1u) * p.ho * p.wo;
+        let g1 = g_base + min(r0 + 1u, cout_g - 1u) * p.ho * p.wo;
+        let g2 = g_base + min(r0 + 2u, cout_g - 1u) * p.ho * p.wo;
+        let g3 = g_base + min(r0 + 3u, cout_g - 1u) * p.ho * p.wo;
+        let g4 = g_base + min(r0 + 4u, cout_g - 1u) * p.ho * p.wo;
+        let g5 = g_base + min(r0 + 5u, cout_g - 1u) * p.ho * p.wo;
+        let g6 = g_base + min(r0 + 6u, cout_g - 1u) * p.ho * p.wo;
+        let g7 = g_base + min(r0 + 7u, cout_g - 1u) * p.ho * p.wo;
+        for (var oh = 0u; oh < p.ho; oh++) {
+            let ih = i32(oh * p.sh);
+            for (var ow = 0u; ow < p.wo; ow++) {
+                let iw = i32(ow * p.sw);
+                let xv = vec4<f32>(
+                    bx_at(x_base + plane_off.x, ih + dh.x, iw + dw.x),
+                    bx_at(x_base + plane_off.y, ih + dh.y, iw + dw.y),
+                    bx_at(x_base + plane_off.z, ih + dh.z, iw + dw.z),
+                    bx_at(x_base + plane_off.w, ih + dh.w, iw + dw.w),
+                );
+                let o = oh * p.wo + ow;
+                acc0 += bg[g0 + o] * xv;
+                acc1 += bg[g1 + o] * xv;
+                acc2 += bg[g2 + o] * xv;
+                acc3 += bg[g3 + o] * xv;
+                acc4 += bg[g4 + o] * xv;
+                acc5 += bg[g5 + o] * xv;
+                acc6 += bg[g6 + o] * xv;
+                acc7 += bg[g7 + o] * xv;
+            }
+        }
+    }
+    let base = (part * p.c_out + g * cout_g) * cols;
+    store_partial(base, r0 + 0u, cout_g, col0, cols, acc0);
+    store_partial(base, r0 + 1u, cout_g, col0, cols, acc1);
+    store_partial(base, r0 + 2u, cout_g, col0, cols, acc2);
+    store_partial(base, r0 + 3u, cout_g, col0, cols, acc3);
+    store_partial(base, r0 + 4u, cout_g, col0, cols, acc4);
+    store_partial(base, r0 + 5u, cout_g, col0, cols, acc5);
+    store_partial(base, r0 + 6u, cout_g, col0, cols, acc6);
+    store_partial(base, r0 + 7u, cout_g, col0, cols, acc7);
+}
+
+fn store_partial(base: u32, row: u32, rows: u32, col0: u32, cols: u32, v: vec4<f32>) {
+    if (row >= rows) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (col0 + j < cols) {
+            partial[base + row * cols + col0 + j] = v[j];
+        }
+    }
+}
