@@ -12,17 +12,23 @@
 override OP: u32;
 override SIDE: u32 = 0u;
 
+// Shapes and strides are 8 entries packed in two vec4s (uniform-buffer arrays need 16-byte
+// elements); at(v, d) reads entry d.
 struct Params {
+    out_shape: array<vec4<u32>, 2>,
+    a_strides: array<vec4<u32>, 2>,
+    b_strides: array<vec4<u32>, 2>,
+    t_shape: array<vec4<u32>, 2>,
     len: u32,
     rank: u32,
     red_count: u32,
-    out_shape: array<u32, 8>,
-    a_strides: array<u32, 8>,
-    b_strides: array<u32, 8>,
-    t_shape: array<u32, 8>,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+fn at(v: array<vec4<u32>, 2>, d: i32) -> u32 {
+    return v[d >> 2u][d & 3];
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
 
 fn apply(op: u32, a: f32, b: f32) -> f32 {
     switch op {
@@ -79,10 +85,10 @@ fn binary_broadcast(
     var ao = 0u;
     var bo = 0u;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        let idx = rest % p.out_shape[d];
-        rest = rest / p.out_shape[d];
-        ao += idx * p.a_strides[d];
-        bo += idx * p.b_strides[d];
+        let idx = rest % at(p.out_shape, d);
+        rest = rest / at(p.out_shape, d);
+        ao += idx * at(p.a_strides, d);
+        bo += idx * at(p.b_strides, d);
     }
     out[i] = apply(OP, a[ao], b[bo]);
 }
@@ -118,8 +124,8 @@ fn binary_backward_broadcast(
     var idx: array<u32, 8>;
     var rest = i;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        idx[d] = rest % p.t_shape[d];
-        rest = rest / p.t_shape[d];
+        idx[d] = rest % at(p.t_shape, d);
+        rest = rest / at(p.t_shape, d);
     }
     var acc = 0.0;
     for (var r = 0u; r < p.red_count; r++) {
@@ -131,14 +137,14 @@ fn binary_backward_broadcast(
         var stride = 1u;
         for (var d = i32(p.rank) - 1; d >= 0; d--) {
             var k = idx[d];
-            if (p.t_shape[d] == 1u && p.out_shape[d] != 1u) {
-                k = rr % p.out_shape[d];
-                rr = rr / p.out_shape[d];
+            if (at(p.t_shape, d) == 1u && at(p.out_shape, d) != 1u) {
+                k = rr % at(p.out_shape, d);
+                rr = rr / at(p.out_shape, d);
             }
             o += k * stride;
-            stride *= p.out_shape[d];
-            ao += k * p.a_strides[d];
-            bo += k * p.b_strides[d];
+            stride *= at(p.out_shape, d);
+            ao += k * at(p.a_strides, d);
+            bo += k * at(p.b_strides, d);
         }
         acc += local_grad(OP, SIDE, g[o], a[ao], b[bo]);
     }

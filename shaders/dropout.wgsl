@@ -11,7 +11,7 @@ struct Params {
     scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> prm: Params;
+@group(0) @binding(0) var<uniform> prm: Params;
 
 // PCG-style integer hash (O'Neill's permutation), good enough for dropout masks.
 fn hash(v: u32) -> u32 {

@@ -6,7 +6,7 @@ struct Params {
     value: f32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 
 @compute @workgroup_size(256)

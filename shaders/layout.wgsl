@@ -6,14 +6,19 @@
 // is mapped to the source offset sum(idx[d] * src_strides[d]), where src_strides are the
 // source's strides taken in output-dim order (0 on expanded dims).
 
+// 8-entry arrays packed in two vec4s (uniform-buffer arrays need 16-byte elements).
 struct Params {
+    out_shape: array<vec4<u32>, 2>,
+    src_strides: array<vec4<u32>, 2>,
     len: u32,
     rank: u32,
-    out_shape: array<u32, 8>,
-    src_strides: array<u32, 8>,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+fn at(v: array<vec4<u32>, 2>, d: i32) -> u32 {
+    return v[d >> 2u][d & 3];
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
@@ -30,8 +35,8 @@ fn strided_copy(
     var rest = i;
     var off = 0u;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        off += (rest % p.out_shape[d]) * p.src_strides[d];
-        rest = rest / p.out_shape[d];
+        off += (rest % at(p.out_shape, d)) * at(p.src_strides, d);
+        rest = rest / at(p.out_shape, d);
     }
     dst[i] = src[off];
 }

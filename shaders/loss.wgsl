@@ -15,7 +15,7 @@ struct Params {
     classes: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;
 
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * 256u + lid;

@@ -25,7 +25,7 @@ struct Params {
     decoupled: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read_write> buf: array<f32>;

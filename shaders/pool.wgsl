@@ -25,7 +25,7 @@ struct Params {
     count_include_pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;
 
 // (a / b, a % b) through an f32 reciprocal plus integer fix-ups: llvmpipe has no vector
 // integer division and would run 8 scalar divides per operation.
@@ -171,6 +171,31 @@ fn max_pool_backward(
         }
     }
     gx[e] = acc;
+}
+
+// Windows that tile the input exactly (kernel = stride, no padding, LeNet's 2 x 2 pooling):
+// each input pixel lies in at most one window, so there is nothing to loop over.
+@compute @workgroup_size(256)
+fn max_pool_backward_disjoint(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = linear_index(wid, nwg, lid);
+    if (e >= p.planes * p.h * p.w) {
+        return;
+    }
+    let at = split(e, p.h, p.w);
+    let oh = divmod(at.y, p.sh).x;
+    let ow = divmod(at.z, p.sw).x;
+    var v = 0.0;
+    if (oh < p.ho && ow < p.wo) {
+        let o = (at.x * p.ho + oh) * p.wo + ow;
+        if (saved_argmax[o] == f32(at.y * p.w + at.z)) {
+            v = g[o];
+        }
+    }
+    gx[e] = v;
 }
 
 @compute @workgroup_size(256)

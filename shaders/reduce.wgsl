@@ -14,20 +14,25 @@
 // - sum_to: sums a gradient over the dims it was broadcast along (as binary.wgsl's backward).
 
 struct Params {
+    // sum_to only: the shapes (8 entries packed in two vec4s, as uniform arrays need),
+    // then its target size, rank and number of summed positions.
+    src_shape: array<vec4<u32>, 2>,
+    t_shape: array<vec4<u32>, 2>,
+    len: u32,
+    rank: u32,
+    red_count: u32,
     outer: u32,
     n: u32,
     inner: u32,
     scale: f32,
     chunk: u32,
-    // sum_to only: target size, rank, number of summed positions, shapes.
-    len: u32,
-    rank: u32,
-    red_count: u32,
-    src_shape: array<u32, 8>,
-    t_shape: array<u32, 8>,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+fn at(v: array<vec4<u32>, 2>, d: i32) -> u32 {
+    return v[d >> 2u][d & 3];
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
@@ -175,8 +180,8 @@ fn sum_to(
     var t_idx: array<u32, 8>;
     var rest = e;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        t_idx[d] = rest % p.t_shape[d];
-        rest = rest / p.t_shape[d];
+        t_idx[d] = rest % at(p.t_shape, d);
+        rest = rest / at(p.t_shape, d);
     }
     var acc = 0.0;
     for (var r = 0u; r < p.red_count; r++) {
@@ -185,12 +190,12 @@ fn sum_to(
         var stride = 1u;
         for (var d = i32(p.rank) - 1; d >= 0; d--) {
             var k = t_idx[d];
-            if (p.t_shape[d] == 1u && p.src_shape[d] != 1u) {
-                k = rr % p.src_shape[d];
-                rr = rr / p.src_shape[d];
+            if (at(p.t_shape, d) == 1u && at(p.src_shape, d) != 1u) {
+                k = rr % at(p.src_shape, d);
+                rr = rr / at(p.src_shape, d);
             }
             off += k * stride;
-            stride *= p.src_shape[d];
+            stride *= at(p.src_shape, d);
         }
         acc += x[off];
     }

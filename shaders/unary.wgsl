@@ -13,7 +13,7 @@ struct Params {
     scalar: f32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;
 
 const NEG: u32 = 0u;
 const RELU: u32 = 1u;

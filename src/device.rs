@@ -290,6 +290,16 @@ impl Device {
         self.0.pool.lock().unwrap().allocated_bytes()
     }
 
+    /// The most bytes held by live tensors at once since [`reset_peak_memory`]
+    /// (Self::reset_peak_memory) or the device's creation.
+    pub fn peak_memory_in_use(&self) -> u64 {
+        self.0.pool.lock().unwrap().peak_in_use()
+    }
+
+    pub fn reset_peak_memory(&self) {
+        self.0.pool.lock().unwrap().reset_peak();
+    }
+
     /// Bytes of GPU memory held by live tensors (excluding free pooled buffers).
     pub fn memory_in_use(&self) -> u64 {
         self.0.pool.lock().unwrap().in_use_bytes()

@@ -1,9 +1,11 @@
 //! Running WGSL kernels: shader modules and pipelines compiled once per device, the command
 //! batch that dispatches are recorded into, buffer allocation and readback.
 //!
-//! Every kernel has the same binding layout: binding 0 is a small read-only storage struct of
-//! parameters (sizes, shapes, op codes), addressed with a dynamic offset into one per-batch
-//! parameter buffer; bindings 1.. are the tensors' buffers, read-only or read-write.
+//! Every kernel has the same binding layout: binding 0 is a small uniform struct of parameters
+//! (sizes, shapes, flags), addressed with a dynamic offset into one per-batch parameter buffer;
+//! bindings 1.. are the tensors' buffers, read-only or read-write. Parameters are uniforms, not
+//! storage: a storage read cannot be hoisted out of a loop past the kernel's storage writes (they
+//! might alias), so llvmpipe re-loaded every size in every iteration.
 //! Every kernel reads its workgroup index as `wid.x + wid.y * num_workgroups.x`: the host folds
 //! grids past the per-dimension limit (65,535 workgroups) into 2-D.
 
@@ -83,12 +85,12 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub fn new(device: &wgpu::Device, limits: &wgpu::Limits, ops_per_submit: usize) -> Batch {
-        let slot = PARAM_SLOT.max(limits.min_storage_buffer_offset_alignment as u64);
+        let slot = PARAM_SLOT.max(limits.min_uniform_buffer_offset_alignment as u64);
         let capacity = slot * ops_per_submit as u64;
         let params_buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("webgrad params"),
             size: capacity,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         Batch {
@@ -158,7 +160,7 @@ impl Device {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only: true },
+                ty: wgpu::BufferBindingType::Uniform,
                 has_dynamic_offset: true,
                 min_binding_size: None,
             },

@@ -11,6 +11,7 @@ pub(crate) struct BufferPool {
     pending: Vec<(u64, wgpu::Buffer)>,
     allocated: u64,
     in_use: u64,
+    peak_in_use: u64,
 }
 
 /// Rounds a request up to a size class: 256-byte steps up to 4 KiB, then quarter-octave
@@ -29,12 +30,23 @@ impl BufferPool {
     pub fn take(&mut self, class: u64) -> Option<wgpu::Buffer> {
         let buf = self.free.get_mut(&class)?.pop()?;
         self.in_use += class;
+        self.peak_in_use = self.peak_in_use.max(self.in_use);
         Some(buf)
     }
 
     pub fn note_new(&mut self, class: u64) {
         self.allocated += class;
         self.in_use += class;
+        self.peak_in_use = self.peak_in_use.max(self.in_use);
+    }
+
+    /// The most bytes held by live tensors at once since the last reset.
+    pub fn peak_in_use(&self) -> u64 {
+        self.peak_in_use
+    }
+
+    pub fn reset_peak(&mut self) {
+        self.peak_in_use = self.in_use;
     }
 
     pub fn release(&mut self, class: u64, buf: wgpu::Buffer) {

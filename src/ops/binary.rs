@@ -37,17 +37,26 @@ pub(crate) struct Saved {
     out_shape: Vec<usize>,
 }
 
-/// The broadcast parameters: len, rank, red_count, out_shape, a/b strides, t_shape.
+/// The broadcast parameters, in the shader's order: out_shape, a/b strides and t_shape (8
+/// entries each), then len, rank, red_count.
 fn params(len: usize, out: &[usize], a: &[usize], b: &[usize], target: &[usize]) -> Vec<u32> {
-    let mut p = vec![
-        len as u32,
-        out.len() as u32,
-        (numel(out) / numel(target).max(1)) as u32,
-    ];
+    let mut p = Vec::with_capacity(35);
     p.extend(words8(out));
     p.extend(words8(&broadcast_strides(a, out)));
     p.extend(words8(&broadcast_strides(b, out)));
     p.extend(words8(&pad_shape(target, out.len())));
+    p.extend([
+        len as u32,
+        out.len() as u32,
+        (numel(out) / numel(target).max(1)) as u32,
+    ]);
+    p
+}
+
+/// Parameters of the same-shape kernels: only `len` (after the unused shape arrays).
+fn same_params(len: usize) -> Vec<u32> {
+    let mut p = vec![0; 32];
+    p.push(len as u32);
     p
 }
 
@@ -69,7 +78,7 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
             "binary_same",
             &op_code,
             &binds,
-            &[n as u32],
+            &same_params(n),
             groups(n),
         )?;
     } else {
@@ -99,7 +108,7 @@ fn grad_of(s: &Saved, g: &Tensor, side: u32) -> Result<Tensor> {
     let n = gt.numel();
     let consts = [("OP", s.op as u32), ("SIDE", side)];
     if s.a.shape() == s.b.shape() {
-        let p = [n as u32];
+        let p = same_params(n);
         dev.dispatch_with(
             &SHADER,
             "binary_backward_same",

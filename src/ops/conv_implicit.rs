@@ -47,9 +47,9 @@ fn params(geo: &Geometry, has_bias: bool, images_per_part: usize) -> [u32; 18] {
     ]
 }
 
-/// Workgroups: (images or parts) x groups x 8-row tiles x 64-column tiles.
+/// Workgroups: (images or parts) x groups x 8-row tiles x 128-column tiles.
 fn grid(outer: usize, groups: usize, rows: usize, cols: usize) -> u32 {
-    (outer * groups * rows.div_ceil(8) * cols.div_ceil(64)) as u32
+    (outer * groups * rows.div_ceil(8) * cols.div_ceil(128)) as u32
 }
 
 /// out = conv(x, w) + bias, into `out` ([N, C_out, HO, WO]).

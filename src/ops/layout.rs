@@ -20,9 +20,10 @@ fn strided_copy(src: &Tensor, out_shape: &[usize], src_strides: &[usize]) -> Res
     let dev = src.device();
     let out = Tensor::uninit(dev, out_shape)?;
     let n = out.numel();
-    let mut p = vec![n as u32, out_shape.len() as u32];
-    p.extend(words8(out_shape));
+    // Params: out_shape, src_strides (8 entries each), then len, rank.
+    let mut p = words8(out_shape).to_vec();
     p.extend(words8(src_strides));
+    p.extend([n as u32, out_shape.len() as u32]);
     dev.dispatch(
         &SHADER,
         "strided_copy",

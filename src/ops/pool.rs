@@ -117,7 +117,11 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     match &s.argmax {
         Some(idx) => dev.dispatch(
             &SHADER,
-            "max_pool_backward",
+            if s.geo.p.kernel == s.geo.p.stride && s.geo.p.padding == (0, 0) {
+                "max_pool_backward_disjoint"
+            } else {
+                "max_pool_backward"
+            },
             &[
                 Bind::Read(g.buffer()),
                 Bind::Read(idx.buffer()),

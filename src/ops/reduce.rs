@@ -36,17 +36,21 @@ impl Rows {
             inner: 1,
         }
     }
-    fn params(&self, scale: f32) -> [u32; 5] {
+    fn params(&self, scale: f32) -> Vec<u32> {
         self.chunked(scale, self.n)
     }
-    fn chunked(&self, scale: f32, chunk: usize) -> [u32; 5] {
-        [
+    /// The shader's Params: 16 words of sum_to shapes and 3 of its sizes (unused here), then
+    /// outer, n, inner, scale, chunk.
+    fn chunked(&self, scale: f32, chunk: usize) -> Vec<u32> {
+        let mut p = vec![0; 19];
+        p.extend([
             self.outer as u32,
             self.n as u32,
             self.inner as u32,
             scale.to_bits(),
             chunk as u32,
-        ]
+        ]);
+        p
     }
 }
 
@@ -168,10 +172,10 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let dev = g.device();
     let out = Tensor::uninit(dev, shape)?;
     let n = out.numel();
-    // Params: outer, n, inner, scale, chunk (unused here), then len, rank, red_count.
-    let mut p = vec![0, 0, 0, 0, 0, n as u32, rank as u32, red_count as u32];
-    p.extend(words8(g.shape()));
+    // Params: src_shape, t_shape (8 entries each), then len, rank, red_count.
+    let mut p = words8(g.shape()).to_vec();
     p.extend(words8(&t));
+    p.extend([n as u32, rank as u32, red_count as u32]);
     dev.dispatch(
         &SHADER,
         "sum_to",
