@@ -13,7 +13,8 @@ override OP: u32;
 override SIDE: u32 = 0u;
 
 // Shapes and strides are 8 entries packed in two vec4s (uniform-buffer arrays need 16-byte
-// elements); at(v, d) reads entry d.
+// elements): entry d is v[d >> 2][d & 3], read in place (a helper taking the array by value
+// would copy it into a private array on every call).
 struct Params {
     out_shape: array<vec4<u32>, 2>,
     a_strides: array<vec4<u32>, 2>,
@@ -24,9 +25,6 @@ struct Params {
     red_count: u32,
 }
 
-fn at(v: array<vec4<u32>, 2>, d: i32) -> u32 {
-    return v[d >> 2u][d & 3];
-}
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -85,10 +83,10 @@ fn binary_broadcast(
     var ao = 0u;
     var bo = 0u;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        let idx = rest % at(p.out_shape, d);
-        rest = rest / at(p.out_shape, d);
-        ao += idx * at(p.a_strides, d);
-        bo += idx * at(p.b_strides, d);
+        let idx = rest % p.out_shape[d >> 2u][d & 3];
+        rest = rest / p.out_shape[d >> 2u][d & 3];
+        ao += idx * p.a_strides[d >> 2u][d & 3];
+        bo += idx * p.b_strides[d >> 2u][d & 3];
     }
     out[i] = apply(OP, a[ao], b[bo]);
 }
@@ -124,8 +122,8 @@ fn binary_backward_broadcast(
     var idx: array<u32, 8>;
     var rest = i;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        idx[d] = rest % at(p.t_shape, d);
-        rest = rest / at(p.t_shape, d);
+        idx[d] = rest % p.t_shape[d >> 2u][d & 3];
+        rest = rest / p.t_shape[d >> 2u][d & 3];
     }
     var acc = 0.0;
     for (var r = 0u; r < p.red_count; r++) {
@@ -137,14 +135,14 @@ fn binary_backward_broadcast(
         var stride = 1u;
         for (var d = i32(p.rank) - 1; d >= 0; d--) {
             var k = idx[d];
-            if (at(p.t_shape, d) == 1u && at(p.out_shape, d) != 1u) {
-                k = rr % at(p.out_shape, d);
-                rr = rr / at(p.out_shape, d);
+            if (p.t_shape[d >> 2u][d & 3] == 1u && p.out_shape[d >> 2u][d & 3] != 1u) {
+                k = rr % p.out_shape[d >> 2u][d & 3];
+                rr = rr / p.out_shape[d >> 2u][d & 3];
             }
             o += k * stride;
-            stride *= at(p.out_shape, d);
-            ao += k * at(p.a_strides, d);
-            bo += k * at(p.b_strides, d);
+            stride *= p.out_shape[d >> 2u][d & 3];
+            ao += k * p.a_strides[d >> 2u][d & 3];
+            bo += k * p.b_strides[d >> 2u][d & 3];
         }
         acc += local_grad(OP, SIDE, g[o], a[ao], b[bo]);
     }

@@ -6,7 +6,8 @@
 // is mapped to the source offset sum(idx[d] * src_strides[d]), where src_strides are the
 // source's strides taken in output-dim order (0 on expanded dims).
 
-// 8-entry arrays packed in two vec4s (uniform-buffer arrays need 16-byte elements).
+// 8-entry arrays packed in two vec4s (uniform-buffer arrays need 16-byte elements): entry d
+// is v[d >> 2][d & 3], read in place.
 struct Params {
     out_shape: array<vec4<u32>, 2>,
     src_strides: array<vec4<u32>, 2>,
@@ -14,9 +15,6 @@ struct Params {
     rank: u32,
 }
 
-fn at(v: array<vec4<u32>, 2>, d: i32) -> u32 {
-    return v[d >> 2u][d & 3];
-}
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
@@ -35,8 +33,8 @@ fn strided_copy(
     var rest = i;
     var off = 0u;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        off += (rest % at(p.out_shape, d)) * at(p.src_strides, d);
-        rest = rest / at(p.out_shape, d);
+        off += (rest % p.out_shape[d >> 2u][d & 3]) * p.src_strides[d >> 2u][d & 3];
+        rest = rest / p.out_shape[d >> 2u][d & 3];
     }
     dst[i] = src[off];
 }

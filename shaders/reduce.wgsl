@@ -14,7 +14,8 @@
 // - sum_to: sums a gradient over the dims it was broadcast along (as binary.wgsl's backward).
 
 struct Params {
-    // sum_to only: the shapes (8 entries packed in two vec4s, as uniform arrays need),
+    // sum_to only: the shapes (8 entries packed in two vec4s, as uniform arrays need; entry d
+    // is v[d >> 2][d & 3]),
     // then its target size, rank and number of summed positions.
     src_shape: array<vec4<u32>, 2>,
     t_shape: array<vec4<u32>, 2>,
@@ -28,9 +29,6 @@ struct Params {
     chunk: u32,
 }
 
-fn at(v: array<vec4<u32>, 2>, d: i32) -> u32 {
-    return v[d >> 2u][d & 3];
-}
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -180,8 +178,8 @@ fn sum_to(
     var t_idx: array<u32, 8>;
     var rest = e;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        t_idx[d] = rest % at(p.t_shape, d);
-        rest = rest / at(p.t_shape, d);
+        t_idx[d] = rest % p.t_shape[d >> 2u][d & 3];
+        rest = rest / p.t_shape[d >> 2u][d & 3];
     }
     var acc = 0.0;
     for (var r = 0u; r < p.red_count; r++) {
@@ -190,12 +188,12 @@ fn sum_to(
         var stride = 1u;
         for (var d = i32(p.rank) - 1; d >= 0; d--) {
             var k = t_idx[d];
-            if (at(p.t_shape, d) == 1u && at(p.src_shape, d) != 1u) {
-                k = rr % at(p.src_shape, d);
-                rr = rr / at(p.src_shape, d);
+            if (p.t_shape[d >> 2u][d & 3] == 1u && p.src_shape[d >> 2u][d & 3] != 1u) {
+                k = rr % p.src_shape[d >> 2u][d & 3];
+                rr = rr / p.src_shape[d >> 2u][d & 3];
             }
             off += k * stride;
-            stride *= at(p.src_shape, d);
+            stride *= p.src_shape[d >> 2u][d & 3];
         }
         acc += x[off];
     }
