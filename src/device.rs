@@ -89,6 +89,9 @@ pub(crate) struct DeviceInner {
     pub matmul_tiles: bool,
     /// Implicit-GEMM convolution (no column matrix), for CPU adapters.
     pub conv_implicit: bool,
+    /// A software adapter (lavapipe, WARP, SwiftShader): barriers and workgroup memory are
+    /// slow there, so reductions prefer one invocation per output.
+    pub cpu_adapter: bool,
     pub pipelines: PipelineCache,
     pub batch: Mutex<Batch>,
     pub pool: Mutex<BufferPool>,
@@ -240,6 +243,7 @@ impl Device {
             matmul_tiles: opts
                 .matmul_tiles
                 .unwrap_or(ai.device_type != wgpu::DeviceType::Cpu),
+            cpu_adapter: ai.device_type == wgpu::DeviceType::Cpu,
             conv_implicit: opts
                 .conv_implicit
                 .unwrap_or(ai.device_type == wgpu::DeviceType::Cpu),

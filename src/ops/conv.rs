@@ -433,8 +433,10 @@ fn bias_backward(s: &Saved, g: &Tensor, need: bool) -> Result<Option<Tensor>> {
     let pixels = geo.pixels();
     let gb = if !need {
         None
-    } else if (geo.n * pixels).div_ceil(256) > LOOP_BUDGET {
-        // Too many values per channel for one workgroup's loops: reduce in stages.
+    } else if dev.0.conv_implicit || (geo.n * pixels).div_ceil(256) > LOOP_BUDGET {
+        // Staged sums: per (image, channel) rows, then over images. On CPU adapters this
+        // spreads over more invocations than one workgroup per channel (and it is also the way
+        // when there are too many values per channel for one workgroup's loops).
         let per_channel = g.reshape(&[geo.n, geo.c_out, pixels])?.sum_dim(2, false)?;
         Some(per_channel.sum_dim(0, false)?)
     } else {

@@ -80,7 +80,10 @@ fn reduced_shape(shape: &[usize], dim: usize, keepdim: bool) -> Vec<usize> {
 /// than one invocation may loop over are summed in chunks, then the chunk sums again.
 fn sum_rows_raw(x: &wgpu::Buffer, dev: &Device, rows: Rows, scale: f32) -> Result<Arc<Storage>> {
     let outputs = rows.outer * rows.inner;
-    let wide = outputs < 2048 && rows.n >= 256;
+    // One workgroup per output (a tree reduction with barriers) only when there are too few
+    // outputs to occupy the device; llvmpipe's barriers are costly, so it needs fewer.
+    let few = if dev.0.cpu_adapter { 16 } else { 2048 };
+    let wide = outputs < few && rows.n >= 256;
     let (entry, reach) = if wide {
         ("sum_rows_wide", LOOP_BUDGET * 256)
     } else {
