@@ -367,8 +367,9 @@ impl Device {
         self.flush_locked(&mut batch)
     }
 
-    /// A storage buffer of at least `bytes`, from the pool when one is free.
-    pub(crate) fn alloc(&self, bytes: u64) -> Result<(wgpu::Buffer, u64)> {
+    /// A storage buffer of at least `bytes`, from the pool when one is free. `gpu_written`:
+    /// its first contents come from a recorded command (not a host upload).
+    pub(crate) fn alloc(&self, bytes: u64, gpu_written: bool) -> Result<(wgpu::Buffer, u64)> {
         let limits = &self.0.limits;
         let max = limits
             .max_storage_buffer_binding_size
@@ -384,7 +385,7 @@ impl Device {
             class = bytes.div_ceil(4) * 4;
         }
         let mut pool = self.0.pool.lock().unwrap();
-        if let Some(buf) = pool.take(class) {
+        if let Some(buf) = pool.take(class, gpu_written) {
             return Ok((buf, class));
         }
         pool.note_new(class);

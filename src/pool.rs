@@ -1,14 +1,16 @@
 //! Buffer pool by size class. A tensor's buffer comes from here and goes back when the tensor
-//! drops, but only into `pending`: it joins the free lists after the batch that may still use
-//! it is submitted. (A `queue.write_buffer` into a reused buffer runs at the next submit,
-//! before the recorded commands, so reusing it earlier could overwrite data they still read.)
+//! drops, into `recent` until the batch that used it is submitted, then into `free`.
+//! A buffer from `recent` may be handed to an op whose kernel writes it in the same batch
+//! (commands run in recording order, so its earlier readers have finished), which keeps a
+//! training step's memory small; but not to a host upload: `queue.write_buffer` runs at the
+//! next submit, before the recorded commands, and would overwrite data they still read.
 
 use std::collections::HashMap;
 
 #[derive(Default)]
 pub(crate) struct BufferPool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
-    pending: Vec<(u64, wgpu::Buffer)>,
+    recent: HashMap<u64, Vec<wgpu::Buffer>>,
     allocated: u64,
     in_use: u64,
     peak_in_use: u64,
@@ -27,8 +29,13 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
 }
 
 impl BufferPool {
-    pub fn take(&mut self, class: u64) -> Option<wgpu::Buffer> {
-        let buf = self.free.get_mut(&class)?.pop()?;
+    /// A pooled buffer of `class` bytes; `gpu_written` allows one released in this batch.
+    pub fn take(&mut self, class: u64, gpu_written: bool) -> Option<wgpu::Buffer> {
+        let buf = match self.free.get_mut(&class).and_then(|v| v.pop()) {
+            Some(b) => b,
+            None if gpu_written => self.recent.get_mut(&class)?.pop()?,
+            None => return None,
+        };
         self.in_use += class;
         self.peak_in_use = self.peak_in_use.max(self.in_use);
         Some(buf)
@@ -51,13 +58,13 @@ impl BufferPool {
 
     pub fn release(&mut self, class: u64, buf: wgpu::Buffer) {
         self.in_use -= class;
-        self.pending.push((class, buf));
+        self.recent.entry(class).or_default().push(buf);
     }
 
-    /// Called after a submit: buffers released before it may be handed out again.
+    /// Called after a submit: buffers released before it may take host uploads again.
     pub fn recycle_pending(&mut self) {
-        for (class, buf) in self.pending.drain(..) {
-            self.free.entry(class).or_default().push(buf);
+        for (class, bufs) in self.recent.iter_mut() {
+            self.free.entry(*class).or_default().append(bufs);
         }
     }
 

@@ -32,9 +32,13 @@ impl Drop for Storage {
 }
 
 impl Device {
-    /// A buffer for `n` f32 values (contents undefined).
+    /// A buffer for `n` f32 values (contents undefined) that a recorded command will write.
     pub(crate) fn storage(&self, n: usize) -> Result<Arc<Storage>> {
-        let (buffer, class) = self.alloc(n as u64 * 4)?;
+        self.storage_with(n, true)
+    }
+
+    fn storage_with(&self, n: usize, gpu_written: bool) -> Result<Arc<Storage>> {
+        let (buffer, class) = self.alloc(n as u64 * 4, gpu_written)?;
         Ok(Arc::new(Storage {
             buffer: Some(buffer),
             class,
@@ -143,7 +147,9 @@ impl Tensor {
                 ),
             );
         }
-        let t = Tensor::uninit(dev, shape)?;
+        check_rank(shape, "from_vec")?;
+        // Not a buffer released in the current batch: the upload runs before its commands.
+        let t = Tensor::leaf(dev.storage_with(data.len(), false)?, shape.to_vec());
         dev.write(t.buffer(), bytemuck::cast_slice(data));
         Ok(t)
     }
