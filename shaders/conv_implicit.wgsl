@@ -71,11 +71,12 @@ fn tile(t: u32, rows: u32, cols: u32) -> vec4<u32> {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 // x at (plane, ih, iw), 0 outside the image (zero padding).
+// Branch-free: a select instead of an early return, since llvmpipe turns divergent control
+// flow into execution-mask bookkeeping on every call.
 fn x_at(plane: u32, ih: i32, iw: i32) -> f32 {
-    if (ih < 0 || iw < 0 || ih >= i32(p.h) || iw >= i32(p.w)) {
-        return 0.0;
-    }
-    return x[plane + u32(ih) * p.w + u32(iw)];
+    let inside = u32(ih) < p.h && u32(iw) < p.w;
+    let v = x[select(0u, plane + u32(ih) * p.w + u32(iw), inside)];
+    return select(0.0, v, inside);
 }
 
 @compute @workgroup_size(16)
@@ -222,6 +223,12 @@ fn store_conv(base: u32, row: u32, rows: u32, col0: u32, cols: u32, channel: u32
 // g at the output position reached from input (ih, iw) through tap offset (dh, dw), or 0
 // when no output position lands there (outside, or between strides).
 fn g_at(plane: u32, th: i32, tw: i32) -> f32 {
+    if (!STRIDED) {
+        // Unit strides: oh = th, ow = tw; branch-free (see x_at).
+        let inside = u32(th) < p.ho && u32(tw) < p.wo;
+        let v = grad_out[select(0u, plane + u32(th) * p.wo + u32(tw), inside)];
+        return select(0.0, v, inside);
+    }
     if (th < 0 || tw < 0) {
         return 0.0;
     }
@@ -386,10 +393,9 @@ fn store_grad_in(base: u32, row: u32, rows: u32, col0: u32, cols: u32, v: vec4<f
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
 fn bx_at(plane: u32, ih: i32, iw: i32) -> f32 {
-    if (ih < 0 || iw < 0 || ih >= i32(p.h) || iw >= i32(p.w)) {
-        return 0.0;
-    }
-    return bx[plane + u32(ih) * p.w + u32(iw)];
+    let inside = u32(ih) < p.h && u32(iw) < p.w;
+    let v = bx[select(0u, plane + u32(ih) * p.w + u32(iw), inside)];
+    return select(0.0, v, inside);
 }
 
 @compute @workgroup_size(16)
