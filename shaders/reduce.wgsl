@@ -117,8 +117,46 @@ fn is_nan(v: f32) -> bool {
 // max_rows writes the values to y and the indices (as f32) to idx.
 @group(0) @binding(3) var<storage, read_write> idx: array<f32>;
 
+// max_rows covers `chunk` consecutive k per output, like the sums: the output is
+// [outer, ceil(n / chunk), inner] values and (global) indices; max_merge then picks, per
+// [outer, inner], the first chunk holding the overall max (so ties still go to the first
+// occurrence and NaN still wins).
 @compute @workgroup_size(256)
 fn max_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let j = linear_index(wid, nwg, lid);
+    let chunks = (p.n + p.chunk - 1u) / p.chunk;
+    if (j >= p.outer * chunks * p.inner) {
+        return;
+    }
+    let o = j / (chunks * p.inner);
+    let first = ((j / p.inner) % chunks) * p.chunk;
+    let i = j % p.inner;
+    var best = x[(o * p.n + first) * p.inner + i];
+    var best_k = first;
+    for (var k = first + 1u; k < min(first + p.chunk, p.n); k++) {
+        let v = x[(o * p.n + k) * p.inner + i];
+        if (!is_nan(best) && (v > best || is_nan(v))) {
+            best = v;
+            best_k = k;
+        }
+    }
+    y[j] = best;
+    idx[j] = f32(best_k);
+}
+
+// max_merge bindings: the per-chunk values and indices [outer, n = chunks, inner], and the
+// merged values and indices [outer, inner].
+@group(0) @binding(1) var<storage, read> part_val: array<f32>;
+@group(0) @binding(2) var<storage, read> part_idx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> merged_val: array<f32>;
+@group(0) @binding(4) var<storage, read_write> merged_idx: array<f32>;
+
+@compute @workgroup_size(256)
+fn max_merge(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -129,17 +167,19 @@ fn max_rows(
     }
     let o = j / p.inner;
     let i = j % p.inner;
-    var best = x[o * p.n * p.inner + i];
-    var best_k = 0u;
-    for (var k = 1u; k < p.n; k++) {
-        let v = x[(o * p.n + k) * p.inner + i];
+    var at = o * p.n * p.inner + i;
+    var best = part_val[at];
+    var best_at = at;
+    for (var c = 1u; c < p.n; c++) {
+        at = (o * p.n + c) * p.inner + i;
+        let v = part_val[at];
         if (!is_nan(best) && (v > best || is_nan(v))) {
             best = v;
-            best_k = k;
+            best_at = at;
         }
     }
-    y[j] = best;
-    idx[j] = f32(best_k);
+    merged_val[j] = best;
+    merged_idx[j] = part_idx[best_at];
 }
 
 // Backward bindings: g [outer, inner], the saved indices, gx [outer, n, inner].

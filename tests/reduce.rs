@@ -193,3 +193,21 @@ fn broadcast_gradients_over_many_positions_are_complete() {
         assert!((g[j] as f64 - want).abs() < 1e-2, "{j}: {} vs {want}", g[j]);
     }
 }
+
+#[test]
+fn max_over_long_rows_merges_chunks() {
+    let n = 20_000;
+    let mut x = randn(4, 2 * n);
+    x[n + 15_001] = 50.0; // row 1's max, in the second chunk
+    x[n + 17_000] = 50.0; // a later tie
+    x[123] = 40.0; // row 0's max, first chunk
+    let (v, i) = tensor(&x, &[2, n]).max_dim(1, false).unwrap();
+    assert_eq!(v.to_vec().unwrap(), vec![40.0, 50.0]);
+    assert_eq!(i.to_vec().unwrap(), vec![123.0, 15_001.0]);
+    check_grad(
+        "max_dim long",
+        |t| Ok(t[0].max_dim(0, false)?.0),
+        &[tensor(&x[..9000], &[9000])],
+        5e-3,
+    );
+}

@@ -114,3 +114,46 @@ fn matches_pytorch_reference() {
         r.assert_matches(case, "grad_input", &x.grad().unwrap(), 1e-6, 1e-5);
     }
 }
+
+#[test]
+fn long_rows_are_computed_in_stages() {
+    // 10,000 classes: more than one invocation's loops may cover on lavapipe.
+    let (rows, n) = (3, 10_000);
+    let x: Vec<f32> = randn(9, rows * n).iter().map(|v| v * 3.0).collect();
+    let t = tensor(&x, &[rows, n]);
+    for log in [false, true] {
+        let got = if log { t.log_softmax(1) } else { t.softmax(1) }.unwrap();
+        assert_close(
+            &got.to_vec().unwrap(),
+            &softmax_ref(&x, &[rows, n], 1, log),
+            1e-6,
+            1e-4,
+            "long softmax",
+        );
+    }
+    // Its gradient through the tape: d/dx sum(softmax(x) * w) = y * (w - sum(y * w)).
+    let w = uniform(10, rows * n, -1.0, 1.0);
+    let xt = tensor(&x, &[rows, n]).requires_grad();
+    let y = xt.softmax(-1).unwrap();
+    y.mul(&tensor(&w, &[rows, n]))
+        .unwrap()
+        .sum()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let yv = softmax_ref(&x, &[rows, n], 1, false);
+    let g = xt.grad().unwrap().to_vec().unwrap();
+    for r in 0..rows {
+        let dot: f64 = (0..n).map(|k| yv[r * n + k] * w[r * n + k] as f64).sum();
+        let want: Vec<f64> = (0..n)
+            .map(|k| yv[r * n + k] * (w[r * n + k] as f64 - dot))
+            .collect();
+        assert_close(
+            &g[r * n..(r + 1) * n],
+            &want,
+            1e-7,
+            1e-3,
+            "long softmax grad",
+        );
+    }
+}

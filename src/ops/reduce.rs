@@ -236,28 +236,65 @@ impl Tensor {
             );
         }
         let rows = Rows::of(self.shape(), d);
-        if rows.n > LOOP_BUDGET {
-            return Err(crate::Error::Invalid(format!(
-                "max_dim: dim {dim} of {:?} has {} elements; at most {LOOP_BUDGET} are supported",
-                self.shape(),
-                rows.n
-            )));
-        }
         let dev = self.device();
         let out_shape = reduced_shape(self.shape(), d, keepdim);
-        let values = dev.storage(rows.outer * rows.inner)?;
+        let outputs = rows.outer * rows.inner;
+        let values = dev.storage(outputs)?;
         let indices = Tensor::uninit(dev, &out_shape)?;
-        dev.dispatch(
-            &SHADER,
-            "max_rows",
-            &[
-                Bind::Read(self.buffer()),
-                Bind::Write(values.buffer()),
-                Bind::Write(indices.buffer()),
-            ],
-            &rows.params(1.0),
-            groups(rows.outer * rows.inner),
-        )?;
+        if rows.n <= LOOP_BUDGET {
+            dev.dispatch(
+                &SHADER,
+                "max_rows",
+                &[
+                    Bind::Read(self.buffer()),
+                    Bind::Write(values.buffer()),
+                    Bind::Write(indices.buffer()),
+                ],
+                &rows.params(1.0),
+                groups(outputs),
+            )?;
+        } else {
+            // Long rows: the max of each chunk (with its global index), then of the chunks.
+            let chunk = LOOP_BUDGET;
+            let chunks = rows.n.div_ceil(chunk);
+            if chunks > LOOP_BUDGET {
+                return Err(crate::Error::Invalid(format!(
+                    "max_dim: dim {dim} of {:?} is too long ({} elements)",
+                    self.shape(),
+                    rows.n
+                )));
+            }
+            let part_val = dev.storage(outputs * chunks)?;
+            let part_idx = dev.storage(outputs * chunks)?;
+            dev.dispatch(
+                &SHADER,
+                "max_rows",
+                &[
+                    Bind::Read(self.buffer()),
+                    Bind::Write(part_val.buffer()),
+                    Bind::Write(part_idx.buffer()),
+                ],
+                &rows.chunked(1.0, chunk),
+                groups(outputs * chunks),
+            )?;
+            let merged = Rows {
+                outer: rows.outer,
+                n: chunks,
+                inner: rows.inner,
+            };
+            dev.dispatch(
+                &SHADER,
+                "max_merge",
+                &[
+                    Bind::Read(part_val.buffer()),
+                    Bind::Read(part_idx.buffer()),
+                    Bind::Write(values.buffer()),
+                    Bind::Write(indices.buffer()),
+                ],
+                &merged.params(1.0),
+                groups(outputs),
+            )?;
+        }
         let saved_idx = indices.clone();
         let values = Tensor::from_op(values, out_shape, &[self], || {
             Op::Max(MaxSaved {
