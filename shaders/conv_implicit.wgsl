@@ -386,8 +386,9 @@ fn store_grad_in(base: u32, row: u32, rows: u32, col0: u32, cols: u32, v: vec4<f
     }
 }
 
-// backward_weight bindings: x, g (upstream gradient), the per-part partial sums
-// [parts, C_out, cin_g * KH * KW] that the host then sums over parts.
+// backward_weight bindings: x, g (upstream gradient), the partial sums
+// [parts * 4 phases, C_out, cin_g * KH * KW] that the host then sums over parts and phases.
+const WCOLS: u32 = 32u;
 @group(0) @binding(1) var<storage, read> bx: array<f32>;
 @group(0) @binding(2) var<storage, read> bg: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
@@ -410,16 +411,19 @@ fn conv_backward_weight(
     let cols = cin_g * taps;
     let parts = (p.n + p.images_per_part - 1u) / p.images_per_part;
     let t = wid.x + wid.y * nwg.x;
+    // Tiles of 8 rows x 32 columns: 4 column groups of 8 x 4 phases, phase f summing the
+    // pixels with ow = f, f + 4, ... (weight matrices are narrow, so this keeps lanes busy).
     let tm = (cout_g + ROWS - 1u) / ROWS;
-    let tn = (cols + COLS - 1u) / COLS;
+    let tn = (cols + WCOLS - 1u) / WCOLS;
     if (t >= parts * p.groups * tm * tn) {
         return;
     }
-    let at = tile(t, cout_g, cols);
-    let part = at.x;
-    let g = at.y;
-    let r0 = at.z;
-    let col0 = at.w + li * 8u;
+    let part = t / (p.groups * tm * tn);
+    let rem = t % (p.groups * tm * tn);
+    let g = rem / (tm * tn);
+    let r0 = ((rem / tn) % tm) * ROWS;
+    let phase = li / 4u;
+    let col0 = (rem % tn) * WCOLS + (li % 4u) * 8u;
     if (col0 >= cols) {
         return;
     }
@@ -473,7 +477,7 @@ fn conv_backward_weight(
         let g7 = g_base + min(r0 + 7u, cout_g - 1u) * p.ho * p.wo;
         for (var oh = 0u; oh < p.ho; oh++) {
             let ih = i32(oh * p.sh);
-            for (var ow = 0u; ow < p.wo; ow++) {
+            for (var ow = phase; ow < p.wo; ow += 4u) {
                 let iw = i32(ow * p.sw);
                 let xv = vec4<f32>(
                     bx_at(x_base + plane_off.x, ih + dh.x, iw + dw.x),
@@ -515,7 +519,7 @@ fn conv_backward_weight(
             }
         }
     }
-    let base = (part * p.c_out + g * cout_g) * cols;
+    let base = ((part * 4u + phase) * p.c_out + g * cout_g) * cols;
     store_partial(base, r0 + 0u, cout_g, col0, cols, acc0, acc0h);
     store_partial(base, r0 + 1u, cout_g, col0, cols, acc1, acc1h);
     store_partial(base, r0 + 2u, cout_g, col0, cols, acc2, acc2h);

@@ -361,6 +361,13 @@ impl Device {
         Some(out)
     }
 
+    /// Clears the profile table (to leave out warm-up and shader compilation).
+    pub fn profile_reset(&self) {
+        if let Some(table) = &self.0.profile {
+            table.lock().unwrap().clear();
+        }
+    }
+
     /// Submits the recorded commands without waiting for them.
     pub(crate) fn flush(&self) -> Result<()> {
         let mut batch = self.0.batch.lock().unwrap();

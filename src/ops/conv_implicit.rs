@@ -102,8 +102,8 @@ pub(crate) fn backward_input(
     Ok(gx)
 }
 
-/// The weight gradient: partial sums over parts of the batch, computed in parallel, then
-/// summed over the parts.
+/// The weight gradient: partial sums over parts of the batch and 4 column phases, computed in
+/// parallel, then summed.
 pub(crate) fn backward_weight(
     dev: &Device,
     x: &Tensor,
@@ -112,13 +112,14 @@ pub(crate) fn backward_weight(
     w_shape: &[usize],
 ) -> Result<Tensor> {
     let groups = geo.p.groups;
-    let per_image = geo.ho * (geo.wo + 1) + 1;
+    // Each invocation walks every 4th output column of every output row.
+    let per_image = geo.ho * (geo.wo.div_ceil(4) + 1) + 1;
     let by_budget = ((LOOP_BUDGET - 16) / per_image).max(1);
     // At least 8 parts when the batch allows, so both cores have work on small weights.
     let images_per_part = by_budget.min(geo.n.div_ceil(8)).max(1);
     let parts = geo.n.div_ceil(images_per_part);
     let cols = geo.c / groups * geo.kh * geo.kw;
-    let partial = Tensor::uninit(dev, &[parts, geo.c_out * cols])?;
+    let partial = Tensor::uninit(dev, &[parts * 4, geo.c_out * cols])?;
     dev.dispatch(
         &SHADER,
         "conv_backward_weight",
@@ -128,7 +129,7 @@ pub(crate) fn backward_weight(
             Bind::Write(partial.buffer()),
         ],
         &params(geo, false, images_per_part),
-        grid(parts, groups, geo.c_out / groups, cols),
+        (parts * groups * (geo.c_out / groups).div_ceil(8) * cols.div_ceil(32)) as u32,
     )?;
     partial.sum_dim(0, false)?.reshape(w_shape)
 }
