@@ -12,7 +12,7 @@
 //   each invocation accumulates a 4x4 block of the 64x64 output tile.
 // - CPU adapters such as lavapipe, where workgroup memory and barriers are slow and every
 //   per-invocation load is a gather: matmul_blocked8 (8 x 8 outputs per invocation) for
-//   larger m, matmul_rows / matmul_rows_vec4 (8 shared rows) when m is small.
+//   larger m, matmul_rows (8 rows shared by a workgroup) when m is small.
 
 struct Params {
     batch: u32,
@@ -180,72 +180,6 @@ fn matmul_rows(
         for (var k = 0u; k < p.k; k++) {
             let kb = k * p.b_rs;
             let bv = vec4<f32>(b[bc.x + kb], b[bc.y + kb], b[bc.z + kb], b[bc.w + kb]);
-            let ka = k * p.a_cs;
-            acc0 += a[a0 + ka] * bv;
-            acc1 += a[a1 + ka] * bv;
-            acc2 += a[a2 + ka] * bv;
-            acc3 += a[a3 + ka] * bv;
-            acc4 += a[a4 + ka] * bv;
-            acc5 += a[a5 + ka] * bv;
-            acc6 += a[a6 + ka] * bv;
-            acc7 += a[a7 + ka] * bv;
-        }
-    }
-    let c_base = p.c_off + ob * p.c_bs;
-    store_row4(c_base, r0 + 0u, c0, acc0);
-    store_row4(c_base, r0 + 1u, c0, acc1);
-    store_row4(c_base, r0 + 2u, c0, acc2);
-    store_row4(c_base, r0 + 3u, c0, acc3);
-    store_row4(c_base, r0 + 4u, c0, acc4);
-    store_row4(c_base, r0 + 5u, c0, acc5);
-    store_row4(c_base, r0 + 6u, c0, acc6);
-    store_row4(c_base, r0 + 7u, c0, acc7);
-}
-
-// matmul_rows_vec4: matmul_rows when B's rows are contiguous and 16-byte aligned (b_cs = 1;
-// n, b_off, b_rs, b_bs multiples of 4): each invocation reads its 4 columns as one vec4.
-@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
-
-@compute @workgroup_size(16)
-fn matmul_rows_vec4(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let tiles_m = (p.m + ROWS - 1u) / ROWS;
-    let tiles_n = (p.n + COLS - 1u) / COLS;
-    let t = wid.x + wid.y * nwg.x;
-    if (t >= tiles_m * tiles_n * out_batches()) {
-        return;
-    }
-    let ob = t / (tiles_m * tiles_n);
-    let rem = t % (tiles_m * tiles_n);
-    let r0 = (rem / tiles_n) * ROWS;
-    let c0 = (rem % tiles_n) * COLS + li * 4u;
-    let b_first = select(ob, 0u, p.sum_batch == 1u);
-    let b_last = select(ob + 1u, p.batch, p.sum_batch == 1u);
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
-    for (var bi = b_first; bi < b_last; bi++) {
-        let a_base = p.a_off + bi * p.a_bs;
-        let a0 = a_base + min(r0, p.m - 1u) * p.a_rs;
-        let a1 = a_base + min(r0 + 1u, p.m - 1u) * p.a_rs;
-        let a2 = a_base + min(r0 + 2u, p.m - 1u) * p.a_rs;
-        let a3 = a_base + min(r0 + 3u, p.m - 1u) * p.a_rs;
-        let a4 = a_base + min(r0 + 4u, p.m - 1u) * p.a_rs;
-        let a5 = a_base + min(r0 + 5u, p.m - 1u) * p.a_rs;
-        let a6 = a_base + min(r0 + 6u, p.m - 1u) * p.a_rs;
-        let a7 = a_base + min(r0 + 7u, p.m - 1u) * p.a_rs;
-        let bq = (p.b_off + bi * p.b_bs + min(c0, p.n - 4u)) / 4u;
-        let rs = p.b_rs / 4u;
-        for (var k = 0u; k < p.k; k++) {
-            let bv = b4[bq + k * rs];
             let ka = k * p.a_cs;
             acc0 += a[a0 + ka] * bv;
             acc1 += a[a1 + ka] * bv;

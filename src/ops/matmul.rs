@@ -170,17 +170,10 @@ impl<'a> Gemm<'a> {
             self.sum_batch as u32,
             piece.accumulate as u32,
         ];
-        let aligned = self.b.col_stride == 1
-            && self.n.is_multiple_of(4)
-            && piece.b_off.is_multiple_of(4)
-            && self.b.row_stride.is_multiple_of(4)
-            && self.b.batch_stride.is_multiple_of(4);
         let (entry, tile_m, tile_n) = if dev.0.matmul_tiles {
             ("matmul_tiled", 64, 64)
         } else if self.m > 16 {
             ("matmul_blocked8", 64, 64)
-        } else if aligned {
-            ("matmul_rows_vec4", 8, 64)
         } else {
             ("matmul_rows", 8, 64)
         };
