@@ -12,8 +12,14 @@ static SHADER: Shader = shader!("optim");
 pub trait Optimizer {
     /// Updates every parameter that has a gradient.
     fn step(&mut self) -> Result<()>;
+    /// The parameters this optimizer updates.
+    fn parameters(&self) -> &[Tensor];
     /// Forgets the parameters' gradients.
-    fn zero_grad(&self);
+    fn zero_grad(&self) {
+        for p in self.parameters() {
+            p.zero_grad();
+        }
+    }
     fn learning_rate(&self) -> f32;
     fn set_learning_rate(&mut self, lr: f32);
     /// The optimizer's state tensors, named `PARAM_INDEX.NAME` (for checkpoints).
@@ -164,10 +170,8 @@ impl Optimizer for Sgd {
         self.steps += 1;
         Ok(())
     }
-    fn zero_grad(&self) {
-        for p in &self.params {
-            p.zero_grad();
-        }
+    fn parameters(&self) -> &[Tensor] {
+        &self.params
     }
     fn learning_rate(&self) -> f32 {
         self.lr
@@ -278,10 +282,8 @@ impl Optimizer for Adam {
         self.steps += 1;
         Ok(())
     }
-    fn zero_grad(&self) {
-        for p in &self.params {
-            p.zero_grad();
-        }
+    fn parameters(&self) -> &[Tensor] {
+        &self.params
     }
     fn learning_rate(&self) -> f32 {
         self.lr
