@@ -88,6 +88,7 @@ fn main() -> Result<()> {
     dev.sync()?;
     let mem10 = dev.memory_allocated();
     dev.reset_peak_memory();
+    dev.profile_reset();
     let mut times = Vec::new();
     for i in 10..steps {
         let s = Instant::now();
@@ -98,6 +99,9 @@ fn main() -> Result<()> {
         }
     }
     let mem_n = dev.memory_allocated();
+    if let Some(table) = dev.profile_report() {
+        println!("per-kernel time over {} steps (WEBGRAD_PROFILE=1):\n{table}", steps - 10);
+    }
     times.sort_by(f64::total_cmp);
     let step_ms = percentile(&times, 0.5);
     row(

@@ -6,7 +6,8 @@
 // t = wid.x + wid.y * num_workgroups.x enumerates output tiles: the output batch
 // t / (tiles_m * tiles_n), then the tile's row and column.
 // With sum_batch = 1 there is one output, C = sum over bi of A[bi] x B[bi] (a weight gradient
-// summed over images); with accumulate = 1 the result is added to C instead of stored.
+// summed over images); with accumulate = 1 the result is added to C instead of stored; with
+// has_bias = 1 every output gets bias[c] added (Linear's epilogue, saving a broadcast add).
 // Two schedules, chosen by the host from the adapter type:
 // - matmul_tiled (GPUs): 16x16 invocations share 64x16 tiles of A and B in workgroup memory;
 //   each invocation accumulates a 4x4 block of the 64x64 output tile.
@@ -31,18 +32,23 @@ struct Params {
     c_bs: u32,
     sum_batch: u32,
     accumulate: u32,
+    has_bias: u32,
 }
 
 fn out_batches() -> u32 {
     return select(p.batch, 1u, p.sum_batch == 1u);
 }
 
-// Stores or adds one output element.
-fn store(i: u32, v: f32) {
+// Stores or adds one output element of column col.
+fn store(i: u32, col: u32, v: f32) {
+    var r = v;
+    if (p.has_bias == 1u) {
+        r += bias[col];
+    }
     if (p.accumulate == 1u) {
-        c[i] += v;
+        c[i] += r;
     } else {
-        c[i] = v;
+        c[i] = r;
     }
 }
 
@@ -50,6 +56,7 @@ fn store(i: u32, v: f32) {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
@@ -119,7 +126,7 @@ fn matmul_tiled(
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + lid.x * 4u + j;
             if (row < p.m && col < p.n) {
-                store(c_base + row * p.n + col, acc[r][j]);
+                store(c_base + row * p.n + col, col, acc[r][j]);
             }
         }
     }
@@ -310,10 +317,10 @@ fn store_row8(c_base: u32, row: u32, c0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     }
     for (var j = 0u; j < 4u; j++) {
         if (c0 + j < p.n) {
-            store(c_base + row * p.n + c0 + j, lo[j]);
+            store(c_base + row * p.n + c0 + j, c0 + j, lo[j]);
         }
         if (c0 + 4u + j < p.n) {
-            store(c_base + row * p.n + c0 + 4u + j, hi[j]);
+            store(c_base + row * p.n + c0 + 4u + j, c0 + 4u + j, hi[j]);
         }
     }
 }
@@ -325,7 +332,7 @@ fn store_row4(c_base: u32, row: u32, c0: u32, v: vec4<f32>) {
     }
     for (var j = 0u; j < 4u; j++) {
         if (c0 + j < p.n) {
-            store(c_base + row * p.n + c0 + j, v[j]);
+            store(c_base + row * p.n + c0 + j, c0 + j, v[j]);
         }
     }
 }

@@ -64,7 +64,7 @@ impl Op {
             Op::Reduce(s) => vec![Some(ops::reduce::backward(s, grad)?)],
             Op::Max(s) => vec![Some(ops::reduce::max_backward(s, grad)?)],
             Op::Matmul(s) => ops::matmul::backward(s, grad, need(0), need(1))?,
-            Op::Linear(s) => ops::matmul::linear_backward(s, grad, need(0), need(1))?,
+            Op::Linear(s) => ops::matmul::linear_backward(s, grad, &needs(inputs))?,
             Op::Softmax(s) => vec![Some(ops::softmax::backward(s, grad)?)],
             Op::Permute(s) => vec![Some(ops::layout::permute_backward(s, grad)?)],
             Op::Expand => vec![Some(ops::reduce::sum_to(grad, inputs[0].shape())?)],

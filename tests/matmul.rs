@@ -174,6 +174,17 @@ fn linear_backward_matches_finite_differences() {
         &[tensor(&randn(4, 24), &[2, 4, 3]), tensor(&w, &[4, 3])],
         5e-3,
     );
+    // The bias gradient sums over every leading dimension.
+    check_grad(
+        "linear 3-D with bias",
+        |t| t[0].linear(&t[1], Some(&t[2])),
+        &[
+            tensor(&randn(5, 24), &[2, 4, 3]),
+            tensor(&w, &[4, 3]),
+            tensor(&b, &[4]),
+        ],
+        5e-3,
+    );
 }
 
 #[test]
@@ -245,5 +256,39 @@ fn long_inner_dimension_is_summed_completely() {
             got[i],
             want[i]
         );
+    }
+}
+
+#[test]
+fn linear_bias_epilogue_matches_float64_on_both_schedules() {
+    // The bias is added inside the product: check every kernel, a split inner dimension
+    // (in = 9,000 is past the loop budget, so later pieces accumulate and must not re-add it)
+    // and the empty product (in = 0: the output is the bias).
+    for tiles in [true, false] {
+        let opts = webgrad::DeviceOptions {
+            matmul_tiles: Some(tiles),
+            ..Default::default()
+        };
+        let dev = webgrad::Device::with_options(opts).unwrap();
+        for &(rows, inp, out) in &[(5, 3, 4), (40, 70, 130), (3, 9000, 5), (17, 0, 6)] {
+            let x = uniform(rows as u64, rows * inp, -1.0, 1.0);
+            let w = uniform(inp as u64 + 7, out * inp, -1.0, 1.0);
+            let b = uniform(out as u64 + 9, out, -1.0, 1.0);
+            let tx = webgrad::Tensor::from_slice(&dev, &x, &[rows, inp]).unwrap();
+            let tw = webgrad::Tensor::from_slice(&dev, &w, &[out, inp]).unwrap();
+            let tb = webgrad::Tensor::from_slice(&dev, &b, &[out]).unwrap();
+            let got = tx.linear(&tw, Some(&tb)).unwrap().to_vec().unwrap();
+            let want: Vec<f64> = (0..rows * out)
+                .map(|i| {
+                    let (r, o) = (i / out, i % out);
+                    b[o] as f64
+                        + (0..inp)
+                            .map(|k| x[r * inp + k] as f64 * w[o * inp + k] as f64)
+                            .sum::<f64>()
+                })
+                .collect();
+            let what = format!("tiles={tiles} linear {rows}x{inp}->{out}");
+            assert_close(&got, &want, 1e-5 * (inp as f64).sqrt().max(1.0), 1e-5, &what);
+        }
     }
 }

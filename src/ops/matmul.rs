@@ -69,6 +69,8 @@ pub(crate) struct Gemm<'a> {
     pub sum_batch: bool,
     /// Add to C instead of overwriting it.
     pub accumulate: bool,
+    /// Added to every row of C ([n]).
+    pub bias: Option<&'a wgpu::Buffer>,
 }
 
 impl<'a> Gemm<'a> {
@@ -95,6 +97,7 @@ impl<'a> Gemm<'a> {
             c_batch_stride: m * n,
             sum_batch: false,
             accumulate: false,
+            bias: None,
         }
     }
 
@@ -143,6 +146,8 @@ impl<'a> Gemm<'a> {
                             b0 * self.c_batch_stride
                         },
                     accumulate: self.accumulate || !first,
+                    // The bias is added once, by the piece that starts each output.
+                    bias: self.bias.is_some() && first,
                 };
                 self.dispatch(dev, &piece)?;
                 first = false;
@@ -169,6 +174,7 @@ impl<'a> Gemm<'a> {
             self.c_batch_stride as u32,
             self.sum_batch as u32,
             piece.accumulate as u32,
+            piece.bias as u32,
         ];
         let (entry, tile_m, tile_n) = if dev.0.matmul_tiles {
             ("matmul_tiled", 64, 64)
@@ -186,6 +192,8 @@ impl<'a> Gemm<'a> {
                 Bind::Read(self.a.buf),
                 Bind::Read(self.b.buf),
                 Bind::Write(self.c),
+                // Without a bias the slot holds A (unread).
+                Bind::Read(self.bias.unwrap_or(self.a.buf)),
             ],
             &params,
             tiles as u32,
@@ -201,6 +209,7 @@ struct Piece {
     b_off: usize,
     c_off: usize,
     accumulate: bool,
+    bias: bool,
 }
 
 pub(crate) struct Saved {
@@ -304,12 +313,13 @@ pub(crate) struct LinearSaved {
     out: usize,
 }
 
+/// Gradients of x, the weight and (when there is one) the bias, for those in `need`.
 pub(crate) fn linear_backward(
     s: &LinearSaved,
     g: &Tensor,
-    need_x: bool,
-    need_w: bool,
+    need: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
+    let (need_x, need_w) = (need[0], need[1]);
     let dev = g.device();
     let (rows, inp, out) = (s.rows, s.inp, s.out);
     let gx = if need_x {
@@ -346,7 +356,16 @@ pub(crate) fn linear_backward(
     } else {
         None
     };
-    Ok(vec![gx, gw])
+    let mut grads = vec![gx, gw];
+    if need.len() == 3 {
+        // The bias gradient: dY summed over rows.
+        grads.push(if need[2] {
+            Some(g.reshape(&[rows, out])?.sum_dim(0, false)?)
+        } else {
+            None
+        });
+    }
+    Ok(grads)
 }
 
 impl Tensor {
@@ -363,10 +382,16 @@ impl Tensor {
             );
         }
         let (inp, out) = (ws[1], ws[0]);
-        let rows = self.numel() / inp.max(1);
+        if let Some(b) = bias {
+            self.device().same(b.device(), "linear")?;
+            if b.shape() != [out] {
+                return shape_err("linear", format!("bias {:?} should be [{out}]", b.shape()));
+            }
+        }
+        let rows: usize = xs[..xs.len() - 1].iter().product();
         let dev = self.device();
         let storage = dev.storage(rows * out)?;
-        Gemm::new(
+        let mut gemm = Gemm::new(
             Operand::rows(self.buffer(), rows, inp, false),
             Operand::transposed(weight.buffer(), out, inp, false),
             storage.buffer(),
@@ -374,11 +399,16 @@ impl Tensor {
             rows,
             out,
             inp,
-        )
-        .run(dev)?;
+        );
+        // The bias is added in the product's epilogue (an empty product, in = 0, only zeroes
+        // the output, so there it is added separately).
+        let fused = bias.filter(|_| inp > 0);
+        gemm.bias = fused.map(|b| b.buffer());
+        gemm.run(dev)?;
         let mut shape = xs.to_vec();
         *shape.last_mut().unwrap() = out;
-        let y = Tensor::from_op(storage, shape, &[self, weight], || {
+        let inputs: Vec<&Tensor> = [self, weight].into_iter().chain(fused).collect();
+        let y = Tensor::from_op(storage, shape, &inputs, || {
             Op::Linear(LinearSaved {
                 x: self.detach(),
                 w: weight.detach(),
@@ -387,13 +417,8 @@ impl Tensor {
                 out,
             })
         });
-        match bias {
-            Some(b) => {
-                if b.shape() != [out] {
-                    return shape_err("linear", format!("bias {:?} should be [{out}]", b.shape()));
-                }
-                y.add(b)
-            }
+        match bias.filter(|_| inp == 0) {
+            Some(b) => y.add(b),
             None => Ok(y),
         }
     }
