@@ -1,18 +1,30 @@
-// 2-D convolution as an implicit GEMM, for CPU adapters (lavapipe): the column matrix of
-// im2col is never written; each invocation computes the input addresses of its columns as it
-// goes. Same results as conv.wgsl + matmul.wgsl, without the column buffer and its traffic.
+// 2-D convolution as an implicit GEMM for CPU adapters (lavapipe): no column matrix; each
+// invocation computes its input addresses as it goes, and reads 4 images at once.
 //
-// Shape of the work, per image n and group g (cin_g = C / groups, cout_g = C_out / groups):
-// - forward:         out[co, pix]  = sum over (c, kh, kw) of W[co, c, kh, kw] * x[c, ih, iw]
-// - backward_input:  gx[c, ipix]   = sum over (co, kh, kw) of W[co, c, kh, kw] * g[co, oh, ow]
-//                    where oh * SH = ih + PH - kh * DH (and likewise for w), when it divides
-// - backward_weight: gw[co, (c, kh, kw)] = sum over images and (oh, ow) of g[co, oh, ow] * x[..]
-// Indexing: a workgroup of 16 invocations owns 8 rows (output channels, or input channels for
-// backward_input) and 128 columns; each invocation computes 8 rows x 8 columns (two vec4
-// halves), so each step's 16 loads feed 64 multiply-adds (on llvmpipe every load is a gather,
-// and that ratio sets the speed). The workgroup index enumerates (image or image part, group,
-// row tile, column tile). Accumulators are separate variables: llvmpipe keeps dynamically
-// indexed arrays in memory.
+// Why images innermost: on llvmpipe an invocation's load is a loop over the 8 SIMD lanes, so
+// what costs is the number of load instructions, and a vec4 load costs about 2.5 scalar ones
+// while bringing 4 values. In NCHW, the 4 values a kernel needs together are never aligned
+// (neighbouring pixels, shifted by the kernel tap), but in a copy of the tensor laid out as
+// [C, H, W, NQ * 4] (images innermost, padded with zeros to a multiple of 4: `images_inner`),
+// the same tap of 4 images is one aligned vec4, for any stride, padding and dilation.
+// The weights get the matching layouts (`weight_forward_layout`, `weight_backward_layout`) so
+// that 8 output (or input) channels at one tap are two vec4s.
+//
+// Kernels, per group g (cin_g = C / groups, cout_g = C_out / groups, taps = KH * KW,
+// K = cin_g * taps):
+// - conv_forward:    out[n, co, pix] = sum over (c, kh, kw) of W[co, c, kh, kw] * x[n, c, ih, iw]
+//   one invocation: 8 images x 8 output channels at one output pixel; per tap 4 vec4 loads
+//   feed 64 multiply-adds.
+// - conv_backward_input: gx[n, c, ih, iw] = sum over (co, kh, kw) of W[co, c, kh, kw] *
+//   g[n, co, oh, ow] where oh * SH = ih + PH - kh * DH (likewise for w), when it divides;
+//   one invocation: 8 images x 8 input channels at one input pixel.
+// - conv_backward_weight: gw[co, k] = sum over images and output pixels of g * x at tap k;
+//   one invocation: 8 output channels x 8 taps, summing dot products over 4 images at a time,
+//   for one part: a quad of images and a band of output rows (partial sums, added up by the
+//   host's sum_dim), so that small weights still spread over many invocations.
+// Invocations are numbered with the pixel (or tap block) fastest, so the 8 lanes of a SIMD
+// group work on neighbouring pixels. Accumulators are separate variables: llvmpipe keeps
+// dynamically indexed arrays in memory.
 
 struct Params {
     n: u32,
@@ -32,8 +44,12 @@ struct Params {
     dw: u32,
     groups: u32,
     has_bias: u32,
-    // backward_weight: images per part.
-    images_per_part: u32,
+    // Image quads (images padded to a multiple of 4, divided by 4).
+    nq: u32,
+    // conv_backward_weight: output rows per part (a part is one quad x a band of rows).
+    rows_per_part: u32,
+    // images_inner: channels x pixels of the tensor being re-laid out.
+    planes: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,11 +57,8 @@ struct Params {
 // False when both strides are 1: the backward's divisibility tests compile away.
 override STRIDED: bool = true;
 
-const ROWS: u32 = 8u;
-const COLS: u32 = 128u;
-
-// (a / b, a % b) for per-invocation values, through an f32 reciprocal plus integer fix-ups:
-// llvmpipe has no vector integer division (it runs 8 scalar divides per operation).
+// (a / b, a % b) for per-invocation values below 2^24, through an f32 reciprocal plus integer
+// fix-ups: llvmpipe has no vector integer division (it runs 8 scalar divides per operation).
 fn divmod(a: u32, b: u32) -> vec2<u32> {
     var q = u32(f32(a) / f32(b));
     var r = i32(a) - i32(q * b);
@@ -56,30 +69,122 @@ fn divmod(a: u32, b: u32) -> vec2<u32> {
     return vec2<u32>(q, u32(r));
 }
 
-// The tile this workgroup owns: (image or part, group, first row, first column).
-fn tile(t: u32, rows: u32, cols: u32) -> vec4<u32> {
-    let tm = (rows + ROWS - 1u) / ROWS;
-    let tn = (cols + COLS - 1u) / COLS;
-    let per_image = p.groups * tm * tn;
-    let rem = t % per_image;
-    return vec4<u32>(t / per_image, rem / (tm * tn), ((rem / tn) % tm) * ROWS, (rem % tn) * COLS);
+fn invocation(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * 64u + li;
 }
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
+// ---- layouts ----
+
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+// dst4[plane * nq + q] = src[(4q + j) * planes + plane] for j = 0..3 (0 past the last image):
+// an [N, planes] tensor (planes = C * H * W) as [planes, NQ * 4].
+@compute @workgroup_size(64)
+fn images_inner(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let v = invocation(wid, nwg, li);
+    if (v >= p.planes * p.nq) {
+        return;
+    }
+    let plane = v / p.nq;
+    let n0 = (v % p.nq) * 4u;
+    var out = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < p.n) {
+            out[j] = src[(n0 + j) * p.planes + plane];
+        }
+    }
+    dst4[v] = out;
+}
+
+// dst[((g * K + k) * co8 + co)] = W[g * cout_g + co, k] (0 for co >= cout_g), co8 = cout_g
+// rounded up to 8: at each tap, 8 consecutive output channels are two vec4s.
+@compute @workgroup_size(64)
+fn weight_forward_layout(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let e = invocation(wid, nwg, li);
+    let cout_g = p.c_out / p.groups;
+    let co8 = (cout_g + 7u) / 8u * 8u;
+    let k_len = p.c / p.groups * p.kh * p.kw;
+    if (e >= p.groups * k_len * co8) {
+        return;
+    }
+    let co = e % co8;
+    let k = (e / co8) % k_len;
+    let g = e / (co8 * k_len);
+    var v = 0.0;
+    if (co < cout_g) {
+        v = src[(g * cout_g + co) * k_len + k];
+    }
+    dst[e] = v;
+}
+
+// dst[((co_abs * taps + t) * c8 + c)] = W[co_abs, c, t] (0 for c >= cin_g), c8 = cin_g rounded
+// up to 8: at each tap, 8 consecutive input channels are two vec4s.
+@compute @workgroup_size(64)
+fn weight_backward_layout(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let e = invocation(wid, nwg, li);
+    let cin_g = p.c / p.groups;
+    let c8 = (cin_g + 7u) / 8u * 8u;
+    let taps = p.kh * p.kw;
+    if (e >= p.c_out * taps * c8) {
+        return;
+    }
+    let c = e % c8;
+    let t = (e / c8) % taps;
+    let co = e / (c8 * taps);
+    var v = 0.0;
+    if (c < cin_g) {
+        v = src[(co * cin_g + c) * taps + t];
+    }
+    dst[e] = v;
+}
+
+// ---- the convolution kernels ----
+
+@group(0) @binding(1) var<storage, read> xq: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> wq: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-// x at (plane, ih, iw), 0 outside the image (zero padding).
-// Branch-free: a select instead of an early return, since llvmpipe turns divergent control
-// flow into execution-mask bookkeeping on every call.
-fn x_at(plane: u32, ih: i32, iw: i32) -> f32 {
-    let inside = u32(ih) < p.h && u32(iw) < p.w;
-    let v = x[select(0u, plane + u32(ih) * p.w + u32(iw), inside)];
-    return select(0.0, v, inside);
+// The quads (images 8 nb .. 8 nb + 7) at `quad`, a quad index into an images-inner tensor;
+// zeros when `inside` is false or the second quad is past the batch.
+fn quads(quad: u32, nb: u32, inside: bool) -> array<vec4<f32>, 2> {
+    let lo = xq[select(0u, quad, inside)];
+    let hi = xq[select(0u, quad + 1u, inside && nb * 2u + 1u < p.nq)];
+    return array<vec4<f32>, 2>(
+        select(vec4<f32>(0.0), lo, inside),
+        select(vec4<f32>(0.0), hi, inside && nb * 2u + 1u < p.nq),
+    );
 }
 
-@compute @workgroup_size(16)
+// Stores channel `ch`'s 8 images (lo, hi) at `pix` of an NCHW tensor with `chans` channels
+// and `pixels` pixels, adding `b`.
+fn store8(nb: u32, ch: u32, chans: u32, pixels: u32, pix: u32, lo: vec4<f32>, hi: vec4<f32>, b: f32) {
+    for (var j = 0u; j < 4u; j++) {
+        let n = nb * 8u + j;
+        if (n < p.n) {
+            out[(n * chans + ch) * pixels + pix] = lo[j] + b;
+        }
+        if (n + 4u < p.n) {
+            out[((n + 4u) * chans + ch) * pixels + pix] = hi[j] + b;
+        }
+    }
+}
+
+@compute @workgroup_size(64)
 fn conv_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -87,174 +192,99 @@ fn conv_forward(
 ) {
     let cin_g = p.c / p.groups;
     let cout_g = p.c_out / p.groups;
+    let cb_count = (cout_g + 7u) / 8u;
     let pixels = p.ho * p.wo;
-    let t = wid.x + wid.y * nwg.x;
-    let tm = (cout_g + ROWS - 1u) / ROWS;
-    let tn = (pixels + COLS - 1u) / COLS;
-    if (t >= p.n * p.groups * tm * tn) {
+    let v = invocation(wid, nwg, li);
+    let pix = v % pixels;
+    let rest = v / pixels;
+    let cb = rest % cb_count;
+    let g = (rest / cb_count) % p.groups;
+    let nb = rest / (cb_count * p.groups);
+    if (nb * 2u >= p.nq) {
         return;
     }
-    let at = tile(t, cout_g, pixels);
-    let n = at.x;
-    let g = at.y;
-    let r0 = at.z;
-    let pix0 = at.w + li * 8u;
-    if (pix0 >= pixels) {
-        return;
-    }
-    // Each column's top-left input position.
-    var ih0: vec4<i32>;
-    var iw0: vec4<i32>;
-    var ih1: vec4<i32>;
-    var iw1: vec4<i32>;
-    for (var j = 0u; j < 4u; j++) {
-        let q = divmod(min(pix0 + j, pixels - 1u), p.wo);
-        ih0[j] = i32(q.x * p.sh) - i32(p.ph);
-        iw0[j] = i32(q.y * p.sw) - i32(p.pw);
-        let r = divmod(min(pix0 + 4u + j, pixels - 1u), p.wo);
-        ih1[j] = i32(r.x * p.sh) - i32(p.ph);
-        iw1[j] = i32(r.y * p.sw) - i32(p.pw);
-    }
-    let w0 = (g * cout_g + min(r0 + 0u, cout_g - 1u)) * cin_g * p.kh * p.kw;
-    let w1 = (g * cout_g + min(r0 + 1u, cout_g - 1u)) * cin_g * p.kh * p.kw;
-    let w2 = (g * cout_g + min(r0 + 2u, cout_g - 1u)) * cin_g * p.kh * p.kw;
-    let w3 = (g * cout_g + min(r0 + 3u, cout_g - 1u)) * cin_g * p.kh * p.kw;
-    let w4 = (g * cout_g + min(r0 + 4u, cout_g - 1u)) * cin_g * p.kh * p.kw;
-    let w5 = (g * cout_g + min(r0 + 5u, cout_g - 1u)) * cin_g * p.kh * p.kw;
-    let w6 = (g * cout_g + min(r0 + 6u, cout_g - 1u)) * cin_g * p.kh * p.kw;
-    let w7 = (g * cout_g + min(r0 + 7u, cout_g - 1u)) * cin_g * p.kh * p.kw;
-    var acc0 = vec4<f32>(0.0);
-    var acc0h = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc1h = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc2h = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc3h = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc4h = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc5h = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc6h = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
-    var acc7h = vec4<f32>(0.0);
+    let oh = pix / p.wo;
+    let ow = pix % p.wo;
+    let taps = p.kh * p.kw;
+    let k_len = cin_g * taps;
+    var a0 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var b4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var b5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var b6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var b7 = vec4<f32>(0.0);
+    // Weight quads of this group and channel block, for tap k: (g * K + k) * co8 / 4 + cb * 2.
+    let w_base = g * k_len * cb_count * 2u + cb * 2u;
+    let ih0 = i32(oh * p.sh) - i32(p.ph);
+    let iw0 = i32(ow * p.sw) - i32(p.pw);
+    var k = 0u;
     for (var c = 0u; c < cin_g; c++) {
-        let plane = ((n * p.c) + g * cin_g + c) * p.h * p.w;
+        let plane = (g * cin_g + c) * p.h;
         for (var kh = 0u; kh < p.kh; kh++) {
-            let dh = i32(kh * p.dh);
+            let ih = ih0 + i32(kh * p.dh);
             for (var kw = 0u; kw < p.kw; kw++) {
-                let dw = i32(kw * p.dw);
-                let xv = vec4<f32>(
-                    x_at(plane, ih0.x + dh, iw0.x + dw),
-                    x_at(plane, ih0.y + dh, iw0.y + dw),
-                    x_at(plane, ih0.z + dh, iw0.z + dw),
-                    x_at(plane, ih0.w + dh, iw0.w + dw),
-                );
-                let xh = vec4<f32>(
-                    x_at(plane, ih1.x + dh, iw1.x + dw),
-                    x_at(plane, ih1.y + dh, iw1.y + dw),
-                    x_at(plane, ih1.z + dh, iw1.z + dw),
-                    x_at(plane, ih1.w + dh, iw1.w + dw),
-                );
-                let k = (c * p.kh + kh) * p.kw + kw;
-                let wv0 = weight[w0 + k];
-                acc0 += wv0 * xv;
-                acc0h += wv0 * xh;
-                let wv1 = weight[w1 + k];
-                acc1 += wv1 * xv;
-                acc1h += wv1 * xh;
-                let wv2 = weight[w2 + k];
-                acc2 += wv2 * xv;
-                acc2h += wv2 * xh;
-                let wv3 = weight[w3 + k];
-                acc3 += wv3 * xv;
-                acc3h += wv3 * xh;
-                let wv4 = weight[w4 + k];
-                acc4 += wv4 * xv;
-                acc4h += wv4 * xh;
-                let wv5 = weight[w5 + k];
-                acc5 += wv5 * xv;
-                acc5h += wv5 * xh;
-                let wv6 = weight[w6 + k];
-                acc6 += wv6 * xv;
-                acc6h += wv6 * xh;
-                let wv7 = weight[w7 + k];
-                acc7 += wv7 * xv;
-                acc7h += wv7 * xh;
+                let iw = iw0 + i32(kw * p.dw);
+                let inside = u32(ih) < p.h && u32(iw) < p.w;
+                let q = ((plane + u32(ih)) * p.w + u32(iw)) * p.nq + nb * 2u;
+                let x = quads(q, nb, inside);
+                let wl = wq[w_base + k * cb_count * 2u];
+                let wh = wq[w_base + k * cb_count * 2u + 1u];
+                a0 += wl.x * x[0];
+                b0 += wl.x * x[1];
+                a1 += wl.y * x[0];
+                b1 += wl.y * x[1];
+                a2 += wl.z * x[0];
+                b2 += wl.z * x[1];
+                a3 += wl.w * x[0];
+                b3 += wl.w * x[1];
+                a4 += wh.x * x[0];
+                b4 += wh.x * x[1];
+                a5 += wh.y * x[0];
+                b5 += wh.y * x[1];
+                a6 += wh.z * x[0];
+                b6 += wh.z * x[1];
+                a7 += wh.w * x[0];
+                b7 += wh.w * x[1];
+                k++;
             }
         }
     }
-    let out_base = (n * p.c_out + g * cout_g) * pixels;
-    store_conv(out_base, r0 + 0u, cout_g, pix0, pixels, g * cout_g + r0 + 0u, acc0, acc0h);
-    store_conv(out_base, r0 + 1u, cout_g, pix0, pixels, g * cout_g + r0 + 1u, acc1, acc1h);
-    store_conv(out_base, r0 + 2u, cout_g, pix0, pixels, g * cout_g + r0 + 2u, acc2, acc2h);
-    store_conv(out_base, r0 + 3u, cout_g, pix0, pixels, g * cout_g + r0 + 3u, acc3, acc3h);
-    store_conv(out_base, r0 + 4u, cout_g, pix0, pixels, g * cout_g + r0 + 4u, acc4, acc4h);
-    store_conv(out_base, r0 + 5u, cout_g, pix0, pixels, g * cout_g + r0 + 5u, acc5, acc5h);
-    store_conv(out_base, r0 + 6u, cout_g, pix0, pixels, g * cout_g + r0 + 6u, acc6, acc6h);
-    store_conv(out_base, r0 + 7u, cout_g, pix0, pixels, g * cout_g + r0 + 7u, acc7, acc7h);
+    let co0 = cb * 8u;
+    store_out(nb, g, cout_g, co0 + 0u, pix, a0, b0);
+    store_out(nb, g, cout_g, co0 + 1u, pix, a1, b1);
+    store_out(nb, g, cout_g, co0 + 2u, pix, a2, b2);
+    store_out(nb, g, cout_g, co0 + 3u, pix, a3, b3);
+    store_out(nb, g, cout_g, co0 + 4u, pix, a4, b4);
+    store_out(nb, g, cout_g, co0 + 5u, pix, a5, b5);
+    store_out(nb, g, cout_g, co0 + 6u, pix, a6, b6);
+    store_out(nb, g, cout_g, co0 + 7u, pix, a7, b7);
 }
 
-// Stores one row's 4 columns (adding the bias when there is one), skipping those past the
-// edges.
-fn store_conv(base: u32, row: u32, rows: u32, col0: u32, cols: u32, channel: u32, v: vec4<f32>, h: vec4<f32>) {
-    if (row >= rows) {
+// One output channel's 8 images, plus its bias; nothing for channels past the group's.
+fn store_out(nb: u32, g: u32, cout_g: u32, co: u32, pix: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (co >= cout_g) {
         return;
     }
+    let ch = g * cout_g + co;
     var b = 0.0;
     if (p.has_bias == 1u) {
-        b = bias[channel];
+        b = bias[ch];
     }
-    for (var j = 0u; j < 4u; j++) {
-        if (col0 + j < cols) {
-            out[base + row * cols + col0 + j] = v[j] + b;
-        }
-        if (col0 + 4u + j < cols) {
-            out[base + row * cols + col0 + 4u + j] = h[j] + b;
-        }
-    }
+    store8(nb, ch, p.c_out, p.ho * p.wo, pix, lo, hi, b);
 }
 
-// backward_input bindings: g (upstream gradient), weight, gx.
-@group(0) @binding(1) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grad_in: array<f32>;
-
-// g at the output position reached from input (ih, iw) through tap offset (dh, dw), or 0
-// when no output position lands there (outside, or between strides).
-fn g_at(plane: u32, th: i32, tw: i32) -> f32 {
-    if (!STRIDED) {
-        // Unit strides: oh = th, ow = tw; branch-free (see x_at).
-        let inside = u32(th) < p.ho && u32(tw) < p.wo;
-        let v = grad_out[select(0u, plane + u32(th) * p.wo + u32(tw), inside)];
-        return select(0.0, v, inside);
-    }
-    if (th < 0 || tw < 0) {
-        return 0.0;
-    }
-    var oh = u32(th);
-    var ow = u32(tw);
-    if (STRIDED && p.sh != 1u) {
-        let q = divmod(oh, p.sh);
-        if (q.y != 0u) {
-            return 0.0;
-        }
-        oh = q.x;
-    }
-    if (STRIDED && p.sw != 1u) {
-        let q = divmod(ow, p.sw);
-        if (q.y != 0u) {
-            return 0.0;
-        }
-        ow = q.x;
-    }
-    if (oh >= p.ho || ow >= p.wo) {
-        return 0.0;
-    }
-    return grad_out[plane + oh * p.wo + ow];
-}
-
-@compute @workgroup_size(16)
+// Here xq holds g (the output gradient, images inner) and wq the backward weight layout.
+@compute @workgroup_size(64)
 fn conv_backward_input(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -262,144 +292,141 @@ fn conv_backward_input(
 ) {
     let cin_g = p.c / p.groups;
     let cout_g = p.c_out / p.groups;
+    let cb_count = (cin_g + 7u) / 8u;
     let pixels = p.h * p.w;
-    let t = wid.x + wid.y * nwg.x;
-    let tm = (cin_g + ROWS - 1u) / ROWS;
-    let tn = (pixels + COLS - 1u) / COLS;
-    if (t >= p.n * p.groups * tm * tn) {
+    let v = invocation(wid, nwg, li);
+    let pix = v % pixels;
+    let rest = v / pixels;
+    let cb = rest % cb_count;
+    let g = (rest / cb_count) % p.groups;
+    let nb = rest / (cb_count * p.groups);
+    if (nb * 2u >= p.nq) {
         return;
     }
-    let at = tile(t, cin_g, pixels);
-    let n = at.x;
-    let g = at.y;
-    let r0 = at.z;
-    let pix0 = at.w + li * 8u;
-    if (pix0 >= pixels) {
-        return;
-    }
-    var th0: vec4<i32>;
-    var tw0: vec4<i32>;
-    var th1: vec4<i32>;
-    var tw1: vec4<i32>;
-    for (var j = 0u; j < 4u; j++) {
-        let q = divmod(min(pix0 + j, pixels - 1u), p.w);
-        th0[j] = i32(q.x + p.ph);
-        tw0[j] = i32(q.y + p.pw);
-        let r = divmod(min(pix0 + 4u + j, pixels - 1u), p.w);
-        th1[j] = i32(r.x + p.ph);
-        tw1[j] = i32(r.y + p.pw);
-    }
+    let ih = pix / p.w;
+    let iw = pix % p.w;
     let taps = p.kh * p.kw;
-    let c0 = min(r0 + 0u, cin_g - 1u) * taps;
-    let c1 = min(r0 + 1u, cin_g - 1u) * taps;
-    let c2 = min(r0 + 2u, cin_g - 1u) * taps;
-    let c3 = min(r0 + 3u, cin_g - 1u) * taps;
-    let c4 = min(r0 + 4u, cin_g - 1u) * taps;
-    let c5 = min(r0 + 5u, cin_g - 1u) * taps;
-    let c6 = min(r0 + 6u, cin_g - 1u) * taps;
-    let c7 = min(r0 + 7u, cin_g - 1u) * taps;
-    var acc0 = vec4<f32>(0.0);
-    var acc0h = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc1h = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc2h = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc3h = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc4h = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc5h = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc6h = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
-    var acc7h = vec4<f32>(0.0);
+    var a0 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var b4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var b5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var b6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var b7 = vec4<f32>(0.0);
+    let th0 = i32(ih + p.ph);
+    let tw0 = i32(iw + p.pw);
+    // Unstrided, only kernel rows with 0 <= th0 - kh * DH < HO reach an output row: about
+    // half of them on a small image. (Lanes are neighbouring pixels of one row, so the range
+    // is the same across a SIMD group; the strided case tests every row.)
+    var kh_first = 0u;
+    var kh_end = p.kh;
+    if (!STRIDED) {
+        kh_first = u32(max(0, th0 - i32(p.ho) + i32(p.dh))) / p.dh;
+        kh_end = min(p.kh, u32(th0) / p.dh + 1u);
+    }
     for (var co = 0u; co < cout_g; co++) {
-        let plane = (n * p.c_out + g * cout_g + co) * p.ho * p.wo;
-        let w_base = (g * cout_g + co) * cin_g * taps;
-        for (var kh = 0u; kh < p.kh; kh++) {
-            let dh = i32(kh * p.dh);
+        let co_abs = g * cout_g + co;
+        // Weight quads for (co_abs, tap t): (co_abs * taps + t) * c8 / 4 + cb * 2.
+        let w_base = co_abs * taps * cb_count * 2u + cb * 2u;
+        for (var kh = kh_first; kh < kh_end; kh++) {
+            let th = th0 - i32(kh * p.dh);
+            var oh = u32(th);
+            var ok_h: bool;
+            if (STRIDED) {
+                let d = divmod(select(0u, u32(th), th >= 0), p.sh);
+                oh = d.x;
+                ok_h = th >= 0 && d.y == 0u && oh < p.ho;
+            } else {
+                ok_h = u32(th) < p.ho;
+            }
             for (var kw = 0u; kw < p.kw; kw++) {
-                let dw = i32(kw * p.dw);
-                let gv = vec4<f32>(
-                    g_at(plane, th0.x - dh, tw0.x - dw),
-                    g_at(plane, th0.y - dh, tw0.y - dw),
-                    g_at(plane, th0.z - dh, tw0.z - dw),
-                    g_at(plane, th0.w - dh, tw0.w - dw),
-                );
-                let gh = vec4<f32>(
-                    g_at(plane, th1.x - dh, tw1.x - dw),
-                    g_at(plane, th1.y - dh, tw1.y - dw),
-                    g_at(plane, th1.z - dh, tw1.z - dw),
-                    g_at(plane, th1.w - dh, tw1.w - dw),
-                );
-                let k = w_base + kh * p.kw + kw;
-                let wv0 = weight[k + c0];
-                acc0 += wv0 * gv;
-                acc0h += wv0 * gh;
-                let wv1 = weight[k + c1];
-                acc1 += wv1 * gv;
-                acc1h += wv1 * gh;
-                let wv2 = weight[k + c2];
-                acc2 += wv2 * gv;
-                acc2h += wv2 * gh;
-                let wv3 = weight[k + c3];
-                acc3 += wv3 * gv;
-                acc3h += wv3 * gh;
-                let wv4 = weight[k + c4];
-                acc4 += wv4 * gv;
-                acc4h += wv4 * gh;
-                let wv5 = weight[k + c5];
-                acc5 += wv5 * gv;
-                acc5h += wv5 * gh;
-                let wv6 = weight[k + c6];
-                acc6 += wv6 * gv;
-                acc6h += wv6 * gh;
-                let wv7 = weight[k + c7];
-                acc7 += wv7 * gv;
-                acc7h += wv7 * gh;
+                let tw = tw0 - i32(kw * p.dw);
+                var ow = u32(tw);
+                var inside = ok_h && u32(tw) < p.wo;
+                if (STRIDED) {
+                    let d = divmod(select(0u, u32(tw), tw >= 0), p.sw);
+                    ow = d.x;
+                    inside = ok_h && tw >= 0 && d.y == 0u && ow < p.wo;
+                }
+                let q = ((co_abs * p.ho + oh) * p.wo + ow) * p.nq + nb * 2u;
+                let x = quads(q, nb, inside);
+                let t = kh * p.kw + kw;
+                let wl = wq[w_base + t * cb_count * 2u];
+                let wh = wq[w_base + t * cb_count * 2u + 1u];
+                a0 += wl.x * x[0];
+                b0 += wl.x * x[1];
+                a1 += wl.y * x[0];
+                b1 += wl.y * x[1];
+                a2 += wl.z * x[0];
+                b2 += wl.z * x[1];
+                a3 += wl.w * x[0];
+                b3 += wl.w * x[1];
+                a4 += wh.x * x[0];
+                b4 += wh.x * x[1];
+                a5 += wh.y * x[0];
+                b5 += wh.y * x[1];
+                a6 += wh.z * x[0];
+                b6 += wh.z * x[1];
+                a7 += wh.w * x[0];
+                b7 += wh.w * x[1];
             }
         }
     }
-    let base = (n * p.c + g * cin_g) * pixels;
-    store_grad_in(base, r0 + 0u, cin_g, pix0, pixels, acc0, acc0h);
-    store_grad_in(base, r0 + 1u, cin_g, pix0, pixels, acc1, acc1h);
-    store_grad_in(base, r0 + 2u, cin_g, pix0, pixels, acc2, acc2h);
-    store_grad_in(base, r0 + 3u, cin_g, pix0, pixels, acc3, acc3h);
-    store_grad_in(base, r0 + 4u, cin_g, pix0, pixels, acc4, acc4h);
-    store_grad_in(base, r0 + 5u, cin_g, pix0, pixels, acc5, acc5h);
-    store_grad_in(base, r0 + 6u, cin_g, pix0, pixels, acc6, acc6h);
-    store_grad_in(base, r0 + 7u, cin_g, pix0, pixels, acc7, acc7h);
+    let c0 = cb * 8u;
+    store_in(nb, g, cin_g, c0 + 0u, pix, a0, b0);
+    store_in(nb, g, cin_g, c0 + 1u, pix, a1, b1);
+    store_in(nb, g, cin_g, c0 + 2u, pix, a2, b2);
+    store_in(nb, g, cin_g, c0 + 3u, pix, a3, b3);
+    store_in(nb, g, cin_g, c0 + 4u, pix, a4, b4);
+    store_in(nb, g, cin_g, c0 + 5u, pix, a5, b5);
+    store_in(nb, g, cin_g, c0 + 6u, pix, a6, b6);
+    store_in(nb, g, cin_g, c0 + 7u, pix, a7, b7);
 }
 
-fn store_grad_in(base: u32, row: u32, rows: u32, col0: u32, cols: u32, v: vec4<f32>, h: vec4<f32>) {
-    if (row >= rows) {
-        return;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        if (col0 + j < cols) {
-            grad_in[base + row * cols + col0 + j] = v[j];
-        }
-        if (col0 + 4u + j < cols) {
-            grad_in[base + row * cols + col0 + 4u + j] = h[j];
-        }
+fn store_in(nb: u32, g: u32, cin_g: u32, c: u32, pix: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (c < cin_g) {
+        store8(nb, g * cin_g + c, p.c, p.h * p.w, pix, lo, hi, 0.0);
     }
 }
 
-// backward_weight bindings: x, g (upstream gradient), the partial sums
-// [parts * 4 phases, C_out, cin_g * KH * KW] that the host then sums over parts and phases.
-const WCOLS: u32 = 32u;
-@group(0) @binding(1) var<storage, read> bx: array<f32>;
-@group(0) @binding(2) var<storage, read> bg: array<f32>;
+// ---- the weight gradient ----
+
+@group(0) @binding(1) var<storage, read> xs: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> gs: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
-fn bx_at(plane: u32, ih: i32, iw: i32) -> f32 {
-    let inside = u32(ih) < p.h && u32(iw) < p.w;
-    let v = bx[select(0u, plane + u32(ih) * p.w + u32(iw), inside)];
-    return select(0.0, v, inside);
+// Tap k's input channel plane (C * H units) and row/column offsets relative to oh * SH, ow * SW.
+fn tap(g: u32, cin_g: u32, k: u32) -> vec3<i32> {
+    let taps = p.kh * p.kw;
+    let c = k / taps;
+    let t = k % taps;
+    return vec3<i32>(
+        i32((g * cin_g + c) * p.h),
+        i32((t / p.kw) * p.dh) - i32(p.ph),
+        i32((t % p.kw) * p.dw) - i32(p.pw),
+    );
 }
 
-@compute @workgroup_size(16)
+// The 4 images of quad q at (tap, oh, ow) of x, zero outside the image.
+fn x_at(tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> vec4<f32> {
+    let ih = i32(oh * p.sh) + tp.y;
+    let iw = i32(ow * p.sw) + tp.z;
+    let inside = u32(ih) < p.h && u32(iw) < p.w;
+    let v = xs[select(0u, ((u32(tp.x + ih)) * p.w + u32(iw)) * p.nq + q, inside)];
+    return select(vec4<f32>(0.0), v, inside);
+}
+
+// partial[part, co_abs, k] for 8 output channels x 8 taps (k = tap index within the group).
+@compute @workgroup_size(64)
 fn conv_backward_weight(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -407,139 +434,117 @@ fn conv_backward_weight(
 ) {
     let cin_g = p.c / p.groups;
     let cout_g = p.c_out / p.groups;
-    let taps = p.kh * p.kw;
-    let cols = cin_g * taps;
-    let parts = (p.n + p.images_per_part - 1u) / p.images_per_part;
-    let t = wid.x + wid.y * nwg.x;
-    // Tiles of 8 rows x 32 columns: 4 column groups of 8 x 4 phases, phase f summing the
-    // pixels with ow = f, f + 4, ... (weight matrices are narrow, so this keeps lanes busy).
-    let tm = (cout_g + ROWS - 1u) / ROWS;
-    let tn = (cols + WCOLS - 1u) / WCOLS;
-    if (t >= parts * p.groups * tm * tn) {
+    let k_len = cin_g * p.kh * p.kw;
+    let kb_count = (k_len + 7u) / 8u;
+    let cb_count = (cout_g + 7u) / 8u;
+    let bands = (p.ho + p.rows_per_part - 1u) / p.rows_per_part;
+    let parts = p.nq * bands;
+    let v = invocation(wid, nwg, li);
+    let kb = v % kb_count;
+    let cb = (v / kb_count) % cb_count;
+    let g = (v / (kb_count * cb_count)) % p.groups;
+    let part = v / (kb_count * cb_count * p.groups);
+    if (part >= parts) {
         return;
     }
-    let part = t / (p.groups * tm * tn);
-    let rem = t % (p.groups * tm * tn);
-    let g = rem / (tm * tn);
-    let r0 = ((rem / tn) % tm) * ROWS;
-    let phase = li / 4u;
-    let col0 = (rem % tn) * WCOLS + (li % 4u) * 8u;
-    if (col0 >= cols) {
-        return;
-    }
-    // Each column's (input channel, tap) offsets.
-    var plane_off: vec4<u32>;
-    var dh: vec4<i32>;
-    var dw: vec4<i32>;
-    var plane_off1: vec4<u32>;
-    var dh1: vec4<i32>;
-    var dw1: vec4<i32>;
-    for (var j = 0u; j < 4u; j++) {
-        let ct = divmod(min(col0 + j, cols - 1u), taps);
-        let hw = divmod(ct.y, p.kw);
-        plane_off[j] = (g * cin_g + ct.x) * p.h * p.w;
-        dh[j] = i32(hw.x * p.dh) - i32(p.ph);
-        dw[j] = i32(hw.y * p.dw) - i32(p.pw);
-        let cu = divmod(min(col0 + 4u + j, cols - 1u), taps);
-        let hv = divmod(cu.y, p.kw);
-        plane_off1[j] = (g * cin_g + cu.x) * p.h * p.w;
-        dh1[j] = i32(hv.x * p.dh) - i32(p.ph);
-        dw1[j] = i32(hv.y * p.dw) - i32(p.pw);
-    }
-    var acc0 = vec4<f32>(0.0);
-    var acc0h = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc1h = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc2h = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc3h = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc4h = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc5h = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc6h = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
-    var acc7h = vec4<f32>(0.0);
-    let first = part * p.images_per_part;
-    let last = min(first + p.images_per_part, p.n);
-    for (var n = first; n < last; n++) {
-        let x_base = n * p.c * p.h * p.w;
-        let g_base = (n * p.c_out + g * cout_g) * p.ho * p.wo;
-        let g0 = g_base + min(r0 + 0u, cout_g - 1u) * p.ho * p.wo;
-        let g1 = g_base + min(r0 + 1u, cout_g - 1u) * p.ho * p.wo;
-        let g2 = g_base + min(r0 + 2u, cout_g - 1u) * p.ho * p.wo;
-        let g3 = g_base + min(r0 + 3u, cout_g - 1u) * p.ho * p.wo;
-        let g4 = g_base + min(r0 + 4u, cout_g - 1u) * p.ho * p.wo;
-        let g5 = g_base + min(r0 + 5u, cout_g - 1u) * p.ho * p.wo;
-        let g6 = g_base + min(r0 + 6u, cout_g - 1u) * p.ho * p.wo;
-        let g7 = g_base + min(r0 + 7u, cout_g - 1u) * p.ho * p.wo;
-        for (var oh = 0u; oh < p.ho; oh++) {
-            let ih = i32(oh * p.sh);
-            for (var ow = phase; ow < p.wo; ow += 4u) {
-                let iw = i32(ow * p.sw);
-                let xv = vec4<f32>(
-                    bx_at(x_base + plane_off.x, ih + dh.x, iw + dw.x),
-                    bx_at(x_base + plane_off.y, ih + dh.y, iw + dw.y),
-                    bx_at(x_base + plane_off.z, ih + dh.z, iw + dw.z),
-                    bx_at(x_base + plane_off.w, ih + dh.w, iw + dw.w),
-                );
-                let xh = vec4<f32>(
-                    bx_at(x_base + plane_off1.x, ih + dh1.x, iw + dw1.x),
-                    bx_at(x_base + plane_off1.y, ih + dh1.y, iw + dw1.y),
-                    bx_at(x_base + plane_off1.z, ih + dh1.z, iw + dw1.z),
-                    bx_at(x_base + plane_off1.w, ih + dh1.w, iw + dw1.w),
-                );
-                let o = oh * p.wo + ow;
-                let gv0 = bg[g0 + o];
-                acc0 += gv0 * xv;
-                acc0h += gv0 * xh;
-                let gv1 = bg[g1 + o];
-                acc1 += gv1 * xv;
-                acc1h += gv1 * xh;
-                let gv2 = bg[g2 + o];
-                acc2 += gv2 * xv;
-                acc2h += gv2 * xh;
-                let gv3 = bg[g3 + o];
-                acc3 += gv3 * xv;
-                acc3h += gv3 * xh;
-                let gv4 = bg[g4 + o];
-                acc4 += gv4 * xv;
-                acc4h += gv4 * xh;
-                let gv5 = bg[g5 + o];
-                acc5 += gv5 * xv;
-                acc5h += gv5 * xh;
-                let gv6 = bg[g6 + o];
-                acc6 += gv6 * xv;
-                acc6h += gv6 * xh;
-                let gv7 = bg[g7 + o];
-                acc7 += gv7 * xv;
-                acc7h += gv7 * xh;
-            }
+    let k0 = kb * 8u;
+    let t0 = tap(g, cin_g, min(k0 + 0u, k_len - 1u));
+    let t1 = tap(g, cin_g, min(k0 + 1u, k_len - 1u));
+    let t2 = tap(g, cin_g, min(k0 + 2u, k_len - 1u));
+    let t3 = tap(g, cin_g, min(k0 + 3u, k_len - 1u));
+    let t4 = tap(g, cin_g, min(k0 + 4u, k_len - 1u));
+    let t5 = tap(g, cin_g, min(k0 + 5u, k_len - 1u));
+    let t6 = tap(g, cin_g, min(k0 + 6u, k_len - 1u));
+    let t7 = tap(g, cin_g, min(k0 + 7u, k_len - 1u));
+    // Output-channel planes (C_out * HO units), clamped to the group's last channel.
+    let c0 = g * cout_g + cb * 8u;
+    let last = g * cout_g + cout_g - 1u;
+    let g0 = min(c0 + 0u, last) * p.ho;
+    let g1 = min(c0 + 1u, last) * p.ho;
+    let g2 = min(c0 + 2u, last) * p.ho;
+    let g3 = min(c0 + 3u, last) * p.ho;
+    let g4 = min(c0 + 4u, last) * p.ho;
+    let g5 = min(c0 + 5u, last) * p.ho;
+    let g6 = min(c0 + 6u, last) * p.ho;
+    let g7 = min(c0 + 7u, last) * p.ho;
+    // acc_i: channel i's dot products with taps 0..3 (a) and 4..7 (b).
+    var a0 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var b4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var b5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var b6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var b7 = vec4<f32>(0.0);
+    let q = part / bands;
+    let oh_end = min(p.ho, (part % bands + 1u) * p.rows_per_part);
+    for (var oh = (part % bands) * p.rows_per_part; oh < oh_end; oh++) {
+        for (var ow = 0u; ow < p.wo; ow++) {
+            let x0 = x_at(t0, oh, ow, q);
+            let x1 = x_at(t1, oh, ow, q);
+            let x2 = x_at(t2, oh, ow, q);
+            let x3 = x_at(t3, oh, ow, q);
+            let x4 = x_at(t4, oh, ow, q);
+            let x5 = x_at(t5, oh, ow, q);
+            let x6 = x_at(t6, oh, ow, q);
+            let x7 = x_at(t7, oh, ow, q);
+            let gp = oh * p.wo + ow;
+            var gv = gs[((g0 * p.wo) + gp) * p.nq + q];
+            a0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+            b0 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+            gv = gs[((g1 * p.wo) + gp) * p.nq + q];
+            a1 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+            b1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+            gv = gs[((g2 * p.wo) + gp) * p.nq + q];
+            a2 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+            b2 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+            gv = gs[((g3 * p.wo) + gp) * p.nq + q];
+            a3 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+            b3 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+            gv = gs[((g4 * p.wo) + gp) * p.nq + q];
+            a4 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+            b4 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+            gv = gs[((g5 * p.wo) + gp) * p.nq + q];
+            a5 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+            b5 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+            gv = gs[((g6 * p.wo) + gp) * p.nq + q];
+            a6 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+            b6 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+            gv = gs[((g7 * p.wo) + gp) * p.nq + q];
+            a7 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+            b7 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
         }
     }
-    let base = ((part * 4u + phase) * p.c_out + g * cout_g) * cols;
-    store_partial(base, r0 + 0u, cout_g, col0, cols, acc0, acc0h);
-    store_partial(base, r0 + 1u, cout_g, col0, cols, acc1, acc1h);
-    store_partial(base, r0 + 2u, cout_g, col0, cols, acc2, acc2h);
-    store_partial(base, r0 + 3u, cout_g, col0, cols, acc3, acc3h);
-    store_partial(base, r0 + 4u, cout_g, col0, cols, acc4, acc4h);
-    store_partial(base, r0 + 5u, cout_g, col0, cols, acc5, acc5h);
-    store_partial(base, r0 + 6u, cout_g, col0, cols, acc6, acc6h);
-    store_partial(base, r0 + 7u, cout_g, col0, cols, acc7, acc7h);
+    let base = part * p.c_out * k_len;
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 0u, k0, a0, b0);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 1u, k0, a1, b1);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 2u, k0, a2, b2);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 3u, k0, a3, b3);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 4u, k0, a4, b4);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 5u, k0, a5, b5);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 6u, k0, a6, b6);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 7u, k0, a7, b7);
 }
 
-fn store_partial(base: u32, row: u32, rows: u32, col0: u32, cols: u32, v: vec4<f32>, h: vec4<f32>) {
-    if (row >= rows) {
+fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (co >= cout_g) {
         return;
     }
+    let row = base + (co_first + co) * k_len;
     for (var j = 0u; j < 4u; j++) {
-        if (col0 + j < cols) {
-            partial[base + row * cols + col0 + j] = v[j];
+        if (k0 + j < k_len) {
+            partial[row + k0 + j] = lo[j];
         }
-        if (col0 + 4u + j < cols) {
-            partial[base + row * cols + col0 + 4u + j] = h[j];
+        if (k0 + 4u + j < k_len) {
+            partial[row + k0 + 4u + j] = hi[j];
         }
     }
 }

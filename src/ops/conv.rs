@@ -241,6 +241,8 @@ fn im2col(
 
 pub(crate) struct Saved {
     x: Tensor,
+    /// x with images innermost (implicit-GEMM path), for the weight gradient.
+    xt: Option<Tensor>,
     w: Tensor,
     has_bias: bool,
     geo: Geometry,
@@ -255,11 +257,12 @@ fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Res
     let geo = geometry(x, w, bias, p)?;
     let out_shape = vec![geo.n, geo.c_out, geo.ho, geo.wo];
     let storage = dev.storage(geo.n * geo.c_out * geo.pixels())?;
-    if conv_implicit::applies(dev, &geo) {
-        conv_implicit::forward(dev, x, w, bias, &geo, storage.buffer())?;
+    let xt = if conv_implicit::applies(dev, &geo) {
+        Some(conv_implicit::forward(dev, x, w, bias, &geo, storage.buffer())?)
     } else {
         explicit_forward(dev, x, w, bias, &geo, storage.buffer())?;
-    }
+        None
+    };
     let mut inputs = vec![x, w];
     if let Some(b) = bias {
         inputs.push(b);
@@ -267,6 +270,7 @@ fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Res
     Ok(Tensor::from_op(storage, out_shape, &inputs, || {
         Op::Conv2d(Saved {
             x: x.detach(),
+            xt: xt.clone(),
             w: w.detach(),
             has_bias: bias.is_some(),
             geo,
@@ -323,16 +327,17 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let dev = g.device();
     let geo = &s.geo;
     let (need_x, need_w) = (need[0], need[1]);
-    let (gx, gw) = if conv_implicit::applies(dev, geo) {
+    let (gx, gw) = if let Some(xt) = s.xt.as_ref().filter(|_| need_x || need_w) {
+        let gt = conv_implicit::images_inner(dev, g, geo)?;
         let gx = match need_x {
-            true => Some(conv_implicit::backward_input(dev, g, &s.w, geo)?),
+            true => Some(conv_implicit::backward_input(dev, &gt, &s.w, geo)?),
             false => None,
         };
         let gw = match need_w {
             true => Some(conv_implicit::backward_weight(
                 dev,
-                &s.x,
-                g,
+                xt,
+                &gt,
                 geo,
                 s.w.shape(),
             )?),

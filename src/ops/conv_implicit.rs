@@ -1,6 +1,8 @@
-//! Convolution as an implicit GEMM (`shaders/conv_implicit.wgsl`): the im2col columns are
-//! computed inside the product instead of being written to a buffer. Chosen on CPU adapters,
-//! where the column matrix's traffic and the gathers of a separate product dominate.
+//! Convolution as an implicit GEMM with images innermost (`shaders/conv_implicit.wgsl`): the
+//! im2col columns are computed inside the product instead of being written to a buffer, and
+//! the activations are read from a copy laid out [C, H, W, images] so that one vec4 load
+//! brings the same tap of 4 images. Chosen on CPU adapters, where every load is a loop over
+//! the SIMD lanes and the number of load instructions sets the speed.
 
 use crate::device::Device;
 use crate::error::Result;
@@ -20,10 +22,18 @@ pub(crate) fn applies(dev: &Device, geo: &Geometry) -> bool {
         && loops(geo.c / g * taps) <= LOOP_BUDGET
         && loops(geo.c_out / g * taps) <= LOOP_BUDGET
         && geo.ho * (geo.wo + 1) + 16 <= LOOP_BUDGET
+        // Index arithmetic in the kernels stays within u32 and the divmod's 2^24.
+        && (geo.n.div_ceil(4) * 4 * geo.c.max(geo.c_out) * geo.h.max(geo.ho) * geo.w.max(geo.wo))
+            < 1 << 31
 }
 
-/// The kernels' parameters (`images_per_part` only matters for the weight gradient).
-fn params(geo: &Geometry, has_bias: bool, images_per_part: usize) -> [u32; 18] {
+/// Image quads: the batch padded to a multiple of 4, in vec4s.
+fn quads(geo: &Geometry) -> usize {
+    geo.n.div_ceil(4)
+}
+
+/// The kernels' parameters.
+fn params(geo: &Geometry, has_bias: bool, rows_per_part: usize, planes: usize) -> [u32; 20] {
     let p = &geo.p;
     [
         geo.n as u32,
@@ -43,16 +53,55 @@ fn params(geo: &Geometry, has_bias: bool, images_per_part: usize) -> [u32; 18] {
         p.dilation.1 as u32,
         p.groups as u32,
         has_bias as u32,
-        images_per_part as u32,
+        quads(geo) as u32,
+        rows_per_part as u32,
+        planes as u32,
     ]
 }
 
-/// Workgroups: (images or parts) x groups x 8-row tiles x 128-column tiles.
-fn grid(outer: usize, groups: usize, rows: usize, cols: usize) -> u32 {
-    (outer * groups * rows.div_ceil(8) * cols.div_ceil(128)) as u32
+/// Workgroups of 64 invocations for `n` invocations.
+fn grid(n: usize) -> u32 {
+    n.div_ceil(64) as u32
 }
 
-/// out = conv(x, w) + bias, into `out` ([N, C_out, HO, WO]).
+/// An [N, C, H, W] tensor (x, or the output gradient) as [C, H, W, images padded to 4].
+pub(crate) fn images_inner(dev: &Device, t: &Tensor, geo: &Geometry) -> Result<Tensor> {
+    let planes = t.numel() / geo.n.max(1);
+    let nq = quads(geo);
+    let out = Tensor::uninit(dev, &[planes, nq * 4])?;
+    dev.dispatch(
+        &SHADER,
+        "images_inner",
+        &[Bind::Read(t.buffer()), Bind::Write(out.buffer())],
+        &params(geo, false, 0, planes),
+        grid(planes * nq),
+    )?;
+    Ok(out)
+}
+
+/// The weights re-laid out so that 8 channels at one tap are two vec4s: output channels for
+/// the forward (`entry` weight_forward_layout), input channels for the input gradient.
+fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) -> Result<Tensor> {
+    let g = geo.p.groups;
+    let taps = geo.kh * geo.kw;
+    let len = if entry == "weight_forward_layout" {
+        g * (geo.c / g * taps) * (geo.c_out / g).div_ceil(8) * 8
+    } else {
+        geo.c_out * taps * (geo.c / g).div_ceil(8) * 8
+    };
+    let out = Tensor::uninit(dev, &[len])?;
+    dev.dispatch(
+        &SHADER,
+        entry,
+        &[Bind::Read(w.buffer()), Bind::Write(out.buffer())],
+        &params(geo, false, 0, 0),
+        grid(len),
+    )?;
+    Ok(out)
+}
+
+/// out = conv(x, w) + bias, into `out` ([N, C_out, HO, WO]). Returns x with images innermost
+/// (the weight gradient reads it too).
 pub(crate) fn forward(
     dev: &Device,
     x: &Tensor,
@@ -60,76 +109,86 @@ pub(crate) fn forward(
     bias: Option<&Tensor>,
     geo: &Geometry,
     out: &wgpu::Buffer,
-) -> Result<()> {
+) -> Result<Tensor> {
     let g = geo.p.groups;
+    let xt = images_inner(dev, x, geo)?;
+    let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
+    let invocations = quads(geo).div_ceil(2) * g * (geo.c_out / g).div_ceil(8) * geo.ho * geo.wo;
     dev.dispatch(
         &SHADER,
         "conv_forward",
         &[
-            Bind::Read(x.buffer()),
-            Bind::Read(w.buffer()),
+            Bind::Read(xt.buffer()),
+            Bind::Read(wf.buffer()),
             // Without a bias the slot holds the weights (unread).
-            Bind::Read(bias.unwrap_or(w).buffer()),
+            Bind::Read(bias.unwrap_or(&wf).buffer()),
             Bind::Write(out),
         ],
-        &params(geo, bias.is_some(), 1),
-        grid(geo.n, g, geo.c_out / g, geo.ho * geo.wo),
-    )
+        &params(geo, bias.is_some(), 0, 0),
+        grid(invocations),
+    )?;
+    Ok(xt)
 }
 
-/// The input gradient (a transposed convolution of g with w).
+/// The input gradient (a transposed convolution of g with w); `gt` is g with images innermost.
 pub(crate) fn backward_input(
     dev: &Device,
-    g: &Tensor,
+    gt: &Tensor,
     w: &Tensor,
     geo: &Geometry,
 ) -> Result<Tensor> {
     let groups = geo.p.groups;
     let gx = Tensor::uninit(dev, &[geo.n, geo.c, geo.h, geo.w])?;
+    let wb = weight_layout(dev, w, geo, "weight_backward_layout")?;
     let strided = geo.p.stride != (1, 1);
+    let invocations = quads(geo).div_ceil(2) * groups * (geo.c / groups).div_ceil(8) * geo.h * geo.w;
     dev.dispatch_with(
         &SHADER,
         "conv_backward_input",
         &[("STRIDED", strided as u32)],
         &[
-            Bind::Read(g.buffer()),
-            Bind::Read(w.buffer()),
+            Bind::Read(gt.buffer()),
+            Bind::Read(wb.buffer()),
+            // The bias slot is unread here.
+            Bind::Read(wb.buffer()),
             Bind::Write(gx.buffer()),
         ],
-        &params(geo, false, 1),
-        grid(geo.n, groups, geo.c / groups, geo.h * geo.w),
+        &params(geo, false, 0, 0),
+        grid(invocations),
     )?;
     Ok(gx)
 }
 
-/// The weight gradient: partial sums over parts of the batch and 4 column phases, computed in
-/// parallel, then summed.
+/// The weight gradient from x and g (both with images innermost): partial sums over parts
+/// (a quad of images x a band of output rows), computed in parallel, then summed.
 pub(crate) fn backward_weight(
     dev: &Device,
-    x: &Tensor,
-    g: &Tensor,
+    xt: &Tensor,
+    gt: &Tensor,
     geo: &Geometry,
     w_shape: &[usize],
 ) -> Result<Tensor> {
     let groups = geo.p.groups;
-    // Each invocation walks every 4th output column of every output row.
-    let per_image = geo.ho * (geo.wo.div_ceil(4) + 1) + 1;
-    let by_budget = ((LOOP_BUDGET - 16) / per_image).max(1);
-    // At least 8 parts when the batch allows, so both cores have work on small weights.
-    let images_per_part = by_budget.min(geo.n.div_ceil(8)).max(1);
-    let parts = geo.n.div_ceil(images_per_part);
-    let cols = geo.c / groups * geo.kh * geo.kw;
-    let partial = Tensor::uninit(dev, &[parts * 4, geo.c_out * cols])?;
+    let nq = quads(geo);
+    let k_len = geo.c / groups * geo.kh * geo.kw;
+    let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(8);
+    // Bands of rows until there are about 512 invocations, so both cores have work even on
+    // small weights (every band is another partial sum to add).
+    let bands = (512usize.div_ceil(per_part * nq)).clamp(1, geo.ho);
+    let rows_per_part = geo.ho.div_ceil(bands);
+    let parts = nq * geo.ho.div_ceil(rows_per_part);
+    let partial = Tensor::uninit(dev, &[parts, geo.c_out * k_len])?;
+    let invocations = parts * per_part;
     dev.dispatch(
         &SHADER,
         "conv_backward_weight",
         &[
-            Bind::Read(x.buffer()),
-            Bind::Read(g.buffer()),
+            Bind::Read(xt.buffer()),
+            Bind::Read(gt.buffer()),
             Bind::Write(partial.buffer()),
         ],
-        &params(geo, false, images_per_part),
-        (parts * groups * (geo.c_out / groups).div_ceil(8) * cols.div_ceil(32)) as u32,
+        &params(geo, false, rows_per_part, 0),
+        grid(invocations),
     )?;
     partial.sum_dim(0, false)?.reshape(w_shape)
 }
