@@ -1,7 +1,8 @@
 // 2-D max and average pooling over NCHW planes, and their backward.
 //
 // Indexing: one invocation per output element (n, c, oh, ow) in the forward, one per input
-// element (n, c, h, w) in the backward; planes are contiguous, plane index nc = n * C + c.
+// element (n, c, h, w) in the backward (one per window when the windows tile the input);
+// planes are contiguous, plane index nc = n * C + c.
 // Window of output (oh, ow): rows oh*SH - PH .. + KH, columns ow*SW - PW .. + KW.
 // The backward is a gather: an input pixel sums over the outputs whose window holds it,
 // oh in [ceil((h + PH - KH + 1) / SH), floor((h + PH) / SH)], so it is deterministic.
@@ -181,21 +182,26 @@ fn max_pool_backward_disjoint(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let e = linear_index(wid, nwg, lid);
-    if (e >= p.planes * p.h * p.w) {
+    // Windows that tile the input exactly (kernel = stride, no padding, H = HO * KH and
+    // W = WO * KW): one invocation per window writes its KH x KW inputs, the gradient at the
+    // saved argmax and zeros elsewhere. Two loads per window instead of two per input pixel.
+    let o = linear_index(wid, nwg, lid);
+    if (o >= p.planes * p.ho * p.wo) {
         return;
     }
-    let at = split(e, p.h, p.w);
-    let oh = divmod(at.y, p.sh).x;
-    let ow = divmod(at.z, p.sw).x;
-    var v = 0.0;
-    if (oh < p.ho && ow < p.wo) {
-        let o = (at.x * p.ho + oh) * p.wo + ow;
-        if (saved_argmax[o] == f32(at.y * p.w + at.z)) {
-            v = g[o];
+    let at = split(o, p.ho, p.wo);
+    let top = at.y * p.kh;
+    let left = at.z * p.kw;
+    let best = u32(saved_argmax[o]);
+    let v = g[o];
+    let base = at.x * p.h * p.w;
+    for (var i = 0u; i < p.kh; i++) {
+        let row = (top + i) * p.w;
+        for (var j = 0u; j < p.kw; j++) {
+            let idx = row + left + j;
+            gx[base + idx] = select(0.0, v, idx == best);
         }
     }
-    gx[e] = v;
 }
 
 @compute @workgroup_size(256)

@@ -114,10 +114,16 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     let dev = g.device();
     let gx = Tensor::uninit(dev, &s.in_shape)?;
     let n = gx.numel();
+    let geo = &s.geo;
+    // Windows that tile the input exactly: one invocation per window (see the shader).
+    let tiled = geo.p.kernel == geo.p.stride
+        && geo.p.padding == (0, 0)
+        && geo.h == geo.ho * geo.p.kernel.0
+        && geo.w == geo.wo * geo.p.kernel.1;
     match &s.argmax {
         Some(idx) => dev.dispatch(
             &SHADER,
-            if s.geo.p.kernel == s.geo.p.stride && s.geo.p.padding == (0, 0) {
+            if tiled {
                 "max_pool_backward_disjoint"
             } else {
                 "max_pool_backward"
@@ -127,8 +133,8 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
                 Bind::Read(idx.buffer()),
                 Bind::Write(gx.buffer()),
             ],
-            &s.geo.params(),
-            groups(n),
+            &geo.params(),
+            groups(if tiled { g.numel() } else { n }),
         )?,
         // Binding 2 (the argmax) is unused by the average's backward: g fills the slot.
         None => dev.dispatch(
