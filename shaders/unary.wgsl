@@ -3,14 +3,18 @@
 // so each op is its own compiled pipeline; `scalar` is the constant of powf and of the scalar
 // arithmetic ops.
 //
-// Indexing: one invocation per element i, i = (workgroup index) * 256 + local index, where the
-// workgroup index is wid.x + wid.y * num_workgroups.x (the host folds large grids into 2-D).
+// Indexing: the workgroup index is wid.x + wid.y * num_workgroups.x (the host folds large grids
+// into 2-D). The *4 kernels read and write vec4s (on llvmpipe a vec4 load costs far less than 4
+// scalar ones): workgroup t covers vec4s t * 1024 .. + 1024, invocation l the vec4s
+// t * 1024 + l + 256 j for j = 0..3. The scalar kernels, one invocation per element from
+// `start`, take the last len % 4 elements (or everything when the host prefers).
 
 override OP: u32;
 
 struct Params {
     len: u32,
     scalar: f32,
+    start: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -97,11 +101,35 @@ fn unary_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    let i = p.start + (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i >= p.len) {
         return;
     }
     y[i] = forward(OP, x[i], p.scalar);
+}
+
+fn forward4(v: vec4<f32>) -> vec4<f32> {
+    let s = p.scalar;
+    return vec4<f32>(forward(OP, v.x, s), forward(OP, v.y, s), forward(OP, v.z, s), forward(OP, v.w, s));
+}
+
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn unary_forward4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let first = (wid.x + wid.y * nwg.x) * 1024u + lid;
+    let quads = p.len / 4u;
+    for (var j = 0u; j < 4u; j++) {
+        let i = first + j * 256u;
+        if (i < quads) {
+            y4[i] = forward4(x4[i]);
+        }
+    }
 }
 
 // Backward bindings: x (input), y (output), g (upstream gradient), gx (input gradient).
@@ -116,9 +144,38 @@ fn unary_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    let i = p.start + (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i >= p.len) {
         return;
     }
     gx[i] = g[i] * derivative(OP, bx[i], by[i], p.scalar);
+}
+
+@group(0) @binding(1) var<storage, read> bx4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> by4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> g4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> gx4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn unary_backward4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let first = (wid.x + wid.y * nwg.x) * 1024u + lid;
+    let quads = p.len / 4u;
+    let s = p.scalar;
+    for (var j = 0u; j < 4u; j++) {
+        let i = first + j * 256u;
+        if (i < quads) {
+            let a = bx4[i];
+            let b = by4[i];
+            gx4[i] = g4[i] * vec4<f32>(
+                derivative(OP, a.x, b.x, s),
+                derivative(OP, a.y, b.y, s),
+                derivative(OP, a.z, b.z, s),
+                derivative(OP, a.w, b.w, s),
+            );
+        }
+    }
 }

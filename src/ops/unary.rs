@@ -1,5 +1,6 @@
 //! Elementwise unary ops and scalar arithmetic: `shaders/unary.wgsl`.
 
+use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader};
 use crate::tape::Op;
@@ -56,18 +57,37 @@ pub(crate) fn groups(n: usize) -> u32 {
     n.div_ceil(256) as u32
 }
 
+/// Records `entry4` (vec4s, 1,024 per workgroup) over the first n - n % 4 elements and the
+/// scalar `entry` over the rest.
+fn dispatch_vec4(
+    dev: &Device,
+    entry: &'static str,
+    entry4: &'static str,
+    code: u32,
+    binds: &[Bind],
+    n: usize,
+    scalar: f32,
+) -> Result<()> {
+    let main = n - n % 4;
+    let constants = [("OP", code)];
+    let params = |start: usize| [n as u32, scalar.to_bits(), start as u32];
+    dev.dispatch_with(&SHADER, entry4, &constants, binds, &params(0), main.div_ceil(4096) as u32)?;
+    dev.dispatch_with(&SHADER, entry, &constants, binds, &params(main), groups(n - main))
+}
+
 fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let dev = x.device();
     let n = x.numel();
     let storage = dev.storage(n)?;
     let (code, s) = op.code();
-    dev.dispatch_with(
-        &SHADER,
+    dispatch_vec4(
+        dev,
         "unary_forward",
-        &[("OP", code)],
+        "unary_forward4",
+        code,
         &[Bind::Read(x.buffer()), Bind::Write(storage.buffer())],
-        &[n as u32, s.to_bits()],
-        groups(n),
+        n,
+        s,
     )?;
     let y = Tensor::leaf(storage.clone(), x.shape().to_vec());
     Ok(Tensor::from_op(storage, x.shape().to_vec(), &[x], || {
@@ -84,18 +104,19 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     let n = g.numel();
     let gx = Tensor::uninit(dev, s.x.shape())?;
     let (code, scalar) = s.op.code();
-    dev.dispatch_with(
-        &SHADER,
+    dispatch_vec4(
+        dev,
         "unary_backward",
-        &[("OP", code)],
+        "unary_backward4",
+        code,
         &[
             Bind::Read(s.x.buffer()),
             Bind::Read(s.y.buffer()),
             Bind::Read(g.buffer()),
             Bind::Write(gx.buffer()),
         ],
-        &[n as u32, scalar.to_bits()],
-        groups(n),
+        n,
+        scalar,
     )?;
     Ok(gx)
 }
