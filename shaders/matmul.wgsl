@@ -336,3 +336,212 @@ fn store_row4(c_base: u32, row: u32, c0: u32, v: vec4<f32>) {
         }
     }
 }
+
+// matmul_vec4 (CPU adapters): matmul_blocked8's 8 x 8 blocks, with operands read as vec4s (on
+// llvmpipe a vec4 load costs far less than 4 scalar ones). Each step of 4 k values loads 8
+// vec4s of A and 8 of B and does 256 multiply-adds. An operand is read either along k
+// (A_K / B_K: contiguous in k, one vec4 per row or column) or across its rows / columns
+// (contiguous in m or n, two vec4s per k). The host picks the form from the strides, checks
+// that offsets and strides are multiples of 4, and hands a k % 4 tail to matmul_blocked8.
+override A_K: bool = true;
+override B_K: bool = false;
+
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+
+// The loaded vec4s of one 4-k step, and the 8 x 8 accumulators (rows lo: columns 0-3, hi:
+// columns 4-7). Module-scope private variables, so the helpers below can update them.
+var<private> ra0: vec4<f32>;
+var<private> ra1: vec4<f32>;
+var<private> ra2: vec4<f32>;
+var<private> ra3: vec4<f32>;
+var<private> ra4: vec4<f32>;
+var<private> ra5: vec4<f32>;
+var<private> ra6: vec4<f32>;
+var<private> ra7: vec4<f32>;
+var<private> rb0: vec4<f32>;
+var<private> rb1: vec4<f32>;
+var<private> rb2: vec4<f32>;
+var<private> rb3: vec4<f32>;
+var<private> rb4: vec4<f32>;
+var<private> rb5: vec4<f32>;
+var<private> rb6: vec4<f32>;
+var<private> rb7: vec4<f32>;
+var<private> lo0: vec4<f32>;
+var<private> hi0: vec4<f32>;
+var<private> lo1: vec4<f32>;
+var<private> hi1: vec4<f32>;
+var<private> lo2: vec4<f32>;
+var<private> hi2: vec4<f32>;
+var<private> lo3: vec4<f32>;
+var<private> hi3: vec4<f32>;
+var<private> lo4: vec4<f32>;
+var<private> hi4: vec4<f32>;
+var<private> lo5: vec4<f32>;
+var<private> hi5: vec4<f32>;
+var<private> lo6: vec4<f32>;
+var<private> hi6: vec4<f32>;
+var<private> lo7: vec4<f32>;
+var<private> hi7: vec4<f32>;
+
+// Component kk of four vec4s (kk is a constant at every call).
+fn pick(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>, kk: u32) -> vec4<f32> {
+    return vec4<f32>(v0[kk], v1[kk], v2[kk], v3[kk]);
+}
+
+// Column kk of the step's A block (rows 0-3 or 4-7) and row kk of its B block (columns 0-3
+// or 4-7).
+fn a_col(kk: u32, high: bool) -> vec4<f32> {
+    if (A_K) {
+        return select(pick(ra0, ra1, ra2, ra3, kk), pick(ra4, ra5, ra6, ra7, kk), high);
+    }
+    switch kk {
+        case 0u: { return select(ra0, ra1, high); }
+        case 1u: { return select(ra2, ra3, high); }
+        case 2u: { return select(ra4, ra5, high); }
+        default: { return select(ra6, ra7, high); }
+    }
+}
+
+fn b_row(kk: u32, high: bool) -> vec4<f32> {
+    if (B_K) {
+        return select(pick(rb0, rb1, rb2, rb3, kk), pick(rb4, rb5, rb6, rb7, kk), high);
+    }
+    switch kk {
+        case 0u: { return select(rb0, rb1, high); }
+        case 1u: { return select(rb2, rb3, high); }
+        case 2u: { return select(rb4, rb5, high); }
+        default: { return select(rb6, rb7, high); }
+    }
+}
+
+// acc += A[:, k + kk] x B[k + kk, :] (an outer product of 8 x 8).
+fn outer(kk: u32) {
+    let al = a_col(kk, false);
+    let ah = a_col(kk, true);
+    let bl = b_row(kk, false);
+    let bh = b_row(kk, true);
+    lo0 += al.x * bl;
+    hi0 += al.x * bh;
+    lo1 += al.y * bl;
+    hi1 += al.y * bh;
+    lo2 += al.z * bl;
+    hi2 += al.z * bh;
+    lo3 += al.w * bl;
+    hi3 += al.w * bh;
+    lo4 += ah.x * bl;
+    hi4 += ah.x * bh;
+    lo5 += ah.y * bl;
+    hi5 += ah.y * bh;
+    lo6 += ah.z * bl;
+    hi6 += ah.z * bh;
+    lo7 += ah.w * bl;
+    hi7 += ah.w * bh;
+}
+
+@compute @workgroup_size(64)
+fn matmul_vec4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let tiles_m = (p.m + 63u) / 64u;
+    let tiles_n = (p.n + 63u) / 64u;
+    let t = wid.x + wid.y * nwg.x;
+    if (t >= tiles_m * tiles_n * out_batches()) {
+        return;
+    }
+    let ob = t / (tiles_m * tiles_n);
+    let rem = t % (tiles_m * tiles_n);
+    let r0 = (rem / tiles_n) * 64u + (li / 8u) * 8u;
+    let c0 = (rem % tiles_n) * 64u + (li % 8u) * 8u;
+    if (r0 >= p.m || c0 >= p.n) {
+        return;
+    }
+    let b_first = select(ob, 0u, p.sum_batch == 1u);
+    let b_last = select(ob + 1u, p.batch, p.sum_batch == 1u);
+    for (var bi = b_first; bi < b_last; bi++) {
+        // Addresses in vec4s. Along k: row i's (or column j's) start, clamped to the last one
+        // (rows and columns past the edge are not stored). Across: the block's first element.
+        let a_base = (p.a_off + bi * p.a_bs) / 4u;
+        let b_base = (p.b_off + bi * p.b_bs) / 4u;
+        let a_rs = p.a_rs / 4u;
+        let b_cs = p.b_cs / 4u;
+        let ar0 = a_base + min(r0 + 0u, p.m - 1u) * a_rs;
+        let ar1 = a_base + min(r0 + 1u, p.m - 1u) * a_rs;
+        let ar2 = a_base + min(r0 + 2u, p.m - 1u) * a_rs;
+        let ar3 = a_base + min(r0 + 3u, p.m - 1u) * a_rs;
+        let ar4 = a_base + min(r0 + 4u, p.m - 1u) * a_rs;
+        let ar5 = a_base + min(r0 + 5u, p.m - 1u) * a_rs;
+        let ar6 = a_base + min(r0 + 6u, p.m - 1u) * a_rs;
+        let ar7 = a_base + min(r0 + 7u, p.m - 1u) * a_rs;
+        let bc0 = b_base + min(c0 + 0u, p.n - 1u) * b_cs;
+        let bc1 = b_base + min(c0 + 1u, p.n - 1u) * b_cs;
+        let bc2 = b_base + min(c0 + 2u, p.n - 1u) * b_cs;
+        let bc3 = b_base + min(c0 + 3u, p.n - 1u) * b_cs;
+        let bc4 = b_base + min(c0 + 4u, p.n - 1u) * b_cs;
+        let bc5 = b_base + min(c0 + 5u, p.n - 1u) * b_cs;
+        let bc6 = b_base + min(c0 + 6u, p.n - 1u) * b_cs;
+        let bc7 = b_base + min(c0 + 7u, p.n - 1u) * b_cs;
+        let a_blk = a_base + r0 / 4u;
+        let b_blk = b_base + c0 / 4u;
+        let a_cs = p.a_cs / 4u;
+        let b_rs = p.b_rs / 4u;
+        for (var k = 0u; k < p.k; k += 4u) {
+            if (A_K) {
+                let q = k / 4u;
+                ra0 = a4[ar0 + q];
+                ra1 = a4[ar1 + q];
+                ra2 = a4[ar2 + q];
+                ra3 = a4[ar3 + q];
+                ra4 = a4[ar4 + q];
+                ra5 = a4[ar5 + q];
+                ra6 = a4[ar6 + q];
+                ra7 = a4[ar7 + q];
+            } else {
+                // Element strides in vec4s: A[r, k] at a_blk * 4 + k * a_cs * 4 + r.
+                ra0 = a4[a_blk + k * a_cs];
+                ra1 = a4[a_blk + k * a_cs + 1u];
+                ra2 = a4[a_blk + (k + 1u) * a_cs];
+                ra3 = a4[a_blk + (k + 1u) * a_cs + 1u];
+                ra4 = a4[a_blk + (k + 2u) * a_cs];
+                ra5 = a4[a_blk + (k + 2u) * a_cs + 1u];
+                ra6 = a4[a_blk + (k + 3u) * a_cs];
+                ra7 = a4[a_blk + (k + 3u) * a_cs + 1u];
+            }
+            if (B_K) {
+                let q = k / 4u;
+                rb0 = b4[bc0 + q];
+                rb1 = b4[bc1 + q];
+                rb2 = b4[bc2 + q];
+                rb3 = b4[bc3 + q];
+                rb4 = b4[bc4 + q];
+                rb5 = b4[bc5 + q];
+                rb6 = b4[bc6 + q];
+                rb7 = b4[bc7 + q];
+            } else {
+                rb0 = b4[b_blk + k * b_rs];
+                rb1 = b4[b_blk + k * b_rs + 1u];
+                rb2 = b4[b_blk + (k + 1u) * b_rs];
+                rb3 = b4[b_blk + (k + 1u) * b_rs + 1u];
+                rb4 = b4[b_blk + (k + 2u) * b_rs];
+                rb5 = b4[b_blk + (k + 2u) * b_rs + 1u];
+                rb6 = b4[b_blk + (k + 3u) * b_rs];
+                rb7 = b4[b_blk + (k + 3u) * b_rs + 1u];
+            }
+            outer(0u);
+            outer(1u);
+            outer(2u);
+            outer(3u);
+        }
+    }
+    let c_base = p.c_off + ob * p.c_bs;
+    store_row8(c_base, r0 + 0u, c0, lo0, hi0);
+    store_row8(c_base, r0 + 1u, c0, lo1, hi1);
+    store_row8(c_base, r0 + 2u, c0, lo2, hi2);
+    store_row8(c_base, r0 + 3u, c0, lo3, hi3);
+    store_row8(c_base, r0 + 4u, c0, lo4, hi4);
+    store_row8(c_base, r0 + 5u, c0, lo5, hi5);
+    store_row8(c_base, r0 + 6u, c0, lo6, hi6);
+    store_row8(c_base, r0 + 7u, c0, lo7, hi7);
+}

@@ -157,6 +157,54 @@ impl<'a> Gemm<'a> {
     }
 
     fn dispatch(&self, dev: &Device, piece: &Piece) -> Result<()> {
+        // CPU adapters: the vec4 kernel over k - k % 4 when the operands' strides allow it,
+        // then matmul_blocked8 adds the rest.
+        if !dev.0.matmul_tiles && self.m > 16 && piece.k >= 4 {
+            if let Some((a_k, b_k)) = self.vec4_form(piece) {
+                let k4 = piece.k - piece.k % 4;
+                self.record(dev, &Piece { k: k4, ..*piece }, Some((a_k, b_k)))?;
+                if k4 == piece.k {
+                    return Ok(());
+                }
+                let tail = Piece {
+                    k: piece.k - k4,
+                    a_off: piece.a_off + k4 * self.a.col_stride,
+                    b_off: piece.b_off + k4 * self.b.row_stride,
+                    accumulate: true,
+                    bias: false,
+                    ..*piece
+                };
+                return self.record(dev, &tail, None);
+            }
+        }
+        self.record(dev, piece, None)
+    }
+
+    /// How matmul_vec4 can read the operands, (A along k, B along k), if it can: each operand
+    /// contiguous along k or across its rows / columns, with offsets and strides multiples of 4.
+    fn vec4_form(&self, piece: &Piece) -> Option<(bool, bool)> {
+        let aligned = |v: &[usize]| v.iter().all(|x| x % 4 == 0);
+        let (a, b) = (&self.a, &self.b);
+        let a_k = if a.col_stride == 1 && aligned(&[piece.a_off, a.batch_stride, a.row_stride]) {
+            true
+        } else if a.row_stride == 1 && aligned(&[piece.a_off, a.batch_stride, a.col_stride]) {
+            false
+        } else {
+            return None;
+        };
+        let b_k = if b.row_stride == 1 && aligned(&[piece.b_off, b.batch_stride, b.col_stride]) {
+            true
+        } else if b.col_stride == 1 && aligned(&[piece.b_off, b.batch_stride, b.row_stride]) {
+            false
+        } else {
+            return None;
+        };
+        Some((a_k, b_k))
+    }
+
+    /// Records one kernel over `piece`: matmul_vec4 in the given form, or the adapter's
+    /// scalar kernel.
+    fn record(&self, dev: &Device, piece: &Piece, vec4: Option<(bool, bool)>) -> Result<()> {
         let params = [
             piece.batch as u32,
             self.m as u32,
@@ -176,7 +224,9 @@ impl<'a> Gemm<'a> {
             piece.accumulate as u32,
             piece.bias as u32,
         ];
-        let (entry, tile_m, tile_n) = if dev.0.matmul_tiles {
+        let (entry, tile_m, tile_n) = if vec4.is_some() {
+            ("matmul_vec4", 64, 64)
+        } else if dev.0.matmul_tiles {
             ("matmul_tiled", 64, 64)
         } else if self.m > 16 {
             ("matmul_blocked8", 64, 64)
@@ -185,9 +235,15 @@ impl<'a> Gemm<'a> {
         };
         let out_batches = if self.sum_batch { 1 } else { piece.batch };
         let tiles = self.m.div_ceil(tile_m) * self.n.div_ceil(tile_n) * out_batches;
-        dev.dispatch(
+        let (a_k, b_k) = vec4.unwrap_or((true, false));
+        let constants = match vec4 {
+            Some(_) => vec![("A_K", a_k as u32), ("B_K", b_k as u32)],
+            None => vec![],
+        };
+        dev.dispatch_with(
             &SHADER,
             entry,
+            &constants,
             &[
                 Bind::Read(self.a.buf),
                 Bind::Read(self.b.buf),
@@ -202,6 +258,7 @@ impl<'a> Gemm<'a> {
 }
 
 /// One dispatch's share of a split product.
+#[derive(Clone, Copy)]
 struct Piece {
     batch: usize,
     k: usize,
@@ -526,5 +583,84 @@ impl Tensor {
                 k,
             })
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Gemm, Operand};
+    use crate::{Device, DeviceOptions, Rng, Tensor};
+
+    /// Every operand form of the CPU kernels (A along k or across rows, B along k or across
+    /// columns), with k % 4 tails, a batch, and edges past the 8 x 8 blocks, against float64.
+    /// Operand matrices are stored either [rows, cols] or transposed, and read in place.
+    #[test]
+    fn every_operand_form_matches_float64() {
+        let opts = DeviceOptions {
+            matmul_tiles: Some(false),
+            ..Default::default()
+        };
+        let dev = Device::with_options(opts).unwrap();
+        let mut rng = Rng::new(5);
+        for &(batch, m, k, n) in &[(1usize, 20usize, 12usize, 36usize), (2, 33, 21, 17), (1, 70, 5, 9), (3, 24, 8, 8)] {
+            for a_k in [true, false] {
+                for b_k in [true, false] {
+                    // A [batch, m, k] stored as [m, k] (a_k) or [k, m]; likewise B [k, n].
+                    // Row lengths are padded to a multiple of 4 so that the vec4 kernel applies.
+                    let (a_rows, a_cols) = if a_k { (m, k) } else { (k, m) };
+                    let (b_rows, b_cols) = if b_k { (n, k) } else { (k, n) };
+                    let a_ld = a_cols.div_ceil(4) * 4;
+                    let b_ld = b_cols.div_ceil(4) * 4;
+                    let a: Vec<f32> = (0..batch * a_rows * a_ld).map(|_| rng.normal()).collect();
+                    let b: Vec<f32> = (0..batch * b_rows * b_ld).map(|_| rng.normal()).collect();
+                    let at = |bi: usize, r: usize, c: usize| -> f64 {
+                        let (i, j) = if a_k { (r, c) } else { (c, r) };
+                        a[bi * a_rows * a_ld + i * a_ld + j] as f64
+                    };
+                    let bt = |bi: usize, r: usize, c: usize| -> f64 {
+                        let (i, j) = if b_k { (c, r) } else { (r, c) };
+                        b[bi * b_rows * b_ld + i * b_ld + j] as f64
+                    };
+                    let ta = Tensor::from_slice(&dev, &a, &[a.len()]).unwrap();
+                    let tb = Tensor::from_slice(&dev, &b, &[b.len()]).unwrap();
+                    let tc = Tensor::uninit(&dev, &[batch * m * n]).unwrap();
+                    let op = |buf, rows, ld, along_k: bool, first: bool| {
+                        let o = Operand::rows(buf, rows, ld, true);
+                        // along_k: element (r, k) of A (or (k, c) of B) at r * ld + k.
+                        match (along_k, first) {
+                            (true, true) | (false, false) => o,
+                            _ => Operand {
+                                row_stride: 1,
+                                col_stride: ld,
+                                ..o
+                            },
+                        }
+                    };
+                    let gemm = Gemm::new(
+                        op(ta.buffer(), a_rows, a_ld, a_k, true),
+                        op(tb.buffer(), b_rows, b_ld, b_k, false),
+                        tc.buffer(),
+                        batch,
+                        m,
+                        n,
+                        k,
+                    );
+                    gemm.run(&dev).unwrap();
+                    let got = tc.to_vec().unwrap();
+                    for bi in 0..batch {
+                        for r in 0..m {
+                            for c in 0..n {
+                                let want: f64 = (0..k).map(|i| at(bi, r, i) * bt(bi, i, c)).sum();
+                                let g = got[(bi * m + r) * n + c] as f64;
+                                assert!(
+                                    (g - want).abs() < 1e-4 * (1.0 + want.abs()),
+                                    "a_k {a_k} b_k {b_k} {batch}x{m}x{k}x{n} [{bi},{r},{c}]: {g} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
