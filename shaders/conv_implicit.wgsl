@@ -20,8 +20,10 @@
 //   one invocation: 8 images x 8 input channels at one input pixel.
 // - conv_backward_weight: gw[co, k] = sum over images and output pixels of g * x at tap k;
 //   one invocation: 8 output channels x 8 taps, summing dot products over 4 images at a time,
-//   for one part: a quad of images and a band of output rows (partial sums, added up by the
-//   host's sum_dim), so that small weights still spread over many invocations.
+//   for one part: a group of image quads and a band of output rows, so that small weights
+//   still spread over many invocations. partial[part] holds [C_out, K] weight sums, then (with
+//   has_bias) C_out bias sums (g summed, by the invocations of the first tap block);
+//   sum_parts adds the parts up into the weight and bias gradients.
 // Invocations are numbered with the pixel (or tap block) fastest, so the 8 lanes of a SIMD
 // group work on neighbouring pixels. Accumulators are separate variables: llvmpipe keeps
 // dynamically indexed arrays in memory.
@@ -46,8 +48,11 @@ struct Params {
     has_bias: u32,
     // Image quads (images padded to a multiple of 4, divided by 4).
     nq: u32,
-    // conv_backward_weight: output rows per part (a part is one quad x a band of rows).
+    // conv_backward_weight: a part is a group of quads x a band of output rows.
     rows_per_part: u32,
+    quads_per_part: u32,
+    // sum_parts: number of parts.
+    parts: u32,
     // images_inner: channels x pixels of the tensor being re-laid out.
     planes: u32,
 }
@@ -438,7 +443,7 @@ fn conv_backward_weight(
     let kb_count = (k_len + 7u) / 8u;
     let cb_count = (cout_g + 7u) / 8u;
     let bands = (p.ho + p.rows_per_part - 1u) / p.rows_per_part;
-    let parts = p.nq * bands;
+    let parts = (p.nq + p.quads_per_part - 1u) / p.quads_per_part * bands;
     let v = invocation(wid, nwg, li);
     let kb = v % kb_count;
     let cb = (v / kb_count) % cb_count;
@@ -484,46 +489,72 @@ fn conv_backward_weight(
     var b6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
     var b7 = vec4<f32>(0.0);
-    let q = part / bands;
+    // Bias sums of the 8 channels (4 images each).
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    let q_first = (part / bands) * p.quads_per_part;
+    let q_end = min(p.nq, q_first + p.quads_per_part);
     let oh_end = min(p.ho, (part % bands + 1u) * p.rows_per_part);
-    for (var oh = (part % bands) * p.rows_per_part; oh < oh_end; oh++) {
-        for (var ow = 0u; ow < p.wo; ow++) {
-            let x0 = x_at(t0, oh, ow, q);
-            let x1 = x_at(t1, oh, ow, q);
-            let x2 = x_at(t2, oh, ow, q);
-            let x3 = x_at(t3, oh, ow, q);
-            let x4 = x_at(t4, oh, ow, q);
-            let x5 = x_at(t5, oh, ow, q);
-            let x6 = x_at(t6, oh, ow, q);
-            let x7 = x_at(t7, oh, ow, q);
-            let gp = oh * p.wo + ow;
-            var gv = gs[((g0 * p.wo) + gp) * p.nq + q];
-            a0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-            b0 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-            gv = gs[((g1 * p.wo) + gp) * p.nq + q];
-            a1 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-            b1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-            gv = gs[((g2 * p.wo) + gp) * p.nq + q];
-            a2 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-            b2 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-            gv = gs[((g3 * p.wo) + gp) * p.nq + q];
-            a3 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-            b3 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-            gv = gs[((g4 * p.wo) + gp) * p.nq + q];
-            a4 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-            b4 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-            gv = gs[((g5 * p.wo) + gp) * p.nq + q];
-            a5 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-            b5 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-            gv = gs[((g6 * p.wo) + gp) * p.nq + q];
-            a6 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-            b6 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-            gv = gs[((g7 * p.wo) + gp) * p.nq + q];
-            a7 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-            b7 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+    for (var q = q_first; q < q_end; q++) {
+        for (var oh = (part % bands) * p.rows_per_part; oh < oh_end; oh++) {
+            for (var ow = 0u; ow < p.wo; ow++) {
+                let x0 = x_at(t0, oh, ow, q);
+                let x1 = x_at(t1, oh, ow, q);
+                let x2 = x_at(t2, oh, ow, q);
+                let x3 = x_at(t3, oh, ow, q);
+                let x4 = x_at(t4, oh, ow, q);
+                let x5 = x_at(t5, oh, ow, q);
+                let x6 = x_at(t6, oh, ow, q);
+                let x7 = x_at(t7, oh, ow, q);
+                let gp = oh * p.wo + ow;
+                var gv = gs[((g0 * p.wo) + gp) * p.nq + q];
+                a0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                b0 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                s0.x += dot(gv, vec4<f32>(1.0));
+                gv = gs[((g1 * p.wo) + gp) * p.nq + q];
+                a1 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                b1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                s0.y += dot(gv, vec4<f32>(1.0));
+                gv = gs[((g2 * p.wo) + gp) * p.nq + q];
+                a2 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                b2 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                s0.z += dot(gv, vec4<f32>(1.0));
+                gv = gs[((g3 * p.wo) + gp) * p.nq + q];
+                a3 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                b3 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                s0.w += dot(gv, vec4<f32>(1.0));
+                gv = gs[((g4 * p.wo) + gp) * p.nq + q];
+                a4 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                b4 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                s1.x += dot(gv, vec4<f32>(1.0));
+                gv = gs[((g5 * p.wo) + gp) * p.nq + q];
+                a5 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                b5 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                s1.y += dot(gv, vec4<f32>(1.0));
+                gv = gs[((g6 * p.wo) + gp) * p.nq + q];
+                a6 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                b6 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                s1.z += dot(gv, vec4<f32>(1.0));
+                gv = gs[((g7 * p.wo) + gp) * p.nq + q];
+                a7 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                b7 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                s1.w += dot(gv, vec4<f32>(1.0));
+            }
         }
     }
-    let base = part * p.c_out * k_len;
+    let row_len = p.c_out * k_len + select(0u, p.c_out, p.has_bias == 1u);
+    let base = part * row_len;
+    if (p.has_bias == 1u && kb == 0u) {
+        let bias_at = base + p.c_out * k_len + g * cout_g + cb * 8u;
+        for (var i = 0u; i < 4u; i++) {
+            if (cb * 8u + i < cout_g) {
+                partial[bias_at + i] = s0[i];
+            }
+            if (cb * 8u + 4u + i < cout_g) {
+                partial[bias_at + 4u + i] = s1[i];
+            }
+        }
+    }
     store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 0u, k0, a0, b0);
     store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 1u, k0, a1, b1);
     store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 2u, k0, a2, b2);
@@ -546,5 +577,33 @@ fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32,
         if (k0 + 4u + j < k_len) {
             partial[row + k0 + 4u + j] = hi[j];
         }
+    }
+}
+
+@group(0) @binding(3) var<storage, read_write> bias_grad: array<f32>;
+
+// Adds up conv_backward_weight's parts: src [parts, C_out * K (+ C_out)] into the weight
+// gradient dst [C_out * K] and, with has_bias, the bias gradient [C_out]. One invocation per
+// output element.
+@compute @workgroup_size(64)
+fn sum_parts(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let e = invocation(wid, nwg, li);
+    let w_len = p.c_out * (p.c / p.groups) * p.kh * p.kw;
+    let row_len = w_len + select(0u, p.c_out, p.has_bias == 1u);
+    if (e >= row_len) {
+        return;
+    }
+    var acc = 0.0;
+    for (var part = 0u; part < p.parts; part++) {
+        acc += src[part * row_len + e];
+    }
+    if (e < w_len) {
+        dst[e] = acc;
+    } else {
+        bias_grad[e - w_len] = acc;
     }
 }

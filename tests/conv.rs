@@ -334,3 +334,41 @@ fn explicit_and_implicit_paths_both_match_pytorch() {
         }
     }
 }
+
+#[test]
+fn weight_and_bias_gradients_over_a_large_batch_are_complete() {
+    // 8,200 images: on CPU adapters the implicit path's weight gradient then sums several
+    // image quads per part, and every part's sums (weights and bias) must be added up.
+    let (n, c, h, w, co, k) = (8200, 2, 5, 5, 3, 3);
+    let (ho, wo) = (h - k + 1, w - k + 1);
+    let xv = uniform(40, n * c * h * w, -1.0, 1.0);
+    let gv = uniform(41, n * co * ho * wo, -1.0, 1.0);
+    let x = tensor(&xv, &[n, c, h, w]);
+    let wt = tensor(&uniform(42, co * c * k * k, -1.0, 1.0), &[co, c, k, k]).requires_grad();
+    let b = tensor(&[0.1, 0.2, 0.3], &[co]).requires_grad();
+    let y = x.conv2d(&wt, Some(&b), Conv2dParams::default()).unwrap();
+    y.backward_with(&tensor(&gv, &[n, co, ho, wo])).unwrap();
+    let mut want_w = vec![0.0f64; co * c * k * k];
+    let mut want_b = vec![0.0f64; co];
+    for ni in 0..n {
+        for o in 0..co {
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let g = gv[((ni * co + o) * ho + oh) * wo + ow] as f64;
+                    want_b[o] += g;
+                    for ci in 0..c {
+                        for kh in 0..k {
+                            for kw in 0..k {
+                                let xi = ((ni * c + ci) * h + oh + kh) * w + ow + kw;
+                                want_w[((o * c + ci) * k + kh) * k + kw] += g * xv[xi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let grad_w = wt.grad().unwrap().to_vec().unwrap();
+    assert_close(&grad_w, &want_w, 1e-3, 1e-4, "weight gradient");
+    assert_close(&b.grad().unwrap().to_vec().unwrap(), &want_b, 1e-3, 1e-4, "bias gradient");
+}

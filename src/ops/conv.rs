@@ -327,6 +327,9 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let dev = g.device();
     let geo = &s.geo;
     let (need_x, need_w) = (need[0], need[1]);
+    let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
+    // The implicit path computes the bias gradient with the weight gradient.
+    let mut gb = None;
     let (gx, gw) = if let Some(xt) = s.xt.as_ref().filter(|_| need_x || need_w) {
         let gt = conv_implicit::images_inner(dev, g, geo)?;
         let gx = match need_x {
@@ -334,13 +337,12 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
             false => None,
         };
         let gw = match need_w {
-            true => Some(conv_implicit::backward_weight(
-                dev,
-                xt,
-                &gt,
-                geo,
-                s.w.shape(),
-            )?),
+            true => {
+                let (gw, b) =
+                    conv_implicit::backward_weight(dev, xt, &gt, geo, s.w.shape(), need_b)?;
+                gb = b;
+                Some(gw)
+            }
             false => None,
         };
         (gx, gw)
@@ -349,7 +351,10 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     };
     let mut out = vec![gx, gw];
     if s.has_bias {
-        out.push(bias_backward(s, g, need.get(2).copied().unwrap_or(false))?);
+        out.push(match gb {
+            Some(gb) => Some(gb),
+            None => bias_backward(s, g, need_b)?,
+        });
     }
     Ok(out)
 }

@@ -22,6 +22,7 @@ pub(crate) fn applies(dev: &Device, geo: &Geometry) -> bool {
         && loops(geo.c / g * taps) <= LOOP_BUDGET
         && loops(geo.c_out / g * taps) <= LOOP_BUDGET
         && geo.ho * (geo.wo + 1) + 16 <= LOOP_BUDGET
+        && weight_parts(geo).is_some()
         // Index arithmetic in the kernels stays within u32 and the divmod's 2^24.
         && (geo.n.div_ceil(4) * 4 * geo.c.max(geo.c_out) * geo.h.max(geo.ho) * geo.w.max(geo.wo))
             < 1 << 31
@@ -32,8 +33,31 @@ fn quads(geo: &Geometry) -> usize {
     geo.n.div_ceil(4)
 }
 
+/// How conv_backward_weight splits the sum over images and output pixels into parts computed
+/// in parallel: (quads per part, rows per part, parts). About 512 invocations, so that both
+/// cores have work even on small weights, each invocation's loops within the loop budget, and
+/// at most LOOP_BUDGET parts for sum_parts to add up. None if that cannot be met.
+fn weight_parts(geo: &Geometry) -> Option<(usize, usize, usize)> {
+    let groups = geo.p.groups;
+    let nq = quads(geo);
+    let k_len = geo.c / groups * geo.kh * geo.kw;
+    let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(8);
+    let quads_per_part = nq.div_ceil(LOOP_BUDGET / 4).max(1);
+    let quad_groups = nq.div_ceil(quads_per_part);
+    let mut bands = 512usize.div_ceil(per_part * quad_groups).clamp(1, geo.ho.max(1));
+    // Loop iterations of one invocation: quads x rows x (columns + 1).
+    let rows_fit = (LOOP_BUDGET - 16) / (quads_per_part * (geo.wo + 1) + 1);
+    if rows_fit == 0 {
+        return None;
+    }
+    bands = bands.max(geo.ho.div_ceil(rows_fit));
+    let rows_per_part = geo.ho.div_ceil(bands).max(1);
+    let parts = quad_groups * geo.ho.div_ceil(rows_per_part).max(1);
+    (parts <= LOOP_BUDGET).then_some((quads_per_part, rows_per_part, parts))
+}
+
 /// The kernels' parameters.
-fn params(geo: &Geometry, has_bias: bool, rows_per_part: usize, planes: usize) -> [u32; 20] {
+fn params(geo: &Geometry, has_bias: bool, parts: (usize, usize, usize), planes: usize) -> [u32; 22] {
     let p = &geo.p;
     [
         geo.n as u32,
@@ -54,7 +78,9 @@ fn params(geo: &Geometry, has_bias: bool, rows_per_part: usize, planes: usize) -
         p.groups as u32,
         has_bias as u32,
         quads(geo) as u32,
-        rows_per_part as u32,
+        parts.1 as u32,
+        parts.0 as u32,
+        parts.2 as u32,
         planes as u32,
     ]
 }
@@ -73,7 +99,7 @@ pub(crate) fn images_inner(dev: &Device, t: &Tensor, geo: &Geometry) -> Result<T
         &SHADER,
         "images_inner",
         &[Bind::Read(t.buffer()), Bind::Write(out.buffer())],
-        &params(geo, false, 0, planes),
+        &params(geo, false, (0, 0, 0), planes),
         grid(planes * nq),
     )?;
     Ok(out)
@@ -94,7 +120,7 @@ fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) 
         &SHADER,
         entry,
         &[Bind::Read(w.buffer()), Bind::Write(out.buffer())],
-        &params(geo, false, 0, 0),
+        &params(geo, false, (0, 0, 0), 0),
         grid(len),
     )?;
     Ok(out)
@@ -124,7 +150,7 @@ pub(crate) fn forward(
             Bind::Read(bias.unwrap_or(&wf).buffer()),
             Bind::Write(out),
         ],
-        &params(geo, bias.is_some(), 0, 0),
+        &params(geo, bias.is_some(), (0, 0, 0), 0),
         grid(invocations),
     )?;
     Ok(xt)
@@ -153,32 +179,31 @@ pub(crate) fn backward_input(
             Bind::Read(wb.buffer()),
             Bind::Write(gx.buffer()),
         ],
-        &params(geo, false, 0, 0),
+        &params(geo, false, (0, 0, 0), 0),
         grid(invocations),
     )?;
     Ok(gx)
 }
 
-/// The weight gradient from x and g (both with images innermost): partial sums over parts
-/// (a quad of images x a band of output rows), computed in parallel, then summed.
+/// The weight gradient (and, with `with_bias`, the bias gradient) from x and g, both with
+/// images innermost: partial sums over parts (image quads x bands of output rows) computed in
+/// parallel, then added up by sum_parts.
 pub(crate) fn backward_weight(
     dev: &Device,
     xt: &Tensor,
     gt: &Tensor,
     geo: &Geometry,
     w_shape: &[usize],
-) -> Result<Tensor> {
+    with_bias: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     let groups = geo.p.groups;
-    let nq = quads(geo);
+    let parts = weight_parts(geo).expect("applies() checked the partition");
     let k_len = geo.c / groups * geo.kh * geo.kw;
+    let w_len = geo.c_out * k_len;
+    let row_len = w_len + if with_bias { geo.c_out } else { 0 };
+    let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
     let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(8);
-    // Bands of rows until there are about 512 invocations, so both cores have work even on
-    // small weights (every band is another partial sum to add).
-    let bands = (512usize.div_ceil(per_part * nq)).clamp(1, geo.ho);
-    let rows_per_part = geo.ho.div_ceil(bands);
-    let parts = nq * geo.ho.div_ceil(rows_per_part);
-    let partial = Tensor::uninit(dev, &[parts, geo.c_out * k_len])?;
-    let invocations = parts * per_part;
+    let params = params(geo, with_bias, parts, 0);
     dev.dispatch(
         &SHADER,
         "conv_backward_weight",
@@ -187,8 +212,21 @@ pub(crate) fn backward_weight(
             Bind::Read(gt.buffer()),
             Bind::Write(partial.buffer()),
         ],
-        &params(geo, false, rows_per_part, 0),
-        grid(invocations),
+        &params,
+        grid(parts.2 * per_part),
     )?;
-    partial.sum_dim(0, false)?.reshape(w_shape)
+    let gw = Tensor::uninit(dev, w_shape)?;
+    let gb = Tensor::uninit(dev, &[if with_bias { geo.c_out } else { 1 }])?;
+    dev.dispatch(
+        &SHADER,
+        "sum_parts",
+        &[
+            Bind::Read(partial.buffer()),
+            Bind::Write(gw.buffer()),
+            Bind::Write(gb.buffer()),
+        ],
+        &params,
+        grid(row_len),
+    )?;
+    Ok((gw, with_bias.then_some(gb)))
 }
