@@ -25,9 +25,12 @@ struct Params {
     pw: u32,
     dh: u32,
     dw: u32,
-    // bias_add / bias_grad: output channels and the number of images.
+    // epilogue / bias_grad: output channels and the number of images.
     c_out: u32,
     n: u32,
+    // epilogue: add the bias; apply ReLU.
+    has_bias: u32,
+    relu: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -108,12 +111,13 @@ fn col2im(
     gx[(p.n0 * p.c) * plane + e] = acc;
 }
 
-// bias_add: out [N, C_out, HO*WO] += bias[c] in place.
+// epilogue: out [N, C_out, HO*WO] += bias[c] (with has_bias), then max(out, 0) (with relu),
+// in place.
 @group(0) @binding(1) var<storage, read> bias: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(256)
-fn bias_add(
+fn epilogue(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -123,7 +127,14 @@ fn bias_add(
     if (e >= p.n * p.c_out * pixels) {
         return;
     }
-    out[e] += bias[(e / pixels) % p.c_out];
+    var v = out[e];
+    if (p.has_bias == 1u) {
+        v += bias[(e / pixels) % p.c_out];
+    }
+    if (p.relu == 1u) {
+        v = max(v, 0.0);
+    }
+    out[e] = v;
 }
 
 // bias_grad: one workgroup per output channel sums g over images and pixels.

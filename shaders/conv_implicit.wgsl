@@ -55,6 +55,9 @@ struct Params {
     parts: u32,
     // images_inner: channels x pixels of the tensor being re-laid out.
     planes: u32,
+    // conv_forward: ReLU after the bias. images_inner: keep only the values where the ReLU's
+    // output (binding 3) is positive, the gradient through a fused ReLU.
+    relu: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -83,6 +86,7 @@ fn invocation(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> relu_out: array<f32>;
 
 // dst4[plane * nq + q] = src[(4q + j) * planes + plane] for j = 0..3 (0 past the last image):
 // an [N, planes] tensor (planes = C * H * W) as [planes, NQ * 4].
@@ -101,7 +105,11 @@ fn images_inner(
     var out = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         if (n0 + j < p.n) {
-            out[j] = src[(n0 + j) * p.planes + plane];
+            let i = (n0 + j) * p.planes + plane;
+            out[j] = src[i];
+            if (p.relu == 1u && relu_out[i] <= 0.0) {
+                out[j] = 0.0;
+            }
         }
     }
     dst4[v] = out;
@@ -176,15 +184,21 @@ fn quads(quad: u32, nb: u32, inside: bool) -> array<vec4<f32>, 2> {
 }
 
 // Stores channel `ch`'s 8 images (lo, hi) at `pix` of an NCHW tensor with `chans` channels
-// and `pixels` pixels, adding `b`.
+// and `pixels` pixels, adding `b` (and applying the ReLU with p.relu).
 fn store8(nb: u32, ch: u32, chans: u32, pixels: u32, pix: u32, lo: vec4<f32>, hi: vec4<f32>, b: f32) {
+    var l = lo + b;
+    var h = hi + b;
+    if (p.relu == 1u) {
+        l = max(l, vec4<f32>(0.0));
+        h = max(h, vec4<f32>(0.0));
+    }
     for (var j = 0u; j < 4u; j++) {
         let n = nb * 8u + j;
         if (n < p.n) {
-            out[(n * chans + ch) * pixels + pix] = lo[j] + b;
+            out[(n * chans + ch) * pixels + pix] = l[j];
         }
         if (n + 4u < p.n) {
-            out[((n + 4u) * chans + ch) * pixels + pix] = hi[j] + b;
+            out[((n + 4u) * chans + ch) * pixels + pix] = h[j];
         }
     }
 }
@@ -275,7 +289,8 @@ fn conv_forward(
     store_out(nb, g, cout_g, co0 + 7u, pix, a7, b7);
 }
 
-// One output channel's 8 images, plus its bias; nothing for channels past the group's.
+// One output channel's 8 images, plus its bias (and ReLU); nothing for channels past the
+// group's.
 fn store_out(nb: u32, g: u32, cout_g: u32, co: u32, pix: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (co >= cout_g) {
         return;

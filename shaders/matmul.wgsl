@@ -7,7 +7,8 @@
 // t / (tiles_m * tiles_n), then the tile's row and column.
 // With sum_batch = 1 there is one output, C = sum over bi of A[bi] x B[bi] (a weight gradient
 // summed over images); with accumulate = 1 the result is added to C instead of stored; with
-// has_bias = 1 every output gets bias[c] added (Linear's epilogue, saving a broadcast add).
+// has_bias = 1 every output gets bias[c] added, and with relu = 1 the final value goes through
+// max(v, 0) (Linear's epilogue, saving a broadcast add and an activation pass).
 // Two schedules, chosen by the host from the adapter type:
 // - matmul_tiled (GPUs): 16x16 invocations share 64x16 tiles of A and B in workgroup memory;
 //   each invocation accumulates a 4x4 block of the 64x64 output tile.
@@ -33,6 +34,7 @@ struct Params {
     sum_batch: u32,
     accumulate: u32,
     has_bias: u32,
+    relu: u32,
 }
 
 fn out_batches() -> u32 {
@@ -46,10 +48,12 @@ fn store(i: u32, col: u32, v: f32) {
         r += bias[col];
     }
     if (p.accumulate == 1u) {
-        c[i] += r;
-    } else {
-        c[i] = r;
+        r += c[i];
     }
+    if (p.relu == 1u) {
+        r = max(r, 0.0);
+    }
+    c[i] = r;
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

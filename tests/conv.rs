@@ -372,3 +372,58 @@ fn weight_and_bias_gradients_over_a_large_batch_are_complete() {
     assert_close(&grad_w, &want_w, 1e-3, 1e-4, "weight gradient");
     assert_close(&b.grad().unwrap().to_vec().unwrap(), &want_b, 1e-3, 1e-4, "bias gradient");
 }
+
+#[test]
+fn fused_relu_matches_conv_then_relu_on_both_paths() {
+    // conv2d_relu against relu(conv2d(..)): the same output, and the same gradients for every
+    // combination of inputs that need them (the backward masks g in different places).
+    for implicit in [true, false] {
+        let opts = webgrad::DeviceOptions {
+            conv_implicit: Some(implicit),
+            ..Default::default()
+        };
+        let dev = webgrad::Device::with_options(opts).unwrap();
+        let t = |seed: u64, shape: &[usize]| {
+            webgrad::Tensor::from_slice(&dev, &randn(seed, numel(shape)), shape).unwrap()
+        };
+        let p = Conv2dParams::default().padding(1).stride(2);
+        for (need_x, need_w, with_bias) in [
+            (true, true, true),
+            (false, true, true),
+            (true, false, true),
+            (true, true, false),
+        ] {
+            let grads = |fused: bool| {
+                let x = t(1, &[5, 3, 9, 8]);
+                let w = t(2, &[6, 3, 3, 3]);
+                let b = t(3, &[6]);
+                let x = if need_x { x.requires_grad() } else { x };
+                let w = if need_w { w.requires_grad() } else { w };
+                let b = if with_bias { b.requires_grad() } else { b };
+                let bias = with_bias.then_some(&b);
+                let y = if fused {
+                    x.conv2d_relu(&w, bias, p).unwrap()
+                } else {
+                    x.conv2d(&w, bias, p).unwrap().relu().unwrap()
+                };
+                let g = t(4, y.shape());
+                y.backward_with(&g).unwrap();
+                let grad = |v: &webgrad::Tensor| v.grad().map(|g| g.to_vec().unwrap());
+                (y.to_vec().unwrap(), grad(&x), grad(&w), grad(&b))
+            };
+            let (fused, plain) = (grads(true), grads(false));
+            let what = format!("implicit={implicit} x={need_x} w={need_w} bias={with_bias}");
+            assert_eq!(fused.0, plain.0, "{what}: output");
+            for (name, f, p) in [
+                ("x", &fused.1, &plain.1),
+                ("w", &fused.2, &plain.2),
+                ("b", &fused.3, &plain.3),
+            ] {
+                assert_eq!(f.is_some(), p.is_some(), "{what}: {name}");
+                if let (Some(f), Some(p)) = (f, p) {
+                    assert_close(f, &to_f64(p), 1e-5, 1e-5, &format!("{what}: grad {name}"));
+                }
+            }
+        }
+    }
+}

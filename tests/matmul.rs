@@ -292,3 +292,41 @@ fn linear_bias_epilogue_matches_float64_on_both_schedules() {
         }
     }
 }
+
+#[test]
+fn fused_relu_matches_linear_then_relu_on_both_schedules() {
+    // linear_relu against relu(linear(..)), including a split inner dimension (the ReLU must
+    // wait for the last piece) and in = 0.
+    for tiles in [true, false] {
+        let opts = webgrad::DeviceOptions {
+            matmul_tiles: Some(tiles),
+            ..Default::default()
+        };
+        let dev = webgrad::Device::with_options(opts).unwrap();
+        for &(rows, inp, out) in &[(5, 3, 4), (40, 70, 130), (3, 9000, 5), (20, 9002, 6), (17, 0, 6)] {
+            let run = |fused: bool| {
+                let t = |seed: u64, shape: &[usize]| {
+                    let v = uniform(seed, shape.iter().product(), -1.0, 1.0);
+                    webgrad::Tensor::from_slice(&dev, &v, shape)
+                        .unwrap()
+                        .requires_grad()
+                };
+                let (x, w, b) = (t(1, &[rows, inp]), t(2, &[out, inp]), t(3, &[out]));
+                let y = if fused {
+                    x.linear_relu(&w, Some(&b)).unwrap()
+                } else {
+                    x.linear(&w, Some(&b)).unwrap().relu().unwrap()
+                };
+                y.backward_with(&t(4, &[rows, out])).unwrap();
+                let grad = |v: &webgrad::Tensor| v.grad().unwrap().to_vec().unwrap();
+                (y.to_vec().unwrap(), grad(&x), grad(&w), grad(&b))
+            };
+            let (f, p) = (run(true), run(false));
+            let what = format!("tiles={tiles} {rows}x{inp}->{out}");
+            assert_eq!(f.0, p.0, "{what}: output");
+            assert_close(&f.1, &to_f64(&p.1), 1e-5, 1e-5, &format!("{what}: grad x"));
+            assert_close(&f.2, &to_f64(&p.2), 1e-5, 1e-5, &format!("{what}: grad w"));
+            assert_close(&f.3, &to_f64(&p.3), 1e-5, 1e-5, &format!("{what}: grad b"));
+        }
+    }
+}

@@ -57,6 +57,9 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.linear(&self.weight, self.bias.as_ref())
     }
+    fn forward_relu(&self, x: &Tensor) -> Option<Result<Tensor>> {
+        Some(x.linear_relu(&self.weight, self.bias.as_ref()))
+    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];
         if let Some(b) = &self.bias {
@@ -157,6 +160,9 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.conv2d(&self.weight, self.bias.as_ref(), self.params)
     }
+    fn forward_relu(&self, x: &Tensor) -> Option<Result<Tensor>> {
+        Some(x.conv2d_relu(&self.weight, self.bias.as_ref(), self.params))
+    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];
         if let Some(b) = &self.bias {
@@ -238,6 +244,9 @@ macro_rules! activation {
             }
             fn describe(&self) -> String {
                 stringify!($name).to_string()
+            }
+            fn is_relu(&self) -> bool {
+                stringify!($method) == "relu"
             }
         }
     };

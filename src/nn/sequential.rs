@@ -37,10 +37,30 @@ fn prefixed(name: &str, items: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
 }
 
 impl Module for Sequential {
+    /// Runs the layers in order. A layer followed by a ReLU runs both in one pass when it
+    /// can (`Module::forward_relu`: Linear and Conv2d apply the ReLU as they store their
+    /// output); the result is the same.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        for (_, layer) in &self.layers {
-            h = layer.forward(&h)?;
+        let mut i = 0;
+        while i < self.layers.len() {
+            let layer = &self.layers[i].1;
+            let next_is_relu = self.layers.get(i + 1).is_some_and(|(_, l)| l.is_relu());
+            let fused = if next_is_relu {
+                layer.forward_relu(&h)
+            } else {
+                None
+            };
+            match fused {
+                Some(fused) => {
+                    h = fused?;
+                    i += 2;
+                }
+                None => {
+                    h = layer.forward(&h)?;
+                    i += 1;
+                }
+            }
         }
         Ok(h)
     }

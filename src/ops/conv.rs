@@ -245,10 +245,18 @@ pub(crate) struct Saved {
     xt: Option<Tensor>,
     w: Tensor,
     has_bias: bool,
+    /// The output, when a ReLU was applied in the epilogue (its gradient mask).
+    relu_y: Option<Tensor>,
     geo: Geometry,
 }
 
-fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+    relu: bool,
+) -> Result<Tensor> {
     let dev = x.device();
     dev.same(w.device(), "conv2d")?;
     if let Some(b) = bias {
@@ -258,11 +266,20 @@ fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Res
     let out_shape = vec![geo.n, geo.c_out, geo.ho, geo.wo];
     let storage = dev.storage(geo.n * geo.c_out * geo.pixels())?;
     let xt = if conv_implicit::applies(dev, &geo) {
-        Some(conv_implicit::forward(dev, x, w, bias, &geo, storage.buffer())?)
+        Some(conv_implicit::forward(
+            dev,
+            x,
+            w,
+            bias,
+            relu,
+            &geo,
+            storage.buffer(),
+        )?)
     } else {
-        explicit_forward(dev, x, w, bias, &geo, storage.buffer())?;
+        explicit_forward(dev, x, w, bias, relu, &geo, storage.buffer())?;
         None
     };
+    let relu_y = relu.then(|| Tensor::leaf(storage.clone(), out_shape.clone()));
     let mut inputs = vec![x, w];
     if let Some(b) = bias {
         inputs.push(b);
@@ -273,17 +290,19 @@ fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Res
             xt: xt.clone(),
             w: w.detach(),
             has_bias: bias.is_some(),
+            relu_y,
             geo,
         })
     }))
 }
 
-/// im2col in batch chunks, a product per image and group, then the bias.
+/// im2col in batch chunks, a product per image and group, then the bias and ReLU.
 fn explicit_forward(
     dev: &Device,
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
+    relu: bool,
     geo: &Geometry,
     out: &wgpu::Buffer,
 ) -> Result<()> {
@@ -311,12 +330,15 @@ fn explicit_forward(
             mm.run(dev)?;
         }
     }
-    if let Some(b) = bias {
+    if bias.is_some() || relu {
+        let mut params = geo.params(0, geo.n).to_vec();
+        params.extend([bias.is_some() as u32, relu as u32]);
         dev.dispatch(
             &SHADER,
-            "bias_add",
-            &[Bind::Read(b.buffer()), Bind::Write(out)],
-            &geo.params(0, geo.n),
+            "epilogue",
+            // Without a bias the slot holds the weights (unread).
+            &[Bind::Read(bias.unwrap_or(w).buffer()), Bind::Write(out)],
+            &params,
             groups(geo.n * geo.c_out * pixels),
         )?;
     }
@@ -328,10 +350,24 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let geo = &s.geo;
     let (need_x, need_w) = (need[0], need[1]);
     let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
+    let implicit = s.xt.is_some() && (need_x || need_w);
+    // Through a fused ReLU the gradient is g where the output is positive. The implicit path
+    // applies that mask as it re-lays g out, when nothing else reads g (the bias gradient
+    // comes with the weight gradient); otherwise the masked g is computed here.
+    let mask_in_layout = implicit && (need_w || !need_b);
+    let masked;
+    let g = match &s.relu_y {
+        Some(y) if !mask_in_layout => {
+            masked = crate::ops::unary::relu_backward(y, g)?;
+            &masked
+        }
+        _ => g,
+    };
+    let layout_mask = s.relu_y.as_ref().filter(|_| mask_in_layout);
     // The implicit path computes the bias gradient with the weight gradient.
     let mut gb = None;
-    let (gx, gw) = if let Some(xt) = s.xt.as_ref().filter(|_| need_x || need_w) {
-        let gt = conv_implicit::images_inner(dev, g, geo)?;
+    let (gx, gw) = if let Some(xt) = s.xt.as_ref().filter(|_| implicit) {
+        let gt = conv_implicit::images_inner(dev, g, geo, layout_mask)?;
         let gx = match need_x {
             true => Some(conv_implicit::backward_input(dev, &gt, &s.w, geo)?),
             false => None,
@@ -483,6 +519,18 @@ impl Tensor {
         bias: Option<&Tensor>,
         params: Conv2dParams,
     ) -> Result<Tensor> {
-        conv2d(self, weight, bias, params)
+        conv2d(self, weight, bias, params, false)
+    }
+
+    /// `relu(conv2d(self, weight, bias, params))` with the ReLU applied as the convolution is
+    /// stored, and its gradient folded into the backward's first pass over g (what
+    /// `Sequential` runs for Conv2d followed by ReLU).
+    pub fn conv2d_relu(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
+        conv2d(self, weight, bias, params, true)
     }
 }

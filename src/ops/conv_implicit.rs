@@ -57,7 +57,8 @@ fn weight_parts(geo: &Geometry) -> Option<(usize, usize, usize)> {
 }
 
 /// The kernels' parameters.
-fn params(geo: &Geometry, has_bias: bool, parts: (usize, usize, usize), planes: usize) -> [u32; 22] {
+/// The kernels' parameters; the last one (relu) is 0 here, set by the callers that use it.
+fn params(geo: &Geometry, has_bias: bool, parts: (usize, usize, usize), planes: usize) -> [u32; 23] {
     let p = &geo.p;
     [
         geo.n as u32,
@@ -82,6 +83,7 @@ fn params(geo: &Geometry, has_bias: bool, parts: (usize, usize, usize), planes: 
         parts.0 as u32,
         parts.2 as u32,
         planes as u32,
+        0,
     ]
 }
 
@@ -90,16 +92,29 @@ fn grid(n: usize) -> u32 {
     n.div_ceil(64) as u32
 }
 
-/// An [N, C, H, W] tensor (x, or the output gradient) as [C, H, W, images padded to 4].
-pub(crate) fn images_inner(dev: &Device, t: &Tensor, geo: &Geometry) -> Result<Tensor> {
+/// An [N, C, H, W] tensor (x, or the output gradient) as [C, H, W, images padded to 4]; with
+/// `relu_out`, only where that (a fused ReLU's output) is positive: the gradient through it.
+pub(crate) fn images_inner(
+    dev: &Device,
+    t: &Tensor,
+    geo: &Geometry,
+    relu_out: Option<&Tensor>,
+) -> Result<Tensor> {
     let planes = t.numel() / geo.n.max(1);
     let nq = quads(geo);
     let out = Tensor::uninit(dev, &[planes, nq * 4])?;
+    let mut params = params(geo, false, (0, 0, 0), planes);
+    params[22] = relu_out.is_some() as u32;
     dev.dispatch(
         &SHADER,
         "images_inner",
-        &[Bind::Read(t.buffer()), Bind::Write(out.buffer())],
-        &params(geo, false, (0, 0, 0), planes),
+        &[
+            Bind::Read(t.buffer()),
+            Bind::Write(out.buffer()),
+            // Without a mask the slot holds t (unread).
+            Bind::Read(relu_out.unwrap_or(t).buffer()),
+        ],
+        &params,
         grid(planes * nq),
     )?;
     Ok(out)
@@ -126,18 +141,21 @@ fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) 
     Ok(out)
 }
 
-/// out = conv(x, w) + bias, into `out` ([N, C_out, HO, WO]). Returns x with images innermost
-/// (the weight gradient reads it too).
+/// out = conv(x, w) + bias (then ReLU with `relu`), into `out` ([N, C_out, HO, WO]). Returns
+/// x with images innermost (the weight gradient reads it too).
 pub(crate) fn forward(
     dev: &Device,
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
+    relu: bool,
     geo: &Geometry,
     out: &wgpu::Buffer,
 ) -> Result<Tensor> {
     let g = geo.p.groups;
-    let xt = images_inner(dev, x, geo)?;
+    let xt = images_inner(dev, x, geo, None)?;
+    let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
+    params[22] = relu as u32;
     let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
     let invocations = quads(geo).div_ceil(2) * g * (geo.c_out / g).div_ceil(8) * geo.ho * geo.wo;
     dev.dispatch(
@@ -150,7 +168,7 @@ pub(crate) fn forward(
             Bind::Read(bias.unwrap_or(&wf).buffer()),
             Bind::Write(out),
         ],
-        &params(geo, bias.is_some(), (0, 0, 0), 0),
+        &params,
         grid(invocations),
     )?;
     Ok(xt)

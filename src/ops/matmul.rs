@@ -71,6 +71,8 @@ pub(crate) struct Gemm<'a> {
     pub accumulate: bool,
     /// Added to every row of C ([n]).
     pub bias: Option<&'a wgpu::Buffer>,
+    /// C = max(C, 0) once the sum is complete.
+    pub relu: bool,
 }
 
 impl<'a> Gemm<'a> {
@@ -98,6 +100,7 @@ impl<'a> Gemm<'a> {
             sum_batch: false,
             accumulate: false,
             bias: None,
+            relu: false,
         }
     }
 
@@ -146,8 +149,12 @@ impl<'a> Gemm<'a> {
                             b0 * self.c_batch_stride
                         },
                     accumulate: self.accumulate || !first,
-                    // The bias is added once, by the piece that starts each output.
+                    // The bias is added once, by the piece that starts each output, and the
+                    // activation by the piece that completes it.
                     bias: self.bias.is_some() && first,
+                    relu: self.relu
+                        && b0 + b_step >= self.batch
+                        && k0 + k_step >= self.k,
                 };
                 self.dispatch(dev, &piece)?;
                 first = false;
@@ -162,7 +169,12 @@ impl<'a> Gemm<'a> {
         if !dev.0.matmul_tiles && self.m > 16 && piece.k >= 4 {
             if let Some((a_k, b_k)) = self.vec4_form(piece) {
                 let k4 = piece.k - piece.k % 4;
-                self.record(dev, &Piece { k: k4, ..*piece }, Some((a_k, b_k)))?;
+                let main = Piece {
+                    k: k4,
+                    relu: piece.relu && k4 == piece.k,
+                    ..*piece
+                };
+                self.record(dev, &main, Some((a_k, b_k)))?;
                 if k4 == piece.k {
                     return Ok(());
                 }
@@ -223,6 +235,7 @@ impl<'a> Gemm<'a> {
             self.sum_batch as u32,
             piece.accumulate as u32,
             piece.bias as u32,
+            piece.relu as u32,
         ];
         let (entry, tile_m, tile_n) = if vec4.is_some() {
             ("matmul_vec4", 64, 64)
@@ -267,6 +280,7 @@ struct Piece {
     c_off: usize,
     accumulate: bool,
     bias: bool,
+    relu: bool,
 }
 
 pub(crate) struct Saved {
@@ -368,6 +382,8 @@ pub(crate) struct LinearSaved {
     rows: usize,
     inp: usize,
     out: usize,
+    /// The output, when a ReLU was applied in the epilogue (its gradient mask).
+    relu_y: Option<Tensor>,
 }
 
 /// Gradients of x, the weight and (when there is one) the bias, for those in `need`.
@@ -379,6 +395,14 @@ pub(crate) fn linear_backward(
     let (need_x, need_w) = (need[0], need[1]);
     let dev = g.device();
     let (rows, inp, out) = (s.rows, s.inp, s.out);
+    let masked;
+    let g = match &s.relu_y {
+        Some(y) => {
+            masked = crate::ops::unary::relu_backward(y, g)?;
+            &masked
+        }
+        None => g,
+    };
     let gx = if need_x {
         // dX = dY [rows, out] x W [out, in]
         let gx = Tensor::uninit(dev, s.x.shape())?;
@@ -425,60 +449,81 @@ pub(crate) fn linear_backward(
     Ok(grads)
 }
 
+/// `linear` and `linear_relu`.
+fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, relu: bool) -> Result<Tensor> {
+    x.device().same(weight.device(), "linear")?;
+    let xs = x.shape();
+    let ws = weight.shape();
+    if xs.is_empty() || ws.len() != 2 || xs[xs.len() - 1] != ws[1] {
+        return shape_err(
+            "linear",
+            format!("input {xs:?} and weight {ws:?} do not fit (weight is [out, in])"),
+        );
+    }
+    let (inp, out) = (ws[1], ws[0]);
+    if let Some(b) = bias {
+        x.device().same(b.device(), "linear")?;
+        if b.shape() != [out] {
+            return shape_err("linear", format!("bias {:?} should be [{out}]", b.shape()));
+        }
+    }
+    let rows: usize = xs[..xs.len() - 1].iter().product();
+    let dev = x.device();
+    let storage = dev.storage(rows * out)?;
+    let mut gemm = Gemm::new(
+        Operand::rows(x.buffer(), rows, inp, false),
+        Operand::transposed(weight.buffer(), out, inp, false),
+        storage.buffer(),
+        1,
+        rows,
+        out,
+        inp,
+    );
+    // The bias is added in the product's epilogue (an empty product, in = 0, only zeroes
+    // the output, so there it is added separately).
+    let fused = bias.filter(|_| inp > 0);
+    gemm.bias = fused.map(|b| b.buffer());
+    gemm.relu = relu && inp > 0;
+    gemm.run(dev)?;
+    let mut shape = xs.to_vec();
+    *shape.last_mut().unwrap() = out;
+    let inputs: Vec<&Tensor> = [x, weight].into_iter().chain(fused).collect();
+    // The output itself is the ReLU's gradient mask.
+    let relu_y = gemm.relu.then(|| Tensor::leaf(storage.clone(), shape.clone()));
+    let y = Tensor::from_op(storage, shape, &inputs, || {
+        Op::Linear(LinearSaved {
+            x: x.detach(),
+            w: weight.detach(),
+            rows,
+            inp,
+            out,
+            relu_y,
+        })
+    });
+    let y = match bias.filter(|_| inp == 0) {
+        Some(b) => y.add(b)?,
+        None => y,
+    };
+    if relu && inp == 0 {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}
+
 impl Tensor {
     /// `self x weight^T + bias`, as `torch.nn.functional.linear`: input [..., in], weight
     /// [out, in] (read transposed in place), bias [out].
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        self.device().same(weight.device(), "linear")?;
-        let xs = self.shape();
-        let ws = weight.shape();
-        if xs.is_empty() || ws.len() != 2 || xs[xs.len() - 1] != ws[1] {
-            return shape_err(
-                "linear",
-                format!("input {xs:?} and weight {ws:?} do not fit (weight is [out, in])"),
-            );
-        }
-        let (inp, out) = (ws[1], ws[0]);
-        if let Some(b) = bias {
-            self.device().same(b.device(), "linear")?;
-            if b.shape() != [out] {
-                return shape_err("linear", format!("bias {:?} should be [{out}]", b.shape()));
-            }
-        }
-        let rows: usize = xs[..xs.len() - 1].iter().product();
-        let dev = self.device();
-        let storage = dev.storage(rows * out)?;
-        let mut gemm = Gemm::new(
-            Operand::rows(self.buffer(), rows, inp, false),
-            Operand::transposed(weight.buffer(), out, inp, false),
-            storage.buffer(),
-            1,
-            rows,
-            out,
-            inp,
-        );
-        // The bias is added in the product's epilogue (an empty product, in = 0, only zeroes
-        // the output, so there it is added separately).
-        let fused = bias.filter(|_| inp > 0);
-        gemm.bias = fused.map(|b| b.buffer());
-        gemm.run(dev)?;
-        let mut shape = xs.to_vec();
-        *shape.last_mut().unwrap() = out;
-        let inputs: Vec<&Tensor> = [self, weight].into_iter().chain(fused).collect();
-        let y = Tensor::from_op(storage, shape, &inputs, || {
-            Op::Linear(LinearSaved {
-                x: self.detach(),
-                w: weight.detach(),
-                rows,
-                inp,
-                out,
-            })
-        });
-        match bias.filter(|_| inp == 0) {
-            Some(b) => y.add(b),
-            None => Ok(y),
-        }
+        linear(self, weight, bias, false)
     }
+
+    /// `relu(linear(self, weight, bias))` with the ReLU applied as the product is stored,
+    /// saving a pass over the output (what `Sequential` runs for Linear followed by ReLU).
+    pub fn linear_relu(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        linear(self, weight, bias, true)
+    }
+
 
     /// Matrix product with PyTorch's `matmul` semantics: 2-D x 2-D, batched [..., m, k] x
     /// [..., k, n] with broadcast batch dims, and 1-D operands treated as a row or column vector.

@@ -121,6 +121,27 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     Ok(gx)
 }
 
+/// The gradient through a ReLU from its output y: g where y > 0, else 0 (for layers that
+/// apply the ReLU in their epilogue).
+pub(crate) fn relu_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let gx = Tensor::uninit(y.device(), y.shape())?;
+    dispatch_vec4(
+        y.device(),
+        "unary_backward",
+        "unary_backward4",
+        UnaryOp::Relu.code().0,
+        &[
+            Bind::Read(y.buffer()),
+            Bind::Read(y.buffer()),
+            Bind::Read(g.buffer()),
+            Bind::Write(gx.buffer()),
+        ],
+        y.numel(),
+        0.0,
+    )?;
+    Ok(gx)
+}
+
 impl Tensor {
     pub fn neg(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Neg)
