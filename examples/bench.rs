@@ -128,9 +128,13 @@ fn main() -> Result<()> {
 
     // Inference at batch 1000.
     let xb = Tensor::rand(&dev, &[1000, 1, 28, 28])?;
+    dev.profile_reset();
     let infer_ms = time_ms(&dev, 3, 20, &mut || {
         no_grad(|| model.forward(&xb)?.argmax(1, false).map(|_| ()))
     })?;
+    if let Some(table) = dev.profile_report() {
+        println!("per-kernel time over 23 inference runs (WEBGRAD_PROFILE=1):\n{table}");
+    }
     row(
         "LeNet-5 inference, batch 1000",
         format!("{infer_ms:.1} ms ({:.0} img/s)", 1000.0 / infer_ms * 1e3),

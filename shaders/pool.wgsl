@@ -88,7 +88,58 @@ fn max_pool_forward(
         }
     }
     y[e] = best;
-    argmax[e] = f32(best_i);
+    if (SAVE_ARGMAX) {
+        argmax[e] = f32(best_i);
+    }
+}
+
+// False under no_grad (inference): the argmax is only needed by the backward.
+override SAVE_ARGMAX: bool = true;
+
+@group(0) @binding(1) var<storage, read> x2: array<vec2<f32>>;
+
+// Whether v replaces the running max: the first element always, then larger values, and NaN
+// (which then stays), as PyTorch.
+fn takes(v: f32, best: f32) -> bool {
+    return !is_nan(best) && (v > best || is_nan(v));
+}
+
+// 2 x 2 windows with stride 2 that tile the input (H = 2 HO, W = 2 WO; W even, so every
+// window row is one aligned vec2): two vec2 loads per output instead of four scalar ones.
+@compute @workgroup_size(256)
+fn max_pool_forward_2x2(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = linear_index(wid, nwg, lid);
+    if (e >= p.planes * p.ho * p.wo) {
+        return;
+    }
+    let at = split(e, p.ho, p.wo);
+    // Row 2 oh of plane at.x starts at element (at.x * H + 2 oh) * W, an even number.
+    let top = ((at.x * p.h + at.y * 2u) * p.w) / 2u + at.z;
+    let r0 = x2[top];
+    let r1 = x2[top + p.w / 2u];
+    let i0 = at.y * 2u * p.w + at.z * 2u;
+    var best = r0.x;
+    var best_i = i0;
+    if (takes(r0.y, best)) {
+        best = r0.y;
+        best_i = i0 + 1u;
+    }
+    if (takes(r1.x, best)) {
+        best = r1.x;
+        best_i = i0 + p.w;
+    }
+    if (takes(r1.y, best)) {
+        best = r1.y;
+        best_i = i0 + p.w + 1u;
+    }
+    y[e] = best;
+    if (SAVE_ARGMAX) {
+        argmax[e] = f32(best_i);
+    }
 }
 
 @compute @workgroup_size(256)

@@ -162,3 +162,34 @@ fn ties_route_to_the_first_max_and_bad_shapes_fail() {
         .avg_pool2d(Pool2dParams::new(2))
         .is_err());
 }
+
+#[test]
+fn nan_propagates_and_takes_the_gradient() {
+    // As PyTorch: a window holding NaN gives NaN, and the gradient goes to the (first) NaN.
+    // 2 x 2 tiles (the vec2 kernel) and 2 x 3 windows (the general one).
+    let nan = f32::NAN;
+    for (k, vals, want_grad) in [
+        (
+            (2, 2),
+            vec![1.0, nan, 5.0, 1.0, 3.0, 2.0, nan, 9.0],
+            vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        ),
+        (
+            (2, 3),
+            vec![1.0, 7.0, nan, 3.0, nan, 2.0, 0.0, 0.0],
+            vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        ),
+    ] {
+        let x = tensor(&vals, &[1, 1, 2, 4]).requires_grad();
+        let p = Pool2dParams {
+            kernel: k,
+            stride: k,
+            padding: (0, 0),
+            count_include_pad: true,
+        };
+        let y = x.max_pool2d(p).unwrap();
+        assert!(y.to_vec().unwrap().iter().all(|v| v.is_nan()), "{k:?}");
+        y.sum().unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().to_vec().unwrap(), want_grad, "{k:?}");
+    }
+}

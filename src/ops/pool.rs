@@ -54,6 +54,15 @@ pub(crate) struct PoolGeometry {
 }
 
 impl PoolGeometry {
+    /// Whether the windows tile the input exactly (kernel = stride, no padding, no rows or
+    /// columns left over).
+    fn tiled(&self) -> bool {
+        self.p.kernel == self.p.stride
+            && self.p.padding == (0, 0)
+            && self.h == self.ho * self.p.kernel.0
+            && self.w == self.wo * self.p.kernel.1
+    }
+
     fn params(&self) -> [u32; 12] {
         let p = &self.p;
         [
@@ -116,10 +125,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     let n = gx.numel();
     let geo = &s.geo;
     // Windows that tile the input exactly: one invocation per window (see the shader).
-    let tiled = geo.p.kernel == geo.p.stride
-        && geo.p.padding == (0, 0)
-        && geo.h == geo.ho * geo.p.kernel.0
-        && geo.w == geo.wo * geo.p.kernel.1;
+    let tiled = geo.tiled();
     match &s.argmax {
         Some(idx) => dev.dispatch(
             &SHADER,
@@ -159,10 +165,19 @@ impl Tensor {
         let dev = self.device();
         let shape = vec![self.shape()[0], self.shape()[1], geo.ho, geo.wo];
         let out = dev.storage(geo.planes * geo.ho * geo.wo)?;
-        let argmax = Tensor::uninit(dev, &shape)?;
-        dev.dispatch(
+        // The argmax is kept for the backward only (under no_grad a one-element placeholder
+        // fills its slot).
+        let save = crate::tape::is_grad_enabled() && self.is_requires_grad();
+        let argmax = Tensor::uninit(dev, if save { &shape } else { &[1] })?;
+        let entry = if geo.tiled() && geo.p.kernel == (2, 2) {
+            "max_pool_forward_2x2"
+        } else {
+            "max_pool_forward"
+        };
+        dev.dispatch_with(
             &SHADER,
-            "max_pool_forward",
+            entry,
+            &[("SAVE_ARGMAX", save as u32)],
             &[
                 Bind::Read(self.buffer()),
                 Bind::Write(out.buffer()),
