@@ -107,12 +107,51 @@ fn images_inner(
         if (n0 + j < p.n) {
             let i = (n0 + j) * p.planes + plane;
             out[j] = src[i];
-            if (p.relu == 1u && relu_out[i] <= 0.0) {
+            if (p.relu == 1u && !(relu_out[i] > 0.0)) {
                 out[j] = 0.0;
             }
         }
     }
     dst4[v] = out;
+}
+
+@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> relu_out4: array<vec4<f32>>;
+
+// Image n's planes 4 pb .. 4 pb + 3 (zeros past the last image; masked as in images_inner).
+fn image_row(n: u32, pb: u32, blocks: u32) -> vec4<f32> {
+    let i = select(0u, n * blocks + pb, n < p.n);
+    var r = select(vec4<f32>(0.0), src4[i], n < p.n);
+    if (p.relu == 1u) {
+        r = select(vec4<f32>(0.0), r, relu_out4[i] > vec4<f32>(0.0));
+    }
+    return r;
+}
+
+// images_inner when planes is a multiple of 4: each invocation moves a 4 x 4 block (4 planes
+// of 4 images) with 4 vec4 loads and 4 vec4 stores, a transpose in registers.
+@compute @workgroup_size(64)
+fn images_inner4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let v = invocation(wid, nwg, li);
+    let blocks = p.planes / 4u;
+    if (v >= blocks * p.nq) {
+        return;
+    }
+    let q = v % p.nq;
+    let pb = v / p.nq;
+    let r0 = image_row(q * 4u, pb, blocks);
+    let r1 = image_row(q * 4u + 1u, pb, blocks);
+    let r2 = image_row(q * 4u + 2u, pb, blocks);
+    let r3 = image_row(q * 4u + 3u, pb, blocks);
+    let base = pb * 4u * p.nq + q;
+    dst4[base] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
+    dst4[base + p.nq] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+    dst4[base + 2u * p.nq] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
+    dst4[base + 3u * p.nq] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
 }
 
 // dst[((g * K + k) * co8 + co)] = W[g * cout_g + co, k] (0 for co >= cout_g), co8 = cout_g

@@ -386,15 +386,22 @@ fn fused_relu_matches_conv_then_relu_on_both_paths() {
         let t = |seed: u64, shape: &[usize]| {
             webgrad::Tensor::from_slice(&dev, &randn(seed, numel(shape)), shape).unwrap()
         };
-        let p = Conv2dParams::default().padding(1).stride(2);
-        for (need_x, need_w, with_bias) in [
-            (true, true, true),
-            (false, true, true),
-            (true, false, true),
-            (true, true, false),
-        ] {
+        // Planes (C x H x W) a multiple of 4 and not: both re-layout kernels.
+        let geometries = [
+            ([5, 3, 9, 8], Conv2dParams::default().padding(1).stride(2)),
+            ([3, 3, 7, 7], Conv2dParams::default()),
+        ];
+        for ((xs, p), (need_x, need_w, with_bias)) in geometries.into_iter().flat_map(|g| {
+            [
+                (true, true, true),
+                (false, true, true),
+                (true, false, true),
+                (true, true, false),
+            ]
+            .map(|n| (g, n))
+        }) {
             let grads = |fused: bool| {
-                let x = t(1, &[5, 3, 9, 8]);
+                let x = t(1, &xs);
                 let w = t(2, &[6, 3, 3, 3]);
                 let b = t(3, &[6]);
                 let x = if need_x { x.requires_grad() } else { x };
@@ -412,7 +419,8 @@ fn fused_relu_matches_conv_then_relu_on_both_paths() {
                 (y.to_vec().unwrap(), grad(&x), grad(&w), grad(&b))
             };
             let (fused, plain) = (grads(true), grads(false));
-            let what = format!("implicit={implicit} x={need_x} w={need_w} bias={with_bias}");
+            let what =
+                format!("implicit={implicit} {xs:?} x={need_x} w={need_w} bias={with_bias}");
             assert_eq!(fused.0, plain.0, "{what}: output");
             for (name, f, p) in [
                 ("x", &fused.1, &plain.1),

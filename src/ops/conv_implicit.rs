@@ -105,9 +105,15 @@ pub(crate) fn images_inner(
     let out = Tensor::uninit(dev, &[planes, nq * 4])?;
     let mut params = params(geo, false, (0, 0, 0), planes);
     params[22] = relu_out.is_some() as u32;
+    // 4 x 4 blocks with vec4 loads and stores when the planes allow it.
+    let (entry, invocations) = if planes % 4 == 0 {
+        ("images_inner4", planes / 4 * nq)
+    } else {
+        ("images_inner", planes * nq)
+    };
     dev.dispatch(
         &SHADER,
-        "images_inner",
+        entry,
         &[
             Bind::Read(t.buffer()),
             Bind::Write(out.buffer()),
@@ -115,7 +121,7 @@ pub(crate) fn images_inner(
             Bind::Read(relu_out.unwrap_or(t).buffer()),
         ],
         &params,
-        grid(planes * nq),
+        grid(invocations),
     )?;
     Ok(out)
 }
