@@ -100,7 +100,10 @@ fn main() -> Result<()> {
     }
     let mem_n = dev.memory_allocated();
     if let Some(table) = dev.profile_report() {
-        println!("per-kernel time over {} steps (WEBGRAD_PROFILE=1):\n{table}", steps - 10);
+        println!(
+            "per-kernel time over {} steps (WEBGRAD_PROFILE=1):\n{table}",
+            steps - 10
+        );
     }
     times.sort_by(f64::total_cmp);
     let step_ms = percentile(&times, 0.5);

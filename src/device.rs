@@ -5,13 +5,13 @@
 //! device's current command encoder, and the batch is submitted at a readback, at
 //! [`Device::sync`], or every `ops_per_submit` dispatches.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::kernel::{Batch, PipelineCache};
 use crate::pool::BufferPool;
+use crate::profile::Profiler;
 use crate::rng::Rng;
 
 /// Which adapter to open. `Default` reads `WEBGRAD_BACKEND` and `WEBGRAD_ADAPTER`.
@@ -30,6 +30,8 @@ pub struct DeviceOptions {
     /// GEMM, best on CPU adapters), `Some(false)` writes the column matrix and multiplies it
     /// (best on GPUs); `None` picks by adapter type.
     pub conv_implicit: Option<bool>,
+    /// Time every kernel (`Device::profile_report`); defaults to `WEBGRAD_PROFILE=1`.
+    pub profile: bool,
 }
 
 impl Default for DeviceOptions {
@@ -41,6 +43,7 @@ impl Default for DeviceOptions {
             ops_per_submit: 2048,
             matmul_tiles: None,
             conv_implicit: None,
+            profile: var("WEBGRAD_PROFILE").is_some_and(|v| v != "0"),
         }
     }
 }
@@ -99,8 +102,8 @@ pub(crate) struct DeviceInner {
     /// The first uncaptured wgpu error, reported at the next dispatch or readback.
     pub wgpu_error: Arc<Mutex<Option<String>>>,
     pub ops_per_submit: usize,
-    /// Per-kernel (calls, seconds) when `WEBGRAD_PROFILE` is set.
-    pub profile: Option<Mutex<HashMap<&'static str, (u64, f64)>>>,
+    /// Per-kernel times when `WEBGRAD_PROFILE` is set.
+    pub profile: Option<Profiler>,
     next_tensor_id: AtomicU64,
 }
 
@@ -213,7 +216,7 @@ impl Device {
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("webgrad"),
-            required_features: wgpu::Features::empty(),
+            required_features: crate::profile::wanted_features(&adapter, opts.profile),
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -253,9 +256,7 @@ impl Device {
             rng: Mutex::new(Rng::new(0)),
             wgpu_error,
             ops_per_submit: opts.ops_per_submit.max(1),
-            profile: std::env::var("WEBGRAD_PROFILE")
-                .is_ok_and(|v| !v.is_empty() && v != "0")
-                .then(|| Mutex::new(HashMap::new())),
+            profile: opts.profile.then(|| Profiler::new(&device, &queue)),
             next_tensor_id: AtomicU64::new(1),
             device,
             queue,

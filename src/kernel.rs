@@ -81,6 +81,8 @@ pub(crate) struct Batch {
     slot: u64,
     capacity: u64,
     ops: usize,
+    /// Profiling with timestamps: the kernel of each timed dispatch, in order.
+    timed: Vec<&'static str>,
 }
 
 impl Batch {
@@ -101,6 +103,7 @@ impl Batch {
             slot,
             capacity,
             ops: 0,
+            timed: Vec::new(),
         }
     }
 }
@@ -282,22 +285,30 @@ impl Device {
             workgroups,
             inner.limits.max_compute_workgroups_per_dimension,
         );
+        let timer = inner.profile.as_ref().and_then(|p| p.gpu.as_ref());
+        let timed = batch.timed.len() as u32;
         let pass = self.open_pass(&mut batch);
+        if let Some(t) = timer {
+            pass.write_timestamp(&t.queries, 2 * timed);
+        }
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[offset as u32]);
         pass.dispatch_workgroups(x, y, 1);
+        if let Some(t) = timer {
+            pass.write_timestamp(&t.queries, 2 * timed + 1);
+            batch.timed.push(entry);
+        }
         batch.ops += 1;
-        if let Some(profile) = &inner.profile {
-            // Profiling: run each dispatch alone and time it from the host (includes one
-            // submit's overhead, ~0.1 ms on lavapipe).
+        if let (Some(profile), None) = (&inner.profile, timer) {
+            // Profiling without timestamps: run each dispatch alone and time it from the host
+            // (includes one submit's overhead, ~0.1 ms on lavapipe).
             self.flush_locked(&mut batch)?;
             let start = std::time::Instant::now();
             let _ = inner.device.poll(wgpu::PollType::wait_indefinitely());
-            let mut table = profile.lock().unwrap();
-            let row = table.entry(entry).or_insert((0, 0.0));
-            row.0 += 1;
-            row.1 += start.elapsed().as_secs_f64();
-        } else if batch.ops >= inner.ops_per_submit {
+            profile.add(entry, start.elapsed().as_secs_f64());
+        } else if batch.ops >= inner.ops_per_submit
+            || timer.is_some_and(|t| batch.timed.len() >= t.capacity)
+        {
             self.flush_locked(&mut batch)?;
         }
         Ok(())
@@ -334,13 +345,24 @@ impl Device {
     fn flush_locked(&self, batch: &mut Batch) -> Result<()> {
         batch.pass = None;
         let inner = &self.0;
-        if let Some(encoder) = batch.encoder.take() {
+        let timer = inner
+            .profile
+            .as_ref()
+            .and_then(|p| Some((p, p.gpu.as_ref()?)));
+        if let Some(mut encoder) = batch.encoder.take() {
             if !batch.params.is_empty() {
                 inner
                     .queue
                     .write_buffer(&batch.params_buffer, 0, &batch.params);
             }
+            if let Some((_, t)) = timer.filter(|_| !batch.timed.is_empty()) {
+                t.resolve(&mut encoder, batch.timed.len());
+            }
             inner.queue.submit([encoder.finish()]);
+        }
+        if let Some((profile, t)) = timer.filter(|_| !batch.timed.is_empty()) {
+            t.collect(&inner.device, profile, &batch.timed)?;
+            batch.timed.clear();
         }
         batch.params.clear();
         batch.ops = 0;
@@ -349,22 +371,19 @@ impl Device {
     }
 
     /// With `WEBGRAD_PROFILE=1`: a table of kernel, calls and total milliseconds so far
-    /// (each dispatch timed alone from the host), slowest first. `None` when not profiling.
+    /// (GPU timestamps around each dispatch where the adapter has them, else each dispatch
+    /// submitted alone and timed from the host), slowest first. `None` when not profiling.
     pub fn profile_report(&self) -> Option<String> {
-        let table = self.0.profile.as_ref()?.lock().unwrap();
-        let mut rows: Vec<_> = table.iter().collect();
-        rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
-        let mut out = format!("{:<28} {:>8} {:>10}\n", "kernel", "calls", "total ms");
-        for (name, (calls, secs)) in rows {
-            out += &format!("{name:<28} {calls:>8} {:>10.2}\n", secs * 1e3);
-        }
-        Some(out)
+        // Timestamps of the dispatches recorded so far are read at a flush.
+        self.flush().ok()?;
+        Some(self.0.profile.as_ref()?.report())
     }
 
     /// Clears the profile table (to leave out warm-up and shader compilation).
     pub fn profile_reset(&self) {
-        if let Some(table) = &self.0.profile {
-            table.lock().unwrap().clear();
+        if let Some(profile) = &self.0.profile {
+            let _ = self.flush();
+            profile.table.lock().unwrap().clear();
         }
     }
 

@@ -31,6 +31,7 @@ pub mod nn;
 mod ops;
 pub mod optim;
 mod pool;
+mod profile;
 mod rng;
 mod shape;
 mod tape;

@@ -370,7 +370,13 @@ fn weight_and_bias_gradients_over_a_large_batch_are_complete() {
     }
     let grad_w = wt.grad().unwrap().to_vec().unwrap();
     assert_close(&grad_w, &want_w, 1e-3, 1e-4, "weight gradient");
-    assert_close(&b.grad().unwrap().to_vec().unwrap(), &want_b, 1e-3, 1e-4, "bias gradient");
+    assert_close(
+        &b.grad().unwrap().to_vec().unwrap(),
+        &want_b,
+        1e-3,
+        1e-4,
+        "bias gradient",
+    );
 }
 
 #[test]
@@ -419,8 +425,7 @@ fn fused_relu_matches_conv_then_relu_on_both_paths() {
                 (y.to_vec().unwrap(), grad(&x), grad(&w), grad(&b))
             };
             let (fused, plain) = (grads(true), grads(false));
-            let what =
-                format!("implicit={implicit} {xs:?} x={need_x} w={need_w} bias={with_bias}");
+            let what = format!("implicit={implicit} {xs:?} x={need_x} w={need_w} bias={with_bias}");
             assert_eq!(fused.0, plain.0, "{what}: output");
             for (name, f, p) in [
                 ("x", &fused.1, &plain.1),

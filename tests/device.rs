@@ -96,3 +96,54 @@ fn memory_is_reused_across_iterations() {
     }
     assert_eq!(dev.memory_allocated(), after_warmup);
 }
+
+#[test]
+fn profiling_times_every_kernel_and_changes_no_result() {
+    let opts = webgrad::DeviceOptions {
+        profile: true,
+        ..Default::default()
+    };
+    let dev = webgrad::Device::with_options(opts).unwrap();
+    assert!(webgrad::Device::new().unwrap().profile_report().is_none());
+    let a = randn(1, 300);
+    let b = randn(2, 300);
+    let run = |dev: &webgrad::Device| {
+        let x = Tensor::from_slice(dev, &a, &[20, 15]).unwrap();
+        let y = Tensor::from_slice(dev, &b, &[15, 20]).unwrap();
+        // 4 products, 3 ReLUs and 3 divisions (400 elements each: vec4 kernels only).
+        let mut h = x.matmul(&y).unwrap();
+        for _ in 0..3 {
+            h = h
+                .relu()
+                .unwrap()
+                .matmul(&h)
+                .unwrap()
+                .div_scalar(20.0)
+                .unwrap();
+        }
+        h.to_vec().unwrap()
+    };
+    let plain = run(&webgrad::Device::new().unwrap());
+    dev.profile_reset();
+    assert_eq!(run(&dev), plain);
+    let report = dev.profile_report().unwrap();
+    let calls = |kernel: &str| -> u64 {
+        report
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(kernel))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map_or(0, |c| c.parse().unwrap())
+    };
+    // Every kernel is in the table with its number of dispatches.
+    let products: u64 = [
+        "matmul_tiled",
+        "matmul_blocked8",
+        "matmul_vec4",
+        "matmul_rows",
+    ]
+    .iter()
+    .map(|k| calls(k))
+    .sum();
+    assert!(products >= 4, "{report}");
+    assert_eq!(calls("unary_forward4"), 6, "{report}");
+}

@@ -288,7 +288,13 @@ fn linear_bias_epilogue_matches_float64_on_both_schedules() {
                 })
                 .collect();
             let what = format!("tiles={tiles} linear {rows}x{inp}->{out}");
-            assert_close(&got, &want, 1e-5 * (inp as f64).sqrt().max(1.0), 1e-5, &what);
+            assert_close(
+                &got,
+                &want,
+                1e-5 * (inp as f64).sqrt().max(1.0),
+                1e-5,
+                &what,
+            );
         }
     }
 }
@@ -303,7 +309,13 @@ fn fused_relu_matches_linear_then_relu_on_both_schedules() {
             ..Default::default()
         };
         let dev = webgrad::Device::with_options(opts).unwrap();
-        for &(rows, inp, out) in &[(5, 3, 4), (40, 70, 130), (3, 9000, 5), (20, 9002, 6), (17, 0, 6)] {
+        for &(rows, inp, out) in &[
+            (5, 3, 4),
+            (40, 70, 130),
+            (3, 9000, 5),
+            (20, 9002, 6),
+            (17, 0, 6),
+        ] {
             let run = |fused: bool| {
                 let t = |seed: u64, shape: &[usize]| {
                     let v = uniform(seed, shape.iter().product(), -1.0, 1.0);

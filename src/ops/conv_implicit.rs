@@ -44,7 +44,9 @@ fn weight_parts(geo: &Geometry) -> Option<(usize, usize, usize)> {
     let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(8);
     let quads_per_part = nq.div_ceil(LOOP_BUDGET / 4).max(1);
     let quad_groups = nq.div_ceil(quads_per_part);
-    let mut bands = 512usize.div_ceil(per_part * quad_groups).clamp(1, geo.ho.max(1));
+    let mut bands = 512usize
+        .div_ceil(per_part * quad_groups)
+        .clamp(1, geo.ho.max(1));
     // Loop iterations of one invocation: quads x rows x (columns + 1).
     let rows_fit = (LOOP_BUDGET - 16) / (quads_per_part * (geo.wo + 1) + 1);
     if rows_fit == 0 {
@@ -58,7 +60,12 @@ fn weight_parts(geo: &Geometry) -> Option<(usize, usize, usize)> {
 
 /// The kernels' parameters.
 /// The kernels' parameters; the last one (relu) is 0 here, set by the callers that use it.
-fn params(geo: &Geometry, has_bias: bool, parts: (usize, usize, usize), planes: usize) -> [u32; 23] {
+fn params(
+    geo: &Geometry,
+    has_bias: bool,
+    parts: (usize, usize, usize),
+    planes: usize,
+) -> [u32; 23] {
     let p = &geo.p;
     [
         geo.n as u32,
@@ -106,7 +113,7 @@ pub(crate) fn images_inner(
     let mut params = params(geo, false, (0, 0, 0), planes);
     params[22] = relu_out.is_some() as u32;
     // 4 x 4 blocks with vec4 loads and stores when the planes allow it.
-    let (entry, invocations) = if planes % 4 == 0 {
+    let (entry, invocations) = if planes.is_multiple_of(4) {
         ("images_inner4", planes / 4 * nq)
     } else {
         ("images_inner", planes * nq)
@@ -191,7 +198,8 @@ pub(crate) fn backward_input(
     let gx = Tensor::uninit(dev, &[geo.n, geo.c, geo.h, geo.w])?;
     let wb = weight_layout(dev, w, geo, "weight_backward_layout")?;
     let strided = geo.p.stride != (1, 1);
-    let invocations = quads(geo).div_ceil(2) * groups * (geo.c / groups).div_ceil(8) * geo.h * geo.w;
+    let invocations =
+        quads(geo).div_ceil(2) * groups * (geo.c / groups).div_ceil(8) * geo.h * geo.w;
     dev.dispatch_with(
         &SHADER,
         "conv_backward_input",

@@ -152,9 +152,7 @@ impl<'a> Gemm<'a> {
                     // The bias is added once, by the piece that starts each output, and the
                     // activation by the piece that completes it.
                     bias: self.bias.is_some() && first,
-                    relu: self.relu
-                        && b0 + b_step >= self.batch
-                        && k0 + k_step >= self.k,
+                    relu: self.relu && b0 + b_step >= self.batch && k0 + k_step >= self.k,
                 };
                 self.dispatch(dev, &piece)?;
                 first = false;
@@ -489,7 +487,9 @@ fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, relu: bool) -> Res
     *shape.last_mut().unwrap() = out;
     let inputs: Vec<&Tensor> = [x, weight].into_iter().chain(fused).collect();
     // The output itself is the ReLU's gradient mask.
-    let relu_y = gemm.relu.then(|| Tensor::leaf(storage.clone(), shape.clone()));
+    let relu_y = gemm
+        .relu
+        .then(|| Tensor::leaf(storage.clone(), shape.clone()));
     let y = Tensor::from_op(storage, shape, &inputs, || {
         Op::Linear(LinearSaved {
             x: x.detach(),
@@ -523,7 +523,6 @@ impl Tensor {
     pub fn linear_relu(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         linear(self, weight, bias, true)
     }
-
 
     /// Matrix product with PyTorch's `matmul` semantics: 2-D x 2-D, batched [..., m, k] x
     /// [..., k, n] with broadcast batch dims, and 1-D operands treated as a row or column vector.
@@ -647,7 +646,12 @@ mod tests {
         };
         let dev = Device::with_options(opts).unwrap();
         let mut rng = Rng::new(5);
-        for &(batch, m, k, n) in &[(1usize, 20usize, 12usize, 36usize), (2, 33, 21, 17), (1, 70, 5, 9), (3, 24, 8, 8)] {
+        for &(batch, m, k, n) in &[
+            (1usize, 20usize, 12usize, 36usize),
+            (2, 33, 21, 17),
+            (1, 70, 5, 9),
+            (3, 24, 8, 8),
+        ] {
             for a_k in [true, false] {
                 for b_k in [true, false] {
                     // A [batch, m, k] stored as [m, k] (a_k) or [k, m]; likewise B [k, n].

@@ -71,8 +71,22 @@ fn dispatch_vec4(
     let main = n - n % 4;
     let constants = [("OP", code)];
     let params = |start: usize| [n as u32, scalar.to_bits(), start as u32];
-    dev.dispatch_with(&SHADER, entry4, &constants, binds, &params(0), main.div_ceil(4096) as u32)?;
-    dev.dispatch_with(&SHADER, entry, &constants, binds, &params(main), groups(n - main))
+    dev.dispatch_with(
+        &SHADER,
+        entry4,
+        &constants,
+        binds,
+        &params(0),
+        main.div_ceil(4096) as u32,
+    )?;
+    dev.dispatch_with(
+        &SHADER,
+        entry,
+        &constants,
+        binds,
+        &params(main),
+        groups(n - main),
+    )
 }
 
 fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
