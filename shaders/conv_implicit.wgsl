@@ -13,11 +13,11 @@
 // Kernels, per group g (cin_g = C / groups, cout_g = C_out / groups, taps = KH * KW,
 // K = cin_g * taps):
 // - conv_forward:    out[n, co, pix] = sum over (c, kh, kw) of W[co, c, kh, kw] * x[n, c, ih, iw]
-//   one invocation: 8 images x 8 output channels at one output pixel; per tap 4 vec4 loads
-//   feed 64 multiply-adds.
+//   one invocation: 16 images x 8 output channels at one output pixel; per tap 6 vec4 loads
+//   feed 128 multiply-adds.
 // - conv_backward_input: gx[n, c, ih, iw] = sum over (co, kh, kw) of W[co, c, kh, kw] *
 //   g[n, co, oh, ow] where oh * SH = ih + PH - kh * DH (likewise for w), when it divides;
-//   one invocation: 8 images x 8 input channels at one input pixel.
+//   one invocation: 16 images x 8 input channels at one input pixel.
 // - conv_backward_weight: gw[co, k] = sum over images and output pixels of g * x at tap k;
 //   one invocation: 8 output channels x 8 taps, summing dot products over 4 images at a time,
 //   for one part: a group of image quads and a band of output rows, so that small weights
@@ -211,20 +211,101 @@ fn weight_backward_layout(
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-// The quads (images 8 nb .. 8 nb + 7) at `quad`, a quad index into an images-inner tensor;
-// zeros when `inside` is false or the second quad is past the batch.
-fn quads(quad: u32, nb: u32, inside: bool) -> array<vec4<f32>, 2> {
-    let lo = xq[select(0u, quad, inside)];
-    let hi = xq[select(0u, quad + 1u, inside && nb * 2u + 1u < p.nq)];
-    return array<vec4<f32>, 2>(
-        select(vec4<f32>(0.0), lo, inside),
-        select(vec4<f32>(0.0), hi, inside && nb * 2u + 1u < p.nq),
-    );
+// conv_forward and conv_backward_input: one invocation accumulates 16 images (4 quads) x 8
+// channels, acc{channel}{quad}, per tap from 4 vec4 loads of activations and 2 of weights.
+// Module-scope private variables so that the helpers below can update them.
+var<private> acc00: vec4<f32>;
+var<private> acc01: vec4<f32>;
+var<private> acc02: vec4<f32>;
+var<private> acc03: vec4<f32>;
+var<private> acc10: vec4<f32>;
+var<private> acc11: vec4<f32>;
+var<private> acc12: vec4<f32>;
+var<private> acc13: vec4<f32>;
+var<private> acc20: vec4<f32>;
+var<private> acc21: vec4<f32>;
+var<private> acc22: vec4<f32>;
+var<private> acc23: vec4<f32>;
+var<private> acc30: vec4<f32>;
+var<private> acc31: vec4<f32>;
+var<private> acc32: vec4<f32>;
+var<private> acc33: vec4<f32>;
+var<private> acc40: vec4<f32>;
+var<private> acc41: vec4<f32>;
+var<private> acc42: vec4<f32>;
+var<private> acc43: vec4<f32>;
+var<private> acc50: vec4<f32>;
+var<private> acc51: vec4<f32>;
+var<private> acc52: vec4<f32>;
+var<private> acc53: vec4<f32>;
+var<private> acc60: vec4<f32>;
+var<private> acc61: vec4<f32>;
+var<private> acc62: vec4<f32>;
+var<private> acc63: vec4<f32>;
+var<private> acc70: vec4<f32>;
+var<private> acc71: vec4<f32>;
+var<private> acc72: vec4<f32>;
+var<private> acc73: vec4<f32>;
+
+// The 4 quads of images 16 nb .. 16 nb + 15 at quad index q of an images-inner tensor; zeros
+// when `inside` is false (padding) or for quads past the batch.
+struct Quads {
+    q0: vec4<f32>,
+    q1: vec4<f32>,
+    q2: vec4<f32>,
+    q3: vec4<f32>,
 }
 
-// Stores channel `ch`'s 8 images (lo, hi) at `pix` of an NCHW tensor with `chans` channels
-// and `pixels` pixels, adding `b` (and applying the ReLU with p.relu).
-fn store8(nb: u32, ch: u32, chans: u32, pixels: u32, pix: u32, lo: vec4<f32>, hi: vec4<f32>, b: f32) {
+fn quad_at(q: u32, j: u32, nb: u32, inside: bool) -> vec4<f32> {
+    let ok = inside && nb * 4u + j < p.nq;
+    return select(vec4<f32>(0.0), xq[select(0u, q + j, ok)], ok);
+}
+
+fn load16(q: u32, nb: u32, inside: bool) -> Quads {
+    return Quads(quad_at(q, 0u, nb, inside), quad_at(q, 1u, nb, inside),
+                 quad_at(q, 2u, nb, inside), quad_at(q, 3u, nb, inside));
+}
+
+// acc += the 8 channels' weights (wl: channels 0-3, wh: 4-7) x the 16 images.
+fn fma16(wl: vec4<f32>, wh: vec4<f32>, x: Quads) {
+    acc00 += wl.x * x.q0;
+    acc01 += wl.x * x.q1;
+    acc02 += wl.x * x.q2;
+    acc03 += wl.x * x.q3;
+    acc10 += wl.y * x.q0;
+    acc11 += wl.y * x.q1;
+    acc12 += wl.y * x.q2;
+    acc13 += wl.y * x.q3;
+    acc20 += wl.z * x.q0;
+    acc21 += wl.z * x.q1;
+    acc22 += wl.z * x.q2;
+    acc23 += wl.z * x.q3;
+    acc30 += wl.w * x.q0;
+    acc31 += wl.w * x.q1;
+    acc32 += wl.w * x.q2;
+    acc33 += wl.w * x.q3;
+    acc40 += wh.x * x.q0;
+    acc41 += wh.x * x.q1;
+    acc42 += wh.x * x.q2;
+    acc43 += wh.x * x.q3;
+    acc50 += wh.y * x.q0;
+    acc51 += wh.y * x.q1;
+    acc52 += wh.y * x.q2;
+    acc53 += wh.y * x.q3;
+    acc60 += wh.z * x.q0;
+    acc61 += wh.z * x.q1;
+    acc62 += wh.z * x.q2;
+    acc63 += wh.z * x.q3;
+    acc70 += wh.w * x.q0;
+    acc71 += wh.w * x.q1;
+    acc72 += wh.w * x.q2;
+    acc73 += wh.w * x.q3;
+}
+
+// Stores channel `ch`'s 8 images (lo, hi) of block nb8 (images 8 nb8 ..) at `pix` of an NCHW
+// tensor with `chans` channels and `pixels` pixels, adding `b` (and applying the ReLU with
+// p.relu).
+fn store8(nb8: u32, ch: u32, chans: u32, pixels: u32, pix: u32, lo: vec4<f32>, hi: vec4<f32>, b: f32) {
     var l = lo + b;
     var h = hi + b;
     if (p.relu == 1u) {
@@ -232,7 +313,7 @@ fn store8(nb: u32, ch: u32, chans: u32, pixels: u32, pix: u32, lo: vec4<f32>, hi
         h = max(h, vec4<f32>(0.0));
     }
     for (var j = 0u; j < 4u; j++) {
-        let n = nb * 8u + j;
+        let n = nb8 * 8u + j;
         if (n < p.n) {
             out[(n * chans + ch) * pixels + pix] = l[j];
         }
@@ -240,6 +321,34 @@ fn store8(nb: u32, ch: u32, chans: u32, pixels: u32, pix: u32, lo: vec4<f32>, hi
             out[((n + 4u) * chans + ch) * pixels + pix] = h[j];
         }
     }
+}
+
+// One channel's 16 images (the bias added when p.has_bias): `index` within the block's
+// `count` channels, `ch` in the output tensor.
+fn store_channel(nb: u32, index: u32, count: u32, ch: u32, chans: u32, pixels: u32, pix: u32,
+                 a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
+    if (index >= count) {
+        return;
+    }
+    var bv = 0.0;
+    if (p.has_bias == 1u) {
+        bv = bias[ch];
+    }
+    store8(nb * 2u, ch, chans, pixels, pix, a, b, bv);
+    store8(nb * 2u + 1u, ch, chans, pixels, pix, c, d, bv);
+}
+
+// The accumulators of channels first .. first + 7 (of `count` in the group; ch0 is channel
+// `first` in the output tensor).
+fn store16(nb: u32, first: u32, count: u32, ch0: u32, chans: u32, pixels: u32, pix: u32) {
+    store_channel(nb, first + 0u, count, ch0 + 0u, chans, pixels, pix, acc00, acc01, acc02, acc03);
+    store_channel(nb, first + 1u, count, ch0 + 1u, chans, pixels, pix, acc10, acc11, acc12, acc13);
+    store_channel(nb, first + 2u, count, ch0 + 2u, chans, pixels, pix, acc20, acc21, acc22, acc23);
+    store_channel(nb, first + 3u, count, ch0 + 3u, chans, pixels, pix, acc30, acc31, acc32, acc33);
+    store_channel(nb, first + 4u, count, ch0 + 4u, chans, pixels, pix, acc40, acc41, acc42, acc43);
+    store_channel(nb, first + 5u, count, ch0 + 5u, chans, pixels, pix, acc50, acc51, acc52, acc53);
+    store_channel(nb, first + 6u, count, ch0 + 6u, chans, pixels, pix, acc60, acc61, acc62, acc63);
+    store_channel(nb, first + 7u, count, ch0 + 7u, chans, pixels, pix, acc70, acc71, acc72, acc73);
 }
 
 @compute @workgroup_size(64)
@@ -258,33 +367,14 @@ fn conv_forward(
     let cb = rest % cb_count;
     let g = (rest / cb_count) % p.groups;
     let nb = rest / (cb_count * p.groups);
-    if (nb * 2u >= p.nq) {
+    if (nb * 4u >= p.nq) {
         return;
     }
-    let oh = pix / p.wo;
-    let ow = pix % p.wo;
-    let taps = p.kh * p.kw;
-    let k_len = cin_g * taps;
-    var a0 = vec4<f32>(0.0);
-    var b0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var b1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var b2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    var b3 = vec4<f32>(0.0);
-    var a4 = vec4<f32>(0.0);
-    var b4 = vec4<f32>(0.0);
-    var a5 = vec4<f32>(0.0);
-    var b5 = vec4<f32>(0.0);
-    var a6 = vec4<f32>(0.0);
-    var b6 = vec4<f32>(0.0);
-    var a7 = vec4<f32>(0.0);
-    var b7 = vec4<f32>(0.0);
+    let k_len = cin_g * p.kh * p.kw;
     // Weight quads of this group and channel block, for tap k: (g * K + k) * co8 / 4 + cb * 2.
     let w_base = g * k_len * cb_count * 2u + cb * 2u;
-    let ih0 = i32(oh * p.sh) - i32(p.ph);
-    let iw0 = i32(ow * p.sw) - i32(p.pw);
+    let ih0 = i32((pix / p.wo) * p.sh) - i32(p.ph);
+    let iw0 = i32((pix % p.wo) * p.sw) - i32(p.pw);
     var k = 0u;
     for (var c = 0u; c < cin_g; c++) {
         let plane = (g * cin_g + c) * p.h;
@@ -293,53 +383,14 @@ fn conv_forward(
             for (var kw = 0u; kw < p.kw; kw++) {
                 let iw = iw0 + i32(kw * p.dw);
                 let inside = u32(ih) < p.h && u32(iw) < p.w;
-                let q = ((plane + u32(ih)) * p.w + u32(iw)) * p.nq + nb * 2u;
-                let x = quads(q, nb, inside);
-                let wl = wq[w_base + k * cb_count * 2u];
-                let wh = wq[w_base + k * cb_count * 2u + 1u];
-                a0 += wl.x * x[0];
-                b0 += wl.x * x[1];
-                a1 += wl.y * x[0];
-                b1 += wl.y * x[1];
-                a2 += wl.z * x[0];
-                b2 += wl.z * x[1];
-                a3 += wl.w * x[0];
-                b3 += wl.w * x[1];
-                a4 += wh.x * x[0];
-                b4 += wh.x * x[1];
-                a5 += wh.y * x[0];
-                b5 += wh.y * x[1];
-                a6 += wh.z * x[0];
-                b6 += wh.z * x[1];
-                a7 += wh.w * x[0];
-                b7 += wh.w * x[1];
+                let q = ((plane + u32(ih)) * p.w + u32(iw)) * p.nq + nb * 4u;
+                let wi = w_base + k * cb_count * 2u;
+                fma16(wq[wi], wq[wi + 1u], load16(q, nb, inside));
                 k++;
             }
         }
     }
-    let co0 = cb * 8u;
-    store_out(nb, g, cout_g, co0 + 0u, pix, a0, b0);
-    store_out(nb, g, cout_g, co0 + 1u, pix, a1, b1);
-    store_out(nb, g, cout_g, co0 + 2u, pix, a2, b2);
-    store_out(nb, g, cout_g, co0 + 3u, pix, a3, b3);
-    store_out(nb, g, cout_g, co0 + 4u, pix, a4, b4);
-    store_out(nb, g, cout_g, co0 + 5u, pix, a5, b5);
-    store_out(nb, g, cout_g, co0 + 6u, pix, a6, b6);
-    store_out(nb, g, cout_g, co0 + 7u, pix, a7, b7);
-}
-
-// One output channel's 8 images, plus its bias (and ReLU); nothing for channels past the
-// group's.
-fn store_out(nb: u32, g: u32, cout_g: u32, co: u32, pix: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (co >= cout_g) {
-        return;
-    }
-    let ch = g * cout_g + co;
-    var b = 0.0;
-    if (p.has_bias == 1u) {
-        b = bias[ch];
-    }
-    store8(nb, ch, p.c_out, p.ho * p.wo, pix, lo, hi, b);
+    store16(nb, cb * 8u, cout_g, g * cout_g + cb * 8u, p.c_out, pixels, pix);
 }
 
 // Here xq holds g (the output gradient, images inner) and wq the backward weight layout.
@@ -359,30 +410,12 @@ fn conv_backward_input(
     let cb = rest % cb_count;
     let g = (rest / cb_count) % p.groups;
     let nb = rest / (cb_count * p.groups);
-    if (nb * 2u >= p.nq) {
+    if (nb * 4u >= p.nq) {
         return;
     }
-    let ih = pix / p.w;
-    let iw = pix % p.w;
     let taps = p.kh * p.kw;
-    var a0 = vec4<f32>(0.0);
-    var b0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var b1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var b2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    var b3 = vec4<f32>(0.0);
-    var a4 = vec4<f32>(0.0);
-    var b4 = vec4<f32>(0.0);
-    var a5 = vec4<f32>(0.0);
-    var b5 = vec4<f32>(0.0);
-    var a6 = vec4<f32>(0.0);
-    var b6 = vec4<f32>(0.0);
-    var a7 = vec4<f32>(0.0);
-    var b7 = vec4<f32>(0.0);
-    let th0 = i32(ih + p.ph);
-    let tw0 = i32(iw + p.pw);
+    let th0 = i32(pix / p.w + p.ph);
+    let tw0 = i32(pix % p.w + p.pw);
     // Unstrided, only kernel rows with 0 <= th0 - kh * DH < HO reach an output row: about
     // half of them on a small image. (Lanes are neighbouring pixels of one row, so the range
     // is the same across a SIMD group; the strided case tests every row.)
@@ -416,45 +449,13 @@ fn conv_backward_input(
                     ow = d.x;
                     inside = ok_h && tw >= 0 && d.y == 0u && ow < p.wo;
                 }
-                let q = ((co_abs * p.ho + oh) * p.wo + ow) * p.nq + nb * 2u;
-                let x = quads(q, nb, inside);
-                let t = kh * p.kw + kw;
-                let wl = wq[w_base + t * cb_count * 2u];
-                let wh = wq[w_base + t * cb_count * 2u + 1u];
-                a0 += wl.x * x[0];
-                b0 += wl.x * x[1];
-                a1 += wl.y * x[0];
-                b1 += wl.y * x[1];
-                a2 += wl.z * x[0];
-                b2 += wl.z * x[1];
-                a3 += wl.w * x[0];
-                b3 += wl.w * x[1];
-                a4 += wh.x * x[0];
-                b4 += wh.x * x[1];
-                a5 += wh.y * x[0];
-                b5 += wh.y * x[1];
-                a6 += wh.z * x[0];
-                b6 += wh.z * x[1];
-                a7 += wh.w * x[0];
-                b7 += wh.w * x[1];
+                let q = ((co_abs * p.ho + oh) * p.wo + ow) * p.nq + nb * 4u;
+                let wi = w_base + (kh * p.kw + kw) * cb_count * 2u;
+                fma16(wq[wi], wq[wi + 1u], load16(q, nb, inside));
             }
         }
     }
-    let c0 = cb * 8u;
-    store_in(nb, g, cin_g, c0 + 0u, pix, a0, b0);
-    store_in(nb, g, cin_g, c0 + 1u, pix, a1, b1);
-    store_in(nb, g, cin_g, c0 + 2u, pix, a2, b2);
-    store_in(nb, g, cin_g, c0 + 3u, pix, a3, b3);
-    store_in(nb, g, cin_g, c0 + 4u, pix, a4, b4);
-    store_in(nb, g, cin_g, c0 + 5u, pix, a5, b5);
-    store_in(nb, g, cin_g, c0 + 6u, pix, a6, b6);
-    store_in(nb, g, cin_g, c0 + 7u, pix, a7, b7);
-}
-
-fn store_in(nb: u32, g: u32, cin_g: u32, c: u32, pix: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (c < cin_g) {
-        store8(nb, g * cin_g + c, p.c, p.h * p.w, pix, lo, hi, 0.0);
-    }
+    store16(nb, cb * 8u, cin_g, g * cin_g + cb * 8u, p.c, pixels, pix);
 }
 
 // ---- the weight gradient ----

@@ -170,7 +170,7 @@ pub(crate) fn forward(
     let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
     params[22] = relu as u32;
     let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
-    let invocations = quads(geo).div_ceil(2) * g * (geo.c_out / g).div_ceil(8) * geo.ho * geo.wo;
+    let invocations = quads(geo).div_ceil(4) * g * (geo.c_out / g).div_ceil(8) * geo.ho * geo.wo;
     dev.dispatch(
         &SHADER,
         "conv_forward",
@@ -199,7 +199,7 @@ pub(crate) fn backward_input(
     let wb = weight_layout(dev, w, geo, "weight_backward_layout")?;
     let strided = geo.p.stride != (1, 1);
     let invocations =
-        quads(geo).div_ceil(2) * groups * (geo.c / groups).div_ceil(8) * geo.h * geo.w;
+        quads(geo).div_ceil(4) * groups * (geo.c / groups).div_ceil(8) * geo.h * geo.w;
     dev.dispatch_with(
         &SHADER,
         "conv_backward_input",
