@@ -19,7 +19,7 @@
 //   g[n, co, oh, ow] where oh * SH = ih + PH - kh * DH (likewise for w), when it divides;
 //   one invocation: 16 images x 8 input channels at one input pixel.
 // - conv_backward_weight: gw[co, k] = sum over images and output pixels of g * x at tap k;
-//   one invocation: 8 output channels x 8 taps, summing dot products over 4 images at a time,
+//   one invocation: 8 output channels x 16 taps, summing dot products over 4 images at a time,
 //   for one part: a group of image quads and a band of output rows, so that small weights
 //   still spread over many invocations. partial[part] holds [C_out, K] weight sums, then (with
 //   has_bias) C_out bias sums (g summed, by the invocations of the first tap block);
@@ -485,7 +485,8 @@ fn x_at(tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, inside);
 }
 
-// partial[part, co_abs, k] for 8 output channels x 8 taps (k = tap index within the group).
+// partial[part, co_abs, k] for 8 output channels x 16 taps (k = tap index within the group):
+// per (image quad, output pixel), 16 + 8 vec4 loads feed 128 dot products of 4 images.
 @compute @workgroup_size(64)
 fn conv_backward_weight(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -495,7 +496,7 @@ fn conv_backward_weight(
     let cin_g = p.c / p.groups;
     let cout_g = p.c_out / p.groups;
     let k_len = cin_g * p.kh * p.kw;
-    let kb_count = (k_len + 7u) / 8u;
+    let kb_count = (k_len + 15u) / 16u;
     let cb_count = (cout_g + 7u) / 8u;
     let bands = (p.ho + p.rows_per_part - 1u) / p.rows_per_part;
     let parts = (p.nq + p.quads_per_part - 1u) / p.quads_per_part * bands;
@@ -507,7 +508,8 @@ fn conv_backward_weight(
     if (part >= parts) {
         return;
     }
-    let k0 = kb * 8u;
+    // The 16 taps' planes and offsets (taps past the end repeat the last one; not stored).
+    let k0 = kb * 16u;
     let t0 = tap(g, cin_g, min(k0 + 0u, k_len - 1u));
     let t1 = tap(g, cin_g, min(k0 + 1u, k_len - 1u));
     let t2 = tap(g, cin_g, min(k0 + 2u, k_len - 1u));
@@ -516,6 +518,14 @@ fn conv_backward_weight(
     let t5 = tap(g, cin_g, min(k0 + 5u, k_len - 1u));
     let t6 = tap(g, cin_g, min(k0 + 6u, k_len - 1u));
     let t7 = tap(g, cin_g, min(k0 + 7u, k_len - 1u));
+    let t8 = tap(g, cin_g, min(k0 + 8u, k_len - 1u));
+    let t9 = tap(g, cin_g, min(k0 + 9u, k_len - 1u));
+    let t10 = tap(g, cin_g, min(k0 + 10u, k_len - 1u));
+    let t11 = tap(g, cin_g, min(k0 + 11u, k_len - 1u));
+    let t12 = tap(g, cin_g, min(k0 + 12u, k_len - 1u));
+    let t13 = tap(g, cin_g, min(k0 + 13u, k_len - 1u));
+    let t14 = tap(g, cin_g, min(k0 + 14u, k_len - 1u));
+    let t15 = tap(g, cin_g, min(k0 + 15u, k_len - 1u));
     // Output-channel planes (C_out * HO units), clamped to the group's last channel.
     let c0 = g * cout_g + cb * 8u;
     let last = g * cout_g + cout_g - 1u;
@@ -527,23 +537,39 @@ fn conv_backward_weight(
     let g5 = min(c0 + 5u, last) * p.ho;
     let g6 = min(c0 + 6u, last) * p.ho;
     let g7 = min(c0 + 7u, last) * p.ho;
-    // acc_i: channel i's dot products with taps 0..3 (a) and 4..7 (b).
-    var a0 = vec4<f32>(0.0);
-    var b0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var b1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var b2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    var b3 = vec4<f32>(0.0);
-    var a4 = vec4<f32>(0.0);
-    var b4 = vec4<f32>(0.0);
-    var a5 = vec4<f32>(0.0);
-    var b5 = vec4<f32>(0.0);
-    var a6 = vec4<f32>(0.0);
-    var b6 = vec4<f32>(0.0);
-    var a7 = vec4<f32>(0.0);
-    var b7 = vec4<f32>(0.0);
+    // a{i}_{b}: channel i's dot products with taps 4b .. 4b + 3.
+    var a0_0 = vec4<f32>(0.0);
+    var a0_1 = vec4<f32>(0.0);
+    var a0_2 = vec4<f32>(0.0);
+    var a0_3 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0);
+    var a1_1 = vec4<f32>(0.0);
+    var a1_2 = vec4<f32>(0.0);
+    var a1_3 = vec4<f32>(0.0);
+    var a2_0 = vec4<f32>(0.0);
+    var a2_1 = vec4<f32>(0.0);
+    var a2_2 = vec4<f32>(0.0);
+    var a2_3 = vec4<f32>(0.0);
+    var a3_0 = vec4<f32>(0.0);
+    var a3_1 = vec4<f32>(0.0);
+    var a3_2 = vec4<f32>(0.0);
+    var a3_3 = vec4<f32>(0.0);
+    var a4_0 = vec4<f32>(0.0);
+    var a4_1 = vec4<f32>(0.0);
+    var a4_2 = vec4<f32>(0.0);
+    var a4_3 = vec4<f32>(0.0);
+    var a5_0 = vec4<f32>(0.0);
+    var a5_1 = vec4<f32>(0.0);
+    var a5_2 = vec4<f32>(0.0);
+    var a5_3 = vec4<f32>(0.0);
+    var a6_0 = vec4<f32>(0.0);
+    var a6_1 = vec4<f32>(0.0);
+    var a6_2 = vec4<f32>(0.0);
+    var a6_3 = vec4<f32>(0.0);
+    var a7_0 = vec4<f32>(0.0);
+    var a7_1 = vec4<f32>(0.0);
+    var a7_2 = vec4<f32>(0.0);
+    var a7_3 = vec4<f32>(0.0);
     // Bias sums of the 8 channels (4 images each).
     var s0 = vec4<f32>(0.0);
     var s1 = vec4<f32>(0.0);
@@ -561,38 +587,63 @@ fn conv_backward_weight(
                 let x5 = x_at(t5, oh, ow, q);
                 let x6 = x_at(t6, oh, ow, q);
                 let x7 = x_at(t7, oh, ow, q);
+                let x8 = x_at(t8, oh, ow, q);
+                let x9 = x_at(t9, oh, ow, q);
+                let x10 = x_at(t10, oh, ow, q);
+                let x11 = x_at(t11, oh, ow, q);
+                let x12 = x_at(t12, oh, ow, q);
+                let x13 = x_at(t13, oh, ow, q);
+                let x14 = x_at(t14, oh, ow, q);
+                let x15 = x_at(t15, oh, ow, q);
                 let gp = oh * p.wo + ow;
-                var gv = gs[((g0 * p.wo) + gp) * p.nq + q];
-                a0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                b0 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                var gv: vec4<f32>;
+                gv = gs[(g0 * p.wo + gp) * p.nq + q];
+                a0_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                a0_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                a0_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                a0_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s0.x += dot(gv, vec4<f32>(1.0));
-                gv = gs[((g1 * p.wo) + gp) * p.nq + q];
-                a1 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                b1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                gv = gs[(g1 * p.wo + gp) * p.nq + q];
+                a1_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                a1_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                a1_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                a1_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s0.y += dot(gv, vec4<f32>(1.0));
-                gv = gs[((g2 * p.wo) + gp) * p.nq + q];
-                a2 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                b2 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                gv = gs[(g2 * p.wo + gp) * p.nq + q];
+                a2_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                a2_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                a2_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                a2_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s0.z += dot(gv, vec4<f32>(1.0));
-                gv = gs[((g3 * p.wo) + gp) * p.nq + q];
-                a3 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                b3 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                gv = gs[(g3 * p.wo + gp) * p.nq + q];
+                a3_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                a3_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                a3_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                a3_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s0.w += dot(gv, vec4<f32>(1.0));
-                gv = gs[((g4 * p.wo) + gp) * p.nq + q];
-                a4 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                b4 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                gv = gs[(g4 * p.wo + gp) * p.nq + q];
+                a4_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                a4_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                a4_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                a4_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s1.x += dot(gv, vec4<f32>(1.0));
-                gv = gs[((g5 * p.wo) + gp) * p.nq + q];
-                a5 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                b5 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                gv = gs[(g5 * p.wo + gp) * p.nq + q];
+                a5_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                a5_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                a5_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                a5_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s1.y += dot(gv, vec4<f32>(1.0));
-                gv = gs[((g6 * p.wo) + gp) * p.nq + q];
-                a6 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                b6 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                gv = gs[(g6 * p.wo + gp) * p.nq + q];
+                a6_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                a6_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                a6_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                a6_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s1.z += dot(gv, vec4<f32>(1.0));
-                gv = gs[((g7 * p.wo) + gp) * p.nq + q];
-                a7 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                b7 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                gv = gs[(g7 * p.wo + gp) * p.nq + q];
+                a7_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                a7_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                a7_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                a7_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s1.w += dot(gv, vec4<f32>(1.0));
             }
         }
@@ -610,27 +661,35 @@ fn conv_backward_weight(
             }
         }
     }
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 0u, k0, a0, b0);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 1u, k0, a1, b1);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 2u, k0, a2, b2);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 3u, k0, a3, b3);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 4u, k0, a4, b4);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 5u, k0, a5, b5);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 6u, k0, a6, b6);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 7u, k0, a7, b7);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 0u, k0, a0_0, a0_1, a0_2, a0_3);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 1u, k0, a1_0, a1_1, a1_2, a1_3);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 2u, k0, a2_0, a2_1, a2_2, a2_3);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 3u, k0, a3_0, a3_1, a3_2, a3_3);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 4u, k0, a4_0, a4_1, a4_2, a4_3);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 5u, k0, a5_0, a5_1, a5_2, a5_3);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 6u, k0, a6_0, a6_1, a6_2, a6_3);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 7u, k0, a7_0, a7_1, a7_2, a7_3);
 }
 
-fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+// Channel co's sums for taps k0 .. k0 + 15, skipping channels and taps past the ends.
+fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32,
+            a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
     if (co >= cout_g) {
         return;
     }
-    let row = base + (co_first + co) * k_len;
+    let row = base + (co_first + co) * k_len + k0;
     for (var j = 0u; j < 4u; j++) {
         if (k0 + j < k_len) {
-            partial[row + k0 + j] = lo[j];
+            partial[row + j] = a[j];
         }
         if (k0 + 4u + j < k_len) {
-            partial[row + k0 + 4u + j] = hi[j];
+            partial[row + 4u + j] = b[j];
+        }
+        if (k0 + 8u + j < k_len) {
+            partial[row + 8u + j] = c[j];
+        }
+        if (k0 + 12u + j < k_len) {
+            partial[row + 12u + j] = d[j];
         }
     }
 }

@@ -41,7 +41,7 @@ fn weight_parts(geo: &Geometry) -> Option<(usize, usize, usize)> {
     let groups = geo.p.groups;
     let nq = quads(geo);
     let k_len = geo.c / groups * geo.kh * geo.kw;
-    let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(8);
+    let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(16);
     let quads_per_part = nq.div_ceil(LOOP_BUDGET / 4).max(1);
     let quad_groups = nq.div_ceil(quads_per_part);
     let mut bands = 512usize
@@ -234,7 +234,7 @@ pub(crate) fn backward_weight(
     let w_len = geo.c_out * k_len;
     let row_len = w_len + if with_bias { geo.c_out } else { 0 };
     let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
-    let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(8);
+    let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(16);
     let params = params(geo, with_bias, parts, 0);
     dev.dispatch(
         &SHADER,
