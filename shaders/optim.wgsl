@@ -7,7 +7,9 @@
 // adam_step: AdamW first decays p *= 1 - lr * weight_decay; Adam adds weight_decay * p to g.
 //            m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //            p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), bc_i = 1 - b_i^t (from the host)
-// Indexing: one invocation per parameter element, grid folded into 2-D.
+// Indexing: the *4 kernels handle vec4s, 4 per invocation: workgroup t covers vec4s t * 1024
+// .. + 1024, invocation l those at t * 1024 + l + 256 j, j = 0..3. The scalar kernels take the
+// last len % 4 elements, one per invocation from `start`. Grids are folded into 2-D.
 
 struct Params {
     len: u32,
@@ -23,6 +25,7 @@ struct Params {
     bias_correction1: f32,
     bias_correction2: f32,
     decoupled: u32,
+    start: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,9 +33,56 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read_write> buf: array<f32>;
 @group(0) @binding(4) var<storage, read_write> buf2: array<f32>;
+@group(0) @binding(1) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> buf4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> buf24: array<vec4<f32>>;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + lid;
+// The updates, on 4 elements at a time (the scalar kernels use the first lane).
+struct Sgd {
+    param: vec4<f32>,
+    buf: vec4<f32>,
+}
+
+fn sgd(grad: vec4<f32>, param: vec4<f32>, buf: vec4<f32>) -> Sgd {
+    var g = grad + p.weight_decay * param;
+    var b = buf;
+    if (p.momentum != 0.0) {
+        b = g;
+        if (p.first_step == 0u) {
+            b = p.momentum * buf + (1.0 - p.dampening) * g;
+        }
+        g = select(b, g + p.momentum * b, p.nesterov == 1u);
+    }
+    return Sgd(param - p.lr * g, b);
+}
+
+struct Adam {
+    param: vec4<f32>,
+    m: vec4<f32>,
+    v: vec4<f32>,
+}
+
+fn adam(grad: vec4<f32>, param: vec4<f32>, m_old: vec4<f32>, v_old: vec4<f32>) -> Adam {
+    var w = param;
+    var g = grad;
+    if (p.decoupled == 1u) {
+        w *= 1.0 - p.lr * p.weight_decay;
+    } else {
+        g += p.weight_decay * w;
+    }
+    let m = p.beta1 * m_old + (1.0 - p.beta1) * g;
+    let v = p.beta2 * v_old + (1.0 - p.beta2) * g * g;
+    let denom = sqrt(v) / sqrt(p.bias_correction2) + p.eps;
+    return Adam(w - p.lr / p.bias_correction1 * m / denom, m, v);
+}
+
+fn scalar_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return p.start + (wid.x + wid.y * nwg.x) * 256u + lid;
+}
+
+fn vec4_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, j: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * 1024u + lid + j * 256u;
 }
 
 @compute @workgroup_size(256)
@@ -41,20 +91,36 @@ fn sgd_step(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = linear_index(wid, nwg, lid);
+    let i = scalar_index(wid, nwg, lid);
     if (i >= p.len) {
         return;
     }
-    var g = grad[i] + p.weight_decay * param[i];
+    // The momentum buffer is read only after the first step, and written only with momentum.
+    let b = select(0.0, buf[i], p.momentum != 0.0 && p.first_step == 0u);
+    let r = sgd(vec4<f32>(grad[i]), vec4<f32>(param[i]), vec4<f32>(b));
     if (p.momentum != 0.0) {
-        var b = g;
-        if (p.first_step == 0u) {
-            b = p.momentum * buf[i] + (1.0 - p.dampening) * g;
-        }
-        buf[i] = b;
-        g = select(b, g + p.momentum * b, p.nesterov == 1u);
+        buf[i] = r.buf.x;
     }
-    param[i] -= p.lr * g;
+    param[i] = r.param.x;
+}
+
+@compute @workgroup_size(256)
+fn sgd_step4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    for (var j = 0u; j < 4u; j++) {
+        let i = vec4_index(wid, nwg, lid, j);
+        if (i < p.len / 4u) {
+            let b = select(vec4<f32>(0.0), buf4[i], p.momentum != 0.0 && p.first_step == 0u);
+            let r = sgd(grad4[i], param4[i], b);
+            if (p.momentum != 0.0) {
+                buf4[i] = r.buf;
+            }
+            param4[i] = r.param;
+        }
+    }
 }
 
 @compute @workgroup_size(256)
@@ -63,21 +129,29 @@ fn adam_step(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = linear_index(wid, nwg, lid);
+    let i = scalar_index(wid, nwg, lid);
     if (i >= p.len) {
         return;
     }
-    var w = param[i];
-    var g = grad[i];
-    if (p.decoupled == 1u) {
-        w *= 1.0 - p.lr * p.weight_decay;
-    } else {
-        g += p.weight_decay * w;
+    let r = adam(vec4<f32>(grad[i]), vec4<f32>(param[i]), vec4<f32>(buf[i]), vec4<f32>(buf2[i]));
+    buf[i] = r.m.x;
+    buf2[i] = r.v.x;
+    param[i] = r.param.x;
+}
+
+@compute @workgroup_size(256)
+fn adam_step4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    for (var j = 0u; j < 4u; j++) {
+        let i = vec4_index(wid, nwg, lid, j);
+        if (i < p.len / 4u) {
+            let r = adam(grad4[i], param4[i], buf4[i], buf24[i]);
+            buf4[i] = r.m;
+            buf24[i] = r.v;
+            param4[i] = r.param;
+        }
     }
-    let m = p.beta1 * buf[i] + (1.0 - p.beta1) * g;
-    let v = p.beta2 * buf2[i] + (1.0 - p.beta2) * g * g;
-    buf[i] = m;
-    buf2[i] = v;
-    let denom = sqrt(v) / sqrt(p.bias_correction2) + p.eps;
-    param[i] = w - p.lr / p.bias_correction1 * m / denom;
 }

@@ -3,7 +3,6 @@
 
 use crate::error::{Error, Result};
 use crate::kernel::{shader, Bind, Shader};
-use crate::ops::unary::groups;
 use crate::tensor::Tensor;
 
 static SHADER: Shader = shader!("optim");
@@ -155,16 +154,17 @@ impl Optimizer for Sgd {
                 (1.0, 1.0),
                 false,
             );
-            p.device().dispatch(
+            p.device().dispatch_vec4(
                 &SHADER,
-                "sgd_step",
+                ("sgd_step", "sgd_step4"),
+                &[],
                 &[
                     Bind::Read(g.buffer()),
                     Bind::Write(p.buffer()),
                     Bind::Write(buf.buffer()),
                 ],
-                &words,
-                groups(n),
+                n,
+                |start| [&words[..], &[start as u32]].concat(),
             )?;
         }
         self.steps += 1;
@@ -266,17 +266,18 @@ impl Optimizer for Adam {
                 bc,
                 self.decoupled,
             );
-            p.device().dispatch(
+            p.device().dispatch_vec4(
                 &SHADER,
-                "adam_step",
+                ("adam_step", "adam_step4"),
+                &[],
                 &[
                     Bind::Read(g.buffer()),
                     Bind::Write(p.buffer()),
                     Bind::Write(m.buffer()),
                     Bind::Write(v.buffer()),
                 ],
-                &words,
-                groups(n),
+                n,
+                |start| [&words[..], &[start as u32]].concat(),
             )?;
         }
         self.steps += 1;

@@ -158,7 +158,8 @@ impl Tensor {
                 self.shape()
             )));
         }
-        let seed = Tensor::ones(self.device(), self.shape())?;
+        // An upload rather than a fill kernel: uploads ride along with the next submit.
+        let seed = Tensor::from_vec(self.device(), vec![1.0], self.shape())?;
         self.backward_with(&seed)
     }
 

@@ -33,7 +33,9 @@ fn positive_ops() -> Vec<Op> {
     ]
 }
 
-const SHAPES: &[&[usize]] = &[&[1], &[7], &[257], &[3, 5, 7], &[70, 1000]];
+// Small tensors run the scalar kernel only; from 4,096 elements the vec4 kernel takes all but
+// the n % 4 tail.
+const SHAPES: &[&[usize]] = &[&[1], &[7], &[257], &[3, 5, 7], &[4099], &[70, 1000]];
 
 #[test]
 fn forward_matches_float64_on_random_inputs() {
@@ -84,8 +86,7 @@ fn special_values_follow_pytorch() {
 
 #[test]
 fn backward_matches_finite_differences() {
-    // Inputs keep away from relu's and abs's kink at 0 (the step is 1e-2). 15 elements: 12 go
-    // through the vec4 kernel, the last 3 through the scalar one.
+    // Inputs keep away from relu's and abs's kink at 0 (the step is 1e-2).
     let x: Vec<f32> = randn(11, 15)
         .iter()
         .map(|v| {
@@ -120,5 +121,40 @@ fn matches_pytorch_reference() {
         r.assert_matches(case, "output", &y, 1e-6, 1e-5);
         y.backward_with(&r.tensor(case, "grad_output")).unwrap();
         r.assert_matches(case, "grad_input", &x.grad().unwrap(), 1e-6, 1e-5);
+    }
+}
+
+#[test]
+fn backward_of_large_tensors_matches_float64_derivatives() {
+    // 4,099 elements: the vec4 backward kernel and the scalar tail. The derivative of the
+    // float64 reference by central differences, times a random upstream gradient.
+    let n = 4099;
+    let x: Vec<f32> = randn(21, n)
+        .iter()
+        .map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v })
+        .collect();
+    let xp = uniform(22, n, 0.5, 2.0);
+    let g = randn(23, n);
+    for (xs, list) in [(&x, ops()), (&xp, positive_ops())] {
+        for (name, f, r) in list {
+            let t = tensor(xs, &[n]).requires_grad();
+            f(&t).unwrap().backward_with(&tensor(&g, &[n])).unwrap();
+            let h = 1e-6;
+            let want: Vec<f64> = xs
+                .iter()
+                .zip(&g)
+                .map(|(&v, &gv)| {
+                    let v = v as f64;
+                    gv as f64 * (r(v + h) - r(v - h)) / (2.0 * h)
+                })
+                .collect();
+            assert_close(
+                &t.grad().unwrap().to_vec().unwrap(),
+                &want,
+                1e-4,
+                1e-4,
+                name,
+            );
+        }
     }
 }

@@ -57,8 +57,7 @@ pub(crate) fn groups(n: usize) -> u32 {
     n.div_ceil(256) as u32
 }
 
-/// Records `entry4` (vec4s, 1,024 per workgroup) over the first n - n % 4 elements and the
-/// scalar `entry` over the rest.
+/// The unary kernel pair (`entry4` on vec4s, `entry` on the n % 4 tail) for op `code`.
 fn dispatch_vec4(
     dev: &Device,
     entry: &'static str,
@@ -68,24 +67,13 @@ fn dispatch_vec4(
     n: usize,
     scalar: f32,
 ) -> Result<()> {
-    let main = n - n % 4;
-    let constants = [("OP", code)];
-    let params = |start: usize| [n as u32, scalar.to_bits(), start as u32];
-    dev.dispatch_with(
+    dev.dispatch_vec4(
         &SHADER,
-        entry4,
-        &constants,
+        (entry, entry4),
+        &[("OP", code)],
         binds,
-        &params(0),
-        main.div_ceil(4096) as u32,
-    )?;
-    dev.dispatch_with(
-        &SHADER,
-        entry,
-        &constants,
-        binds,
-        &params(main),
-        groups(n - main),
+        n,
+        |start| vec![n as u32, scalar.to_bits(), start as u32],
     )
 }
 
