@@ -4,7 +4,8 @@
 //! for LeNet's layers at batch 64, pooling, the LeNet-5 training step (median, p10, p90),
 //! inference at batch 1000, the first step (pipeline creation included), and GPU memory after
 //! 10 and after N steps. When `python3 -c "import torch"` works, it also runs
-//! benches/torch_lenet.py and prints webgrad / PyTorch ratios from the same run.
+//! benches/torch_lenet.py before and after its own measurements and prints webgrad / PyTorch
+//! ratios from the same run.
 
 use std::time::Instant;
 
@@ -45,6 +46,7 @@ fn main() -> Result<()> {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
+    let torch_before = torch_micro();
     let t0 = Instant::now();
     let dev = Device::new()?;
     let device_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -213,22 +215,20 @@ fn main() -> Result<()> {
         format!("{:.2} ms", (both - fwd).max(0.0)),
     );
 
-    torch_comparison(step_ms, infer_ms);
+    torch_comparison(torch_before, step_ms, infer_ms);
     Ok(())
 }
 
-/// Runs the PyTorch companion when torch is importable and prints the ratios.
-fn torch_comparison(step_ms: f64, infer_ms: f64) {
+/// One run of the PyTorch companion when torch is importable: its output, and its training
+/// step and inference medians (ms).
+fn torch_micro() -> Option<(String, f64, f64)> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_lenet.py");
     let out = std::process::Command::new("python3")
         .args([script, "micro"])
-        .output();
-    let Some(out) = out.ok().filter(|o| o.status.success()) else {
-        println!("PyTorch: not available (pip install torch numpy), no ratio printed");
-        return;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    print!("{text}");
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
     let grab = |key: &str| {
         text.lines()
             .find(|l| l.starts_with(key))
@@ -236,10 +236,34 @@ fn torch_comparison(step_ms: f64, infer_ms: f64) {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse::<f64>().ok())
     };
-    if let Some(t) = grab("train step bs64") {
-        println!("training step: webgrad / PyTorch = {:.2}x", step_ms / t);
-    }
-    if let Some(t) = grab("inference bs1000") {
-        println!("inference:     webgrad / PyTorch = {:.2}x", infer_ms / t);
-    }
+    let (step, infer) = (grab("train step bs64")?, grab("inference bs1000")?);
+    Some((text, step, infer))
+}
+
+/// Prints PyTorch's runs (one before webgrad's measurements, one after: the machine's speed
+/// drifts) and the ratios of webgrad's medians to the mean of PyTorch's.
+fn torch_comparison(before: Option<(String, f64, f64)>, step_ms: f64, infer_ms: f64) {
+    let Some(before) = before else {
+        println!("PyTorch: not available (pip install torch numpy), no ratio printed");
+        return;
+    };
+    let after = torch_micro().unwrap_or_else(|| before.clone());
+    println!(
+        "PyTorch before webgrad's measurements:\n{}",
+        before.0.trim_end()
+    );
+    println!("PyTorch after:\n{}", after.0.trim_end());
+    let (step, infer) = ((before.1 + after.1) / 2.0, (before.2 + after.2) / 2.0);
+    println!(
+        "training step: webgrad {step_ms:.2} ms / PyTorch {step:.2} ms (mean of {:.2} and {:.2}) = {:.2}x",
+        before.1,
+        after.1,
+        step_ms / step
+    );
+    println!(
+        "inference:     webgrad {infer_ms:.1} ms / PyTorch {infer:.1} ms (mean of {:.1} and {:.1}) = {:.2}x",
+        before.2,
+        after.2,
+        infer_ms / infer
+    );
 }
