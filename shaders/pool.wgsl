@@ -81,7 +81,7 @@ fn max_pool_forward(
         for (var j = max(w0, 0); j < min(w0 + i32(p.kw), i32(p.w)); j++) {
             let idx = i * i32(p.w) + j;
             let v = x[base + u32(idx)];
-            if (best_i < 0 || (!is_nan(best) && (v > best || is_nan(v)))) {
+            if (best_i < 0 || takes(v, best)) {
                 best = v;
                 best_i = idx;
             }
