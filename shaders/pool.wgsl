@@ -225,8 +225,8 @@ fn max_pool_backward(
     gx[e] = acc;
 }
 
-// Windows that tile the input exactly (kernel = stride, no padding, LeNet's 2 x 2 pooling):
-// each input pixel lies in at most one window, so there is nothing to loop over.
+// Windows that tile the input exactly (kernel = stride, no padding; 2 x 2 has its own kernel
+// below): each input pixel lies in at most one window, so there is nothing to loop over.
 @compute @workgroup_size(256)
 fn max_pool_backward_disjoint(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -253,6 +253,34 @@ fn max_pool_backward_disjoint(
             gx[base + idx] = select(0.0, v, idx == best);
         }
     }
+}
+
+@group(0) @binding(3) var<storage, read_write> gx2: array<vec2<f32>>;
+
+// max_pool_backward_disjoint for 2 x 2 tiles (W even): each window's two rows are written as
+// one aligned vec2 each.
+@compute @workgroup_size(256)
+fn max_pool_backward_2x2(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let o = linear_index(wid, nwg, lid);
+    if (o >= p.planes * p.ho * p.wo) {
+        return;
+    }
+    let at = split(o, p.ho, p.wo);
+    // Indices within the plane, as the argmax holds them.
+    let i0 = at.y * 2u * p.w + at.z * 2u;
+    let best = u32(saved_argmax[o]);
+    let v = g[o];
+    let top = (at.x * p.h * p.w + i0) / 2u;
+    gx2[top] = select(vec2<f32>(0.0), vec2<f32>(v), vec2<u32>(i0, i0 + 1u) == vec2<u32>(best));
+    gx2[top + p.w / 2u] = select(
+        vec2<f32>(0.0),
+        vec2<f32>(v),
+        vec2<u32>(i0 + p.w, i0 + p.w + 1u) == vec2<u32>(best),
+    );
 }
 
 @compute @workgroup_size(256)

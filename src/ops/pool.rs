@@ -129,7 +129,9 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     match &s.argmax {
         Some(idx) => dev.dispatch(
             &SHADER,
-            if tiled {
+            if tiled && geo.p.kernel == (2, 2) {
+                "max_pool_backward_2x2"
+            } else if tiled {
                 "max_pool_backward_disjoint"
             } else {
                 "max_pool_backward"
