@@ -239,10 +239,15 @@ fn im2col(
     )
 }
 
+/// What the backward needs of the input: x itself (im2col path), or its images-innermost copy
+/// (implicit path), so that only one of the two is kept alive.
+enum SavedInput {
+    Nchw(Tensor),
+    ImagesInner(Tensor),
+}
+
 pub(crate) struct Saved {
-    x: Tensor,
-    /// x with images innermost (implicit-GEMM path), for the weight gradient.
-    xt: Option<Tensor>,
+    x: SavedInput,
     w: Tensor,
     has_bias: bool,
     /// The output, when a ReLU was applied in the epilogue (its gradient mask).
@@ -286,8 +291,10 @@ fn conv2d(
     }
     Ok(Tensor::from_op(storage, out_shape, &inputs, || {
         Op::Conv2d(Saved {
-            x: x.detach(),
-            xt: xt.clone(),
+            x: match xt {
+                Some(xt) => SavedInput::ImagesInner(xt),
+                None => SavedInput::Nchw(x.detach()),
+            },
             w: w.detach(),
             has_bias: bias.is_some(),
             relu_y,
@@ -350,7 +357,11 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let geo = &s.geo;
     let (need_x, need_w) = (need[0], need[1]);
     let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
-    let implicit = s.xt.is_some() && (need_x || need_w);
+    let xt = match &s.x {
+        SavedInput::ImagesInner(xt) => Some(xt),
+        SavedInput::Nchw(_) => None,
+    };
+    let implicit = xt.is_some() && (need_x || need_w);
     // Through a fused ReLU the gradient is g where the output is positive. The implicit path
     // applies that mask as it re-lays g out, when nothing else reads g (the bias gradient
     // comes with the weight gradient); otherwise the masked g is computed here.
@@ -366,7 +377,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let layout_mask = s.relu_y.as_ref().filter(|_| mask_in_layout);
     // The implicit path computes the bias gradient with the weight gradient.
     let mut gb = None;
-    let (gx, gw) = if let Some(xt) = s.xt.as_ref().filter(|_| implicit) {
+    let (gx, gw) = if let Some(xt) = xt.filter(|_| implicit) {
         let gt = conv_implicit::images_inner(dev, g, geo, layout_mask)?;
         let gx = match need_x {
             true => Some(conv_implicit::backward_input(dev, &gt, &s.w, geo)?),
@@ -382,8 +393,10 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
             false => None,
         };
         (gx, gw)
-    } else {
+    } else if need_x || need_w {
         explicit_backward(s, g, need_x, need_w)?
+    } else {
+        (None, None)
     };
     let mut out = vec![gx, gw];
     if s.has_bias {
@@ -407,7 +420,7 @@ fn explicit_backward(
     let (gs, rows, pixels) = (geo.p.groups, geo.rows(), geo.pixels());
     let (cout_g, rows_g) = (geo.c_out / gs, rows / gs);
     let gx = if need_x {
-        Some(Tensor::uninit(dev, s.x.shape())?)
+        Some(Tensor::uninit(dev, &[geo.n, geo.c, geo.h, geo.w])?)
     } else {
         None
     };
@@ -419,7 +432,10 @@ fn explicit_backward(
     let cols = Tensor::uninit(dev, &[geo.chunk, rows, pixels])?;
     for (ci, (n0, nb)) in geo.chunks().enumerate() {
         if let Some(gw) = &gw {
-            im2col(dev, &s.x, &cols, geo, n0, nb)?;
+            let SavedInput::Nchw(x) = &s.x else {
+                unreachable!("the im2col path saves x in NCHW");
+            };
+            im2col(dev, x, &cols, geo, n0, nb)?;
             for gi in 0..gs {
                 // gW_gi += sum over images of g[n, gi] [cout_g, pixels] x cols[n, gi]^T
                 let mut mm = Gemm::new(
