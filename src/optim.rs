@@ -29,9 +29,9 @@ pub trait Optimizer {
     fn load_state(&mut self, state: &[(String, Tensor)], steps: u64) -> Result<()>;
 }
 
+/// The kernels' parameters after `len` (see `Params` in the shader).
 #[allow(clippy::too_many_arguments)]
 fn params_words(
-    len: usize,
     lr: f32,
     momentum: f32,
     dampening: f32,
@@ -42,9 +42,8 @@ fn params_words(
     eps: f32,
     bc: (f32, f32),
     decoupled: bool,
-) -> [u32; 13] {
+) -> [u32; 12] {
     [
-        len as u32,
         lr.to_bits(),
         momentum.to_bits(),
         dampening.to_bits(),
@@ -58,6 +57,66 @@ fn params_words(
         bc.1.to_bits(),
         decoupled as u32,
     ]
+}
+
+/// One parameter's update: its element count and buffers (gradient, parameter, then the
+/// optimizer's state buffers).
+struct Update<'a> {
+    n: usize,
+    buffers: Vec<&'a wgpu::Buffer>,
+}
+
+/// Parameters from this many elements are updated alone, on vec4s; smaller ones two per
+/// dispatch (each dispatch has a fixed cost, ~0.07 ms on lavapipe, more than a small update).
+const ALONE: usize = 4096;
+
+/// Records the updates with an optimizer's (scalar, vec4, pair) kernels; `words` are the
+/// parameters after `len`.
+fn record_updates<'a>(
+    dev: &crate::Device,
+    entries: (&'static str, &'static str, &'static str),
+    words: &[u32],
+    updates: &[Update<'a>],
+) -> Result<()> {
+    // The gradient is read, the parameter and the state are updated.
+    let binds = |u: &Update<'a>| -> Vec<Bind<'a>> {
+        let mut b: Vec<Bind<'a>> = u.buffers.iter().map(|&buf| Bind::Write(buf)).collect();
+        b[0] = Bind::Read(u.buffers[0]);
+        b
+    };
+    let params = |len: usize, start: usize, len2: usize| -> Vec<u32> {
+        [&[len as u32][..], words, &[start as u32, len2 as u32]].concat()
+    };
+    let per = updates.first().map_or(0, |u| u.buffers.len());
+    let pairs_fit = dev.0.limits.max_storage_buffers_per_shader_stage as usize >= 2 * per;
+    let (large, small): (Vec<&Update>, Vec<&Update>) =
+        updates.iter().partition(|u| u.n >= ALONE || !pairs_fit);
+    for u in large {
+        dev.dispatch_vec4(
+            &SHADER,
+            (entries.0, entries.1),
+            &[],
+            &binds(u),
+            u.n,
+            |start| params(u.n, start, 0),
+        )?;
+    }
+    for pair in small.chunks(2) {
+        match pair {
+            [a, b] => {
+                let mut both = binds(a);
+                both.extend(binds(b));
+                let groups = (a.n + b.n).div_ceil(256) as u32;
+                dev.dispatch(&SHADER, entries.2, &both, &params(a.n, 0, b.n), groups)?;
+            }
+            [a] => {
+                let groups = a.n.div_ceil(256) as u32;
+                dev.dispatch(&SHADER, entries.0, &binds(a), &params(a.n, 0, 0), groups)?;
+            }
+            _ => unreachable!("chunks of two"),
+        }
+    }
+    Ok(())
 }
 
 fn zeros_like(params: &[Tensor]) -> Result<Vec<Tensor>> {
@@ -138,33 +197,38 @@ impl Optimizer for Sgd {
                 "SGD: Nesterov momentum requires a momentum and zero dampening".into(),
             ));
         }
-        for (p, buf) in self.params.iter().zip(&self.momentum_buffers) {
-            let Some(g) = p.grad() else { continue };
-            let n = p.numel();
-            let words = params_words(
-                n,
-                self.lr,
-                self.momentum,
-                self.dampening,
-                self.weight_decay,
-                self.nesterov,
-                self.steps == 0,
-                (0.0, 0.0),
-                0.0,
-                (1.0, 1.0),
-                false,
-            );
-            p.device().dispatch_vec4(
-                &SHADER,
-                ("sgd_step", "sgd_step4"),
-                &[],
-                &[
-                    Bind::Read(g.buffer()),
-                    Bind::Write(p.buffer()),
-                    Bind::Write(buf.buffer()),
-                ],
-                n,
-                |start| [&words[..], &[start as u32]].concat(),
+        let words = params_words(
+            self.lr,
+            self.momentum,
+            self.dampening,
+            self.weight_decay,
+            self.nesterov,
+            self.steps == 0,
+            (0.0, 0.0),
+            0.0,
+            (1.0, 1.0),
+            false,
+        );
+        let grads: Vec<_> = self.params.iter().map(|p| p.grad()).collect();
+        let updates: Vec<Update> = self
+            .params
+            .iter()
+            .zip(&self.momentum_buffers)
+            .zip(&grads)
+            .filter_map(|((p, buf), g)| {
+                let g = g.as_ref()?;
+                Some(Update {
+                    n: p.numel(),
+                    buffers: vec![g.buffer(), p.buffer(), buf.buffer()],
+                })
+            })
+            .collect();
+        if let Some(p) = self.params.first() {
+            record_updates(
+                p.device(),
+                ("sgd_step", "sgd_step4", "sgd_pair"),
+                &words,
+                &updates,
             )?;
         }
         self.steps += 1;
@@ -250,34 +314,38 @@ impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         let t = (self.steps + 1) as i32;
         let bc = (1.0 - self.betas.0.powi(t), 1.0 - self.betas.1.powi(t));
-        for ((p, m), v) in self.params.iter().zip(&self.exp_avg).zip(&self.exp_avg_sq) {
-            let Some(g) = p.grad() else { continue };
-            let n = p.numel();
-            let words = params_words(
-                n,
-                self.lr,
-                0.0,
-                0.0,
-                self.weight_decay,
-                false,
-                false,
-                self.betas,
-                self.eps,
-                bc,
-                self.decoupled,
-            );
-            p.device().dispatch_vec4(
-                &SHADER,
-                ("adam_step", "adam_step4"),
-                &[],
-                &[
-                    Bind::Read(g.buffer()),
-                    Bind::Write(p.buffer()),
-                    Bind::Write(m.buffer()),
-                    Bind::Write(v.buffer()),
-                ],
-                n,
-                |start| [&words[..], &[start as u32]].concat(),
+        let words = params_words(
+            self.lr,
+            0.0,
+            0.0,
+            self.weight_decay,
+            false,
+            false,
+            self.betas,
+            self.eps,
+            bc,
+            self.decoupled,
+        );
+        let grads: Vec<_> = self.params.iter().map(|p| p.grad()).collect();
+        let updates: Vec<Update> = self
+            .params
+            .iter()
+            .zip(self.exp_avg.iter().zip(&self.exp_avg_sq))
+            .zip(&grads)
+            .filter_map(|((p, (m, v)), g)| {
+                let g = g.as_ref()?;
+                Some(Update {
+                    n: p.numel(),
+                    buffers: vec![g.buffer(), p.buffer(), m.buffer(), v.buffer()],
+                })
+            })
+            .collect();
+        if let Some(p) = self.params.first() {
+            record_updates(
+                p.device(),
+                ("adam_step", "adam_step4", "adam_pair"),
+                &words,
+                &updates,
             )?;
         }
         self.steps += 1;

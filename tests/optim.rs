@@ -142,3 +142,43 @@ fn schedules_match_their_closed_forms() {
         [1.0, 1.0, 0.5, 0.25]
     );
 }
+
+#[test]
+fn parameters_updated_together_match_parameters_updated_alone() {
+    // Small parameters go two per dispatch, large ones alone: every one must end where an
+    // optimizer holding only that parameter takes it (SGD with momentum, Adam, AdamW).
+    let sizes = [1, 7, 300, 4099, 6];
+    for kind in 0..3 {
+        let make = |params: Vec<Tensor>| -> Box<dyn Optimizer> {
+            match kind {
+                0 => Box::new(Sgd::new(params, 0.1).unwrap().with_momentum(0.9)),
+                1 => Box::new(Adam::new(params, 0.01).unwrap()),
+                _ => Box::new(Adam::adamw(params, 0.01).unwrap()),
+            }
+        };
+        let init = |i: usize| tensor(&randn(30 + i as u64, sizes[i]), &[sizes[i]]).requires_grad();
+        let together: Vec<Tensor> = (0..sizes.len()).map(init).collect();
+        let alone: Vec<Tensor> = (0..sizes.len()).map(init).collect();
+        let mut opt = make(together.clone());
+        let mut opts: Vec<_> = alone.iter().map(|p| make(vec![p.clone()])).collect();
+        for step in 0..3u64 {
+            for (i, (a, b)) in together.iter().zip(&alone).enumerate() {
+                let g = randn(100 * step + i as u64, sizes[i]);
+                set_grad(a, &g);
+                set_grad(b, &g);
+            }
+            opt.step().unwrap();
+            for o in &mut opts {
+                o.step().unwrap();
+            }
+        }
+        for (i, (a, b)) in together.iter().zip(&alone).enumerate() {
+            assert_eq!(
+                a.to_vec().unwrap(),
+                b.to_vec().unwrap(),
+                "optimizer {kind}, parameter {i} ({} elements)",
+                sizes[i]
+            );
+        }
+    }
+}
