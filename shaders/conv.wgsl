@@ -132,7 +132,7 @@ fn epilogue(
         v += bias[(e / pixels) % p.c_out];
     }
     if (p.relu == 1u) {
-        v = max(v, 0.0);
+        v = relu(v);
     }
     out[e] = v;
 }
@@ -169,4 +169,9 @@ fn bias_grad(
     if (lid == 0u) {
         gb[co] = partial[0];
     }
+}
+
+// ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
+fn relu(v: f32) -> f32 {
+    return select(0.0, v, !(v <= 0.0));
 }

@@ -309,8 +309,8 @@ fn store8(nb8: u32, ch: u32, chans: u32, pixels: u32, pix: u32, lo: vec4<f32>, h
     var l = lo + b;
     var h = hi + b;
     if (p.relu == 1u) {
-        l = max(l, vec4<f32>(0.0));
-        h = max(h, vec4<f32>(0.0));
+        l = relu4(l);
+        h = relu4(h);
     }
     for (var j = 0u; j < 4u; j++) {
         let n = nb8 * 8u + j;
@@ -391,6 +391,106 @@ fn conv_forward(
         }
     }
     store16(nb, cb * 8u, cout_g, g * cout_g + cb * 8u, p.c_out, pixels, pix);
+}
+
+// conv_relu_pool_forward (inference): max_pool2d(relu(conv2d(x) + bias), 2) in one pass, the
+// convolution's output never stored. One invocation: 4 images (one quad) x 8 channels at the
+// 4 pixels of one 2 x 2 window, acc{channel}{pixel}: per tap the same 6 vec4 loads feed 128
+// multiply-adds as in conv_forward, and one value is stored per window instead of four.
+@compute @workgroup_size(64)
+fn conv_relu_pool_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let cin_g = p.c / p.groups;
+    let cout_g = p.c_out / p.groups;
+    let cb_count = (cout_g + 7u) / 8u;
+    let pooled = (p.ho / 2u) * (p.wo / 2u);
+    let v = invocation(wid, nwg, li);
+    let pp = v % pooled;
+    let rest = v / pooled;
+    let cb = rest % cb_count;
+    let g = (rest / cb_count) % p.groups;
+    let q = rest / (cb_count * p.groups);
+    if (q >= p.nq) {
+        return;
+    }
+    let k_len = cin_g * p.kh * p.kw;
+    let w_base = g * k_len * cb_count * 2u + cb * 2u;
+    // The window's top-left conv pixel; its 4 pixels are (0, 0), (0, 1), (1, 0), (1, 1) from it.
+    let ih0 = i32((pp / (p.wo / 2u)) * 2u * p.sh) - i32(p.ph);
+    let iw0 = i32((pp % (p.wo / 2u)) * 2u * p.sw) - i32(p.pw);
+    let sh = i32(p.sh);
+    let sw = i32(p.sw);
+    var k = 0u;
+    for (var c = 0u; c < cin_g; c++) {
+        let plane = (g * cin_g + c) * p.h;
+        for (var kh = 0u; kh < p.kh; kh++) {
+            let ih = ih0 + i32(kh * p.dh);
+            for (var kw = 0u; kw < p.kw; kw++) {
+                let iw = iw0 + i32(kw * p.dw);
+                let wi = w_base + k * cb_count * 2u;
+                let x = Quads(
+                    pixel_quad(plane, ih, iw, q),
+                    pixel_quad(plane, ih, iw + sw, q),
+                    pixel_quad(plane, ih + sh, iw, q),
+                    pixel_quad(plane, ih + sh, iw + sw, q),
+                );
+                fma16(wq[wi], wq[wi + 1u], x);
+                k++;
+            }
+        }
+    }
+    store_pooled(q, cb * 8u + 0u, cout_g, g * cout_g + cb * 8u + 0u, pp, acc00, acc01, acc02, acc03);
+    store_pooled(q, cb * 8u + 1u, cout_g, g * cout_g + cb * 8u + 1u, pp, acc10, acc11, acc12, acc13);
+    store_pooled(q, cb * 8u + 2u, cout_g, g * cout_g + cb * 8u + 2u, pp, acc20, acc21, acc22, acc23);
+    store_pooled(q, cb * 8u + 3u, cout_g, g * cout_g + cb * 8u + 3u, pp, acc30, acc31, acc32, acc33);
+    store_pooled(q, cb * 8u + 4u, cout_g, g * cout_g + cb * 8u + 4u, pp, acc40, acc41, acc42, acc43);
+    store_pooled(q, cb * 8u + 5u, cout_g, g * cout_g + cb * 8u + 5u, pp, acc50, acc51, acc52, acc53);
+    store_pooled(q, cb * 8u + 6u, cout_g, g * cout_g + cb * 8u + 6u, pp, acc60, acc61, acc62, acc63);
+    store_pooled(q, cb * 8u + 7u, cout_g, g * cout_g + cb * 8u + 7u, pp, acc70, acc71, acc72, acc73);
+}
+
+// Quad q of the images at input pixel (ih, iw) of channel plane `plane` (zero outside).
+fn pixel_quad(plane: u32, ih: i32, iw: i32, q: u32) -> vec4<f32> {
+    let inside = u32(ih) < p.h && u32(iw) < p.w;
+    return quad_at(((plane + u32(ih)) * p.w + u32(iw)) * p.nq + q, 0u, 0u, inside);
+}
+
+// Whether v replaces the running max, per image: larger values, and NaN (which then stays), as
+// max_pool2d.
+fn takes4(v: vec4<f32>, best: vec4<f32>) -> vec4<bool> {
+    let nan_v = v != v;
+    let nan_best = best != best;
+    return !nan_best & ((v > best) | nan_v);
+}
+
+// Channel `index` of the block (skipped past `count`): bias, ReLU and the max over the 4 pixels
+// of the window, for the quad's images.
+fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
+                a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
+    if (index >= count) {
+        return;
+    }
+    var bv = 0.0;
+    if (p.has_bias == 1u) {
+        bv = bias[ch];
+    }
+    var best = relu4(a + bv);
+    let v1 = relu4(b + bv);
+    best = select(best, v1, takes4(v1, best));
+    let v2 = relu4(c + bv);
+    best = select(best, v2, takes4(v2, best));
+    let v3 = relu4(d + bv);
+    best = select(best, v3, takes4(v3, best));
+    let pooled = (p.ho / 2u) * (p.wo / 2u);
+    for (var j = 0u; j < 4u; j++) {
+        let n = q * 4u + j;
+        if (n < p.n) {
+            out[(n * p.c_out + ch) * pooled + pp] = best[j];
+        }
+    }
 }
 
 // Here xq holds g (the output gradient, images inner) and wq the backward weight layout.
@@ -720,4 +820,9 @@ fn sum_parts(
     } else {
         bias_grad[e - w_len] = acc;
     }
+}
+
+// ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
+fn relu4(v: vec4<f32>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), v, !(v <= vec4<f32>(0.0)));
 }

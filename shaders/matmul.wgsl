@@ -51,7 +51,7 @@ fn store(i: u32, col: u32, v: f32) {
         r += c[i];
     }
     if (p.relu == 1u) {
-        r = max(r, 0.0);
+        r = relu(r);
     }
     c[i] = r;
 }
@@ -548,4 +548,9 @@ fn matmul_vec4(
     store_row8(c_base, r0 + 5u, c0, lo5, hi5);
     store_row8(c_base, r0 + 6u, c0, lo6, hi6);
     store_row8(c_base, r0 + 7u, c0, lo7, hi7);
+}
+
+// ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
+fn relu(v: f32) -> f32 {
+    return select(0.0, v, !(v <= 0.0));
 }

@@ -57,7 +57,7 @@ fn sigmoid(x: f32) -> f32 {
 fn forward(op: u32, x: f32, s: f32) -> f32 {
     switch op {
         case NEG: { return -x; }
-        case RELU: { return max(x, 0.0); }
+        case RELU: { return relu(x); }
         case SIGMOID: { return sigmoid(x); }
         // tanh saturates to +-1 in f32 beyond |x| = 10; clamping avoids inf/inf inside.
         case TANH: { return tanh(clamp(x, -15.0, 15.0)); }
@@ -178,4 +178,9 @@ fn unary_backward4(
             );
         }
     }
+}
+
+// ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
+fn relu(v: f32) -> f32 {
+    return select(0.0, v, !(v <= 0.0));
 }

@@ -440,3 +440,56 @@ fn fused_relu_matches_conv_then_relu_on_both_paths() {
         }
     }
 }
+
+#[test]
+fn fused_conv_relu_max_pool_matches_the_three_ops() {
+    // Under no_grad, 2 x 2 pooling over an even-sized output runs as one kernel (CPU adapters);
+    // it must equal max_pool2d(conv2d_relu(..)) exactly, NaN and ReLU's ties at 0 included.
+    use webgrad::Pool2dParams;
+    let cases: Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> = vec![
+        (
+            vec![5, 1, 8, 8],
+            vec![6, 1, 3, 3],
+            Conv2dParams::default().padding(1),
+        ),
+        (
+            vec![64, 6, 14, 14],
+            vec![16, 6, 5, 5],
+            Conv2dParams::default(),
+        ),
+        (
+            vec![3, 4, 11, 9],
+            vec![6, 2, 3, 3],
+            Conv2dParams::default().stride(2).padding(2).groups(2),
+        ),
+        // An odd-sized output (7 x 7): the three ops in turn.
+        (vec![2, 2, 9, 9], vec![3, 2, 3, 3], Conv2dParams::default()),
+    ];
+    let (mut zeros, mut nans) = (false, false);
+    for (i, (xs, ws, p)) in cases.into_iter().enumerate() {
+        let mut xv = randn(50 + i as u64, numel(&xs));
+        xv[3] = f32::NAN;
+        let x = tensor(&xv, &xs);
+        let w = tensor(&randn(60 + i as u64, numel(&ws)), &ws);
+        let b = tensor(&randn(70 + i as u64, ws[0]), &[ws[0]]);
+        let pool = Pool2dParams::new(2);
+        let three = x
+            .conv2d_relu(&w, Some(&b), p)
+            .unwrap()
+            .max_pool2d(pool)
+            .unwrap();
+        let fused = webgrad::no_grad(|| x.conv2d_relu_max_pool2d(&w, Some(&b), p, pool)).unwrap();
+        assert_eq!(fused.shape(), three.shape(), "case {i}");
+        let (f, t) = (fused.to_vec().unwrap(), three.to_vec().unwrap());
+        for (j, (a, b)) in f.iter().zip(&t).enumerate() {
+            assert!(
+                a == b || (a.is_nan() && b.is_nan()),
+                "case {i} [{j}]: {a} vs {b}"
+            );
+        }
+        zeros |= t.contains(&0.0);
+        nans |= t.iter().any(|v| v.is_nan());
+    }
+    // The cases did reach windows whose ReLU outputs are all 0, and NaN.
+    assert!(zeros && nans);
+}

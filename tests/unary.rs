@@ -82,6 +82,14 @@ fn special_values_follow_pytorch() {
     assert_eq!(neg.powf(3.0).unwrap().to_vec().unwrap(), vec![-8.0, -1.0]);
     assert_eq!(neg.powf(2.0).unwrap().to_vec().unwrap(), vec![4.0, 1.0]);
     assert_eq!(neg.powf(0.0).unwrap().to_vec().unwrap(), vec![1.0, 1.0]);
+    // ReLU keeps NaN, as torch.relu does, alone and in the epilogues that fuse it.
+    let r = tensor(&[f32::NAN, -1.0, 0.0, 2.0], &[1, 4]);
+    let got = r.relu().unwrap().to_vec().unwrap();
+    assert!(got[0].is_nan() && got[1..] == [0.0, 0.0, 2.0]);
+    // (NaN * 0 is NaN, so both outputs are, as in PyTorch; a max(v, 0) could have made 0.)
+    let w = tensor(&[1.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0], &[2, 4]);
+    let fused = r.linear_relu(&w, None).unwrap().to_vec().unwrap();
+    assert!(fused.iter().all(|v| v.is_nan()), "{fused:?}");
 }
 
 #[test]

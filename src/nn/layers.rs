@@ -163,6 +163,9 @@ impl Module for Conv2d {
     fn forward_relu(&self, x: &Tensor) -> Option<Result<Tensor>> {
         Some(x.conv2d_relu(&self.weight, self.bias.as_ref(), self.params))
     }
+    fn forward_relu_max_pool(&self, x: &Tensor, pool: Pool2dParams) -> Option<Result<Tensor>> {
+        Some(x.conv2d_relu_max_pool2d(&self.weight, self.bias.as_ref(), self.params, pool))
+    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];
         if let Some(b) = &self.bias {
@@ -202,6 +205,9 @@ impl MaxPool2d {
 impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.max_pool2d(self.0)
+    }
+    fn max_pool_params(&self) -> Option<Pool2dParams> {
+        Some(self.0)
     }
     fn kernel_stride(&self) -> (usize, usize) {
         (self.0.kernel.0, self.0.stride.0)

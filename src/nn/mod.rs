@@ -52,6 +52,21 @@ pub trait Module {
         None
     }
 
+    /// A max-pooling layer's window (which `Sequential` fuses into Conv2d + ReLU before it).
+    fn max_pool_params(&self) -> Option<crate::Pool2dParams> {
+        None
+    }
+
+    /// `max_pool2d(relu(self.forward(x)), pool)`, for layers that can run the three together
+    /// (Conv2d); `None` for the others.
+    fn forward_relu_max_pool(
+        &self,
+        _x: &Tensor,
+        _pool: crate::Pool2dParams,
+    ) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// The parameters without their names.
     fn parameters(&self) -> Vec<Tensor> {
         self.named_parameters()

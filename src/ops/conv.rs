@@ -6,6 +6,7 @@ use crate::error::{shape_err, Error, Result};
 use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
 use crate::ops::conv_implicit;
 use crate::ops::matmul::{Gemm, Operand};
+use crate::ops::pool::Pool2dParams;
 use crate::ops::unary::groups;
 use crate::tape::Op;
 use crate::tensor::Tensor;
@@ -536,6 +537,39 @@ impl Tensor {
         params: Conv2dParams,
     ) -> Result<Tensor> {
         conv2d(self, weight, bias, params, false)
+    }
+
+    /// `max_pool2d(relu(conv2d(self, weight, bias, params)), pool)`. When no gradient is
+    /// recorded (inference) and the pooling is 2 x 2 with stride 2 over an even-sized output, it
+    /// runs as one kernel on CPU adapters that never stores the convolution's output; otherwise
+    /// it is the three ops in turn (what `Sequential` runs for Conv2d, ReLU, MaxPool2d).
+    pub fn conv2d_relu_max_pool2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: Conv2dParams,
+        pool: Pool2dParams,
+    ) -> Result<Tensor> {
+        let records = crate::tape::is_grad_enabled()
+            && (self.is_requires_grad()
+                || weight.is_requires_grad()
+                || bias.is_some_and(|b| b.is_requires_grad()));
+        let two_by_two = pool.kernel == (2, 2) && pool.stride == (2, 2) && pool.padding == (0, 0);
+        if !records && two_by_two {
+            let dev = self.device();
+            dev.same(weight.device(), "conv2d")?;
+            if let Some(b) = bias {
+                dev.same(b.device(), "conv2d")?;
+            }
+            let geo = geometry(self, weight, bias, params)?;
+            if conv_implicit::applies(dev, &geo) && geo.ho % 2 == 0 && geo.wo % 2 == 0 {
+                let shape = vec![geo.n, geo.c_out, geo.ho / 2, geo.wo / 2];
+                let storage = dev.storage(shape.iter().product())?;
+                conv_implicit::forward_relu_pool(dev, self, weight, bias, &geo, storage.buffer())?;
+                return Ok(Tensor::leaf(storage, shape));
+            }
+        }
+        self.conv2d_relu(weight, bias, params)?.max_pool2d(pool)
     }
 
     /// `relu(conv2d(self, weight, bias, params))` with the ReLU applied as the convolution is

@@ -187,6 +187,35 @@ pub(crate) fn forward(
     Ok(xt)
 }
 
+/// max_pool2d(relu(conv(x, w) + bias), 2) into `out` ([N, C_out, HO / 2, WO / 2]) without
+/// storing the convolution (HO and WO even; no gradient is recorded, so no argmax is kept).
+pub(crate) fn forward_relu_pool(
+    dev: &Device,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    geo: &Geometry,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    let g = geo.p.groups;
+    let xt = images_inner(dev, x, geo, None)?;
+    let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
+    // Invocations: 4 images x 8 channels at one 2 x 2 window.
+    let invocations = quads(geo) * g * (geo.c_out / g).div_ceil(8) * (geo.ho / 2) * (geo.wo / 2);
+    dev.dispatch(
+        &SHADER,
+        "conv_relu_pool_forward",
+        &[
+            Bind::Read(xt.buffer()),
+            Bind::Read(wf.buffer()),
+            Bind::Read(bias.unwrap_or(&wf).buffer()),
+            Bind::Write(out),
+        ],
+        &params(geo, bias.is_some(), (0, 0, 0), 0),
+        grid(invocations),
+    )
+}
+
 /// The input gradient (a transposed convolution of g with w); `gt` is g with images innermost.
 pub(crate) fn backward_input(
     dev: &Device,
