@@ -211,6 +211,12 @@ fn weight_backward_layout(
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
+// Invocation v's work, pixel fastest: (pixel, channel block, group, image block).
+fn work_of(v: u32, pixels: u32, cb_count: u32) -> vec4<u32> {
+    let rest = v / pixels;
+    return vec4<u32>(v % pixels, rest % cb_count, (rest / cb_count) % p.groups, rest / (cb_count * p.groups));
+}
+
 // conv_forward and conv_backward_input: one invocation accumulates 16 images (4 quads) x 8
 // channels, acc{channel}{quad}, per tap from 4 vec4 loads of activations and 2 of weights.
 // Module-scope private variables so that the helpers below can update them.
@@ -361,12 +367,11 @@ fn conv_forward(
     let cout_g = p.c_out / p.groups;
     let cb_count = (cout_g + 7u) / 8u;
     let pixels = p.ho * p.wo;
-    let v = invocation(wid, nwg, li);
-    let pix = v % pixels;
-    let rest = v / pixels;
-    let cb = rest % cb_count;
-    let g = (rest / cb_count) % p.groups;
-    let nb = rest / (cb_count * p.groups);
+    let at = work_of(invocation(wid, nwg, li), pixels, cb_count);
+    let pix = at.x;
+    let cb = at.y;
+    let g = at.z;
+    let nb = at.w;
     if (nb * 4u >= p.nq) {
         return;
     }
@@ -407,12 +412,11 @@ fn conv_relu_pool_forward(
     let cout_g = p.c_out / p.groups;
     let cb_count = (cout_g + 7u) / 8u;
     let pooled = (p.ho / 2u) * (p.wo / 2u);
-    let v = invocation(wid, nwg, li);
-    let pp = v % pooled;
-    let rest = v / pooled;
-    let cb = rest % cb_count;
-    let g = (rest / cb_count) % p.groups;
-    let q = rest / (cb_count * p.groups);
+    let at = work_of(invocation(wid, nwg, li), pooled, cb_count);
+    let pp = at.x;
+    let cb = at.y;
+    let g = at.z;
+    let q = at.w;
     if (q >= p.nq) {
         return;
     }
@@ -504,12 +508,11 @@ fn conv_backward_input(
     let cout_g = p.c_out / p.groups;
     let cb_count = (cin_g + 7u) / 8u;
     let pixels = p.h * p.w;
-    let v = invocation(wid, nwg, li);
-    let pix = v % pixels;
-    let rest = v / pixels;
-    let cb = rest % cb_count;
-    let g = (rest / cb_count) % p.groups;
-    let nb = rest / (cb_count * p.groups);
+    let at = work_of(invocation(wid, nwg, li), pixels, cb_count);
+    let pix = at.x;
+    let cb = at.y;
+    let g = at.z;
+    let nb = at.w;
     if (nb * 4u >= p.nq) {
         return;
     }
