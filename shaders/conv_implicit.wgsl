@@ -398,10 +398,15 @@ fn conv_forward(
     store16(nb, cb * 8u, cout_g, g * cout_g + cb * 8u, p.c_out, pixels, pix);
 }
 
-// conv_relu_pool_forward (inference): max_pool2d(relu(conv2d(x) + bias), 2) in one pass, the
+// conv_relu_pool_forward: max_pool2d(relu(conv2d(x) + bias), 2) in one pass, the
 // convolution's output never stored. One invocation: 4 images (one quad) x 8 channels at the
 // 4 pixels of one 2 x 2 window, acc{channel}{pixel}: per tap the same 6 vec4 loads feed 128
-// multiply-adds as in conv_forward, and one value is stored per window instead of four.
+// multiply-adds as in conv_forward, and one value is stored per window instead of four. With
+// SAVE_ARGMAX (training) it also stores which of the window's pixels (0-3, row-major) won.
+override SAVE_ARGMAX: bool = false;
+
+@group(0) @binding(5) var<storage, read_write> window_argmax: array<f32>;
+
 @compute @workgroup_size(64)
 fn conv_relu_pool_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -482,19 +487,77 @@ fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
         bv = bias[ch];
     }
     var best = relu4(a + bv);
+    var won = vec4<f32>(0.0);
     let v1 = relu4(b + bv);
-    best = select(best, v1, takes4(v1, best));
+    let t1 = takes4(v1, best);
+    best = select(best, v1, t1);
+    won = select(won, vec4<f32>(1.0), t1);
     let v2 = relu4(c + bv);
-    best = select(best, v2, takes4(v2, best));
+    let t2 = takes4(v2, best);
+    best = select(best, v2, t2);
+    won = select(won, vec4<f32>(2.0), t2);
     let v3 = relu4(d + bv);
-    best = select(best, v3, takes4(v3, best));
+    let t3 = takes4(v3, best);
+    best = select(best, v3, t3);
+    won = select(won, vec4<f32>(3.0), t3);
     let pooled = (p.ho / 2u) * (p.wo / 2u);
     for (var j = 0u; j < 4u; j++) {
         let n = q * 4u + j;
         if (n < p.n) {
             out[(n * p.c_out + ch) * pooled + pp] = best[j];
+            if (SAVE_ARGMAX) {
+                window_argmax[(n * p.c_out + ch) * pooled + pp] = won[j];
+            }
         }
     }
+}
+
+// The backward of conv_relu_pool_forward up to the convolution's output, written straight into
+// the images-innermost layout the conv backward kernels read: each window's gradient goes to
+// the pixel that won (when the pooled value, a ReLU output, is > 0), zeros elsewhere. One
+// invocation: one window of one channel for a quad of images, 4 vec4 stores.
+@group(0) @binding(1) var<storage, read> pooled_g: array<f32>;
+@group(0) @binding(2) var<storage, read> pooled_y: array<f32>;
+@group(0) @binding(3) var<storage, read> pooled_won: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gt_out: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn pool_grad_images_inner(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let v = invocation(wid, nwg, li);
+    let pw_n = p.wo / 2u;
+    let pooled = (p.ho / 2u) * pw_n;
+    if (v >= p.c_out * pooled * p.nq) {
+        return;
+    }
+    let q = v % p.nq;
+    let pp = (v / p.nq) % pooled;
+    let ch = v / (p.nq * pooled);
+    // Per pixel of the window (row-major), the 4 images' gradients.
+    var px0 = vec4<f32>(0.0);
+    var px1 = vec4<f32>(0.0);
+    var px2 = vec4<f32>(0.0);
+    var px3 = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let n = q * 4u + j;
+        if (n < p.n) {
+            let i = (n * p.c_out + ch) * pooled + pp;
+            let gv = select(0.0, pooled_g[i], pooled_y[i] > 0.0);
+            let won = u32(pooled_won[i]);
+            px0[j] = select(0.0, gv, won == 0u);
+            px1[j] = select(0.0, gv, won == 1u);
+            px2[j] = select(0.0, gv, won == 2u);
+            px3[j] = select(0.0, gv, won == 3u);
+        }
+    }
+    let top = (ch * p.ho + (pp / pw_n) * 2u) * p.wo + (pp % pw_n) * 2u;
+    gt_out[top * p.nq + q] = px0;
+    gt_out[(top + 1u) * p.nq + q] = px1;
+    gt_out[(top + p.wo) * p.nq + q] = px2;
+    gt_out[(top + p.wo + 1u) * p.nq + q] = px3;
 }
 
 // Here xq holds g (the output gradient, images inner) and wq the backward weight layout.

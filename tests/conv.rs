@@ -493,3 +493,72 @@ fn fused_conv_relu_max_pool_matches_the_three_ops() {
     // The cases did reach windows whose ReLU outputs are all 0, and NaN.
     assert!(zeros && nans);
 }
+
+#[test]
+fn fused_conv_relu_max_pool_gradients_match_the_three_ops() {
+    // Recording a gradient, the fused op keeps each window's winner and starts its backward
+    // from the pooled gradient: every gradient must match the three ops', for every
+    // combination of inputs needing one (NaN left out: its gradient is NaN either way).
+    use webgrad::Pool2dParams;
+    let pool = Pool2dParams::new(2);
+    let cases: Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> = vec![
+        (
+            vec![5, 1, 8, 8],
+            vec![6, 1, 3, 3],
+            Conv2dParams::default().padding(1),
+        ),
+        (
+            vec![64, 6, 14, 14],
+            vec![16, 6, 5, 5],
+            Conv2dParams::default(),
+        ),
+        (
+            vec![3, 4, 11, 9],
+            vec![6, 2, 3, 3],
+            Conv2dParams::default().stride(2).padding(2).groups(2),
+        ),
+    ];
+    for (i, (xs, ws, p)) in cases.into_iter().enumerate() {
+        for (need_x, need_w, need_b) in [
+            (true, true, true),
+            (false, true, true),
+            (true, false, true),
+            (false, false, true),
+            (true, true, false),
+        ] {
+            let run = |fused: bool| {
+                let t = |seed: u64, shape: &[usize], need: bool| {
+                    let v = tensor(&randn(seed, numel(shape)), shape);
+                    if need {
+                        v.requires_grad()
+                    } else {
+                        v
+                    }
+                };
+                let x = t(80 + i as u64, &xs, need_x);
+                let w = t(90 + i as u64, &ws, need_w);
+                let b = t(95 + i as u64, &[ws[0]], need_b);
+                let y = if fused {
+                    x.conv2d_relu_max_pool2d(&w, Some(&b), p, pool).unwrap()
+                } else {
+                    x.conv2d_relu(&w, Some(&b), p)
+                        .unwrap()
+                        .max_pool2d(pool)
+                        .unwrap()
+                };
+                y.backward_with(&t(99, y.shape(), false)).unwrap();
+                let grad = |v: &webgrad::Tensor| v.grad().map(|g| g.to_vec().unwrap());
+                (y.to_vec().unwrap(), [grad(&x), grad(&w), grad(&b)])
+            };
+            let (f, t) = (run(true), run(false));
+            let what = format!("case {i} x={need_x} w={need_w} b={need_b}");
+            assert_eq!(f.0, t.0, "{what}: output");
+            for (k, (a, b)) in f.1.iter().zip(&t.1).enumerate() {
+                assert_eq!(a.is_some(), b.is_some(), "{what}: gradient {k}");
+                if let (Some(a), Some(b)) = (a, b) {
+                    assert_close(a, &to_f64(b), 1e-5, 1e-5, &format!("{what}: gradient {k}"));
+                }
+            }
+        }
+    }
+}

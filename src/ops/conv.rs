@@ -253,7 +253,15 @@ pub(crate) struct Saved {
     has_bias: bool,
     /// The output, when a ReLU was applied in the epilogue (its gradient mask).
     relu_y: Option<Tensor>,
+    /// With ReLU and 2 x 2 max pooling fused in (conv_relu_pool): the op's output is pooled.
+    pool: Option<Pooled>,
     geo: Geometry,
+}
+
+/// What the backward of conv_relu_pool keeps: the pooled output and each window's winner.
+struct Pooled {
+    y: Tensor,
+    won: Tensor,
 }
 
 fn conv2d(
@@ -299,9 +307,64 @@ fn conv2d(
             w: w.detach(),
             has_bias: bias.is_some(),
             relu_y,
+            pool: None,
             geo,
         })
     }))
+}
+
+/// conv2d_relu_max_pool2d with 2 x 2 pooling as one kernel, when the implicit path applies and
+/// the convolution's output is even-sized; `None` otherwise.
+fn conv_relu_pool(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<Option<Tensor>> {
+    let dev = x.device();
+    dev.same(w.device(), "conv2d")?;
+    if let Some(b) = bias {
+        dev.same(b.device(), "conv2d")?;
+    }
+    let geo = geometry(x, w, bias, p)?;
+    if !conv_implicit::applies(dev, &geo) || geo.ho % 2 == 1 || geo.wo % 2 == 1 {
+        return Ok(None);
+    }
+    let shape = vec![geo.n, geo.c_out, geo.ho / 2, geo.wo / 2];
+    let storage = dev.storage(shape.iter().product())?;
+    let records = crate::tape::is_grad_enabled()
+        && (x.is_requires_grad()
+            || w.is_requires_grad()
+            || bias.is_some_and(|b| b.is_requires_grad()));
+    // The winning pixel of each window, for the backward.
+    let won = if records {
+        Some(Tensor::uninit(dev, &shape)?)
+    } else {
+        None
+    };
+    let out = storage.buffer();
+    let xt = conv_implicit::forward_relu_pool(
+        dev,
+        x,
+        w,
+        bias,
+        &geo,
+        out,
+        won.as_ref().map(|t| t.buffer()),
+    )?;
+    let y = Tensor::leaf(storage.clone(), shape.clone());
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    Ok(Some(Tensor::from_op(storage, shape, &inputs, || {
+        Op::Conv2d(Saved {
+            x: SavedInput::ImagesInner(xt),
+            w: w.detach(),
+            has_bias: bias.is_some(),
+            relu_y: None,
+            pool: won.map(|won| Pooled { y, won }),
+            geo,
+        })
+    })))
 }
 
 /// im2col in batch chunks, a product per image and group, then the bias and ReLU.
@@ -358,6 +421,29 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let geo = &s.geo;
     let (need_x, need_w) = (need[0], need[1]);
     let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
+    if let (Some(pool), SavedInput::ImagesInner(xt)) = (&s.pool, &s.x) {
+        // g is the pooled gradient: route it to the winners, with images innermost.
+        let gt = conv_implicit::pool_grad_images_inner(dev, g, &pool.y, &pool.won, geo)?;
+        let gx = match need_x {
+            true => Some(conv_implicit::backward_input(dev, &gt, &s.w, geo)?),
+            false => None,
+        };
+        let (gw, gb) = if need_w {
+            let (gw, gb) = conv_implicit::backward_weight(dev, xt, &gt, geo, s.w.shape(), need_b)?;
+            (Some(gw), gb)
+        } else if need_b {
+            // gt is [C_out * HO * WO, images]: each channel's sum is one row of a reshape.
+            let per_channel = gt.reshape(&[geo.c_out, gt.numel() / geo.c_out])?;
+            (None, Some(per_channel.sum_dim(1, false)?))
+        } else {
+            (None, None)
+        };
+        let mut out = vec![gx, gw];
+        if s.has_bias {
+            out.push(gb);
+        }
+        return Ok(out);
+    }
     let xt = match &s.x {
         SavedInput::ImagesInner(xt) => Some(xt),
         SavedInput::Nchw(_) => None,
@@ -539,10 +625,11 @@ impl Tensor {
         conv2d(self, weight, bias, params, false)
     }
 
-    /// `max_pool2d(relu(conv2d(self, weight, bias, params)), pool)`. When no gradient is
-    /// recorded (inference) and the pooling is 2 x 2 with stride 2 over an even-sized output, it
-    /// runs as one kernel on CPU adapters that never stores the convolution's output; otherwise
-    /// it is the three ops in turn (what `Sequential` runs for Conv2d, ReLU, MaxPool2d).
+    /// `max_pool2d(relu(conv2d(self, weight, bias, params)), pool)`. On CPU adapters, when the
+    /// pooling is 2 x 2 with stride 2 over an even-sized output, one kernel computes it without
+    /// storing the convolution's output, and the backward starts from the pooled gradient;
+    /// otherwise it is the three ops in turn. (What `Sequential` runs for Conv2d, ReLU,
+    /// MaxPool2d.)
     pub fn conv2d_relu_max_pool2d(
         &self,
         weight: &Tensor,
@@ -550,23 +637,10 @@ impl Tensor {
         params: Conv2dParams,
         pool: Pool2dParams,
     ) -> Result<Tensor> {
-        let records = crate::tape::is_grad_enabled()
-            && (self.is_requires_grad()
-                || weight.is_requires_grad()
-                || bias.is_some_and(|b| b.is_requires_grad()));
         let two_by_two = pool.kernel == (2, 2) && pool.stride == (2, 2) && pool.padding == (0, 0);
-        if !records && two_by_two {
-            let dev = self.device();
-            dev.same(weight.device(), "conv2d")?;
-            if let Some(b) = bias {
-                dev.same(b.device(), "conv2d")?;
-            }
-            let geo = geometry(self, weight, bias, params)?;
-            if conv_implicit::applies(dev, &geo) && geo.ho % 2 == 0 && geo.wo % 2 == 0 {
-                let shape = vec![geo.n, geo.c_out, geo.ho / 2, geo.wo / 2];
-                let storage = dev.storage(shape.iter().product())?;
-                conv_implicit::forward_relu_pool(dev, self, weight, bias, &geo, storage.buffer())?;
-                return Ok(Tensor::leaf(storage, shape));
+        if two_by_two {
+            if let Some(y) = conv_relu_pool(self, weight, bias, params)? {
+                return Ok(y);
             }
         }
         self.conv2d_relu(weight, bias, params)?.max_pool2d(pool)

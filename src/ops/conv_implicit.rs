@@ -188,7 +188,8 @@ pub(crate) fn forward(
 }
 
 /// max_pool2d(relu(conv(x, w) + bias), 2) into `out` ([N, C_out, HO / 2, WO / 2]) without
-/// storing the convolution (HO and WO even; no gradient is recorded, so no argmax is kept).
+/// storing the convolution (HO and WO even). With `won`, also which pixel of each window won
+/// (0-3) for the backward, and x with images innermost is returned for the weight gradient.
 pub(crate) fn forward_relu_pool(
     dev: &Device,
     x: &Tensor,
@@ -196,24 +197,62 @@ pub(crate) fn forward_relu_pool(
     bias: Option<&Tensor>,
     geo: &Geometry,
     out: &wgpu::Buffer,
-) -> Result<()> {
+    won: Option<&wgpu::Buffer>,
+) -> Result<Tensor> {
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
     let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
     // Invocations: 4 images x 8 channels at one 2 x 2 window.
     let invocations = quads(geo) * g * (geo.c_out / g).div_ceil(8) * (geo.ho / 2) * (geo.wo / 2);
-    dev.dispatch(
+    // Without the argmax, a one-element placeholder fills its slot (unwritten).
+    let placeholder = match won {
+        Some(_) => None,
+        None => Some(Tensor::uninit(dev, &[1])?),
+    };
+    let won = won.unwrap_or_else(|| placeholder.as_ref().unwrap().buffer());
+    dev.dispatch_with(
         &SHADER,
         "conv_relu_pool_forward",
+        &[("SAVE_ARGMAX", placeholder.is_none() as u32)],
         &[
             Bind::Read(xt.buffer()),
             Bind::Read(wf.buffer()),
             Bind::Read(bias.unwrap_or(&wf).buffer()),
             Bind::Write(out),
+            Bind::Write(won),
         ],
         &params(geo, bias.is_some(), (0, 0, 0), 0),
         grid(invocations),
-    )
+    )?;
+    Ok(xt)
+}
+
+/// The gradient of forward_relu_pool's output with respect to the convolution's output,
+/// with images innermost (what backward_input and backward_weight read): g at each window's
+/// winning pixel where the pooled value `y` is positive.
+pub(crate) fn pool_grad_images_inner(
+    dev: &Device,
+    g: &Tensor,
+    y: &Tensor,
+    won: &Tensor,
+    geo: &Geometry,
+) -> Result<Tensor> {
+    let nq = quads(geo);
+    let gt = Tensor::uninit(dev, &[geo.c_out * geo.ho * geo.wo, nq * 4])?;
+    let windows = geo.c_out * (geo.ho / 2) * (geo.wo / 2) * nq;
+    dev.dispatch(
+        &SHADER,
+        "pool_grad_images_inner",
+        &[
+            Bind::Read(g.buffer()),
+            Bind::Read(y.buffer()),
+            Bind::Read(won.buffer()),
+            Bind::Write(gt.buffer()),
+        ],
+        &params(geo, false, (0, 0, 0), 0),
+        grid(windows),
+    )?;
+    Ok(gt)
 }
 
 /// The input gradient (a transposed convolution of g with w); `gt` is g with images innermost.
