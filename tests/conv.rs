@@ -441,12 +441,11 @@ fn fused_relu_matches_conv_then_relu_on_both_paths() {
     }
 }
 
-#[test]
-fn fused_conv_relu_max_pool_matches_the_three_ops() {
-    // Under no_grad, 2 x 2 pooling over an even-sized output runs as one kernel (CPU adapters);
-    // it must equal max_pool2d(conv2d_relu(..)) exactly, NaN and ReLU's ties at 0 included.
-    use webgrad::Pool2dParams;
-    let cases: Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> = vec![
+/// (input shape, weight shape, params) for the fused conv + ReLU + pool tests: a batch that is
+/// not a multiple of 4, LeNet's conv2, groups with stride and padding, and an odd-sized output
+/// (7 x 7) that runs as the three ops.
+fn conv_pool_cases() -> Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> {
+    vec![
         (
             vec![5, 1, 8, 8],
             vec![6, 1, 3, 3],
@@ -462,9 +461,16 @@ fn fused_conv_relu_max_pool_matches_the_three_ops() {
             vec![6, 2, 3, 3],
             Conv2dParams::default().stride(2).padding(2).groups(2),
         ),
-        // An odd-sized output (7 x 7): the three ops in turn.
         (vec![2, 2, 9, 9], vec![3, 2, 3, 3], Conv2dParams::default()),
-    ];
+    ]
+}
+
+#[test]
+fn fused_conv_relu_max_pool_matches_the_three_ops() {
+    // Under no_grad, 2 x 2 pooling over an even-sized output runs as one kernel (CPU adapters);
+    // it must equal max_pool2d(conv2d_relu(..)) exactly, NaN and ReLU's ties at 0 included.
+    use webgrad::Pool2dParams;
+    let cases = conv_pool_cases();
     let (mut zeros, mut nans) = (false, false);
     for (i, (xs, ws, p)) in cases.into_iter().enumerate() {
         let mut xv = randn(50 + i as u64, numel(&xs));
@@ -501,23 +507,7 @@ fn fused_conv_relu_max_pool_gradients_match_the_three_ops() {
     // combination of inputs needing one (NaN left out: its gradient is NaN either way).
     use webgrad::Pool2dParams;
     let pool = Pool2dParams::new(2);
-    let cases: Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> = vec![
-        (
-            vec![5, 1, 8, 8],
-            vec![6, 1, 3, 3],
-            Conv2dParams::default().padding(1),
-        ),
-        (
-            vec![64, 6, 14, 14],
-            vec![16, 6, 5, 5],
-            Conv2dParams::default(),
-        ),
-        (
-            vec![3, 4, 11, 9],
-            vec![6, 2, 3, 3],
-            Conv2dParams::default().stride(2).padding(2).groups(2),
-        ),
-    ];
+    let cases = conv_pool_cases();
     for (i, (xs, ws, p)) in cases.into_iter().enumerate() {
         for (need_x, need_w, need_b) in [
             (true, true, true),
