@@ -70,9 +70,37 @@ struct Update<'a> {
 /// dispatch (each dispatch has a fixed cost, ~0.07 ms on lavapipe, more than a small update).
 const ALONE: usize = 4096;
 
-/// Records the updates with an optimizer's (scalar, vec4, pair) kernels; `words` are the
-/// parameters after `len`.
-fn record_updates<'a>(
+/// Records the updates of the parameters that have a gradient, with an optimizer's (scalar,
+/// vec4, pair) kernels; `states[k][i]` is the k-th state tensor of parameter i, `words` the
+/// kernels' parameters after `len`.
+fn record_updates(
+    params: &[Tensor],
+    states: &[&[Tensor]],
+    entries: (&'static str, &'static str, &'static str),
+    words: &[u32],
+) -> Result<()> {
+    let Some(dev) = params.first().map(|p| p.device()) else {
+        return Ok(());
+    };
+    let grads: Vec<Option<Tensor>> = params.iter().map(|p| p.grad()).collect();
+    let updates: Vec<Update> = params
+        .iter()
+        .zip(&grads)
+        .enumerate()
+        .filter_map(|(i, (p, g))| {
+            let mut buffers = vec![g.as_ref()?.buffer(), p.buffer()];
+            buffers.extend(states.iter().map(|s| s[i].buffer()));
+            Some(Update {
+                n: p.numel(),
+                buffers,
+            })
+        })
+        .collect();
+    record_pairs(dev, entries, words, &updates)
+}
+
+/// record_updates' dispatches: large parameters alone, small ones two at a time.
+fn record_pairs<'a>(
     dev: &crate::Device,
     entries: (&'static str, &'static str, &'static str),
     words: &[u32],
@@ -209,28 +237,12 @@ impl Optimizer for Sgd {
             (1.0, 1.0),
             false,
         );
-        let grads: Vec<_> = self.params.iter().map(|p| p.grad()).collect();
-        let updates: Vec<Update> = self
-            .params
-            .iter()
-            .zip(&self.momentum_buffers)
-            .zip(&grads)
-            .filter_map(|((p, buf), g)| {
-                let g = g.as_ref()?;
-                Some(Update {
-                    n: p.numel(),
-                    buffers: vec![g.buffer(), p.buffer(), buf.buffer()],
-                })
-            })
-            .collect();
-        if let Some(p) = self.params.first() {
-            record_updates(
-                p.device(),
-                ("sgd_step", "sgd_step4", "sgd_pair"),
-                &words,
-                &updates,
-            )?;
-        }
+        record_updates(
+            &self.params,
+            &[&self.momentum_buffers],
+            ("sgd_step", "sgd_step4", "sgd_pair"),
+            &words,
+        )?;
         self.steps += 1;
         Ok(())
     }
@@ -326,28 +338,12 @@ impl Optimizer for Adam {
             bc,
             self.decoupled,
         );
-        let grads: Vec<_> = self.params.iter().map(|p| p.grad()).collect();
-        let updates: Vec<Update> = self
-            .params
-            .iter()
-            .zip(self.exp_avg.iter().zip(&self.exp_avg_sq))
-            .zip(&grads)
-            .filter_map(|((p, (m, v)), g)| {
-                let g = g.as_ref()?;
-                Some(Update {
-                    n: p.numel(),
-                    buffers: vec![g.buffer(), p.buffer(), m.buffer(), v.buffer()],
-                })
-            })
-            .collect();
-        if let Some(p) = self.params.first() {
-            record_updates(
-                p.device(),
-                ("adam_step", "adam_step4", "adam_pair"),
-                &words,
-                &updates,
-            )?;
-        }
+        record_updates(
+            &self.params,
+            &[&self.exp_avg, &self.exp_avg_sq],
+            ("adam_step", "adam_step4", "adam_pair"),
+            &words,
+        )?;
         self.steps += 1;
         Ok(())
     }
