@@ -3,7 +3,8 @@
 //!
 //! Every kernel has the same binding layout: binding 0 is a small uniform struct of parameters
 //! (sizes, shapes, flags), addressed with a dynamic offset into one per-batch parameter buffer;
-//! bindings 1.. are the tensors' buffers, read-only or read-write. Parameters are uniforms, not
+//! bindings 1.. are the tensors' buffers, read-only or read-write, or textures holding a
+//! tensor's values (`texels.rs`), which kernels for CPU adapters read their operands from. Parameters are uniforms, not
 //! storage: a storage read cannot be hoisted out of a loop past the kernel's storage writes (they
 //! might alias), so llvmpipe re-loaded every size in every iteration.
 //! Every kernel reads its workgroup index as `wid.x + wid.y * num_workgroups.x`: the host folds
@@ -38,10 +39,47 @@ macro_rules! shader {
 }
 pub(crate) use shader;
 
-/// How a kernel binds a buffer.
+/// How a kernel binds a buffer or a texture (see `texels.rs`).
 pub(crate) enum Bind<'a> {
     Read(&'a wgpu::Buffer),
     Write(&'a wgpu::Buffer),
+    /// `texture_2d<f32>` (rgba32float), read with `textureLoad`.
+    Texels(&'a wgpu::TextureView),
+}
+
+impl Bind<'_> {
+    /// Two bits per binding in the pipeline key.
+    fn kind(&self) -> u32 {
+        match self {
+            Bind::Read(_) => 0,
+            Bind::Write(_) => 1,
+            Bind::Texels(_) => 2,
+        }
+    }
+
+    fn layout_type(&self) -> wgpu::BindingType {
+        let storage = |read_only| wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        match self {
+            Bind::Read(_) => storage(true),
+            Bind::Write(_) => storage(false),
+            Bind::Texels(_) => wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            },
+        }
+    }
+
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        match self {
+            Bind::Read(b) | Bind::Write(b) => b.as_entire_binding(),
+            Bind::Texels(v) => wgpu::BindingResource::TextureView(v),
+        }
+    }
 }
 
 /// Most loop iterations one invocation may run. llvmpipe (lavapipe) ends every shader
@@ -52,7 +90,7 @@ pub(crate) const LOOP_BUDGET: usize = 8192;
 /// Bytes reserved per dispatch for its parameters (and the binding's size).
 const PARAM_SLOT: u64 = 256;
 
-/// (shader, entry point, number of buffers, bit mask of the writable ones, override constants)
+/// (shader, entry point, number of bindings, their kinds (2 bits each), override constants)
 type PipelineKey = (
     &'static str,
     &'static str,
@@ -127,14 +165,15 @@ impl Device {
         binds: &[Bind],
     ) -> Arc<Pipeline> {
         let inner = &self.0;
-        let writes = binds.iter().enumerate().fold(0u32, |m, (i, b)| {
-            m | (matches!(b, Bind::Write(_)) as u32) << i
-        });
+        let kinds = binds
+            .iter()
+            .enumerate()
+            .fold(0u32, |m, (i, b)| m | b.kind() << (2 * i));
         let key = (
             shader.name,
             entry,
             binds.len() as u32,
-            writes,
+            kinds,
             constants.to_vec(),
         );
         if let Some(p) = inner.pipelines.pipelines.lock().unwrap().get(&key) {
@@ -154,11 +193,6 @@ impl Device {
                 })
                 .clone()
         };
-        let storage = |read_only| wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        };
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -173,7 +207,7 @@ impl Device {
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
-                ty: storage(matches!(b, Bind::Read(_))),
+                ty: b.layout_type(),
                 count: None,
             });
         }
@@ -268,12 +302,9 @@ impl Device {
             }),
         }];
         for (i, b) in binds.iter().enumerate() {
-            let buf = match b {
-                Bind::Read(b) | Bind::Write(b) => b,
-            };
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: buf.as_entire_binding(),
+                resource: b.resource(),
             });
         }
         let bind_group = inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -498,6 +529,18 @@ impl Device {
         let mut batch = self.0.batch.lock().unwrap();
         self.encoder(&mut batch)
             .copy_buffer_to_buffer(src, 0, dst, 0, Some(bytes));
+    }
+
+    /// Records a buffer-to-texture copy.
+    pub(crate) fn copy_to_texture(
+        &self,
+        src: wgpu::TexelCopyBufferInfo,
+        dst: wgpu::TexelCopyTextureInfo,
+        size: wgpu::Extent3d,
+    ) {
+        let mut batch = self.0.batch.lock().unwrap();
+        self.encoder(&mut batch)
+            .copy_buffer_to_texture(src, dst, size);
     }
 
     /// Copies `bytes` of `src` into a mappable buffer and submits everything recorded so far.

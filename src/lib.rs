@@ -36,6 +36,7 @@ mod rng;
 mod shape;
 mod tape;
 mod tensor;
+mod texels;
 pub mod weights;
 
 pub use device::{Device, DeviceInfo, DeviceOptions};

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 pub(crate) struct BufferPool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
     recent: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Idle textures (see `texels.rs`) by their number of rows.
+    textures: HashMap<u32, Vec<wgpu::Texture>>,
     allocated: u64,
     in_use: u64,
     peak_in_use: u64,
@@ -68,11 +70,39 @@ impl BufferPool {
         }
     }
 
-    /// Frees every idle buffer (for example under memory pressure).
+    /// Frees every idle buffer and texture (for example under memory pressure).
     pub fn trim(&mut self) {
         for (class, bufs) in self.free.drain() {
             self.allocated -= class * bufs.len() as u64;
         }
+        for (_, textures) in self.textures.drain() {
+            for t in textures {
+                self.allocated -= texture_bytes(&t);
+            }
+        }
+    }
+
+    /// An idle texture of `rows` rows. Every write to a texture is a recorded command, so
+    /// one released in this batch can be handed out again at once.
+    pub fn take_texture(&mut self, rows: u32) -> Option<wgpu::Texture> {
+        let t = self.textures.get_mut(&rows)?.pop()?;
+        self.note_in_use(texture_bytes(&t));
+        Some(t)
+    }
+
+    pub fn note_new_texture(&mut self, bytes: u64) {
+        self.allocated += bytes;
+        self.note_in_use(bytes);
+    }
+
+    pub fn release_texture(&mut self, rows: u32, t: wgpu::Texture) {
+        self.in_use -= texture_bytes(&t);
+        self.textures.entry(rows).or_default().push(t);
+    }
+
+    fn note_in_use(&mut self, bytes: u64) {
+        self.in_use += bytes;
+        self.peak_in_use = self.peak_in_use.max(self.in_use);
     }
 
     pub fn allocated_bytes(&self) -> u64 {
@@ -82,6 +112,10 @@ impl BufferPool {
     pub fn in_use_bytes(&self) -> u64 {
         self.in_use
     }
+}
+
+fn texture_bytes(t: &wgpu::Texture) -> u64 {
+    t.width() as u64 * t.height() as u64 * 16
 }
 
 #[cfg(test)]

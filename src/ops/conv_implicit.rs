@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
 use crate::ops::conv::Geometry;
 use crate::tensor::Tensor;
+use crate::texels::{Texels, TEXEL_ROW};
 
 static SHADER: Shader = shader!("conv_implicit");
 
@@ -23,9 +24,29 @@ pub(crate) fn applies(dev: &Device, geo: &Geometry) -> bool {
         && loops(geo.c_out / g * taps) <= LOOP_BUDGET
         && geo.ho * (geo.wo + 1) + 16 <= LOOP_BUDGET
         && weight_parts(geo).is_some()
+        // The kernels' operands fit in textures.
+        && largest_operand(geo).div_ceil(4 * TEXEL_ROW as usize)
+            <= dev.0.limits.max_texture_dimension_2d as usize
         // Index arithmetic in the kernels stays within u32 and the divmod's 2^24.
         && (geo.n.div_ceil(4) * 4 * geo.c.max(geo.c_out) * geo.h.max(geo.ho) * geo.w.max(geo.wo))
             < 1 << 31
+}
+
+/// Floats in the largest tensor a kernel reads as a texture: x or g with images innermost (the
+/// padded batch times the larger of the input and output planes), or a weight layout.
+fn largest_operand(geo: &Geometry) -> usize {
+    let images = quads(geo) * 4;
+    let planes = (geo.c * geo.h * geo.w).max(geo.c_out * geo.ho * geo.wo);
+    let weights =
+        geo.c.div_ceil(8).max(geo.c_out.div_ceil(8)) * 8 * geo.kh * geo.kw * 8 * geo.p.groups;
+    (images * planes).max(weights)
+}
+
+/// A kernel operand as a texture; `applies` checked that it fits.
+fn texels(dev: &Device, t: &Tensor) -> Result<Texels> {
+    Ok(dev
+        .texels_of(t.buffer())?
+        .expect("applies() checked that the operands fit in textures"))
 }
 
 /// Image quads: the batch padded to a multiple of 4, in vec4s.
@@ -175,8 +196,8 @@ pub(crate) fn forward(
         &SHADER,
         "conv_forward",
         &[
-            Bind::Read(xt.buffer()),
-            Bind::Read(wf.buffer()),
+            Bind::Texels(texels(dev, &xt)?.view()),
+            Bind::Texels(texels(dev, &wf)?.view()),
             // Without a bias the slot holds the weights (unread).
             Bind::Read(bias.unwrap_or(&wf).buffer()),
             Bind::Write(out),
@@ -215,8 +236,8 @@ pub(crate) fn forward_relu_pool(
         "conv_relu_pool_forward",
         &[("SAVE_ARGMAX", placeholder.is_none() as u32)],
         &[
-            Bind::Read(xt.buffer()),
-            Bind::Read(wf.buffer()),
+            Bind::Texels(texels(dev, &xt)?.view()),
+            Bind::Texels(texels(dev, &wf)?.view()),
             Bind::Read(bias.unwrap_or(&wf).buffer()),
             Bind::Write(out),
             Bind::Write(won),
@@ -273,8 +294,8 @@ pub(crate) fn backward_input(
         "conv_backward_input",
         &[("STRIDED", strided as u32)],
         &[
-            Bind::Read(gt.buffer()),
-            Bind::Read(wb.buffer()),
+            Bind::Texels(texels(dev, gt)?.view()),
+            Bind::Texels(texels(dev, &wb)?.view()),
             // The bias slot is unread here.
             Bind::Read(wb.buffer()),
             Bind::Write(gx.buffer()),
@@ -308,8 +329,8 @@ pub(crate) fn backward_weight(
         &SHADER,
         "conv_backward_weight",
         &[
-            Bind::Read(xt.buffer()),
-            Bind::Read(gt.buffer()),
+            Bind::Texels(texels(dev, xt)?.view()),
+            Bind::Texels(texels(dev, gt)?.view()),
             Bind::Write(partial.buffer()),
         ],
         &params,

@@ -8,6 +8,7 @@ use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
 use crate::shape::{broadcast, numel};
 use crate::tape::Op;
 use crate::tensor::Tensor;
+use crate::texels::Texels;
 
 static SHADER: Shader = shader!("matmul");
 
@@ -134,6 +135,7 @@ impl<'a> Gemm<'a> {
             self.batch
         };
         let mut first = true;
+        let mut texels = Operands::NotYet;
         for b0 in (0..self.batch).step_by(b_step) {
             for k0 in (0..self.k).step_by(k_step) {
                 let piece = Piece {
@@ -154,25 +156,25 @@ impl<'a> Gemm<'a> {
                     bias: self.bias.is_some() && first,
                     relu: self.relu && b0 + b_step >= self.batch && k0 + k_step >= self.k,
                 };
-                self.dispatch(dev, &piece)?;
+                self.dispatch(dev, &piece, &mut texels)?;
                 first = false;
             }
         }
         Ok(())
     }
 
-    fn dispatch(&self, dev: &Device, piece: &Piece) -> Result<()> {
-        // CPU adapters: the vec4 kernel over k - k % 4 when the operands' strides allow it,
-        // then matmul_blocked8 adds the rest.
+    fn dispatch(&self, dev: &Device, piece: &Piece, texels: &mut Operands) -> Result<()> {
+        // CPU adapters: the vec4 kernel over k - k % 4 when the operands' strides allow it
+        // (reading them as textures), then matmul_blocked8 adds the rest.
         if !dev.0.matmul_tiles && self.m > 16 && piece.k >= 4 {
-            if let Some((a_k, b_k)) = self.vec4_form(piece) {
+            if let (Some(form), Some((a, b))) = (self.vec4_form(piece), texels.get(dev, self)?) {
                 let k4 = piece.k - piece.k % 4;
                 let main = Piece {
                     k: k4,
                     relu: piece.relu && k4 == piece.k,
                     ..*piece
                 };
-                self.record(dev, &main, Some((a_k, b_k)))?;
+                self.record(dev, &main, Some(Vec4 { form, a, b }))?;
                 if k4 == piece.k {
                     return Ok(());
                 }
@@ -214,7 +216,7 @@ impl<'a> Gemm<'a> {
 
     /// Records one kernel over `piece`: matmul_vec4 in the given form, or the adapter's
     /// scalar kernel.
-    fn record(&self, dev: &Device, piece: &Piece, vec4: Option<(bool, bool)>) -> Result<()> {
+    fn record(&self, dev: &Device, piece: &Piece, vec4: Option<Vec4>) -> Result<()> {
         let params = [
             piece.batch as u32,
             self.m as u32,
@@ -246,18 +248,21 @@ impl<'a> Gemm<'a> {
         };
         let out_batches = if self.sum_batch { 1 } else { piece.batch };
         let tiles = self.m.div_ceil(tile_m) * self.n.div_ceil(tile_n) * out_batches;
-        let (a_k, b_k) = vec4.unwrap_or((true, false));
-        let constants = match vec4 {
-            Some(_) => vec![("A_K", a_k as u32), ("B_K", b_k as u32)],
-            None => vec![],
+        let (constants, a, b) = match &vec4 {
+            Some(v) => (
+                vec![("A_K", v.form.0 as u32), ("B_K", v.form.1 as u32)],
+                Bind::Texels(v.a),
+                Bind::Texels(v.b),
+            ),
+            None => (vec![], Bind::Read(self.a.buf), Bind::Read(self.b.buf)),
         };
         dev.dispatch_with(
             &SHADER,
             entry,
             &constants,
             &[
-                Bind::Read(self.a.buf),
-                Bind::Read(self.b.buf),
+                a,
+                b,
                 Bind::Write(self.c),
                 // Without a bias the slot holds A (unread).
                 Bind::Read(self.bias.unwrap_or(self.a.buf)),
@@ -265,6 +270,50 @@ impl<'a> Gemm<'a> {
             &params,
             tiles as u32,
         )
+    }
+}
+
+/// matmul_vec4's operand form (A along k, B along k) and its operands as textures.
+struct Vec4<'t> {
+    form: (bool, bool),
+    a: &'t wgpu::TextureView,
+    b: &'t wgpu::TextureView,
+}
+
+/// A product's operands as textures, copied once for all its pieces when the first piece needs
+/// them; `Unavailable` when a buffer does not fit in a texture.
+enum Operands {
+    NotYet,
+    Unavailable,
+    Copied(Box<(Texels, Option<Texels>)>),
+}
+
+impl Operands {
+    fn get(
+        &mut self,
+        dev: &Device,
+        gemm: &Gemm,
+    ) -> Result<Option<(&wgpu::TextureView, &wgpu::TextureView)>> {
+        if let Operands::NotYet = self {
+            let a = dev.texels_of(gemm.a.buf)?;
+            // A product of a matrix with itself (or its transpose) copies it once.
+            let b = if gemm.a.buf == gemm.b.buf {
+                None
+            } else {
+                dev.texels_of(gemm.b.buf)?
+            };
+            *self = match (a, b) {
+                (Some(a), Some(b)) => Operands::Copied(Box::new((a, Some(b)))),
+                (Some(a), None) if gemm.a.buf == gemm.b.buf => {
+                    Operands::Copied(Box::new((a, None)))
+                }
+                _ => Operands::Unavailable,
+            };
+        }
+        Ok(match self {
+            Operands::Copied(ab) => Some((ab.0.view(), ab.1.as_ref().unwrap_or(&ab.0).view())),
+            _ => None,
+        })
     }
 }
 
