@@ -83,12 +83,19 @@ fn invocation(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
 
 // ---- layouts ----
 
+// The re-laid-out tensors are textures (src/texels.rs), which the convolution kernels read
+// faster than storage buffers on llvmpipe: vec4 i is the texel at (i % TEXEL_ROW, i / TEXEL_ROW).
+const TEXEL_ROW: u32 = 1024u;
+
 @group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var dst_texels: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(3) var<storage, read> relu_out: array<f32>;
 
-// dst4[plane * nq + q] = src[(4q + j) * planes + plane] for j = 0..3 (0 past the last image):
+fn store_texel(i: u32, v: vec4<f32>) {
+    textureStore(dst_texels, vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW), v);
+}
+
+// texel plane * nq + q = src[(4q + j) * planes + plane] for j = 0..3 (0 past the last image):
 // an [N, planes] tensor (planes = C * H * W) as [planes, NQ * 4].
 @compute @workgroup_size(64)
 fn images_inner(
@@ -112,7 +119,7 @@ fn images_inner(
             }
         }
     }
-    dst4[v] = out;
+    store_texel(v, out);
 }
 
 @group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
@@ -148,60 +155,68 @@ fn images_inner4(
     let r2 = image_row(q * 4u + 2u, pb, blocks);
     let r3 = image_row(q * 4u + 3u, pb, blocks);
     let base = pb * 4u * p.nq + q;
-    dst4[base] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
-    dst4[base + p.nq] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
-    dst4[base + 2u * p.nq] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
-    dst4[base + 3u * p.nq] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
+    store_texel(base, vec4<f32>(r0.x, r1.x, r2.x, r3.x));
+    store_texel(base + p.nq, vec4<f32>(r0.y, r1.y, r2.y, r3.y));
+    store_texel(base + 2u * p.nq, vec4<f32>(r0.z, r1.z, r2.z, r3.z));
+    store_texel(base + 3u * p.nq, vec4<f32>(r0.w, r1.w, r2.w, r3.w));
 }
 
-// dst[((g * K + k) * co8 + co)] = W[g * cout_g + co, k] (0 for co >= cout_g), co8 = cout_g
-// rounded up to 8: at each tap, 8 consecutive output channels are two vec4s.
+// Element e = (g * K + k) * co8 + co of the forward weight layout is W[g * cout_g + co, k] (0
+// for co >= cout_g), co8 = cout_g rounded up to 8: at each tap, 8 consecutive output channels
+// are two texels. One invocation writes one texel, elements 4t .. 4t + 3.
 @compute @workgroup_size(64)
 fn weight_forward_layout(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let e = invocation(wid, nwg, li);
+    let t = invocation(wid, nwg, li);
     let cout_g = p.c_out / p.groups;
     let co8 = (cout_g + 7u) / 8u * 8u;
     let k_len = p.c / p.groups * p.kh * p.kw;
-    if (e >= p.groups * k_len * co8) {
+    if (t * 4u >= p.groups * k_len * co8) {
         return;
     }
-    let co = e % co8;
-    let k = (e / co8) % k_len;
-    let g = e / (co8 * k_len);
-    var v = 0.0;
-    if (co < cout_g) {
-        v = src[(g * cout_g + co) * k_len + k];
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let e = t * 4u + j;
+        let co = e % co8;
+        let k = (e / co8) % k_len;
+        let g = e / (co8 * k_len);
+        if (co < cout_g) {
+            v[j] = src[(g * cout_g + co) * k_len + k];
+        }
     }
-    dst[e] = v;
+    store_texel(t, v);
 }
 
-// dst[((co_abs * taps + t) * c8 + c)] = W[co_abs, c, t] (0 for c >= cin_g), c8 = cin_g rounded
-// up to 8: at each tap, 8 consecutive input channels are two vec4s.
+// Element e = (co_abs * taps + t) * c8 + c of the backward weight layout is W[co_abs, c, t]
+// (0 for c >= cin_g), c8 = cin_g rounded up to 8: at each tap, 8 consecutive input channels
+// are two texels. One invocation writes one texel.
 @compute @workgroup_size(64)
 fn weight_backward_layout(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let e = invocation(wid, nwg, li);
+    let texel = invocation(wid, nwg, li);
     let cin_g = p.c / p.groups;
     let c8 = (cin_g + 7u) / 8u * 8u;
     let taps = p.kh * p.kw;
-    if (e >= p.c_out * taps * c8) {
+    if (texel * 4u >= p.c_out * taps * c8) {
         return;
     }
-    let c = e % c8;
-    let t = (e / c8) % taps;
-    let co = e / (c8 * taps);
-    var v = 0.0;
-    if (c < cin_g) {
-        v = src[(co * cin_g + c) * taps + t];
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let e = texel * 4u + j;
+        let c = e % c8;
+        let t = (e / c8) % taps;
+        let co = e / (c8 * taps);
+        if (c < cin_g) {
+            v[j] = src[(co * cin_g + c) * taps + t];
+        }
     }
-    dst[e] = v;
+    store_texel(texel, v);
 }
 
 // ---- the convolution kernels ----
@@ -212,7 +227,6 @@ fn weight_backward_layout(
 // fetch costs 2-4x less than a storage-buffer load.
 @group(0) @binding(1) var texels1: texture_2d<f32>;
 @group(0) @binding(2) var texels2: texture_2d<f32>;
-const TEXEL_ROW: u32 = 1024u;
 
 fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
     return textureLoad(t, vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW), 0);
@@ -537,7 +551,11 @@ fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
 @group(0) @binding(1) var<storage, read> pooled_g: array<f32>;
 @group(0) @binding(2) var<storage, read> pooled_y: array<f32>;
 @group(0) @binding(3) var<storage, read> pooled_won: array<f32>;
-@group(0) @binding(4) var<storage, read_write> gt_out: array<vec4<f32>>;
+@group(0) @binding(4) var gt_texels: texture_storage_2d<rgba32float, write>;
+
+fn store_gt(i: u32, v: vec4<f32>) {
+    textureStore(gt_texels, vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW), v);
+}
 
 @compute @workgroup_size(64)
 fn pool_grad_images_inner(
@@ -572,10 +590,10 @@ fn pool_grad_images_inner(
         }
     }
     let top = (ch * p.ho + (pp / pw_n) * 2u) * p.wo + (pp % pw_n) * 2u;
-    gt_out[top * p.nq + q] = px0;
-    gt_out[(top + 1u) * p.nq + q] = px1;
-    gt_out[(top + p.wo) * p.nq + q] = px2;
-    gt_out[(top + p.wo + 1u) * p.nq + q] = px3;
+    store_gt(top * p.nq + q, px0);
+    store_gt((top + 1u) * p.nq + q, px1);
+    store_gt((top + p.wo) * p.nq + q, px2);
+    store_gt((top + p.wo + 1u) * p.nq + q, px3);
 }
 
 // Here xq holds g (the output gradient, images inner) and wq the backward weight layout.
@@ -884,6 +902,7 @@ fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32,
     }
 }
 
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bias_grad: array<f32>;
 
 // Adds up conv_backward_weight's parts: src [parts, C_out * K (+ C_out)] into the weight

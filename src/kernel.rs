@@ -45,6 +45,8 @@ pub(crate) enum Bind<'a> {
     Write(&'a wgpu::Buffer),
     /// `texture_2d<f32>` (rgba32float), read with `textureLoad`.
     Texels(&'a wgpu::TextureView),
+    /// `texture_storage_2d<rgba32float, write>`.
+    WriteTexels(&'a wgpu::TextureView),
 }
 
 impl Bind<'_> {
@@ -54,6 +56,7 @@ impl Bind<'_> {
             Bind::Read(_) => 0,
             Bind::Write(_) => 1,
             Bind::Texels(_) => 2,
+            Bind::WriteTexels(_) => 3,
         }
     }
 
@@ -71,13 +74,18 @@ impl Bind<'_> {
                 view_dimension: wgpu::TextureViewDimension::D2,
                 multisampled: false,
             },
+            Bind::WriteTexels(_) => wgpu::BindingType::StorageTexture {
+                access: wgpu::StorageTextureAccess::WriteOnly,
+                format: wgpu::TextureFormat::Rgba32Float,
+                view_dimension: wgpu::TextureViewDimension::D2,
+            },
         }
     }
 
     fn resource(&self) -> wgpu::BindingResource<'_> {
         match self {
             Bind::Read(b) | Bind::Write(b) => b.as_entire_binding(),
-            Bind::Texels(v) => wgpu::BindingResource::TextureView(v),
+            Bind::Texels(v) | Bind::WriteTexels(v) => wgpu::BindingResource::TextureView(v),
         }
     }
 }

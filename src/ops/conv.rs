@@ -10,6 +10,7 @@ use crate::ops::pool::Pool2dParams;
 use crate::ops::unary::groups;
 use crate::tape::Op;
 use crate::tensor::Tensor;
+use crate::texels::Texels;
 
 static SHADER: Shader = shader!("conv");
 
@@ -244,7 +245,7 @@ fn im2col(
 /// (implicit path), so that only one of the two is kept alive.
 enum SavedInput {
     Nchw(Tensor),
-    ImagesInner(Tensor),
+    ImagesInner(Box<Texels>),
 }
 
 pub(crate) struct Saved {
@@ -301,7 +302,7 @@ fn conv2d(
     Ok(Tensor::from_op(storage, out_shape, &inputs, || {
         Op::Conv2d(Saved {
             x: match xt {
-                Some(xt) => SavedInput::ImagesInner(xt),
+                Some(xt) => SavedInput::ImagesInner(Box::new(xt)),
                 None => SavedInput::Nchw(x.detach()),
             },
             w: w.detach(),
@@ -357,7 +358,7 @@ fn conv_relu_pool(
     inputs.extend(bias);
     Ok(Some(Tensor::from_op(storage, shape, &inputs, || {
         Op::Conv2d(Saved {
-            x: SavedInput::ImagesInner(xt),
+            x: SavedInput::ImagesInner(Box::new(xt)),
             w: w.detach(),
             has_bias: bias.is_some(),
             relu_y: None,
@@ -432,9 +433,14 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
             let (gw, gb) = conv_implicit::backward_weight(dev, xt, &gt, geo, s.w.shape(), need_b)?;
             (Some(gw), gb)
         } else if need_b {
-            // gt is [C_out * HO * WO, images]: each channel's sum is one row of a reshape.
-            let per_channel = gt.reshape(&[geo.c_out, gt.numel() / geo.c_out])?;
-            (None, Some(per_channel.sum_dim(1, false)?))
+            // Each window's gradient reaches the convolution's output once (at its winner)
+            // where the pooled value is positive: the bias gradient sums g masked by y > 0.
+            let masked = crate::ops::unary::relu_backward(&pool.y, g)?;
+            let pooled = masked.numel() / (geo.n * geo.c_out).max(1);
+            let per_channel = masked
+                .reshape(&[geo.n, geo.c_out, pooled])?
+                .sum_dim(2, false)?;
+            (None, Some(per_channel.sum_dim(0, false)?))
         } else {
             (None, None)
         };

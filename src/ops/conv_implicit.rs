@@ -42,11 +42,10 @@ fn largest_operand(geo: &Geometry) -> usize {
     (images * planes).max(weights)
 }
 
-/// A kernel operand as a texture; `applies` checked that it fits.
-fn texels(dev: &Device, t: &Tensor) -> Result<Texels> {
-    Ok(dev
-        .texels_of(t.buffer())?
-        .expect("applies() checked that the operands fit in textures"))
+/// A texture for `floats` values of a re-laid-out operand; `applies` checked that it fits.
+fn texels(dev: &Device, floats: usize) -> Texels {
+    dev.texels(floats.div_ceil(4) as u64)
+        .expect("applies() checked that the operands fit in textures")
 }
 
 /// Image quads: the batch padded to a multiple of 4, in vec4s.
@@ -120,17 +119,18 @@ fn grid(n: usize) -> u32 {
     n.div_ceil(64) as u32
 }
 
-/// An [N, C, H, W] tensor (x, or the output gradient) as [C, H, W, images padded to 4]; with
-/// `relu_out`, only where that (a fused ReLU's output) is positive: the gradient through it.
+/// An [N, C, H, W] tensor (x, or the output gradient) as [C, H, W, images padded to 4], in a
+/// texture; with `relu_out`, only where that (a fused ReLU's output) is positive: the gradient
+/// through it.
 pub(crate) fn images_inner(
     dev: &Device,
     t: &Tensor,
     geo: &Geometry,
     relu_out: Option<&Tensor>,
-) -> Result<Tensor> {
+) -> Result<Texels> {
     let planes = t.numel() / geo.n.max(1);
     let nq = quads(geo);
-    let out = Tensor::uninit(dev, &[planes, nq * 4])?;
+    let out = texels(dev, planes * nq * 4);
     let mut params = params(geo, false, (0, 0, 0), planes);
     params[22] = relu_out.is_some() as u32;
     // 4 x 4 blocks with vec4 loads and stores when the planes allow it.
@@ -144,7 +144,7 @@ pub(crate) fn images_inner(
         entry,
         &[
             Bind::Read(t.buffer()),
-            Bind::Write(out.buffer()),
+            Bind::WriteTexels(out.view()),
             // Without a mask the slot holds t (unread).
             Bind::Read(relu_out.unwrap_or(t).buffer()),
         ],
@@ -154,9 +154,10 @@ pub(crate) fn images_inner(
     Ok(out)
 }
 
-/// The weights re-laid out so that 8 channels at one tap are two vec4s: output channels for
-/// the forward (`entry` weight_forward_layout), input channels for the input gradient.
-fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) -> Result<Tensor> {
+/// The weights re-laid out (in a texture) so that 8 channels at one tap are two texels: output
+/// channels for the forward (`entry` weight_forward_layout), input channels for the input
+/// gradient.
+fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) -> Result<Texels> {
     let g = geo.p.groups;
     let taps = geo.kh * geo.kw;
     let len = if entry == "weight_forward_layout" {
@@ -164,13 +165,13 @@ fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) 
     } else {
         geo.c_out * taps * (geo.c / g).div_ceil(8) * 8
     };
-    let out = Tensor::uninit(dev, &[len])?;
+    let out = texels(dev, len);
     dev.dispatch(
         &SHADER,
         entry,
-        &[Bind::Read(w.buffer()), Bind::Write(out.buffer())],
+        &[Bind::Read(w.buffer()), Bind::WriteTexels(out.view())],
         &params(geo, false, (0, 0, 0), 0),
-        grid(len),
+        grid(len / 4),
     )?;
     Ok(out)
 }
@@ -185,7 +186,7 @@ pub(crate) fn forward(
     relu: bool,
     geo: &Geometry,
     out: &wgpu::Buffer,
-) -> Result<Tensor> {
+) -> Result<Texels> {
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
     let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
@@ -196,10 +197,10 @@ pub(crate) fn forward(
         &SHADER,
         "conv_forward",
         &[
-            Bind::Texels(texels(dev, &xt)?.view()),
-            Bind::Texels(texels(dev, &wf)?.view()),
+            Bind::Texels(xt.view()),
+            Bind::Texels(wf.view()),
             // Without a bias the slot holds the weights (unread).
-            Bind::Read(bias.unwrap_or(&wf).buffer()),
+            Bind::Read(bias.unwrap_or(w).buffer()),
             Bind::Write(out),
         ],
         &params,
@@ -219,7 +220,7 @@ pub(crate) fn forward_relu_pool(
     geo: &Geometry,
     out: &wgpu::Buffer,
     won: Option<&wgpu::Buffer>,
-) -> Result<Tensor> {
+) -> Result<Texels> {
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
     let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
@@ -236,9 +237,9 @@ pub(crate) fn forward_relu_pool(
         "conv_relu_pool_forward",
         &[("SAVE_ARGMAX", placeholder.is_none() as u32)],
         &[
-            Bind::Texels(texels(dev, &xt)?.view()),
-            Bind::Texels(texels(dev, &wf)?.view()),
-            Bind::Read(bias.unwrap_or(&wf).buffer()),
+            Bind::Texels(xt.view()),
+            Bind::Texels(wf.view()),
+            Bind::Read(bias.unwrap_or(w).buffer()),
             Bind::Write(out),
             Bind::Write(won),
         ],
@@ -257,9 +258,9 @@ pub(crate) fn pool_grad_images_inner(
     y: &Tensor,
     won: &Tensor,
     geo: &Geometry,
-) -> Result<Tensor> {
+) -> Result<Texels> {
     let nq = quads(geo);
-    let gt = Tensor::uninit(dev, &[geo.c_out * geo.ho * geo.wo, nq * 4])?;
+    let gt = texels(dev, geo.c_out * geo.ho * geo.wo * nq * 4);
     let windows = geo.c_out * (geo.ho / 2) * (geo.wo / 2) * nq;
     dev.dispatch(
         &SHADER,
@@ -268,7 +269,7 @@ pub(crate) fn pool_grad_images_inner(
             Bind::Read(g.buffer()),
             Bind::Read(y.buffer()),
             Bind::Read(won.buffer()),
-            Bind::Write(gt.buffer()),
+            Bind::WriteTexels(gt.view()),
         ],
         &params(geo, false, (0, 0, 0), 0),
         grid(windows),
@@ -279,7 +280,7 @@ pub(crate) fn pool_grad_images_inner(
 /// The input gradient (a transposed convolution of g with w); `gt` is g with images innermost.
 pub(crate) fn backward_input(
     dev: &Device,
-    gt: &Tensor,
+    gt: &Texels,
     w: &Tensor,
     geo: &Geometry,
 ) -> Result<Tensor> {
@@ -294,10 +295,10 @@ pub(crate) fn backward_input(
         "conv_backward_input",
         &[("STRIDED", strided as u32)],
         &[
-            Bind::Texels(texels(dev, gt)?.view()),
-            Bind::Texels(texels(dev, &wb)?.view()),
+            Bind::Texels(gt.view()),
+            Bind::Texels(wb.view()),
             // The bias slot is unread here.
-            Bind::Read(wb.buffer()),
+            Bind::Read(w.buffer()),
             Bind::Write(gx.buffer()),
         ],
         &params(geo, false, (0, 0, 0), 0),
@@ -311,8 +312,8 @@ pub(crate) fn backward_input(
 /// parallel, then added up by sum_parts.
 pub(crate) fn backward_weight(
     dev: &Device,
-    xt: &Tensor,
-    gt: &Tensor,
+    xt: &Texels,
+    gt: &Texels,
     geo: &Geometry,
     w_shape: &[usize],
     with_bias: bool,
@@ -329,8 +330,8 @@ pub(crate) fn backward_weight(
         &SHADER,
         "conv_backward_weight",
         &[
-            Bind::Texels(texels(dev, xt)?.view()),
-            Bind::Texels(texels(dev, gt)?.view()),
+            Bind::Texels(xt.view()),
+            Bind::Texels(gt.view()),
             Bind::Write(partial.buffer()),
         ],
         &params,
