@@ -8,7 +8,8 @@
 // [C, H, W, NQ * 4] (images innermost, padded with zeros to a multiple of 4: `images_inner`),
 // the same tap of 4 images is one aligned vec4, for any stride, padding and dilation.
 // The weights get the matching layouts (`weight_forward_layout`, `weight_backward_layout`) so
-// that 8 output (or input) channels at one tap are two vec4s.
+// that a block of up to 8 output (or input) channels at one tap is two vec4s. A block holds CH
+// channels (an override constant), so that 6 channels cost 6, not 8.
 //
 // Kernels, per group g (cin_g = C / groups, cout_g = C_out / groups, taps = KH * KW,
 // K = cin_g * taps):
@@ -64,6 +65,15 @@ struct Params {
 
 // False when both strides are 1: the backward's divisibility tests compile away.
 override STRIDED: bool = true;
+
+// Channels per block, 1-8: a group's C channels form ceil(C / 8) blocks of CH = ceil(C / blocks)
+// (the host's choice), so 6 channels are one block of 6 rather than 8 with 2 idle; the
+// arithmetic of a block's channels CH..7 compiles away. Blocks: ceil(C / CH).
+override CH: u32 = 8u;
+
+fn channel_blocks(c: u32) -> u32 {
+    return (c + CH - 1u) / CH;
+}
 
 // (a / b, a % b) for per-invocation values below 2^24, through an f32 reciprocal plus integer
 // fix-ups: llvmpipe has no vector integer division (it runs 8 scalar divides per operation).
@@ -161,9 +171,10 @@ fn images_inner4(
     store_texel(base + 3u * p.nq, vec4<f32>(r0.w, r1.w, r2.w, r3.w));
 }
 
-// Element e = (g * K + k) * co8 + co of the forward weight layout is W[g * cout_g + co, k] (0
-// for co >= cout_g), co8 = cout_g rounded up to 8: at each tap, 8 consecutive output channels
-// are two texels. One invocation writes one texel, elements 4t .. 4t + 3.
+// The weight layouts hold, per tap, each channel block's CH channels in 8 slots (zeros past
+// CH and past the group's channels): two texels that one vec4 load each brings.
+// Forward: element ((g * K + k) * blocks + cb) * 8 + slot is W[g * cout_g + cb * CH + slot, k].
+// One invocation writes one texel, elements 4t .. 4t + 3.
 @compute @workgroup_size(64)
 fn weight_forward_layout(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -172,27 +183,28 @@ fn weight_forward_layout(
 ) {
     let t = invocation(wid, nwg, li);
     let cout_g = p.c_out / p.groups;
-    let co8 = (cout_g + 7u) / 8u * 8u;
+    let blocks = channel_blocks(cout_g);
     let k_len = p.c / p.groups * p.kh * p.kw;
-    if (t * 4u >= p.groups * k_len * co8) {
+    if (t * 4u >= p.groups * k_len * blocks * 8u) {
         return;
     }
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         let e = t * 4u + j;
-        let co = e % co8;
-        let k = (e / co8) % k_len;
-        let g = e / (co8 * k_len);
-        if (co < cout_g) {
+        let slot = e % 8u;
+        let cb = (e / 8u) % blocks;
+        let k = (e / (8u * blocks)) % k_len;
+        let g = e / (8u * blocks * k_len);
+        let co = cb * CH + slot;
+        if (slot < CH && co < cout_g) {
             v[j] = src[(g * cout_g + co) * k_len + k];
         }
     }
     store_texel(t, v);
 }
 
-// Element e = (co_abs * taps + t) * c8 + c of the backward weight layout is W[co_abs, c, t]
-// (0 for c >= cin_g), c8 = cin_g rounded up to 8: at each tap, 8 consecutive input channels
-// are two texels. One invocation writes one texel.
+// Backward: element ((co_abs * taps + t) * blocks + cb) * 8 + slot is
+// W[co_abs, cb * CH + slot, t] (blocks of the group's input channels).
 @compute @workgroup_size(64)
 fn weight_backward_layout(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -201,18 +213,20 @@ fn weight_backward_layout(
 ) {
     let texel = invocation(wid, nwg, li);
     let cin_g = p.c / p.groups;
-    let c8 = (cin_g + 7u) / 8u * 8u;
+    let blocks = channel_blocks(cin_g);
     let taps = p.kh * p.kw;
-    if (texel * 4u >= p.c_out * taps * c8) {
+    if (texel * 4u >= p.c_out * taps * blocks * 8u) {
         return;
     }
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         let e = texel * 4u + j;
-        let c = e % c8;
-        let t = (e / c8) % taps;
-        let co = e / (c8 * taps);
-        if (c < cin_g) {
+        let slot = e % 8u;
+        let cb = (e / 8u) % blocks;
+        let t = (e / (8u * blocks)) % taps;
+        let co = e / (8u * blocks * taps);
+        let c = cb * CH + slot;
+        if (slot < CH && c < cin_g) {
             v[j] = src[(co * cin_g + c) * taps + t];
         }
     }
@@ -304,40 +318,55 @@ fn load16(q: u32, nb: u32, inside: bool) -> Quads {
                  quad_at(q, 2u, nb, inside), quad_at(q, 3u, nb, inside));
 }
 
-// acc += the 8 channels' weights (wl: channels 0-3, wh: 4-7) x the 16 images.
+// acc += the 8 channels' weights (wl: channels 0-3, wh: 4-7) x the 16 images; channels CH..7
+// of a block are skipped when the pipeline is compiled.
 fn fma16(wl: vec4<f32>, wh: vec4<f32>, x: Quads) {
     acc00 += wl.x * x.q0;
     acc01 += wl.x * x.q1;
     acc02 += wl.x * x.q2;
     acc03 += wl.x * x.q3;
-    acc10 += wl.y * x.q0;
-    acc11 += wl.y * x.q1;
-    acc12 += wl.y * x.q2;
-    acc13 += wl.y * x.q3;
-    acc20 += wl.z * x.q0;
-    acc21 += wl.z * x.q1;
-    acc22 += wl.z * x.q2;
-    acc23 += wl.z * x.q3;
-    acc30 += wl.w * x.q0;
-    acc31 += wl.w * x.q1;
-    acc32 += wl.w * x.q2;
-    acc33 += wl.w * x.q3;
-    acc40 += wh.x * x.q0;
-    acc41 += wh.x * x.q1;
-    acc42 += wh.x * x.q2;
-    acc43 += wh.x * x.q3;
-    acc50 += wh.y * x.q0;
-    acc51 += wh.y * x.q1;
-    acc52 += wh.y * x.q2;
-    acc53 += wh.y * x.q3;
-    acc60 += wh.z * x.q0;
-    acc61 += wh.z * x.q1;
-    acc62 += wh.z * x.q2;
-    acc63 += wh.z * x.q3;
-    acc70 += wh.w * x.q0;
-    acc71 += wh.w * x.q1;
-    acc72 += wh.w * x.q2;
-    acc73 += wh.w * x.q3;
+    if (CH > 1u) {
+        acc10 += wl.y * x.q0;
+        acc11 += wl.y * x.q1;
+        acc12 += wl.y * x.q2;
+        acc13 += wl.y * x.q3;
+    }
+    if (CH > 2u) {
+        acc20 += wl.z * x.q0;
+        acc21 += wl.z * x.q1;
+        acc22 += wl.z * x.q2;
+        acc23 += wl.z * x.q3;
+    }
+    if (CH > 3u) {
+        acc30 += wl.w * x.q0;
+        acc31 += wl.w * x.q1;
+        acc32 += wl.w * x.q2;
+        acc33 += wl.w * x.q3;
+    }
+    if (CH > 4u) {
+        acc40 += wh.x * x.q0;
+        acc41 += wh.x * x.q1;
+        acc42 += wh.x * x.q2;
+        acc43 += wh.x * x.q3;
+    }
+    if (CH > 5u) {
+        acc50 += wh.y * x.q0;
+        acc51 += wh.y * x.q1;
+        acc52 += wh.y * x.q2;
+        acc53 += wh.y * x.q3;
+    }
+    if (CH > 6u) {
+        acc60 += wh.z * x.q0;
+        acc61 += wh.z * x.q1;
+        acc62 += wh.z * x.q2;
+        acc63 += wh.z * x.q3;
+    }
+    if (CH > 7u) {
+        acc70 += wh.w * x.q0;
+        acc71 += wh.w * x.q1;
+        acc72 += wh.w * x.q2;
+        acc73 += wh.w * x.q3;
+    }
 }
 
 // Stores channel `ch`'s 8 images (lo, hi) of block nb8 (images 8 nb8 ..) at `pix` of an NCHW
@@ -376,17 +405,31 @@ fn store_channel(nb: u32, index: u32, count: u32, ch: u32, chans: u32, pixels: u
     store8(nb * 2u + 1u, ch, chans, pixels, pix, c, d, bv);
 }
 
-// The accumulators of channels first .. first + 7 (of `count` in the group; ch0 is channel
-// `first` in the output tensor).
+// The accumulators of channels first .. first + CH - 1 (of `count` in the group; ch0 is
+// channel `first` in the output tensor).
 fn store16(nb: u32, first: u32, count: u32, ch0: u32, chans: u32, pixels: u32, pix: u32) {
     store_channel(nb, first + 0u, count, ch0 + 0u, chans, pixels, pix, acc00, acc01, acc02, acc03);
-    store_channel(nb, first + 1u, count, ch0 + 1u, chans, pixels, pix, acc10, acc11, acc12, acc13);
-    store_channel(nb, first + 2u, count, ch0 + 2u, chans, pixels, pix, acc20, acc21, acc22, acc23);
-    store_channel(nb, first + 3u, count, ch0 + 3u, chans, pixels, pix, acc30, acc31, acc32, acc33);
-    store_channel(nb, first + 4u, count, ch0 + 4u, chans, pixels, pix, acc40, acc41, acc42, acc43);
-    store_channel(nb, first + 5u, count, ch0 + 5u, chans, pixels, pix, acc50, acc51, acc52, acc53);
-    store_channel(nb, first + 6u, count, ch0 + 6u, chans, pixels, pix, acc60, acc61, acc62, acc63);
-    store_channel(nb, first + 7u, count, ch0 + 7u, chans, pixels, pix, acc70, acc71, acc72, acc73);
+    if (CH > 1u) {
+        store_channel(nb, first + 1u, count, ch0 + 1u, chans, pixels, pix, acc10, acc11, acc12, acc13);
+    }
+    if (CH > 2u) {
+        store_channel(nb, first + 2u, count, ch0 + 2u, chans, pixels, pix, acc20, acc21, acc22, acc23);
+    }
+    if (CH > 3u) {
+        store_channel(nb, first + 3u, count, ch0 + 3u, chans, pixels, pix, acc30, acc31, acc32, acc33);
+    }
+    if (CH > 4u) {
+        store_channel(nb, first + 4u, count, ch0 + 4u, chans, pixels, pix, acc40, acc41, acc42, acc43);
+    }
+    if (CH > 5u) {
+        store_channel(nb, first + 5u, count, ch0 + 5u, chans, pixels, pix, acc50, acc51, acc52, acc53);
+    }
+    if (CH > 6u) {
+        store_channel(nb, first + 6u, count, ch0 + 6u, chans, pixels, pix, acc60, acc61, acc62, acc63);
+    }
+    if (CH > 7u) {
+        store_channel(nb, first + 7u, count, ch0 + 7u, chans, pixels, pix, acc70, acc71, acc72, acc73);
+    }
 }
 
 @compute @workgroup_size(64)
@@ -397,7 +440,7 @@ fn conv_forward(
 ) {
     let cin_g = p.c / p.groups;
     let cout_g = p.c_out / p.groups;
-    let cb_count = (cout_g + 7u) / 8u;
+    let cb_count = channel_blocks(cout_g);
     let pixels = p.ho * p.wo;
     let at = work_of(invocation(wid, nwg, li), pixels, cb_count);
     let pix = at.x;
@@ -408,7 +451,7 @@ fn conv_forward(
         return;
     }
     let k_len = cin_g * p.kh * p.kw;
-    // Weight quads of this group and channel block, for tap k: (g * K + k) * co8 / 4 + cb * 2.
+    // Weight quads of this group and channel block, for tap k: (g * K + k) * blocks * 2 + cb * 2.
     let w_base = g * k_len * cb_count * 2u + cb * 2u;
     let ih0 = i32((pix / p.wo) * p.sh) - i32(p.ph);
     let iw0 = i32((pix % p.wo) * p.sw) - i32(p.pw);
@@ -427,7 +470,7 @@ fn conv_forward(
             }
         }
     }
-    store16(nb, cb * 8u, cout_g, g * cout_g + cb * 8u, p.c_out, pixels, pix);
+    store16(nb, cb * CH, cout_g, g * cout_g + cb * CH, p.c_out, pixels, pix);
 }
 
 // conv_relu_pool_forward: max_pool2d(relu(conv2d(x) + bias), 2) in one pass, the
@@ -447,7 +490,7 @@ fn conv_relu_pool_forward(
 ) {
     let cin_g = p.c / p.groups;
     let cout_g = p.c_out / p.groups;
-    let cb_count = (cout_g + 7u) / 8u;
+    let cb_count = channel_blocks(cout_g);
     let pooled = (p.ho / 2u) * (p.wo / 2u);
     let at = work_of(invocation(wid, nwg, li), pooled, cb_count);
     let pp = at.x;
@@ -483,14 +526,28 @@ fn conv_relu_pool_forward(
             }
         }
     }
-    store_pooled(q, cb * 8u + 0u, cout_g, g * cout_g + cb * 8u + 0u, pp, acc00, acc01, acc02, acc03);
-    store_pooled(q, cb * 8u + 1u, cout_g, g * cout_g + cb * 8u + 1u, pp, acc10, acc11, acc12, acc13);
-    store_pooled(q, cb * 8u + 2u, cout_g, g * cout_g + cb * 8u + 2u, pp, acc20, acc21, acc22, acc23);
-    store_pooled(q, cb * 8u + 3u, cout_g, g * cout_g + cb * 8u + 3u, pp, acc30, acc31, acc32, acc33);
-    store_pooled(q, cb * 8u + 4u, cout_g, g * cout_g + cb * 8u + 4u, pp, acc40, acc41, acc42, acc43);
-    store_pooled(q, cb * 8u + 5u, cout_g, g * cout_g + cb * 8u + 5u, pp, acc50, acc51, acc52, acc53);
-    store_pooled(q, cb * 8u + 6u, cout_g, g * cout_g + cb * 8u + 6u, pp, acc60, acc61, acc62, acc63);
-    store_pooled(q, cb * 8u + 7u, cout_g, g * cout_g + cb * 8u + 7u, pp, acc70, acc71, acc72, acc73);
+    store_pooled(q, cb * CH + 0u, cout_g, g * cout_g + cb * CH + 0u, pp, acc00, acc01, acc02, acc03);
+    if (CH > 1u) {
+        store_pooled(q, cb * CH + 1u, cout_g, g * cout_g + cb * CH + 1u, pp, acc10, acc11, acc12, acc13);
+    }
+    if (CH > 2u) {
+        store_pooled(q, cb * CH + 2u, cout_g, g * cout_g + cb * CH + 2u, pp, acc20, acc21, acc22, acc23);
+    }
+    if (CH > 3u) {
+        store_pooled(q, cb * CH + 3u, cout_g, g * cout_g + cb * CH + 3u, pp, acc30, acc31, acc32, acc33);
+    }
+    if (CH > 4u) {
+        store_pooled(q, cb * CH + 4u, cout_g, g * cout_g + cb * CH + 4u, pp, acc40, acc41, acc42, acc43);
+    }
+    if (CH > 5u) {
+        store_pooled(q, cb * CH + 5u, cout_g, g * cout_g + cb * CH + 5u, pp, acc50, acc51, acc52, acc53);
+    }
+    if (CH > 6u) {
+        store_pooled(q, cb * CH + 6u, cout_g, g * cout_g + cb * CH + 6u, pp, acc60, acc61, acc62, acc63);
+    }
+    if (CH > 7u) {
+        store_pooled(q, cb * CH + 7u, cout_g, g * cout_g + cb * CH + 7u, pp, acc70, acc71, acc72, acc73);
+    }
 }
 
 // Quad q of the images at input pixel (ih, iw) of channel plane `plane` (zero outside).
@@ -605,7 +662,7 @@ fn conv_backward_input(
 ) {
     let cin_g = p.c / p.groups;
     let cout_g = p.c_out / p.groups;
-    let cb_count = (cin_g + 7u) / 8u;
+    let cb_count = channel_blocks(cin_g);
     let pixels = p.h * p.w;
     let at = work_of(invocation(wid, nwg, li), pixels, cb_count);
     let pix = at.x;
@@ -629,7 +686,7 @@ fn conv_backward_input(
     }
     for (var co = 0u; co < cout_g; co++) {
         let co_abs = g * cout_g + co;
-        // Weight quads for (co_abs, tap t): (co_abs * taps + t) * c8 / 4 + cb * 2.
+        // Weight quads for (co_abs, tap t): (co_abs * taps + t) * blocks * 2 + cb * 2.
         let w_base = co_abs * taps * cb_count * 2u + cb * 2u;
         for (var kh = kh_first; kh < kh_end; kh++) {
             let th = th0 - i32(kh * p.dh);
@@ -657,7 +714,7 @@ fn conv_backward_input(
             }
         }
     }
-    store16(nb, cb * 8u, cin_g, g * cin_g + cb * 8u, p.c, pixels, pix);
+    store16(nb, cb * CH, cin_g, g * cin_g + cb * CH, p.c, pixels, pix);
 }
 
 // ---- the weight gradient ----
@@ -705,7 +762,7 @@ fn conv_backward_weight(
     let cout_g = p.c_out / p.groups;
     let k_len = cin_g * p.kh * p.kw;
     let kb_count = (k_len + 15u) / 16u;
-    let cb_count = (cout_g + 7u) / 8u;
+    let cb_count = channel_blocks(cout_g);
     let bands = (p.ho + p.rows_per_part - 1u) / p.rows_per_part;
     let parts = (p.nq + p.quads_per_part - 1u) / p.quads_per_part * bands;
     let v = invocation(wid, nwg, li);
@@ -735,7 +792,7 @@ fn conv_backward_weight(
     let t14 = tap(g, cin_g, min(k0 + 14u, k_len - 1u));
     let t15 = tap(g, cin_g, min(k0 + 15u, k_len - 1u));
     // Output-channel planes (C_out * HO units), clamped to the group's last channel.
-    let c0 = g * cout_g + cb * 8u;
+    let c0 = g * cout_g + cb * CH;
     let last = g * cout_g + cout_g - 1u;
     let g0 = min(c0 + 0u, last) * p.ho;
     let g1 = min(c0 + 1u, last) * p.ho;
@@ -811,72 +868,100 @@ fn conv_backward_weight(
                 a0_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
                 a0_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s0.x += dot(gv, vec4<f32>(1.0));
-                gv = gs((g1 * p.wo + gp) * p.nq + q);
-                a1_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                a1_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                a1_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                a1_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                s0.y += dot(gv, vec4<f32>(1.0));
-                gv = gs((g2 * p.wo + gp) * p.nq + q);
-                a2_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                a2_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                a2_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                a2_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                s0.z += dot(gv, vec4<f32>(1.0));
-                gv = gs((g3 * p.wo + gp) * p.nq + q);
-                a3_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                a3_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                a3_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                a3_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                s0.w += dot(gv, vec4<f32>(1.0));
-                gv = gs((g4 * p.wo + gp) * p.nq + q);
-                a4_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                a4_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                a4_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                a4_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                s1.x += dot(gv, vec4<f32>(1.0));
-                gv = gs((g5 * p.wo + gp) * p.nq + q);
-                a5_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                a5_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                a5_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                a5_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                s1.y += dot(gv, vec4<f32>(1.0));
-                gv = gs((g6 * p.wo + gp) * p.nq + q);
-                a6_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                a6_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                a6_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                a6_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                s1.z += dot(gv, vec4<f32>(1.0));
-                gv = gs((g7 * p.wo + gp) * p.nq + q);
-                a7_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                a7_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                a7_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                a7_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                s1.w += dot(gv, vec4<f32>(1.0));
+                if (CH > 1u) {
+                    gv = gs((g1 * p.wo + gp) * p.nq + q);
+                    a1_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                    a1_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                    a1_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                    a1_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
+                    s0.y += dot(gv, vec4<f32>(1.0));
+                }
+                if (CH > 2u) {
+                    gv = gs((g2 * p.wo + gp) * p.nq + q);
+                    a2_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                    a2_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                    a2_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                    a2_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
+                    s0.z += dot(gv, vec4<f32>(1.0));
+                }
+                if (CH > 3u) {
+                    gv = gs((g3 * p.wo + gp) * p.nq + q);
+                    a3_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                    a3_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                    a3_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                    a3_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
+                    s0.w += dot(gv, vec4<f32>(1.0));
+                }
+                if (CH > 4u) {
+                    gv = gs((g4 * p.wo + gp) * p.nq + q);
+                    a4_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                    a4_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                    a4_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                    a4_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
+                    s1.x += dot(gv, vec4<f32>(1.0));
+                }
+                if (CH > 5u) {
+                    gv = gs((g5 * p.wo + gp) * p.nq + q);
+                    a5_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                    a5_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                    a5_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                    a5_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
+                    s1.y += dot(gv, vec4<f32>(1.0));
+                }
+                if (CH > 6u) {
+                    gv = gs((g6 * p.wo + gp) * p.nq + q);
+                    a6_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                    a6_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                    a6_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                    a6_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
+                    s1.z += dot(gv, vec4<f32>(1.0));
+                }
+                if (CH > 7u) {
+                    gv = gs((g7 * p.wo + gp) * p.nq + q);
+                    a7_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
+                    a7_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
+                    a7_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
+                    a7_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
+                    s1.w += dot(gv, vec4<f32>(1.0));
+                }
             }
         }
     }
     let row_len = p.c_out * k_len + select(0u, p.c_out, p.has_bias == 1u);
     let base = part * row_len;
     if (p.has_bias == 1u && kb == 0u) {
-        let bias_at = base + p.c_out * k_len + g * cout_g + cb * 8u;
+        let bias_at = base + p.c_out * k_len + g * cout_g + cb * CH;
         for (var i = 0u; i < 4u; i++) {
-            if (cb * 8u + i < cout_g) {
+            if (i < CH && cb * CH + i < cout_g) {
                 partial[bias_at + i] = s0[i];
             }
-            if (cb * 8u + 4u + i < cout_g) {
+            if (4u + i < CH && cb * CH + 4u + i < cout_g) {
                 partial[bias_at + 4u + i] = s1[i];
             }
         }
     }
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 0u, k0, a0_0, a0_1, a0_2, a0_3);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 1u, k0, a1_0, a1_1, a1_2, a1_3);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 2u, k0, a2_0, a2_1, a2_2, a2_3);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 3u, k0, a3_0, a3_1, a3_2, a3_3);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 4u, k0, a4_0, a4_1, a4_2, a4_3);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 5u, k0, a5_0, a5_1, a5_2, a5_3);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 6u, k0, a6_0, a6_1, a6_2, a6_3);
-    store_gw(base, cout_g, k_len, g * cout_g, cb * 8u + 7u, k0, a7_0, a7_1, a7_2, a7_3);
+    store_gw(base, cout_g, k_len, g * cout_g, cb * CH + 0u, k0, a0_0, a0_1, a0_2, a0_3);
+    if (CH > 1u) {
+        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + 1u, k0, a1_0, a1_1, a1_2, a1_3);
+    }
+    if (CH > 2u) {
+        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + 2u, k0, a2_0, a2_1, a2_2, a2_3);
+    }
+    if (CH > 3u) {
+        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + 3u, k0, a3_0, a3_1, a3_2, a3_3);
+    }
+    if (CH > 4u) {
+        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + 4u, k0, a4_0, a4_1, a4_2, a4_3);
+    }
+    if (CH > 5u) {
+        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + 5u, k0, a5_0, a5_1, a5_2, a5_3);
+    }
+    if (CH > 6u) {
+        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + 6u, k0, a6_0, a6_1, a6_2, a6_3);
+    }
+    if (CH > 7u) {
+        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + 7u, k0, a7_0, a7_1, a7_2, a7_3);
+    }
 }
 
 // Channel co's sums for taps k0 .. k0 + 15, skipping channels and taps past the ends.

@@ -44,6 +44,11 @@ fn forward_matches_float64_on_random_configurations() {
         (2, 3, 17, 13, 5, 5, 5, (1, 1), (2, 2), (1, 1), 1),
         (5, 6, 8, 8, 6, 1, 1, (3, 3), (0, 0), (1, 1), 3),
         (2, 2, 30, 31, 4, 3, 3, (2, 2), (1, 1), (3, 3), 1),
+        // Channel counts that are not multiples of 8: blocks of 6 (12 outputs), of 5 (10 per
+        // group), of 7 (13).
+        (3, 10, 7, 6, 12, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+        (2, 20, 6, 7, 26, 3, 2, (2, 1), (1, 0), (1, 1), 2),
+        (4, 9, 5, 5, 13, 1, 1, (1, 1), (0, 0), (1, 1), 1),
     ];
     for (i, &(n, c, h, w, co, kh, kw, s, p, d, g)) in configs.iter().enumerate() {
         let (xs, ws) = ([n, c, h, w], [co, c / g, kh, kw]);
@@ -77,6 +82,8 @@ fn backward_matches_finite_differences() {
         (5, 2, 5, 4, 2, 2, 3, (2, 1), (0, 1), (1, 1), 1),
         (1, 4, 7, 5, 2, 3, 3, (1, 2), (2, 1), (2, 1), 2),
         (2, 3, 6, 6, 3, 1, 2, (1, 1), (0, 0), (1, 2), 3),
+        // 10 input and 12 output channels: blocks of 5 and of 6.
+        (2, 10, 4, 4, 12, 2, 2, (1, 1), (1, 0), (1, 1), 1),
     ];
     for (i, &(n, c, h, w, co, kh, kw, s, p, d, g)) in configs.iter().enumerate() {
         let (xs, ws) = ([n, c, h, w], [co, c / g, kh, kw]);

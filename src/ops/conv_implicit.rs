@@ -37,8 +37,11 @@ pub(crate) fn applies(dev: &Device, geo: &Geometry) -> bool {
 fn largest_operand(geo: &Geometry) -> usize {
     let images = quads(geo) * 4;
     let planes = (geo.c * geo.h * geo.w).max(geo.c_out * geo.ho * geo.wo);
-    let weights =
-        geo.c.div_ceil(8).max(geo.c_out.div_ceil(8)) * 8 * geo.kh * geo.kw * 8 * geo.p.groups;
+    let (g, taps) = (geo.p.groups, geo.kh * geo.kw);
+    let weights = (geo.c * channel_blocks(geo.c_out / g))
+        .max(geo.c_out * channel_blocks(geo.c / g))
+        * taps
+        * 8;
     (images * planes).max(weights)
 }
 
@@ -46,6 +49,17 @@ fn largest_operand(geo: &Geometry) -> usize {
 fn texels(dev: &Device, floats: usize) -> Texels {
     dev.texels(floats.div_ceil(4) as u64)
         .expect("applies() checked that the operands fit in textures")
+}
+
+/// Channels per block (the kernels' override CH) for a group of `c` channels: ceil(c / 8)
+/// blocks of equal size, so that 6 channels are one block of 6, 12 two of 6.
+fn block_channels(c: usize) -> usize {
+    c.div_ceil(c.div_ceil(8).max(1)).max(1)
+}
+
+/// Channel blocks of a group of `c` channels (the kernels' channel_blocks).
+fn channel_blocks(c: usize) -> usize {
+    c.div_ceil(block_channels(c))
 }
 
 /// Image quads: the batch padded to a multiple of 4, in vec4s.
@@ -61,7 +75,7 @@ fn weight_parts(geo: &Geometry) -> Option<(usize, usize, usize)> {
     let groups = geo.p.groups;
     let nq = quads(geo);
     let k_len = geo.c / groups * geo.kh * geo.kw;
-    let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(16);
+    let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(16);
     let quads_per_part = nq.div_ceil(LOOP_BUDGET / 4).max(1);
     let quad_groups = nq.div_ceil(quads_per_part);
     let mut bands = 512usize
@@ -154,21 +168,30 @@ pub(crate) fn images_inner(
     Ok(out)
 }
 
-/// The weights re-laid out (in a texture) so that 8 channels at one tap are two texels: output
-/// channels for the forward (`entry` weight_forward_layout), input channels for the input
-/// gradient.
+/// The weights re-laid out (in a texture) so that a block of channels at one tap is two texels:
+/// output channels for the forward (`entry` weight_forward_layout), input channels for the
+/// input gradient.
 fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) -> Result<Texels> {
     let g = geo.p.groups;
     let taps = geo.kh * geo.kw;
-    let len = if entry == "weight_forward_layout" {
-        g * (geo.c / g * taps) * (geo.c_out / g).div_ceil(8) * 8
+    let (len, ch) = if entry == "weight_forward_layout" {
+        let cout_g = geo.c_out / g;
+        (
+            g * (geo.c / g * taps) * channel_blocks(cout_g) * 8,
+            block_channels(cout_g),
+        )
     } else {
-        geo.c_out * taps * (geo.c / g).div_ceil(8) * 8
+        let cin_g = geo.c / g;
+        (
+            geo.c_out * taps * channel_blocks(cin_g) * 8,
+            block_channels(cin_g),
+        )
     };
     let out = texels(dev, len);
-    dev.dispatch(
+    dev.dispatch_with(
         &SHADER,
         entry,
+        &[("CH", ch as u32)],
         &[Bind::Read(w.buffer()), Bind::WriteTexels(out.view())],
         &params(geo, false, (0, 0, 0), 0),
         grid(len / 4),
@@ -192,10 +215,12 @@ pub(crate) fn forward(
     let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
     params[22] = relu as u32;
     let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
-    let invocations = quads(geo).div_ceil(4) * g * (geo.c_out / g).div_ceil(8) * geo.ho * geo.wo;
-    dev.dispatch(
+    let cout_g = geo.c_out / g;
+    let invocations = quads(geo).div_ceil(4) * g * channel_blocks(cout_g) * geo.ho * geo.wo;
+    dev.dispatch_with(
         &SHADER,
         "conv_forward",
+        &[("CH", block_channels(cout_g) as u32)],
         &[
             Bind::Texels(xt.view()),
             Bind::Texels(wf.view()),
@@ -225,7 +250,8 @@ pub(crate) fn forward_relu_pool(
     let xt = images_inner(dev, x, geo, None)?;
     let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
     // Invocations: 4 images x 8 channels at one 2 x 2 window.
-    let invocations = quads(geo) * g * (geo.c_out / g).div_ceil(8) * (geo.ho / 2) * (geo.wo / 2);
+    let cout_g = geo.c_out / g;
+    let invocations = quads(geo) * g * channel_blocks(cout_g) * (geo.ho / 2) * (geo.wo / 2);
     // Without the argmax, a one-element placeholder fills its slot (unwritten).
     let placeholder = match won {
         Some(_) => None,
@@ -235,7 +261,10 @@ pub(crate) fn forward_relu_pool(
     dev.dispatch_with(
         &SHADER,
         "conv_relu_pool_forward",
-        &[("SAVE_ARGMAX", placeholder.is_none() as u32)],
+        &[
+            ("SAVE_ARGMAX", placeholder.is_none() as u32),
+            ("CH", block_channels(cout_g) as u32),
+        ],
         &[
             Bind::Texels(xt.view()),
             Bind::Texels(wf.view()),
@@ -289,11 +318,14 @@ pub(crate) fn backward_input(
     let wb = weight_layout(dev, w, geo, "weight_backward_layout")?;
     let strided = geo.p.stride != (1, 1);
     let invocations =
-        quads(geo).div_ceil(4) * groups * (geo.c / groups).div_ceil(8) * geo.h * geo.w;
+        quads(geo).div_ceil(4) * groups * channel_blocks(geo.c / groups) * geo.h * geo.w;
     dev.dispatch_with(
         &SHADER,
         "conv_backward_input",
-        &[("STRIDED", strided as u32)],
+        &[
+            ("STRIDED", strided as u32),
+            ("CH", block_channels(geo.c / groups) as u32),
+        ],
         &[
             Bind::Texels(gt.view()),
             Bind::Texels(wb.view()),
@@ -324,11 +356,12 @@ pub(crate) fn backward_weight(
     let w_len = geo.c_out * k_len;
     let row_len = w_len + if with_bias { geo.c_out } else { 0 };
     let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
-    let per_part = groups * (geo.c_out / groups).div_ceil(8) * k_len.div_ceil(16);
+    let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(16);
     let params = params(geo, with_bias, parts, 0);
-    dev.dispatch(
+    dev.dispatch_with(
         &SHADER,
         "conv_backward_weight",
+        &[("CH", block_channels(geo.c_out / groups) as u32)],
         &[
             Bind::Texels(xt.view()),
             Bind::Texels(gt.view()),
