@@ -559,9 +559,12 @@ fn pixel_quad(plane: u32, ih: i32, iw: i32, q: u32) -> vec4<f32> {
 // Whether v replaces the running max, per image: larger values, and NaN (which then stays), as
 // max_pool2d.
 fn takes4(v: vec4<f32>, best: vec4<f32>) -> vec4<bool> {
-    let nan_v = v != v;
-    let nan_best = best != best;
-    return !nan_best & ((v > best) | nan_v);
+    return !is_nan4(best) & ((v > best) | is_nan4(v));
+}
+
+// NaN from the bits: llvmpipe may fold `v != v` to false.
+fn is_nan4(v: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
 }
 
 // Channel `index` of the block (skipped past `count`): bias, ReLU and the max over the 4 pixels

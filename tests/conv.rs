@@ -469,6 +469,23 @@ fn conv_pool_cases() -> Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> {
             Conv2dParams::default().stride(2).padding(2).groups(2),
         ),
         (vec![2, 2, 9, 9], vec![3, 2, 3, 3], Conv2dParams::default()),
+        // Even-sized outputs whose column stride differs from the dilation (the kernel then
+        // fetches every pixel of the window) or equals it (it slides the window along).
+        (
+            vec![3, 4, 12, 11],
+            vec![6, 2, 3, 3],
+            Conv2dParams::default().stride(2).padding(1).groups(2),
+        ),
+        (
+            vec![2, 3, 10, 10],
+            vec![5, 3, 3, 3],
+            Conv2dParams::default().dilation(2),
+        ),
+        (
+            vec![2, 3, 13, 13],
+            vec![5, 3, 3, 3],
+            Conv2dParams::default().stride(2).dilation(2).padding(1),
+        ),
     ]
 }
 
