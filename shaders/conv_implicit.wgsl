@@ -480,6 +480,10 @@ fn conv_forward(
 // SAVE_ARGMAX (training) it also stores which of the window's pixels (0-3, row-major) won.
 override SAVE_ARGMAX: bool = false;
 
+// True when the column stride equals the column dilation: then the window's right pixels at
+// tap kw are its left pixels at tap kw + 1, and each tap fetches 2 quads of x instead of 4.
+override SLIDE: bool = false;
+
 @group(0) @binding(5) var<storage, read_write> window_argmax: array<f32>;
 
 @compute @workgroup_size(64)
@@ -512,16 +516,21 @@ fn conv_relu_pool_forward(
         let plane = (g * cin_g + c) * p.h;
         for (var kh = 0u; kh < p.kh; kh++) {
             let ih = ih0 + i32(kh * p.dh);
+            // With SLIDE, the window's right column at tap kw is its left column at kw + 1.
+            var left_top = pixel_quad(plane, ih, iw0, q);
+            var left_bottom = pixel_quad(plane, ih + sh, iw0, q);
             for (var kw = 0u; kw < p.kw; kw++) {
                 let iw = iw0 + i32(kw * p.dw);
                 let wi = w_base + k * cb_count * 2u;
-                let x = Quads(
-                    pixel_quad(plane, ih, iw, q),
-                    pixel_quad(plane, ih, iw + sw, q),
-                    pixel_quad(plane, ih + sh, iw, q),
-                    pixel_quad(plane, ih + sh, iw + sw, q),
-                );
-                fma16(wq(wi), wq(wi + 1u), x);
+                if (!SLIDE) {
+                    left_top = pixel_quad(plane, ih, iw, q);
+                    left_bottom = pixel_quad(plane, ih + sh, iw, q);
+                }
+                let right_top = pixel_quad(plane, ih, iw + sw, q);
+                let right_bottom = pixel_quad(plane, ih + sh, iw + sw, q);
+                fma16(wq(wi), wq(wi + 1u), Quads(left_top, right_top, left_bottom, right_bottom));
+                left_top = right_top;
+                left_bottom = right_bottom;
                 k++;
             }
         }

@@ -263,6 +263,7 @@ pub(crate) fn forward_relu_pool(
         "conv_relu_pool_forward",
         &[
             ("SAVE_ARGMAX", placeholder.is_none() as u32),
+            ("SLIDE", (geo.p.stride.1 == geo.p.dilation.1) as u32),
             ("CH", block_channels(cout_g) as u32),
         ],
         &[
