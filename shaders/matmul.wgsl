@@ -14,7 +14,9 @@
 //   each invocation accumulates a 4x4 block of the 64x64 output tile.
 // - CPU adapters such as lavapipe, where workgroup memory and barriers are slow and every
 //   per-invocation load is a gather: matmul_blocked8 (8 x 8 outputs per invocation) for
-//   larger m, matmul_rows (8 rows shared by a workgroup) when m is small.
+//   larger m, matmul_rows (8 rows shared by a workgroup) when m is small; matmul_vec4 (below)
+//   when the operands can be read as vec4s, or matmul_subgroup.wgsl's kernel where the
+//   adapter's subgroups are its 8 SIMD lanes (a separate module: it needs subgroup operations).
 
 struct Params {
     batch: u32,

@@ -30,6 +30,10 @@ pub struct DeviceOptions {
     /// GEMM, best on CPU adapters), `Some(false)` writes the column matrix and multiplies it
     /// (best on GPUs); `None` picks by adapter type.
     pub conv_implicit: Option<bool>,
+    /// Kernels for CPU adapters whose subgroups are their 8 SIMD lanes (llvmpipe) share
+    /// fetched operands across a subgroup: `None` where the adapter has such subgroups,
+    /// `Some(false)` never (`Some(true)` still needs them).
+    pub subgroups: Option<bool>,
     /// Time every kernel (`Device::profile_report`); defaults to `WEBGRAD_PROFILE=1`.
     pub profile: bool,
 }
@@ -43,6 +47,7 @@ impl Default for DeviceOptions {
             ops_per_submit: 2048,
             matmul_tiles: None,
             conv_implicit: None,
+            subgroups: None,
             profile: var("WEBGRAD_PROFILE").is_some_and(|v| v != "0"),
         }
     }
@@ -95,6 +100,9 @@ pub(crate) struct DeviceInner {
     /// A software adapter (lavapipe, WARP, SwiftShader): barriers and workgroup memory are
     /// slow there, so reductions prefer one invocation per output.
     pub cpu_adapter: bool,
+    /// A CPU adapter whose subgroups are its 8 SIMD lanes (llvmpipe on 256-bit vectors): kernels
+    /// share fetched values across a subgroup instead of fetching them in every lane.
+    pub simd8_subgroups: bool,
     pub pipelines: PipelineCache,
     pub batch: Mutex<Batch>,
     pub pool: Mutex<BufferPool>,
@@ -105,6 +113,21 @@ pub(crate) struct DeviceInner {
     /// Per-kernel times when `WEBGRAD_PROFILE` is set.
     pub profile: Option<Profiler>,
     next_tensor_id: AtomicU64,
+}
+
+/// Subgroup operations, requested on CPU adapters whose subgroups are exactly 8 invocations
+/// (what `matmul_subgroup.wgsl` is written for); empty elsewhere.
+fn subgroup_features(adapter: &wgpu::Adapter) -> wgpu::Features {
+    let info = adapter.get_info();
+    let simd8 = info.device_type == wgpu::DeviceType::Cpu
+        && info.subgroup_min_size == 8
+        && info.subgroup_max_size == 8
+        && adapter.features().contains(wgpu::Features::SUBGROUP);
+    if simd8 {
+        wgpu::Features::SUBGROUP
+    } else {
+        wgpu::Features::empty()
+    }
 }
 
 impl std::fmt::Debug for Device {
@@ -214,9 +237,13 @@ impl Device {
         };
         let ai = adapter.get_info();
         let limits = adapter.limits();
+        let subgroups = match opts.subgroups {
+            Some(false) => wgpu::Features::empty(),
+            _ => subgroup_features(&adapter),
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("webgrad"),
-            required_features: crate::profile::wanted_features(&adapter, opts.profile),
+            required_features: crate::profile::wanted_features(&adapter, opts.profile) | subgroups,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -247,6 +274,7 @@ impl Device {
                 .matmul_tiles
                 .unwrap_or(ai.device_type != wgpu::DeviceType::Cpu),
             cpu_adapter: ai.device_type == wgpu::DeviceType::Cpu,
+            simd8_subgroups: !subgroups.is_empty(),
             conv_implicit: opts
                 .conv_implicit
                 .unwrap_or(ai.device_type == wgpu::DeviceType::Cpu),

@@ -139,6 +139,7 @@ fn profiling_times_every_kernel_and_changes_no_result() {
         "matmul_tiled",
         "matmul_blocked8",
         "matmul_vec4",
+        "matmul_subgroup",
         "matmul_rows",
     ]
     .iter()

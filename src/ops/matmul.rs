@@ -11,6 +11,7 @@ use crate::tensor::Tensor;
 use crate::texels::Texels;
 
 static SHADER: Shader = shader!("matmul");
+static SUBGROUP_SHADER: Shader = shader!("matmul_subgroup");
 
 /// One operand of a strided batched product: element (bi, r, c) is at
 /// `offset + bi * batch_stride + r * row_stride + c * col_stride`.
@@ -237,7 +238,9 @@ impl<'a> Gemm<'a> {
             piece.bias as u32,
             piece.relu as u32,
         ];
-        let (entry, tile_m, tile_n) = if vec4.is_some() {
+        let (entry, tile_m, tile_n) = if vec4.is_some() && dev.0.simd8_subgroups {
+            ("matmul_subgroup", 64, 64)
+        } else if vec4.is_some() {
             ("matmul_vec4", 64, 64)
         } else if dev.0.matmul_tiles {
             ("matmul_tiled", 64, 64)
@@ -256,8 +259,12 @@ impl<'a> Gemm<'a> {
             ),
             None => (vec![], Bind::Read(self.a.buf), Bind::Read(self.b.buf)),
         };
+        let shader = match entry {
+            "matmul_subgroup" => &SUBGROUP_SHADER,
+            _ => &SHADER,
+        };
         dev.dispatch_with(
-            &SHADER,
+            shader,
             entry,
             &constants,
             &[
@@ -689,8 +696,16 @@ mod tests {
     /// Operand matrices are stored either [rows, cols] or transposed, and read in place.
     #[test]
     fn every_operand_form_matches_float64() {
+        // CPU schedules: matmul_vec4, and matmul_subgroup where the adapter has 8-lane subgroups.
+        for subgroups in [Some(false), None] {
+            every_operand_form_on(subgroups);
+        }
+    }
+
+    fn every_operand_form_on(subgroups: Option<bool>) {
         let opts = DeviceOptions {
             matmul_tiles: Some(false),
+            subgroups,
             ..Default::default()
         };
         let dev = Device::with_options(opts).unwrap();
