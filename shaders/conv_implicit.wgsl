@@ -477,14 +477,16 @@ fn conv_forward(
 // convolution's output never stored. One invocation: 4 images (one quad) x 8 channels at the
 // 4 pixels of one 2 x 2 window, acc{channel}{pixel}: per tap the same 6 vec4 loads feed 128
 // multiply-adds as in conv_forward, and one value is stored per window instead of four. With
-// SAVE_ARGMAX (training) it also stores which of the window's pixels (0-3, row-major) won.
+// SAVE_ARGMAX (training) it also stores, per window, which of its pixels (0-3, row-major) won,
+// or 4 when the pooled value is not positive (its gradient is then 0): images innermost, as
+// one texel per window and quad of images, texel (ch * pooled + window) * nq + q.
 override SAVE_ARGMAX: bool = false;
 
 // True when the column stride equals the column dilation: then the window's right pixels at
 // tap kw are its left pixels at tap kw + 1, and each tap fetches 2 quads of x instead of 4.
 override SLIDE: bool = false;
 
-@group(0) @binding(5) var<storage, read_write> window_argmax: array<f32>;
+@group(0) @binding(5) var winner_texels: texture_storage_2d<rgba32float, write>;
 
 @compute @workgroup_size(64)
 fn conv_relu_pool_forward(
@@ -606,21 +608,23 @@ fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
         let n = q * 4u + j;
         if (n < p.n) {
             out[(n * p.c_out + ch) * pooled + pp] = best[j];
-            if (SAVE_ARGMAX) {
-                window_argmax[(n * p.c_out + ch) * pooled + pp] = won[j];
-            }
         }
+    }
+    if (SAVE_ARGMAX) {
+        let texel = (ch * pooled + pp) * p.nq + q;
+        let code = select(vec4<f32>(4.0), won, best > vec4<f32>(0.0));
+        textureStore(winner_texels, vec2<u32>(texel % TEXEL_ROW, texel / TEXEL_ROW), code);
     }
 }
 
 // The backward of conv_relu_pool_forward up to the convolution's output, written straight into
 // the images-innermost layout the conv backward kernels read: each window's gradient goes to
-// the pixel that won (when the pooled value, a ReLU output, is > 0), zeros elsewhere. One
-// invocation: one window of one channel for a quad of images, 4 vec4 stores.
+// the pixel that won (code 0-3 from the forward; 4 when the pooled ReLU output was not
+// positive), zeros elsewhere. One invocation: one window of one channel for a quad of images,
+// 4 scalar loads of g, one texel fetch of the codes, 4 texel stores.
 @group(0) @binding(1) var<storage, read> pooled_g: array<f32>;
-@group(0) @binding(2) var<storage, read> pooled_y: array<f32>;
-@group(0) @binding(3) var<storage, read> pooled_won: array<f32>;
-@group(0) @binding(4) var gt_texels: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(2) var winners: texture_2d<f32>;
+@group(0) @binding(3) var gt_texels: texture_storage_2d<rgba32float, write>;
 
 fn store_gt(i: u32, v: vec4<f32>) {
     textureStore(gt_texels, vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW), v);
@@ -641,23 +645,20 @@ fn pool_grad_images_inner(
     let q = v % p.nq;
     let pp = (v / p.nq) % pooled;
     let ch = v / (p.nq * pooled);
-    // Per pixel of the window (row-major), the 4 images' gradients.
-    var px0 = vec4<f32>(0.0);
-    var px1 = vec4<f32>(0.0);
-    var px2 = vec4<f32>(0.0);
-    var px3 = vec4<f32>(0.0);
+    // The 4 images' gradients (0 past the batch), then per pixel of the window (row-major).
+    var gv = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         let n = q * 4u + j;
         if (n < p.n) {
-            let i = (n * p.c_out + ch) * pooled + pp;
-            let gv = select(0.0, pooled_g[i], pooled_y[i] > 0.0);
-            let won = u32(pooled_won[i]);
-            px0[j] = select(0.0, gv, won == 0u);
-            px1[j] = select(0.0, gv, won == 1u);
-            px2[j] = select(0.0, gv, won == 2u);
-            px3[j] = select(0.0, gv, won == 3u);
+            gv[j] = pooled_g[(n * p.c_out + ch) * pooled + pp];
         }
     }
+    let code = texel(winners, (ch * pooled + pp) * p.nq + q);
+    let zero = vec4<f32>(0.0);
+    let px0 = select(zero, gv, code == vec4<f32>(0.0));
+    let px1 = select(zero, gv, code == vec4<f32>(1.0));
+    let px2 = select(zero, gv, code == vec4<f32>(2.0));
+    let px3 = select(zero, gv, code == vec4<f32>(3.0));
     let top = (ch * p.ho + (pp / pw_n) * 2u) * p.wo + (pp % pw_n) * 2u;
     store_gt(top * p.nq + q, px0);
     store_gt((top + 1u) * p.nq + q, px1);

@@ -255,14 +255,15 @@ pub(crate) struct Saved {
     /// The output, when a ReLU was applied in the epilogue (its gradient mask).
     relu_y: Option<Tensor>,
     /// With ReLU and 2 x 2 max pooling fused in (conv_relu_pool): the op's output is pooled.
-    pool: Option<Pooled>,
+    pool: Option<Box<Pooled>>,
     geo: Geometry,
 }
 
-/// What the backward of conv_relu_pool keeps: the pooled output and each window's winner.
+/// What the backward of conv_relu_pool keeps: the pooled output and each window's winner
+/// (images innermost, a texture).
 struct Pooled {
     y: Tensor,
-    won: Tensor,
+    winners: Texels,
 }
 
 fn conv2d(
@@ -337,22 +338,9 @@ fn conv_relu_pool(
         && (x.is_requires_grad()
             || w.is_requires_grad()
             || bias.is_some_and(|b| b.is_requires_grad()));
-    // The winning pixel of each window, for the backward.
-    let won = if records {
-        Some(Tensor::uninit(dev, &shape)?)
-    } else {
-        None
-    };
     let out = storage.buffer();
-    let xt = conv_implicit::forward_relu_pool(
-        dev,
-        x,
-        w,
-        bias,
-        &geo,
-        out,
-        won.as_ref().map(|t| t.buffer()),
-    )?;
+    // With a gradient to record, also the winning pixel of each window.
+    let (xt, winners) = conv_implicit::forward_relu_pool(dev, x, w, bias, &geo, out, records)?;
     let y = Tensor::leaf(storage.clone(), shape.clone());
     let mut inputs = vec![x, w];
     inputs.extend(bias);
@@ -362,7 +350,7 @@ fn conv_relu_pool(
             w: w.detach(),
             has_bias: bias.is_some(),
             relu_y: None,
-            pool: won.map(|won| Pooled { y, won }),
+            pool: winners.map(|winners| Box::new(Pooled { y, winners })),
             geo,
         })
     })))
@@ -424,7 +412,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
     if let (Some(pool), SavedInput::ImagesInner(xt)) = (&s.pool, &s.x) {
         // g is the pooled gradient: route it to the winners, with images innermost.
-        let gt = conv_implicit::pool_grad_images_inner(dev, g, &pool.y, &pool.won, geo)?;
+        let gt = conv_implicit::pool_grad_images_inner(dev, g, &pool.winners, geo)?;
         let gx = match need_x {
             true => Some(conv_implicit::backward_input(dev, &gt, &s.w, geo)?),
             false => None,

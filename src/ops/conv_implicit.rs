@@ -235,8 +235,9 @@ pub(crate) fn forward(
 }
 
 /// max_pool2d(relu(conv(x, w) + bias), 2) into `out` ([N, C_out, HO / 2, WO / 2]) without
-/// storing the convolution (HO and WO even). With `won`, also which pixel of each window won
-/// (0-3) for the backward, and x with images innermost is returned for the weight gradient.
+/// storing the convolution (HO and WO even). Returns x with images innermost (for the weight
+/// gradient) and, with `save_winners`, each window's winner code for the backward (0-3, or 4
+/// where the pooled value is not positive; texel (channel * windows + window) * quads + quad).
 pub(crate) fn forward_relu_pool(
     dev: &Device,
     x: &Tensor,
@@ -244,25 +245,29 @@ pub(crate) fn forward_relu_pool(
     bias: Option<&Tensor>,
     geo: &Geometry,
     out: &wgpu::Buffer,
-    won: Option<&wgpu::Buffer>,
-) -> Result<Texels> {
+    save_winners: bool,
+) -> Result<(Texels, Option<Texels>)> {
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
     let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
-    // Invocations: 4 images x 8 channels at one 2 x 2 window.
+    // Invocations: 4 images x CH channels at one 2 x 2 window.
     let cout_g = geo.c_out / g;
-    let invocations = quads(geo) * g * channel_blocks(cout_g) * (geo.ho / 2) * (geo.wo / 2);
-    // Without the argmax, a one-element placeholder fills its slot (unwritten).
-    let placeholder = match won {
-        Some(_) => None,
-        None => Some(Tensor::uninit(dev, &[1])?),
-    };
-    let won = won.unwrap_or_else(|| placeholder.as_ref().unwrap().buffer());
+    let windows = (geo.ho / 2) * (geo.wo / 2);
+    let invocations = quads(geo) * g * channel_blocks(cout_g) * windows;
+    // Without the winners, a one-texel placeholder fills their slot (unwritten).
+    let winners = texels(
+        dev,
+        if save_winners {
+            geo.c_out * windows * quads(geo) * 4
+        } else {
+            4
+        },
+    );
     dev.dispatch_with(
         &SHADER,
         "conv_relu_pool_forward",
         &[
-            ("SAVE_ARGMAX", placeholder.is_none() as u32),
+            ("SAVE_ARGMAX", save_winners as u32),
             ("SLIDE", (geo.p.stride.1 == geo.p.dilation.1) as u32),
             ("CH", block_channels(cout_g) as u32),
         ],
@@ -271,22 +276,21 @@ pub(crate) fn forward_relu_pool(
             Bind::Texels(wf.view()),
             Bind::Read(bias.unwrap_or(w).buffer()),
             Bind::Write(out),
-            Bind::Write(won),
+            Bind::WriteTexels(winners.view()),
         ],
         &params(geo, bias.is_some(), (0, 0, 0), 0),
         grid(invocations),
     )?;
-    Ok(xt)
+    Ok((xt, save_winners.then_some(winners)))
 }
 
 /// The gradient of forward_relu_pool's output with respect to the convolution's output,
 /// with images innermost (what backward_input and backward_weight read): g at each window's
-/// winning pixel where the pooled value `y` is positive.
+/// winning pixel where the pooled value was positive (the `winners` codes).
 pub(crate) fn pool_grad_images_inner(
     dev: &Device,
     g: &Tensor,
-    y: &Tensor,
-    won: &Tensor,
+    winners: &Texels,
     geo: &Geometry,
 ) -> Result<Texels> {
     let nq = quads(geo);
@@ -297,8 +301,7 @@ pub(crate) fn pool_grad_images_inner(
         "pool_grad_images_inner",
         &[
             Bind::Read(g.buffer()),
-            Bind::Read(y.buffer()),
-            Bind::Read(won.buffer()),
+            Bind::Texels(winners.view()),
             Bind::WriteTexels(gt.view()),
         ],
         &params(geo, false, (0, 0, 0), 0),
