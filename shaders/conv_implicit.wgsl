@@ -763,8 +763,25 @@ fn x_at(tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, inside);
 }
 
-// partial[part, co_abs, k] for 8 output channels x 16 taps (k = tap index within the group):
-// per (image quad, output pixel), 16 + 8 vec4 loads feed 128 dot products of 4 images.
+// Taps per block (<= 16) of conv_backward_weight, and with SLIDE_KW > 0 (the kernel width, when
+// the column stride equals the column dilation) blocks of whole kernel rows (TAPS a multiple
+// of SLIDE_KW): stepping to the next output column, a tap's x is then its right neighbour's
+// at the previous column, and only the last tap of each kernel row is fetched.
+override TAPS: u32 = 16u;
+override SLIDE_KW: u32 = 0u;
+
+// Slot s's x at the next output column: the next slot's, or a fetch at a kernel row's end.
+fn slide(s: u32, next: vec4<f32>, tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> vec4<f32> {
+    let kw = max(SLIDE_KW, 1u);
+    if (s % kw == kw - 1u) {
+        return x_at(tp, oh, ow, q);
+    }
+    return next;
+}
+
+// partial[part, co_abs, k] for CH output channels x TAPS taps (k = tap index within the
+// group): per (image quad, output pixel), up to 16 + 8 vec4 loads (fewer when sliding) feed
+// 128 dot products of 4 images.
 @compute @workgroup_size(64)
 fn conv_backward_weight(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -774,7 +791,7 @@ fn conv_backward_weight(
     let cin_g = p.c / p.groups;
     let cout_g = p.c_out / p.groups;
     let k_len = cin_g * p.kh * p.kw;
-    let kb_count = (k_len + 15u) / 16u;
+    let kb_count = (k_len + TAPS - 1u) / TAPS;
     let cb_count = channel_blocks(cout_g);
     let bands = (p.ho + p.rows_per_part - 1u) / p.rows_per_part;
     let parts = (p.nq + p.quads_per_part - 1u) / p.quads_per_part * bands;
@@ -786,8 +803,8 @@ fn conv_backward_weight(
     if (part >= parts) {
         return;
     }
-    // The 16 taps' planes and offsets (taps past the end repeat the last one; not stored).
-    let k0 = kb * 16u;
+    // The block's taps' planes and offsets (taps past the end repeat the last one; not stored).
+    let k0 = kb * TAPS;
     let t0 = tap(g, cin_g, min(k0 + 0u, k_len - 1u));
     let t1 = tap(g, cin_g, min(k0 + 1u, k_len - 1u));
     let t2 = tap(g, cin_g, min(k0 + 2u, k_len - 1u));
@@ -856,23 +873,121 @@ fn conv_backward_weight(
     let oh_end = min(p.ho, (part % bands + 1u) * p.rows_per_part);
     for (var q = q_first; q < q_end; q++) {
         for (var oh = (part % bands) * p.rows_per_part; oh < oh_end; oh++) {
+            // x at the block's taps (slots past TAPS stay 0), fetched at every output column,
+            // or with SLIDE_KW at the row's first column and then slid along.
+            var x0 = vec4<f32>(0.0);
+            var x1 = vec4<f32>(0.0);
+            var x2 = vec4<f32>(0.0);
+            var x3 = vec4<f32>(0.0);
+            var x4 = vec4<f32>(0.0);
+            var x5 = vec4<f32>(0.0);
+            var x6 = vec4<f32>(0.0);
+            var x7 = vec4<f32>(0.0);
+            var x8 = vec4<f32>(0.0);
+            var x9 = vec4<f32>(0.0);
+            var x10 = vec4<f32>(0.0);
+            var x11 = vec4<f32>(0.0);
+            var x12 = vec4<f32>(0.0);
+            var x13 = vec4<f32>(0.0);
+            var x14 = vec4<f32>(0.0);
+            var x15 = vec4<f32>(0.0);
+            if (SLIDE_KW > 0u) {
+                x0 = x_at(t0, oh, 0u, q);
+                if (TAPS > 1u) {
+                    x1 = x_at(t1, oh, 0u, q);
+                }
+                if (TAPS > 2u) {
+                    x2 = x_at(t2, oh, 0u, q);
+                }
+                if (TAPS > 3u) {
+                    x3 = x_at(t3, oh, 0u, q);
+                }
+                if (TAPS > 4u) {
+                    x4 = x_at(t4, oh, 0u, q);
+                }
+                if (TAPS > 5u) {
+                    x5 = x_at(t5, oh, 0u, q);
+                }
+                if (TAPS > 6u) {
+                    x6 = x_at(t6, oh, 0u, q);
+                }
+                if (TAPS > 7u) {
+                    x7 = x_at(t7, oh, 0u, q);
+                }
+                if (TAPS > 8u) {
+                    x8 = x_at(t8, oh, 0u, q);
+                }
+                if (TAPS > 9u) {
+                    x9 = x_at(t9, oh, 0u, q);
+                }
+                if (TAPS > 10u) {
+                    x10 = x_at(t10, oh, 0u, q);
+                }
+                if (TAPS > 11u) {
+                    x11 = x_at(t11, oh, 0u, q);
+                }
+                if (TAPS > 12u) {
+                    x12 = x_at(t12, oh, 0u, q);
+                }
+                if (TAPS > 13u) {
+                    x13 = x_at(t13, oh, 0u, q);
+                }
+                if (TAPS > 14u) {
+                    x14 = x_at(t14, oh, 0u, q);
+                }
+                if (TAPS > 15u) {
+                    x15 = x_at(t15, oh, 0u, q);
+                }
+            }
             for (var ow = 0u; ow < p.wo; ow++) {
-                let x0 = x_at(t0, oh, ow, q);
-                let x1 = x_at(t1, oh, ow, q);
-                let x2 = x_at(t2, oh, ow, q);
-                let x3 = x_at(t3, oh, ow, q);
-                let x4 = x_at(t4, oh, ow, q);
-                let x5 = x_at(t5, oh, ow, q);
-                let x6 = x_at(t6, oh, ow, q);
-                let x7 = x_at(t7, oh, ow, q);
-                let x8 = x_at(t8, oh, ow, q);
-                let x9 = x_at(t9, oh, ow, q);
-                let x10 = x_at(t10, oh, ow, q);
-                let x11 = x_at(t11, oh, ow, q);
-                let x12 = x_at(t12, oh, ow, q);
-                let x13 = x_at(t13, oh, ow, q);
-                let x14 = x_at(t14, oh, ow, q);
-                let x15 = x_at(t15, oh, ow, q);
+                if (SLIDE_KW == 0u) {
+                    x0 = x_at(t0, oh, ow, q);
+                    if (TAPS > 1u) {
+                        x1 = x_at(t1, oh, ow, q);
+                    }
+                    if (TAPS > 2u) {
+                        x2 = x_at(t2, oh, ow, q);
+                    }
+                    if (TAPS > 3u) {
+                        x3 = x_at(t3, oh, ow, q);
+                    }
+                    if (TAPS > 4u) {
+                        x4 = x_at(t4, oh, ow, q);
+                    }
+                    if (TAPS > 5u) {
+                        x5 = x_at(t5, oh, ow, q);
+                    }
+                    if (TAPS > 6u) {
+                        x6 = x_at(t6, oh, ow, q);
+                    }
+                    if (TAPS > 7u) {
+                        x7 = x_at(t7, oh, ow, q);
+                    }
+                    if (TAPS > 8u) {
+                        x8 = x_at(t8, oh, ow, q);
+                    }
+                    if (TAPS > 9u) {
+                        x9 = x_at(t9, oh, ow, q);
+                    }
+                    if (TAPS > 10u) {
+                        x10 = x_at(t10, oh, ow, q);
+                    }
+                    if (TAPS > 11u) {
+                        x11 = x_at(t11, oh, ow, q);
+                    }
+                    if (TAPS > 12u) {
+                        x12 = x_at(t12, oh, ow, q);
+                    }
+                    if (TAPS > 13u) {
+                        x13 = x_at(t13, oh, ow, q);
+                    }
+                    if (TAPS > 14u) {
+                        x14 = x_at(t14, oh, ow, q);
+                    }
+                    if (TAPS > 15u) {
+                        x15 = x_at(t15, oh, ow, q);
+                    }
+                }
                 let gp = oh * p.wo + ow;
                 var gv: vec4<f32>;
                 gv = gs((g0 * p.wo + gp) * p.nq + q);
@@ -937,6 +1052,54 @@ fn conv_backward_weight(
                     a7_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                     s1.w += dot(gv, vec4<f32>(1.0));
                 }
+                if (SLIDE_KW > 0u) {
+                    x0 = slide(0u, x1, t0, oh, ow + 1u, q);
+                    if (TAPS > 1u) {
+                        x1 = slide(1u, x2, t1, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 2u) {
+                        x2 = slide(2u, x3, t2, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 3u) {
+                        x3 = slide(3u, x4, t3, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 4u) {
+                        x4 = slide(4u, x5, t4, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 5u) {
+                        x5 = slide(5u, x6, t5, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 6u) {
+                        x6 = slide(6u, x7, t6, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 7u) {
+                        x7 = slide(7u, x8, t7, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 8u) {
+                        x8 = slide(8u, x9, t8, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 9u) {
+                        x9 = slide(9u, x10, t9, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 10u) {
+                        x10 = slide(10u, x11, t10, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 11u) {
+                        x11 = slide(11u, x12, t11, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 12u) {
+                        x12 = slide(12u, x13, t12, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 13u) {
+                        x13 = slide(13u, x14, t13, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 14u) {
+                        x14 = slide(14u, x15, t14, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 15u) {
+                        x15 = slide(15u, vec4<f32>(0.0), t15, oh, ow + 1u, q);
+                    }
+                }
             }
         }
     }
@@ -977,7 +1140,7 @@ fn conv_backward_weight(
     }
 }
 
-// Channel co's sums for taps k0 .. k0 + 15, skipping channels and taps past the ends.
+// Channel co's sums for taps k0 .. k0 + TAPS - 1, skipping channels and taps past the ends.
 fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32,
             a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
     if (co >= cout_g) {
@@ -985,16 +1148,16 @@ fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32,
     }
     let row = base + (co_first + co) * k_len + k0;
     for (var j = 0u; j < 4u; j++) {
-        if (k0 + j < k_len) {
+        if (j < TAPS && k0 + j < k_len) {
             partial[row + j] = a[j];
         }
-        if (k0 + 4u + j < k_len) {
+        if (4u + j < TAPS && k0 + 4u + j < k_len) {
             partial[row + 4u + j] = b[j];
         }
-        if (k0 + 8u + j < k_len) {
+        if (8u + j < TAPS && k0 + 8u + j < k_len) {
             partial[row + 8u + j] = c[j];
         }
-        if (k0 + 12u + j < k_len) {
+        if (12u + j < TAPS && k0 + 12u + j < k_len) {
             partial[row + 12u + j] = d[j];
         }
     }

@@ -62,6 +62,16 @@ fn channel_blocks(c: usize) -> usize {
     c.div_ceil(block_channels(c))
 }
 
+/// conv_backward_weight's taps per block and SLIDE_KW: blocks of whole kernel rows, slid along
+/// the output columns, when the column stride equals the column dilation; else 16 taps.
+fn weight_taps(geo: &Geometry) -> (usize, usize) {
+    if geo.p.stride.1 == geo.p.dilation.1 && geo.kw <= 16 {
+        (16 / geo.kw * geo.kw, geo.kw)
+    } else {
+        (16, 0)
+    }
+}
+
 /// Image quads: the batch padded to a multiple of 4, in vec4s.
 fn quads(geo: &Geometry) -> usize {
     geo.n.div_ceil(4)
@@ -75,7 +85,7 @@ fn weight_parts(geo: &Geometry) -> Option<(usize, usize, usize)> {
     let groups = geo.p.groups;
     let nq = quads(geo);
     let k_len = geo.c / groups * geo.kh * geo.kw;
-    let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(16);
+    let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(geo).0);
     let quads_per_part = nq.div_ceil(LOOP_BUDGET / 4).max(1);
     let quad_groups = nq.div_ceil(quads_per_part);
     let mut bands = 512usize
@@ -360,12 +370,16 @@ pub(crate) fn backward_weight(
     let w_len = geo.c_out * k_len;
     let row_len = w_len + if with_bias { geo.c_out } else { 0 };
     let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
-    let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(16);
+    let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(geo).0);
     let params = params(geo, with_bias, parts, 0);
     dev.dispatch_with(
         &SHADER,
         "conv_backward_weight",
-        &[("CH", block_channels(geo.c_out / groups) as u32)],
+        &[
+            ("CH", block_channels(geo.c_out / groups) as u32),
+            ("TAPS", weight_taps(geo).0 as u32),
+            ("SLIDE_KW", weight_taps(geo).1 as u32),
+        ],
         &[
             Bind::Texels(xt.view()),
             Bind::Texels(gt.view()),
