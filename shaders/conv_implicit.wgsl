@@ -730,6 +730,123 @@ fn conv_backward_input(
     store16(nb, cb * CH, cin_g, g * cin_g + cb * CH, p.c, pixels, pix);
 }
 
+// conv_backward_input_pairs, for unit stride and dilation along the width: one invocation
+// computes 8 images (2 quads) x CH channels at two neighbouring input pixels, acc{c}{0, 1} at
+// (ih, iw) and acc{c}{2, 3} at (ih, iw + 1). Both use the same weights at each tap, and pixel
+// iw + 1 at tap kw reads the gradient column that pixel iw read at tap kw - 1: per tap 2
+// quads of g are fetched for 16 (pixel, image) pairs, where conv_backward_input fetches 4.
+struct QuadPair {
+    q0: vec4<f32>,
+    q1: vec4<f32>,
+}
+
+// Quads 2 nb2 and 2 nb2 + 1 at column tw of the gradient row starting at texel row_q (zero
+// outside the row, or when !ok_h, or past the batch).
+fn quad_pair(row_q: u32, tw: i32, nb2: u32, ok_h: bool) -> QuadPair {
+    let inside = ok_h && u32(tw) < p.wo;
+    let q = (row_q + u32(tw)) * p.nq + nb2 * 2u;
+    let ok0 = inside && nb2 * 2u < p.nq;
+    let ok1 = inside && nb2 * 2u + 1u < p.nq;
+    return QuadPair(select(vec4<f32>(0.0), xq(select(0u, q, ok0)), ok0),
+                    select(vec4<f32>(0.0), xq(select(0u, q + 1u, ok1)), ok1));
+}
+
+@compute @workgroup_size(64)
+fn conv_backward_input_pairs(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let cin_g = p.c / p.groups;
+    let cout_g = p.c_out / p.groups;
+    let cb_count = channel_blocks(cin_g);
+    let pairs_w = (p.w + 1u) / 2u;
+    let at = work_of(invocation(wid, nwg, li), p.h * pairs_w, cb_count);
+    let cb = at.y;
+    let g = at.z;
+    let nb2 = at.w;
+    if (nb2 * 2u >= p.nq) {
+        return;
+    }
+    let ih = at.x / pairs_w;
+    let iw = (at.x % pairs_w) * 2u;
+    let taps = p.kh * p.kw;
+    let th0 = i32(ih + p.ph);
+    let tw0 = i32(iw + p.pw);
+    var kh_first = 0u;
+    var kh_end = p.kh;
+    if (!STRIDED) {
+        kh_first = u32(max(0, th0 - i32(p.ho) + i32(p.dh))) / p.dh;
+        kh_end = min(p.kh, u32(th0) / p.dh + 1u);
+    }
+    for (var co = 0u; co < cout_g; co++) {
+        let co_abs = g * cout_g + co;
+        let w_base = co_abs * taps * cb_count * 2u + cb * 2u;
+        for (var kh = kh_first; kh < kh_end; kh++) {
+            let th = th0 - i32(kh * p.dh);
+            var oh = u32(th);
+            var ok_h: bool;
+            if (STRIDED) {
+                let d = divmod(select(0u, u32(th), th >= 0), p.sh);
+                oh = d.x;
+                ok_h = th >= 0 && d.y == 0u && oh < p.ho;
+            } else {
+                ok_h = u32(th) < p.ho;
+            }
+            let row_q = (co_abs * p.ho + oh) * p.wo;
+            // The second pixel at tap 0 reads column tw0 + 1; then each tap's column is the
+            // first pixel's, one tap later for the second.
+            var second = quad_pair(row_q, tw0 + 1, nb2, ok_h);
+            for (var kw = 0u; kw < p.kw; kw++) {
+                let first = quad_pair(row_q, tw0 - i32(kw), nb2, ok_h);
+                let wi = w_base + (kh * p.kw + kw) * cb_count * 2u;
+                fma16(wq(wi), wq(wi + 1u), Quads(first.q0, first.q1, second.q0, second.q1));
+                second = first;
+            }
+        }
+    }
+    store_pairs(nb2, cb * CH, cin_g, g * cin_g + cb * CH, ih * p.w + iw, iw + 1u < p.w);
+}
+
+// Channel `index` (skipped past `count`; ch in the output) of both pixels: images 8 nb2 ..
+// 8 nb2 + 7 at pix (a0, a1) and, when `second`, at pix + 1 (b0, b1).
+fn store_pair(nb2: u32, index: u32, count: u32, ch: u32, pix: u32, second: bool,
+              a0: vec4<f32>, a1: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>) {
+    if (index >= count) {
+        return;
+    }
+    let pixels = p.h * p.w;
+    store8(nb2, ch, p.c, pixels, pix, a0, a1, 0.0);
+    if (second) {
+        store8(nb2, ch, p.c, pixels, pix + 1u, b0, b1, 0.0);
+    }
+}
+
+fn store_pairs(nb2: u32, first: u32, count: u32, ch0: u32, pix: u32, second: bool) {
+    store_pair(nb2, first + 0u, count, ch0 + 0u, pix, second, acc00, acc01, acc02, acc03);
+    if (CH > 1u) {
+        store_pair(nb2, first + 1u, count, ch0 + 1u, pix, second, acc10, acc11, acc12, acc13);
+    }
+    if (CH > 2u) {
+        store_pair(nb2, first + 2u, count, ch0 + 2u, pix, second, acc20, acc21, acc22, acc23);
+    }
+    if (CH > 3u) {
+        store_pair(nb2, first + 3u, count, ch0 + 3u, pix, second, acc30, acc31, acc32, acc33);
+    }
+    if (CH > 4u) {
+        store_pair(nb2, first + 4u, count, ch0 + 4u, pix, second, acc40, acc41, acc42, acc43);
+    }
+    if (CH > 5u) {
+        store_pair(nb2, first + 5u, count, ch0 + 5u, pix, second, acc50, acc51, acc52, acc53);
+    }
+    if (CH > 6u) {
+        store_pair(nb2, first + 6u, count, ch0 + 6u, pix, second, acc60, acc61, acc62, acc63);
+    }
+    if (CH > 7u) {
+        store_pair(nb2, first + 7u, count, ch0 + 7u, pix, second, acc70, acc71, acc72, acc73);
+    }
+}
+
 // ---- the weight gradient ----
 
 // x and g quads, both images innermost, from the textures at bindings 1 and 2.

@@ -331,11 +331,25 @@ pub(crate) fn backward_input(
     let gx = Tensor::uninit(dev, &[geo.n, geo.c, geo.h, geo.w])?;
     let wb = weight_layout(dev, w, geo, "weight_backward_layout")?;
     let strided = geo.p.stride != (1, 1);
-    let invocations =
-        quads(geo).div_ceil(4) * groups * channel_blocks(geo.c / groups) * geo.h * geo.w;
+    let blocks = groups * channel_blocks(geo.c / groups);
+    // With unit stride and dilation along the width, pairs of neighbouring pixels share the
+    // gradient columns they read (8 images per invocation); otherwise 16 images at one pixel.
+    let (entry, invocations) = if geo.p.stride.1 == 1 && geo.p.dilation.1 == 1 {
+        let pairs = geo.h * geo.w.div_ceil(2);
+        (
+            "conv_backward_input_pairs",
+            quads(geo).div_ceil(2) * blocks * pairs,
+        )
+    } else {
+        let pixels = geo.h * geo.w;
+        (
+            "conv_backward_input",
+            quads(geo).div_ceil(4) * blocks * pixels,
+        )
+    };
     dev.dispatch_with(
         &SHADER,
-        "conv_backward_input",
+        entry,
         &[
             ("STRIDED", strided as u32),
             ("CH", block_channels(geo.c / groups) as u32),
