@@ -1311,5 +1311,6 @@ fn sum_parts(
 
 // ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
 fn relu4(v: vec4<f32>) -> vec4<f32> {
-    return select(vec4<f32>(0.0), v, !(v <= vec4<f32>(0.0)));
+    // NaN from the bits: GL drivers may rewrite !(v <= 0) as v > 0.
+    return select(vec4<f32>(0.0), v, (v > vec4<f32>(0.0)) | is_nan4(v));
 }

@@ -368,7 +368,9 @@ fn store(i: u32, col: u32, v: f32) {
         r += c[i];
     }
     if (p.relu == 1u) {
-        r = select(0.0, r, !(r <= 0.0));
+        // ReLU keeping NaN (tested on the bits: GL drivers may rewrite !(r <= 0) as r > 0).
+        let nan = (bitcast<u32>(r) & 0x7fffffffu) > 0x7f800000u;
+        r = select(0.0, r, (r > 0.0) | nan);
     }
     c[i] = r;
 }
