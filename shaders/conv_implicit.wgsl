@@ -1,9 +1,11 @@
 // 2-D convolution as an implicit GEMM for CPU adapters (lavapipe): no column matrix; each
 // invocation computes its input addresses as it goes, and reads 4 images at once.
 //
-// Why images innermost: on llvmpipe an invocation's load is a loop over the 8 SIMD lanes, so
-// what costs is the number of load instructions, and a vec4 load costs about 2.5 scalar ones
-// while bringing 4 values. In NCHW, the 4 values a kernel needs together are never aligned
+// Why images innermost: on llvmpipe what costs is the number of load instructions (a storage
+// load is a loop over the 8 SIMD lanes, a texel fetch a gather), and a vec4 brings 4 values
+// for the price of one. The re-laid-out operands are rgba32float textures (src/texels.rs),
+// which llvmpipe fetches 1.4-4x faster than storage buffers. In NCHW, the 4 values a kernel
+// needs together are never aligned
 // (neighbouring pixels, shifted by the kernel tap), but in a copy of the tensor laid out as
 // [C, H, W, NQ * 4] (images innermost, padded with zeros to a multiple of 4: `images_inner`),
 // the same tap of 4 images is one aligned vec4, for any stride, padding and dilation.
@@ -14,13 +16,15 @@
 // Kernels, per group g (cin_g = C / groups, cout_g = C_out / groups, taps = KH * KW,
 // K = cin_g * taps):
 // - conv_forward:    out[n, co, pix] = sum over (c, kh, kw) of W[co, c, kh, kw] * x[n, c, ih, iw]
-//   one invocation: 16 images x 8 output channels at one output pixel; per tap 6 vec4 loads
-//   feed 128 multiply-adds.
+//   one invocation: 16 images x CH output channels at one output pixel; per tap 6 texel
+//   fetches feed up to 128 multiply-adds. conv_relu_pool_forward fuses ReLU and 2x2 pooling.
 // - conv_backward_input: gx[n, c, ih, iw] = sum over (co, kh, kw) of W[co, c, kh, kw] *
 //   g[n, co, oh, ow] where oh * SH = ih + PH - kh * DH (likewise for w), when it divides;
-//   one invocation: 16 images x 8 input channels at one input pixel.
+//   one invocation: 16 images x CH input channels at one input pixel, or (unit stride and
+//   dilation along the width) 8 images at two neighbouring pixels: conv_backward_input_pairs.
 // - conv_backward_weight: gw[co, k] = sum over images and output pixels of g * x at tap k;
-//   one invocation: 8 output channels x 16 taps, summing dot products over 4 images at a time,
+//   one invocation: CH output channels x TAPS taps (whole kernel rows, slid along the output
+//   row, when the width's stride equals its dilation), summing dot products over 4 images,
 //   for one part: a group of image quads and a band of output rows, so that small weights
 //   still spread over many invocations. partial[part] holds [C_out, K] weight sums, then (with
 //   has_bias) C_out bias sums (g summed, by the invocations of the first tap block);
@@ -474,9 +478,9 @@ fn conv_forward(
 }
 
 // conv_relu_pool_forward: max_pool2d(relu(conv2d(x) + bias), 2) in one pass, the
-// convolution's output never stored. One invocation: 4 images (one quad) x 8 channels at the
-// 4 pixels of one 2 x 2 window, acc{channel}{pixel}: per tap the same 6 vec4 loads feed 128
-// multiply-adds as in conv_forward, and one value is stored per window instead of four. With
+// convolution's output never stored. One invocation: 4 images (one quad) x CH channels at the
+// 4 pixels of one 2 x 2 window, acc{channel}{pixel}: per tap 6 texel fetches (4 with SLIDE)
+// feed up to 128 multiply-adds, and one value is stored per window instead of four. With
 // SAVE_ARGMAX (training) it also stores, per window, which of its pixels (0-3, row-major) won,
 // or 4 when the pooled value is not positive (its gradient is then 0): images innermost, as
 // one texel per window and quad of images, texel (ch * pooled + window) * nq + q.
