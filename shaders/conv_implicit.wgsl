@@ -30,7 +30,8 @@
 //   has_bias) C_out bias sums (g summed, by the invocations of the first tap block);
 //   sum_parts adds the parts up into the weight and bias gradients.
 // Invocations are numbered with the pixel (or tap block) fastest, so the 8 lanes of a SIMD
-// group work on neighbouring pixels. Accumulators are separate variables: llvmpipe keeps
+// group work on neighbouring pixels; conv_backward_input_pairs numbers the images fastest, so
+// that its lanes share one pixel pair and skip the same taps that reach no output pixel. Accumulators are separate variables: llvmpipe keeps
 // dynamically indexed arrays in memory.
 
 struct Params {
@@ -765,15 +766,22 @@ fn conv_backward_input_pairs(
     let cout_g = p.c_out / p.groups;
     let cb_count = channel_blocks(cin_g);
     let pairs_w = (p.w + 1u) / 2u;
-    let at = work_of(invocation(wid, nwg, li), p.h * pairs_w, cb_count);
-    let cb = at.y;
-    let g = at.z;
-    let nb2 = at.w;
-    if (nb2 * 2u >= p.nq) {
+    let pairs = p.h * pairs_w;
+    // Image pairs of quads fastest: the 8 lanes of a SIMD group share a pixel pair (when the
+    // batch has 64 images or more), so the ranges of taps below are the same across them and
+    // their fetches are 8 neighbouring texel pairs.
+    let nb2_count = (p.nq + 1u) / 2u;
+    let v = invocation(wid, nwg, li);
+    let nb2 = v % nb2_count;
+    let rest = v / nb2_count;
+    let pair = rest % pairs;
+    let cb = (rest / pairs) % cb_count;
+    let g = rest / (pairs * cb_count);
+    if (g >= p.groups) {
         return;
     }
-    let ih = at.x / pairs_w;
-    let iw = (at.x % pairs_w) * 2u;
+    let ih = pair / pairs_w;
+    let iw = (pair % pairs_w) * 2u;
     let taps = p.kh * p.kw;
     let th0 = i32(ih + p.ph);
     let tw0 = i32(iw + p.pw);
@@ -783,6 +791,10 @@ fn conv_backward_input_pairs(
         kh_first = u32(max(0, th0 - i32(p.ho) + i32(p.dh))) / p.dh;
         kh_end = min(p.kh, u32(th0) / p.dh + 1u);
     }
+    // Only the kernel columns where one of the two pixels reaches an output column
+    // (0 <= tw0 + 1 - kw and tw0 - kw < WO; unit stride and dilation along the width).
+    let kw_first = u32(max(0, tw0 + 1 - i32(p.wo)));
+    let kw_end = min(p.kw, u32(tw0) + 2u);
     for (var co = 0u; co < cout_g; co++) {
         let co_abs = g * cout_g + co;
         let w_base = co_abs * taps * cb_count * 2u + cb * 2u;
@@ -798,10 +810,10 @@ fn conv_backward_input_pairs(
                 ok_h = u32(th) < p.ho;
             }
             let row_q = (co_abs * p.ho + oh) * p.wo;
-            // The second pixel at tap 0 reads column tw0 + 1; then each tap's column is the
-            // first pixel's, one tap later for the second.
-            var second = quad_pair(row_q, tw0 + 1, nb2, ok_h);
-            for (var kw = 0u; kw < p.kw; kw++) {
+            // The second pixel at tap kw reads column tw0 + 1 - kw: the first pixel's column
+            // one tap earlier.
+            var second = quad_pair(row_q, tw0 + 1 - i32(kw_first), nb2, ok_h);
+            for (var kw = kw_first; kw < kw_end; kw++) {
                 let first = quad_pair(row_q, tw0 - i32(kw), nb2, ok_h);
                 let wi = w_base + (kh * p.kw + kw) * cb_count * 2u;
                 fma16(wq(wi), wq(wi + 1u), Quads(first.q0, first.q1, second.q0, second.q1));
