@@ -30,8 +30,9 @@
 //   has_bias) C_out bias sums (g summed, by the invocations of the first tap block);
 //   sum_parts adds the parts up into the weight and bias gradients.
 // Invocations are numbered with the pixel (or tap block) fastest, so the 8 lanes of a SIMD
-// group work on neighbouring pixels; conv_backward_input_pairs numbers the images fastest, so
-// that its lanes share one pixel pair and skip the same taps that reach no output pixel. Accumulators are separate variables: llvmpipe keeps
+// group work on neighbouring pixels; conv_relu_pool_forward and conv_backward_input_pairs
+// number the image quads fastest, so that their lanes fetch neighbouring texels (and the pairs
+// kernel's lanes share one pixel pair and skip the same taps that reach no output pixel). Accumulators are separate variables: llvmpipe keeps
 // dynamically indexed arrays in memory.
 
 struct Params {
@@ -503,12 +504,14 @@ fn conv_relu_pool_forward(
     let cout_g = p.c_out / p.groups;
     let cb_count = channel_blocks(cout_g);
     let pooled = (p.ho / 2u) * (p.wo / 2u);
-    let at = work_of(invocation(wid, nwg, li), pooled, cb_count);
-    let pp = at.x;
-    let cb = at.y;
-    let g = at.z;
-    let q = at.w;
-    if (q >= p.nq) {
+    // Image quads fastest: the 8 lanes of a SIMD group fetch neighbouring texels.
+    let v = invocation(wid, nwg, li);
+    let q = v % p.nq;
+    let rest = v / p.nq;
+    let pp = rest % pooled;
+    let cb = (rest / pooled) % cb_count;
+    let g = rest / (pooled * cb_count);
+    if (g >= p.groups) {
         return;
     }
     let k_len = cin_g * p.kh * p.kw;
