@@ -30,9 +30,10 @@
 //   has_bias) C_out bias sums (g summed, by the invocations of the first tap block);
 //   sum_parts adds the parts up into the weight and bias gradients.
 // Invocations are numbered with the pixel (or tap block) fastest, so the 8 lanes of a SIMD
-// group work on neighbouring pixels; conv_relu_pool_forward and conv_backward_input_pairs
-// number the image quads fastest, so that their lanes fetch neighbouring texels (and the pairs
-// kernel's lanes share one pixel pair and skip the same taps that reach no output pixel). Accumulators are separate variables: llvmpipe keeps
+// group work on neighbouring pixels; conv_relu_pool_forward, conv_backward_input_pairs and
+// conv_backward_weight number the image quads (or quad groups) fastest, so that their lanes
+// fetch neighbouring texels (and the pairs kernel's lanes share one pixel pair and skip the
+// same taps that reach no output pixel). Accumulators are separate variables: llvmpipe keeps
 // dynamically indexed arrays in memory.
 
 struct Params {
@@ -930,15 +931,19 @@ fn conv_backward_weight(
     let kb_count = (k_len + TAPS - 1u) / TAPS;
     let cb_count = channel_blocks(cout_g);
     let bands = (p.ho + p.rows_per_part - 1u) / p.rows_per_part;
-    let parts = (p.nq + p.quads_per_part - 1u) / p.quads_per_part * bands;
+    let quad_groups = (p.nq + p.quads_per_part - 1u) / p.quads_per_part;
+    // Quad groups fastest: the 8 lanes of a SIMD group fetch neighbouring texels of x and g.
     let v = invocation(wid, nwg, li);
-    let kb = v % kb_count;
-    let cb = (v / kb_count) % cb_count;
-    let g = (v / (kb_count * cb_count)) % p.groups;
-    let part = v / (kb_count * cb_count * p.groups);
-    if (part >= parts) {
+    let qg = v % quad_groups;
+    let rest = v / quad_groups;
+    let kb = rest % kb_count;
+    let cb = (rest / kb_count) % cb_count;
+    let g = (rest / (kb_count * cb_count)) % p.groups;
+    let band = rest / (kb_count * cb_count * p.groups);
+    if (band >= bands) {
         return;
     }
+    let part = qg * bands + band;
     // The block's taps' planes and offsets (taps past the end repeat the last one; not stored).
     let k0 = kb * TAPS;
     let t0 = tap(g, cin_g, min(k0 + 0u, k_len - 1u));
