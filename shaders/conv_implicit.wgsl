@@ -494,6 +494,10 @@ override SAVE_ARGMAX: bool = false;
 override SLIDE: bool = false;
 
 @group(0) @binding(5) var winner_texels: texture_storage_2d<rgba32float, write>;
+// The pooled output again with images innermost, as images_inner would lay it out (texel
+// (ch * pooled + window) * nq + q, zeros past the batch), so that the next convolution reads
+// it without a re-layout pass.
+@group(0) @binding(6) var out_inner: texture_storage_2d<rgba32float, write>;
 
 @compute @workgroup_size(64)
 fn conv_relu_pool_forward(
@@ -619,10 +623,13 @@ fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
             out[(n * p.c_out + ch) * pooled + pp] = best[j];
         }
     }
+    let texel = (ch * pooled + pp) * p.nq + q;
+    let at = vec2<u32>(texel % TEXEL_ROW, texel / TEXEL_ROW);
+    let in_batch = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n);
+    textureStore(out_inner, at, select(vec4<f32>(0.0), best, in_batch));
     if (SAVE_ARGMAX) {
-        let texel = (ch * pooled + pp) * p.nq + q;
         let code = select(vec4<f32>(4.0), won, best > vec4<f32>(0.0));
-        textureStore(winner_texels, vec2<u32>(texel % TEXEL_ROW, texel / TEXEL_ROW), code);
+        textureStore(winner_texels, at, code);
     }
 }
 

@@ -83,6 +83,10 @@ fn record_updates(
         return Ok(());
     };
     let grads: Vec<Option<Tensor>> = params.iter().map(|p| p.grad()).collect();
+    // Updated in place.
+    for t in params.iter().chain(states.iter().flat_map(|s| s.iter())) {
+        t.0.storage.invalidate();
+    }
     let updates: Vec<Update> = params
         .iter()
         .zip(&grads)

@@ -6,6 +6,7 @@ use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
 use crate::shape::{numel, MAX_RANK};
 use crate::tape::{self, Node, Op};
+use crate::texels::Texels;
 
 /// A GPU buffer owned by one or more tensors (views such as `reshape` share it).
 /// Dropping the last owner returns the buffer to the device's pool.
@@ -13,6 +14,11 @@ pub(crate) struct Storage {
     buffer: Option<wgpu::Buffer>,
     class: u64,
     pub device: Device,
+    /// The same values with images innermost (see `ops/conv_implicit.rs`), for batches of
+    /// this many images, when the kernel that wrote the buffer also wrote that layout: the next
+    /// convolution reads it instead of re-laying the buffer out. Every in-place write to the
+    /// buffer drops it (`invalidate`).
+    images_inner: Mutex<Option<(usize, Arc<Texels>)>>,
 }
 
 impl Storage {
@@ -20,6 +26,23 @@ impl Storage {
         self.buffer
             .as_ref()
             .expect("storage buffer present until drop")
+    }
+
+    pub fn set_images_inner(&self, images: usize, texels: Arc<Texels>) {
+        *self.images_inner.lock().unwrap() = Some((images, texels));
+    }
+
+    /// The images-innermost copy for a batch of `images`, if one was written with the values.
+    pub fn images_inner(&self, images: usize) -> Option<Arc<Texels>> {
+        match &*self.images_inner.lock().unwrap() {
+            Some((n, t)) if *n == images => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// Called before an in-place write to the buffer: derived layouts no longer hold.
+    pub fn invalidate(&self) {
+        *self.images_inner.lock().unwrap() = None;
     }
 }
 
@@ -43,6 +66,7 @@ impl Device {
             buffer: Some(buffer),
             class,
             device: self.clone(),
+            images_inner: Mutex::new(None),
         }))
     }
 }
@@ -305,6 +329,7 @@ impl Tensor {
                 ),
             );
         }
+        self.0.storage.invalidate();
         self.device()
             .copy(src.buffer(), self.buffer(), self.numel() as u64 * 4);
         Ok(())

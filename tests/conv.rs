@@ -576,3 +576,59 @@ fn fused_conv_relu_max_pool_gradients_match_the_three_ops() {
         }
     }
 }
+
+#[test]
+fn a_convolution_after_the_fused_op_reads_its_output_as_written() {
+    // The fused op also writes its output with images innermost, and the next convolution
+    // reads that instead of re-laying the output out: values and gradients must be those of
+    // the three ops followed by the convolution (batches of 5, 64, 3 and 2 images: padded
+    // quads included), and an in-place write to the output must reach the next convolution.
+    use webgrad::Pool2dParams;
+    let pool = Pool2dParams::new(2);
+    for (i, (xs, ws, p)) in conv_pool_cases().into_iter().enumerate() {
+        let run = |fused: bool| {
+            let t = |seed: u64, shape: &[usize]| tensor(&randn(seed, numel(shape)), shape);
+            let x = t(110 + i as u64, &xs).requires_grad();
+            let w = t(120 + i as u64, &ws).requires_grad();
+            let b = t(130 + i as u64, &[ws[0]]);
+            let y = if fused {
+                x.conv2d_relu_max_pool2d(&w, Some(&b), p, pool).unwrap()
+            } else {
+                x.conv2d_relu(&w, Some(&b), p)
+                    .unwrap()
+                    .max_pool2d(pool)
+                    .unwrap()
+            };
+            let k = y.shape()[2].min(y.shape()[3]).min(2);
+            let w2 = t(140 + i as u64, &[4, ws[0], k, k]).requires_grad();
+            let z = y.conv2d(&w2, None, Conv2dParams::default()).unwrap();
+            z.backward_with(&t(150, z.shape())).unwrap();
+            let grad = |v: &webgrad::Tensor| v.grad().unwrap().to_vec().unwrap();
+            // Overwrite the pooled output in place: the next convolution sees the new values.
+            let other = t(160 + i as u64, y.shape());
+            let y = y.detach();
+            y.copy_from(&other).unwrap();
+            let after = webgrad::no_grad(|| y.conv2d(&w2, None, Conv2dParams::default()))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let want_after = webgrad::no_grad(|| other.conv2d(&w2, None, Conv2dParams::default()))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            assert_eq!(after, want_after, "case {i} fused={fused}: after copy_from");
+            (z.to_vec().unwrap(), [grad(&x), grad(&w), grad(&w2)])
+        };
+        let (f, t) = (run(true), run(false));
+        assert_eq!(f.0, t.0, "case {i}: output");
+        for (k, (a, b)) in f.1.iter().zip(&t.1).enumerate() {
+            assert_close(
+                a,
+                &to_f64(b),
+                1e-5,
+                1e-5,
+                &format!("case {i}: gradient {k}"),
+            );
+        }
+    }
+}

@@ -143,6 +143,9 @@ impl Tensor {
                     .running_var
                     .cloned()
                     .map_or_else(|| Tensor::ones(dev, &[c]), Ok)?;
+                // Updated in place below.
+                rm.0.storage.invalidate();
+                rv.0.storage.invalidate();
             } else {
                 let (Some(m_), Some(v_)) = (args.running_mean, args.running_var) else {
                     return Err(Error::Invalid(

@@ -1,6 +1,8 @@
 //! `conv2d` by im2col + matmul, with its backward (col2im, weight and bias gradients):
 //! `shaders/conv.wgsl` and `shaders/matmul.wgsl`.
 
+use std::sync::Arc;
+
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
 use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
@@ -245,7 +247,7 @@ fn im2col(
 /// (implicit path), so that only one of the two is kept alive.
 enum SavedInput {
     Nchw(Tensor),
-    ImagesInner(Box<Texels>),
+    ImagesInner(Arc<Texels>),
 }
 
 pub(crate) struct Saved {
@@ -303,7 +305,7 @@ fn conv2d(
     Ok(Tensor::from_op(storage, out_shape, &inputs, || {
         Op::Conv2d(Saved {
             x: match xt {
-                Some(xt) => SavedInput::ImagesInner(Box::new(xt)),
+                Some(xt) => SavedInput::ImagesInner(xt),
                 None => SavedInput::Nchw(x.detach()),
             },
             w: w.detach(),
@@ -340,17 +342,18 @@ fn conv_relu_pool(
             || bias.is_some_and(|b| b.is_requires_grad()));
     let out = storage.buffer();
     // With a gradient to record, also the winning pixel of each window.
-    let (xt, winners) = conv_implicit::forward_relu_pool(dev, x, w, bias, &geo, out, records)?;
+    let fused = conv_implicit::forward_relu_pool(dev, x, w, bias, &geo, out, records)?;
+    storage.set_images_inner(geo.n, Arc::new(fused.out_inner));
     let y = Tensor::leaf(storage.clone(), shape.clone());
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     Ok(Some(Tensor::from_op(storage, shape, &inputs, || {
         Op::Conv2d(Saved {
-            x: SavedInput::ImagesInner(Box::new(xt)),
+            x: SavedInput::ImagesInner(fused.xt),
             w: w.detach(),
             has_bias: bias.is_some(),
             relu_y: None,
-            pool: winners.map(|winners| Box::new(Pooled { y, winners })),
+            pool: fused.winners.map(|winners| Box::new(Pooled { y, winners })),
             geo,
         })
     })))

@@ -4,6 +4,8 @@
 //! brings the same tap of 4 images. Chosen on CPU adapters, where every load is a loop over
 //! the SIMD lanes and the number of load instructions sets the speed.
 
+use std::sync::Arc;
+
 use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
@@ -152,7 +154,12 @@ pub(crate) fn images_inner(
     t: &Tensor,
     geo: &Geometry,
     relu_out: Option<&Tensor>,
-) -> Result<Texels> {
+) -> Result<Arc<Texels>> {
+    if relu_out.is_none() {
+        if let Some(written) = t.0.storage.images_inner(geo.n) {
+            return Ok(written);
+        }
+    }
     let planes = t.numel() / geo.n.max(1);
     let nq = quads(geo);
     let out = texels(dev, planes * nq * 4);
@@ -176,7 +183,7 @@ pub(crate) fn images_inner(
         &params,
         grid(invocations),
     )?;
-    Ok(out)
+    Ok(Arc::new(out))
 }
 
 /// The weights re-laid out (in a texture) so that a block of channels at one tap is two texels:
@@ -220,7 +227,7 @@ pub(crate) fn forward(
     relu: bool,
     geo: &Geometry,
     out: &wgpu::Buffer,
-) -> Result<Texels> {
+) -> Result<Arc<Texels>> {
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
     let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
@@ -245,10 +252,19 @@ pub(crate) fn forward(
     Ok(xt)
 }
 
+/// What forward_relu_pool returns besides its output: x with images innermost (for the weight
+/// gradient), the output with images innermost (for the next convolution: `Storage::
+/// images_inner`) and, when asked for, each window's winner code for the backward (0-3, or 4
+/// where the pooled value is not positive; texel (channel * windows + window) * quads + quad,
+/// the layout of the output's texture).
+pub(crate) struct ReluPool {
+    pub xt: Arc<Texels>,
+    pub out_inner: Texels,
+    pub winners: Option<Texels>,
+}
+
 /// max_pool2d(relu(conv(x, w) + bias), 2) into `out` ([N, C_out, HO / 2, WO / 2]) without
-/// storing the convolution (HO and WO even). Returns x with images innermost (for the weight
-/// gradient) and, with `save_winners`, each window's winner code for the backward (0-3, or 4
-/// where the pooled value is not positive; texel (channel * windows + window) * quads + quad).
+/// storing the convolution (HO and WO even).
 pub(crate) fn forward_relu_pool(
     dev: &Device,
     x: &Tensor,
@@ -257,7 +273,7 @@ pub(crate) fn forward_relu_pool(
     geo: &Geometry,
     out: &wgpu::Buffer,
     save_winners: bool,
-) -> Result<(Texels, Option<Texels>)> {
+) -> Result<ReluPool> {
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
     let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
@@ -266,14 +282,9 @@ pub(crate) fn forward_relu_pool(
     let windows = (geo.ho / 2) * (geo.wo / 2);
     let invocations = quads(geo) * g * channel_blocks(cout_g) * windows;
     // Without the winners, a one-texel placeholder fills their slot (unwritten).
-    let winners = texels(
-        dev,
-        if save_winners {
-            geo.c_out * windows * quads(geo) * 4
-        } else {
-            4
-        },
-    );
+    let per_window = geo.c_out * windows * quads(geo) * 4;
+    let winners = texels(dev, if save_winners { per_window } else { 4 });
+    let out_inner = texels(dev, per_window);
     dev.dispatch_with(
         &SHADER,
         "conv_relu_pool_forward",
@@ -288,11 +299,16 @@ pub(crate) fn forward_relu_pool(
             Bind::Read(bias.unwrap_or(w).buffer()),
             Bind::Write(out),
             Bind::WriteTexels(winners.view()),
+            Bind::WriteTexels(out_inner.view()),
         ],
         &params(geo, bias.is_some(), (0, 0, 0), 0),
         grid(invocations),
     )?;
-    Ok((xt, save_winners.then_some(winners)))
+    Ok(ReluPool {
+        xt,
+        out_inner,
+        winners: save_winners.then_some(winners),
+    })
 }
 
 /// The gradient of forward_relu_pool's output with respect to the convolution's output,
