@@ -263,14 +263,23 @@ fn long_inner_dimension_is_summed_completely() {
 fn linear_bias_epilogue_matches_float64_on_both_schedules() {
     // The bias is added inside the product: check every kernel, a split inner dimension
     // (in = 9,000 is past the loop budget, so later pieces accumulate and must not re-add it)
-    // and the empty product (in = 0: the output is the bias).
+    // and the empty product (in = 0: the output is the bias). Sizes that are multiples of 4
+    // reach the CPU adapters' vec4 kernels (their epilogue is compiled per bias, accumulation
+    // and ReLU), the others the scalar ones.
     for tiles in [true, false] {
         let opts = webgrad::DeviceOptions {
             matmul_tiles: Some(tiles),
             ..Default::default()
         };
         let dev = webgrad::Device::with_options(opts).unwrap();
-        for &(rows, inp, out) in &[(5, 3, 4), (40, 70, 130), (3, 9000, 5), (17, 0, 6)] {
+        for &(rows, inp, out) in &[
+            (5, 3, 4),
+            (40, 70, 130),
+            (40, 72, 132),
+            (3, 9000, 5),
+            (20, 9004, 8),
+            (17, 0, 6),
+        ] {
             let x = uniform(rows as u64, rows * inp, -1.0, 1.0);
             let w = uniform(inp as u64 + 7, out * inp, -1.0, 1.0);
             let b = uniform(out as u64 + 9, out, -1.0, 1.0);
@@ -312,8 +321,10 @@ fn fused_relu_matches_linear_then_relu_on_both_schedules() {
         for &(rows, inp, out) in &[
             (5, 3, 4),
             (40, 70, 130),
+            (40, 72, 132),
             (3, 9000, 5),
             (20, 9002, 6),
+            (20, 9004, 8),
             (17, 0, 6),
         ] {
             let run = |fused: bool| {
