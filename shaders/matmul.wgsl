@@ -6,9 +6,11 @@
 // t = wid.x + wid.y * num_workgroups.x enumerates output tiles: the output batch
 // t / (tiles_m * tiles_n), then the tile's row and column.
 // With sum_batch = 1 there is one output, C = sum over bi of A[bi] x B[bi] (a weight gradient
-// summed over images); with accumulate = 1 the result is added to C instead of stored; with
-// has_bias = 1 every output gets bias[c] added, and with relu = 1 the final value goes through
-// max(v, 0) (Linear's epilogue, saving a broadcast add and an activation pass).
+// summed over images). The epilogue is made of pipeline constants: with ACCUMULATE the result
+// is added to C instead of stored; with HAS_BIAS every output gets bias[c] added, and with
+// RELU the final value goes through max(v, 0) (Linear's epilogue, saving a broadcast add and
+// an activation pass). Constants rather than uniforms because llvmpipe runs a branch on a
+// uniform masked: each output paid for the bias and C loads it did not use.
 // Two schedules, chosen by the host from the adapter type:
 // - matmul_tiled (GPUs): 16x16 invocations share 64x16 tiles of A and B in workgroup memory;
 //   each invocation accumulates a 4x4 block of the 64x64 output tile.
@@ -34,6 +36,7 @@ struct Params {
     c_off: u32,
     c_bs: u32,
     sum_batch: u32,
+    // Unread: the pipeline constants ACCUMULATE, HAS_BIAS and RELU hold these.
     accumulate: u32,
     has_bias: u32,
     relu: u32,
@@ -44,15 +47,19 @@ fn out_batches() -> u32 {
 }
 
 // Stores or adds one output element of column col.
+override HAS_BIAS: bool = false;
+override ACCUMULATE: bool = false;
+override RELU: bool = false;
+
 fn store(i: u32, col: u32, v: f32) {
     var r = v;
-    if (p.has_bias == 1u) {
+    if (HAS_BIAS) {
         r += bias[col];
     }
-    if (p.accumulate == 1u) {
+    if (ACCUMULATE) {
         r += c[i];
     }
-    if (p.relu == 1u) {
+    if (RELU) {
         r = relu(r);
     }
     c[i] = r;

@@ -45,9 +45,9 @@ const TEXEL_ROW: u32 = 1024u;
 
 override A_K: bool = true;
 override B_K: bool = false;
-// The epilogue (the Params fields of the same names, which this kernel does not read): fixed
-// when the pipeline is compiled, because llvmpipe runs a branch on a uniform value as a masked
-// one, so each output paid for the loads of bias and C that it did not use.
+// The epilogue, as in matmul.wgsl: pipeline constants, not the Params fields of the same
+// names (llvmpipe runs a branch on a uniform masked, so every output paid for the loads it
+// did not use).
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
 override RELU: bool = false;

@@ -251,24 +251,18 @@ impl<'a> Gemm<'a> {
         };
         let out_batches = if self.sum_batch { 1 } else { piece.batch };
         let tiles = self.m.div_ceil(tile_m) * self.n.div_ceil(tile_n) * out_batches;
-        let (constants, a, b) = match &vec4 {
-            Some(v) if entry == "matmul_subgroup" => (
-                vec![
-                    ("A_K", v.form.0 as u32),
-                    ("B_K", v.form.1 as u32),
-                    ("HAS_BIAS", piece.bias as u32),
-                    ("ACCUMULATE", piece.accumulate as u32),
-                    ("RELU", piece.relu as u32),
-                ],
-                Bind::Texels(v.a),
-                Bind::Texels(v.b),
-            ),
-            Some(v) => (
-                vec![("A_K", v.form.0 as u32), ("B_K", v.form.1 as u32)],
-                Bind::Texels(v.a),
-                Bind::Texels(v.b),
-            ),
-            None => (vec![], Bind::Read(self.a.buf), Bind::Read(self.b.buf)),
+        // The epilogue is compiled into the pipeline (see the shaders' HAS_BIAS).
+        let mut constants = vec![
+            ("HAS_BIAS", piece.bias as u32),
+            ("ACCUMULATE", piece.accumulate as u32),
+            ("RELU", piece.relu as u32),
+        ];
+        let (a, b) = match &vec4 {
+            Some(v) => {
+                constants.extend([("A_K", v.form.0 as u32), ("B_K", v.form.1 as u32)]);
+                (Bind::Texels(v.a), Bind::Texels(v.b))
+            }
+            None => (Bind::Read(self.a.buf), Bind::Read(self.b.buf)),
         };
         let shader = match entry {
             "matmul_subgroup" => &SUBGROUP_SHADER,
