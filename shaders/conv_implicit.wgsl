@@ -63,8 +63,7 @@ struct Params {
     parts: u32,
     // images_inner: channels x pixels of the tensor being re-laid out.
     planes: u32,
-    // conv_forward: ReLU after the bias. images_inner: keep only the values where the ReLU's
-    // output (binding 3) is positive, the gradient through a fused ReLU.
+    // conv_forward: ReLU after the bias. (images_inner's mask is the constant RELU_MASK.)
     relu: u32,
 }
 
@@ -112,6 +111,10 @@ fn store_texel(i: u32, v: vec4<f32>) {
     textureStore(dst_texels, vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW), v);
 }
 
+// With RELU_MASK (a pipeline constant: a masked load costs as much as a real one on
+// llvmpipe), only the values where the ReLU's output (binding 3) is positive are kept.
+override RELU_MASK: bool = false;
+
 // texel plane * nq + q = src[(4q + j) * planes + plane] for j = 0..3 (0 past the last image):
 // an [N, planes] tensor (planes = C * H * W) as [planes, NQ * 4].
 @compute @workgroup_size(64)
@@ -131,7 +134,7 @@ fn images_inner(
         if (n0 + j < p.n) {
             let i = (n0 + j) * p.planes + plane;
             out[j] = src[i];
-            if (p.relu == 1u && !(relu_out[i] > 0.0)) {
+            if (RELU_MASK && !(relu_out[i] > 0.0)) {
                 out[j] = 0.0;
             }
         }
@@ -146,7 +149,7 @@ fn images_inner(
 fn image_row(n: u32, pb: u32, blocks: u32) -> vec4<f32> {
     let i = select(0u, n * blocks + pb, n < p.n);
     var r = select(vec4<f32>(0.0), src4[i], n < p.n);
-    if (p.relu == 1u) {
+    if (RELU_MASK) {
         r = select(vec4<f32>(0.0), r, relu_out4[i] > vec4<f32>(0.0));
     }
     return r;

@@ -163,17 +163,17 @@ pub(crate) fn images_inner(
     let planes = t.numel() / geo.n.max(1);
     let nq = quads(geo);
     let out = texels(dev, planes * nq * 4);
-    let mut params = params(geo, false, (0, 0, 0), planes);
-    params[22] = relu_out.is_some() as u32;
+    let params = params(geo, false, (0, 0, 0), planes);
     // 4 x 4 blocks with vec4 loads and stores when the planes allow it.
     let (entry, invocations) = if planes.is_multiple_of(4) {
         ("images_inner4", planes / 4 * nq)
     } else {
         ("images_inner", planes * nq)
     };
-    dev.dispatch(
+    dev.dispatch_with(
         &SHADER,
         entry,
+        &[("RELU_MASK", relu_out.is_some() as u32)],
         &[
             Bind::Read(t.buffer()),
             Bind::WriteTexels(out.view()),
