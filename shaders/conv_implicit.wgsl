@@ -485,8 +485,8 @@ fn conv_forward(
 
 // conv_relu_pool_forward: max_pool2d(relu(conv2d(x) + bias), 2) in one pass, the
 // convolution's output never stored. One invocation: 4 images (one quad) x CH channels at the
-// 4 pixels of one 2 x 2 window, acc{channel}{pixel}: per tap 6 texel fetches (4 with SLIDE)
-// feed up to 128 multiply-adds, and one value is stored per window instead of four. With
+// 4 pixels of one 2 x 2 window, acc{channel}{pixel}: per tap 6 texel fetches (4 with SLIDE,
+// about 3 with ROW_SLIDE) feed up to 128 multiply-adds, and one value is stored per window instead of four. With
 // SAVE_ARGMAX (training) it also stores, per window, which of its pixels (0-3, row-major) won,
 // or 4 when the pooled value is not positive (its gradient is then 0): images innermost, as
 // one texel per window and quad of images, texel (ch * pooled + window) * nq + q.
@@ -495,6 +495,12 @@ override SAVE_ARGMAX: bool = false;
 // True when the column stride equals the column dilation: then the window's right pixels at
 // tap kw are its left pixels at tap kw + 1, and each tap fetches 2 quads of x instead of 4.
 override SLIDE: bool = false;
+
+// With ROW_SLIDE = KW (both strides equal their dilations, KW <= 7): the window's bottom row at
+// kernel row kh is its top row at kh + 1, and its right column at tap kw its left column at
+// kw + 1, so each kernel row fetches only its bottom row's KW + 1 columns: 6 quads of x per 5
+// taps where SLIDE fetches 12 (the taps unrolled, the columns in registers).
+override ROW_SLIDE: u32 = 0u;
 
 @group(0) @binding(5) var winner_texels: texture_storage_2d<rgba32float, write>;
 // The pooled output again with images innermost, as images_inner would lay it out (texel
@@ -529,27 +535,97 @@ fn conv_relu_pool_forward(
     let iw0 = i32((pp % (p.wo / 2u)) * 2u * p.sw) - i32(p.pw);
     let sh = i32(p.sh);
     let sw = i32(p.sw);
-    var k = 0u;
-    for (var c = 0u; c < cin_g; c++) {
-        let plane = (g * cin_g + c) * p.h;
-        for (var kh = 0u; kh < p.kh; kh++) {
-            let ih = ih0 + i32(kh * p.dh);
-            // With SLIDE, the window's right column at tap kw is its left column at kw + 1.
-            var left_top = pixel_quad(plane, ih, iw0, q);
-            var left_bottom = pixel_quad(plane, ih + sh, iw0, q);
-            for (var kw = 0u; kw < p.kw; kw++) {
-                let iw = iw0 + i32(kw * p.dw);
-                let wi = w_base + k * cb_count * 2u;
-                if (!SLIDE) {
-                    left_top = pixel_quad(plane, ih, iw, q);
-                    left_bottom = pixel_quad(plane, ih + sh, iw, q);
+    let k_step = cb_count * 2u;
+    let dw = i32(p.dw);
+    if (ROW_SLIDE > 0u) {
+        // Columns j = 0 .. KW of the window's top row (t{j}) and bottom row (b{j}) at this
+        // kernel row: tap kw reads columns kw and kw + 1 of both rows.
+        let k_row = p.kw * k_step;
+        for (var c = 0u; c < cin_g; c++) {
+            let plane = (g * cin_g + c) * p.h;
+            var t0 = pixel_quad(plane, ih0, iw0, q);
+            var t1 = pixel_quad(plane, ih0, iw0 + dw, q);
+            var t2 = vec4<f32>(0.0);
+            var t3 = vec4<f32>(0.0);
+            var t4 = vec4<f32>(0.0);
+            var t5 = vec4<f32>(0.0);
+            var t6 = vec4<f32>(0.0);
+            var t7 = vec4<f32>(0.0);
+            if (ROW_SLIDE > 1u) { t2 = pixel_quad(plane, ih0, iw0 + 2 * dw, q); }
+            if (ROW_SLIDE > 2u) { t3 = pixel_quad(plane, ih0, iw0 + 3 * dw, q); }
+            if (ROW_SLIDE > 3u) { t4 = pixel_quad(plane, ih0, iw0 + 4 * dw, q); }
+            if (ROW_SLIDE > 4u) { t5 = pixel_quad(plane, ih0, iw0 + 5 * dw, q); }
+            if (ROW_SLIDE > 5u) { t6 = pixel_quad(plane, ih0, iw0 + 6 * dw, q); }
+            if (ROW_SLIDE > 6u) { t7 = pixel_quad(plane, ih0, iw0 + 7 * dw, q); }
+            for (var kh = 0u; kh < p.kh; kh++) {
+                let ib = ih0 + i32((kh + 1u) * p.dh);
+                let wi = w_base + (c * p.kh + kh) * k_row;
+                let b0 = pixel_quad(plane, ib, iw0, q);
+                let b1 = pixel_quad(plane, ib, iw0 + dw, q);
+                var b2 = vec4<f32>(0.0);
+                var b3 = vec4<f32>(0.0);
+                var b4 = vec4<f32>(0.0);
+                var b5 = vec4<f32>(0.0);
+                var b6 = vec4<f32>(0.0);
+                var b7 = vec4<f32>(0.0);
+                if (ROW_SLIDE > 1u) { b2 = pixel_quad(plane, ib, iw0 + 2 * dw, q); }
+                if (ROW_SLIDE > 2u) { b3 = pixel_quad(plane, ib, iw0 + 3 * dw, q); }
+                if (ROW_SLIDE > 3u) { b4 = pixel_quad(plane, ib, iw0 + 4 * dw, q); }
+                if (ROW_SLIDE > 4u) { b5 = pixel_quad(plane, ib, iw0 + 5 * dw, q); }
+                if (ROW_SLIDE > 5u) { b6 = pixel_quad(plane, ib, iw0 + 6 * dw, q); }
+                if (ROW_SLIDE > 6u) { b7 = pixel_quad(plane, ib, iw0 + 7 * dw, q); }
+                fma16(wq(wi), wq(wi + 1u), Quads(t0, t1, b0, b1));
+                if (ROW_SLIDE > 1u) {
+                    fma16(wq(wi + k_step), wq(wi + k_step + 1u), Quads(t1, t2, b1, b2));
                 }
-                let right_top = pixel_quad(plane, ih, iw + sw, q);
-                let right_bottom = pixel_quad(plane, ih + sh, iw + sw, q);
-                fma16(wq(wi), wq(wi + 1u), Quads(left_top, right_top, left_bottom, right_bottom));
-                left_top = right_top;
-                left_bottom = right_bottom;
-                k++;
+                if (ROW_SLIDE > 2u) {
+                    fma16(wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u), Quads(t2, t3, b2, b3));
+                }
+                if (ROW_SLIDE > 3u) {
+                    fma16(wq(wi + 3u * k_step), wq(wi + 3u * k_step + 1u), Quads(t3, t4, b3, b4));
+                }
+                if (ROW_SLIDE > 4u) {
+                    fma16(wq(wi + 4u * k_step), wq(wi + 4u * k_step + 1u), Quads(t4, t5, b4, b5));
+                }
+                if (ROW_SLIDE > 5u) {
+                    fma16(wq(wi + 5u * k_step), wq(wi + 5u * k_step + 1u), Quads(t5, t6, b5, b6));
+                }
+                if (ROW_SLIDE > 6u) {
+                    fma16(wq(wi + 6u * k_step), wq(wi + 6u * k_step + 1u), Quads(t6, t7, b6, b7));
+                }
+                t0 = b0;
+                t1 = b1;
+                t2 = b2;
+                t3 = b3;
+                t4 = b4;
+                t5 = b5;
+                t6 = b6;
+                t7 = b7;
+            }
+        }
+    } else {
+        var k = 0u;
+        for (var c = 0u; c < cin_g; c++) {
+            let plane = (g * cin_g + c) * p.h;
+            for (var kh = 0u; kh < p.kh; kh++) {
+                let ih = ih0 + i32(kh * p.dh);
+                // With SLIDE, the window's right column at tap kw is its left column at kw + 1.
+                var left_top = pixel_quad(plane, ih, iw0, q);
+                var left_bottom = pixel_quad(plane, ih + sh, iw0, q);
+                for (var kw = 0u; kw < p.kw; kw++) {
+                    let iw = iw0 + i32(kw * p.dw);
+                    let wi = w_base + k * cb_count * 2u;
+                    if (!SLIDE) {
+                        left_top = pixel_quad(plane, ih, iw, q);
+                        left_bottom = pixel_quad(plane, ih + sh, iw, q);
+                    }
+                    let right_top = pixel_quad(plane, ih, iw + sw, q);
+                    let right_bottom = pixel_quad(plane, ih + sh, iw + sw, q);
+                    fma16(wq(wi), wq(wi + 1u), Quads(left_top, right_top, left_bottom, right_bottom));
+                    left_top = right_top;
+                    left_bottom = right_bottom;
+                    k++;
+                }
             }
         }
     }

@@ -486,6 +486,13 @@ fn conv_pool_cases() -> Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> {
             vec![5, 3, 3, 3],
             Conv2dParams::default().stride(2).dilation(2).padding(1),
         ),
+        // The widest and narrowest kernels whose taps the forward unrolls (ROW_SLIDE).
+        (
+            vec![6, 2, 12, 12],
+            vec![3, 2, 7, 7],
+            Conv2dParams::default().padding(3),
+        ),
+        (vec![3, 5, 6, 6], vec![4, 5, 1, 1], Conv2dParams::default()),
     ]
 }
 

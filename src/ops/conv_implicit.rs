@@ -74,6 +74,17 @@ fn weight_taps(geo: &Geometry) -> (usize, usize) {
     }
 }
 
+/// conv_relu_pool_forward's ROW_SLIDE: the kernel width when both strides equal their
+/// dilations and the kernel is at most 7 wide (its taps are unrolled), else 0.
+fn row_slide(geo: &Geometry) -> usize {
+    let p = &geo.p;
+    if p.stride == p.dilation && geo.kw <= 7 {
+        geo.kw
+    } else {
+        0
+    }
+}
+
 /// Image quads: the batch padded to a multiple of 4, in vec4s.
 fn quads(geo: &Geometry) -> usize {
     geo.n.div_ceil(4)
@@ -291,6 +302,7 @@ pub(crate) fn forward_relu_pool(
         &[
             ("SAVE_ARGMAX", save_winners as u32),
             ("SLIDE", (geo.p.stride.1 == geo.p.dilation.1) as u32),
+            ("ROW_SLIDE", row_slide(geo) as u32),
             ("CH", block_channels(cout_g) as u32),
         ],
         &[
