@@ -379,6 +379,60 @@ fn fma16(wl: vec4<f32>, wh: vec4<f32>, x: Quads) {
     }
 }
 
+// Four consecutive taps of one kernel row under ROW_SLIDE (tap i: weights w{i}l, w{i}h; the
+// window's columns i and i + 1 of rows t and b), each accumulator written once.
+fn fma16x4(w0l: vec4<f32>, w0h: vec4<f32>, w1l: vec4<f32>, w1h: vec4<f32>,
+           w2l: vec4<f32>, w2h: vec4<f32>, w3l: vec4<f32>, w3h: vec4<f32>,
+           t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, t3: vec4<f32>, t4: vec4<f32>,
+           b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>, b4: vec4<f32>) {
+    acc00 = acc00 + w0l.x * t0 + w1l.x * t1 + w2l.x * t2 + w3l.x * t3;
+    acc01 = acc01 + w0l.x * t1 + w1l.x * t2 + w2l.x * t3 + w3l.x * t4;
+    acc02 = acc02 + w0l.x * b0 + w1l.x * b1 + w2l.x * b2 + w3l.x * b3;
+    acc03 = acc03 + w0l.x * b1 + w1l.x * b2 + w2l.x * b3 + w3l.x * b4;
+    if (CH > 1u) {
+        acc10 = acc10 + w0l.y * t0 + w1l.y * t1 + w2l.y * t2 + w3l.y * t3;
+        acc11 = acc11 + w0l.y * t1 + w1l.y * t2 + w2l.y * t3 + w3l.y * t4;
+        acc12 = acc12 + w0l.y * b0 + w1l.y * b1 + w2l.y * b2 + w3l.y * b3;
+        acc13 = acc13 + w0l.y * b1 + w1l.y * b2 + w2l.y * b3 + w3l.y * b4;
+    }
+    if (CH > 2u) {
+        acc20 = acc20 + w0l.z * t0 + w1l.z * t1 + w2l.z * t2 + w3l.z * t3;
+        acc21 = acc21 + w0l.z * t1 + w1l.z * t2 + w2l.z * t3 + w3l.z * t4;
+        acc22 = acc22 + w0l.z * b0 + w1l.z * b1 + w2l.z * b2 + w3l.z * b3;
+        acc23 = acc23 + w0l.z * b1 + w1l.z * b2 + w2l.z * b3 + w3l.z * b4;
+    }
+    if (CH > 3u) {
+        acc30 = acc30 + w0l.w * t0 + w1l.w * t1 + w2l.w * t2 + w3l.w * t3;
+        acc31 = acc31 + w0l.w * t1 + w1l.w * t2 + w2l.w * t3 + w3l.w * t4;
+        acc32 = acc32 + w0l.w * b0 + w1l.w * b1 + w2l.w * b2 + w3l.w * b3;
+        acc33 = acc33 + w0l.w * b1 + w1l.w * b2 + w2l.w * b3 + w3l.w * b4;
+    }
+    if (CH > 4u) {
+        acc40 = acc40 + w0h.x * t0 + w1h.x * t1 + w2h.x * t2 + w3h.x * t3;
+        acc41 = acc41 + w0h.x * t1 + w1h.x * t2 + w2h.x * t3 + w3h.x * t4;
+        acc42 = acc42 + w0h.x * b0 + w1h.x * b1 + w2h.x * b2 + w3h.x * b3;
+        acc43 = acc43 + w0h.x * b1 + w1h.x * b2 + w2h.x * b3 + w3h.x * b4;
+    }
+    if (CH > 5u) {
+        acc50 = acc50 + w0h.y * t0 + w1h.y * t1 + w2h.y * t2 + w3h.y * t3;
+        acc51 = acc51 + w0h.y * t1 + w1h.y * t2 + w2h.y * t3 + w3h.y * t4;
+        acc52 = acc52 + w0h.y * b0 + w1h.y * b1 + w2h.y * b2 + w3h.y * b3;
+        acc53 = acc53 + w0h.y * b1 + w1h.y * b2 + w2h.y * b3 + w3h.y * b4;
+    }
+    if (CH > 6u) {
+        acc60 = acc60 + w0h.z * t0 + w1h.z * t1 + w2h.z * t2 + w3h.z * t3;
+        acc61 = acc61 + w0h.z * t1 + w1h.z * t2 + w2h.z * t3 + w3h.z * t4;
+        acc62 = acc62 + w0h.z * b0 + w1h.z * b1 + w2h.z * b2 + w3h.z * b3;
+        acc63 = acc63 + w0h.z * b1 + w1h.z * b2 + w2h.z * b3 + w3h.z * b4;
+    }
+    if (CH > 7u) {
+        acc70 = acc70 + w0h.w * t0 + w1h.w * t1 + w2h.w * t2 + w3h.w * t3;
+        acc71 = acc71 + w0h.w * t1 + w1h.w * t2 + w2h.w * t3 + w3h.w * t4;
+        acc72 = acc72 + w0h.w * b0 + w1h.w * b1 + w2h.w * b2 + w3h.w * b3;
+        acc73 = acc73 + w0h.w * b1 + w1h.w * b2 + w2h.w * b3 + w3h.w * b4;
+    }
+}
+
 // Stores channel `ch`'s 8 images (lo, hi) of block nb8 (images 8 nb8 ..) at `pix` of an NCHW
 // tensor with `chans` channels and `pixels` pixels, adding `b` (and applying the ReLU with
 // p.relu).
@@ -574,15 +628,19 @@ fn conv_relu_pool_forward(
                 if (ROW_SLIDE > 4u) { b5 = pixel_quad(plane, ib, iw0 + 5 * dw, q); }
                 if (ROW_SLIDE > 5u) { b6 = pixel_quad(plane, ib, iw0 + 6 * dw, q); }
                 if (ROW_SLIDE > 6u) { b7 = pixel_quad(plane, ib, iw0 + 7 * dw, q); }
-                fma16(wq(wi), wq(wi + 1u), Quads(t0, t1, b0, b1));
-                if (ROW_SLIDE > 1u) {
-                    fma16(wq(wi + k_step), wq(wi + k_step + 1u), Quads(t1, t2, b1, b2));
-                }
-                if (ROW_SLIDE > 2u) {
-                    fma16(wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u), Quads(t2, t3, b2, b3));
-                }
-                if (ROW_SLIDE > 3u) {
-                    fma16(wq(wi + 3u * k_step), wq(wi + 3u * k_step + 1u), Quads(t3, t4, b3, b4));
+                if (ROW_SLIDE >= 4u) {
+                    fma16x4(wq(wi), wq(wi + 1u), wq(wi + k_step), wq(wi + k_step + 1u),
+                            wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u),
+                            wq(wi + 3u * k_step), wq(wi + 3u * k_step + 1u),
+                            t0, t1, t2, t3, t4, b0, b1, b2, b3, b4);
+                } else {
+                    fma16(wq(wi), wq(wi + 1u), Quads(t0, t1, b0, b1));
+                    if (ROW_SLIDE > 1u) {
+                        fma16(wq(wi + k_step), wq(wi + k_step + 1u), Quads(t1, t2, b1, b2));
+                    }
+                    if (ROW_SLIDE > 2u) {
+                        fma16(wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u), Quads(t2, t3, b2, b3));
+                    }
                 }
                 if (ROW_SLIDE > 4u) {
                     fma16(wq(wi + 4u * k_step), wq(wi + 4u * k_step + 1u), Quads(t4, t5, b4, b5));
