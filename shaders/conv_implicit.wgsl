@@ -184,33 +184,41 @@ fn images_inner4(
 // The weight layouts hold, per tap, each channel block's CH channels in 8 slots (zeros past
 // CH and past the group's channels): two texels that one vec4 load each brings.
 // Forward: element ((g * K + k) * blocks + cb) * 8 + slot is W[g * cout_g + cb * CH + slot, k].
-// One invocation writes one texel, elements 4t .. 4t + 3.
+// One invocation writes one group of 8 slots (two texels), splitting its index once: llvmpipe
+// divides integers one lane at a time, so a split per element cost more than the copy.
+fn store_slots(u: u32, first: u32, step: u32, count: u32) {
+    var lo = vec4<f32>(0.0);
+    var hi = vec4<f32>(0.0);
+    for (var slot = 0u; slot < 4u; slot++) {
+        if (slot < CH && slot < count) {
+            lo[slot] = src[first + slot * step];
+        }
+        if (slot + 4u < CH && slot + 4u < count) {
+            hi[slot] = src[first + (slot + 4u) * step];
+        }
+    }
+    store_texel(2u * u, lo);
+    store_texel(2u * u + 1u, hi);
+}
+
 @compute @workgroup_size(64)
 fn weight_forward_layout(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let t = invocation(wid, nwg, li);
+    let u = invocation(wid, nwg, li);
     let cout_g = p.c_out / p.groups;
     let blocks = channel_blocks(cout_g);
     let k_len = p.c / p.groups * p.kh * p.kw;
-    if (t * 4u >= p.groups * k_len * blocks * 8u) {
+    if (u >= p.groups * k_len * blocks) {
         return;
     }
-    var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        let e = t * 4u + j;
-        let slot = e % 8u;
-        let cb = (e / 8u) % blocks;
-        let k = (e / (8u * blocks)) % k_len;
-        let g = e / (8u * blocks * k_len);
-        let co = cb * CH + slot;
-        if (slot < CH && co < cout_g) {
-            v[j] = src[(g * cout_g + co) * k_len + k];
-        }
-    }
-    store_texel(t, v);
+    let gk_cb = divmod(u, blocks);
+    let g_k = divmod(gk_cb.x, k_len);
+    let co = gk_cb.y * CH;
+    // Slot s is W[g * cout_g + co + s, k]: consecutive slots are k_len apart.
+    store_slots(u, (g_k.x * cout_g + co) * k_len + g_k.y, k_len, cout_g - co);
 }
 
 // Backward: element ((co_abs * taps + t) * blocks + cb) * 8 + slot is
@@ -221,26 +229,18 @@ fn weight_backward_layout(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let texel = invocation(wid, nwg, li);
+    let u = invocation(wid, nwg, li);
     let cin_g = p.c / p.groups;
     let blocks = channel_blocks(cin_g);
     let taps = p.kh * p.kw;
-    if (texel * 4u >= p.c_out * taps * blocks * 8u) {
+    if (u >= p.c_out * taps * blocks) {
         return;
     }
-    var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        let e = texel * 4u + j;
-        let slot = e % 8u;
-        let cb = (e / 8u) % blocks;
-        let t = (e / (8u * blocks)) % taps;
-        let co = e / (8u * blocks * taps);
-        let c = cb * CH + slot;
-        if (slot < CH && c < cin_g) {
-            v[j] = src[(co * cin_g + c) * taps + t];
-        }
-    }
-    store_texel(texel, v);
+    let ct_cb = divmod(u, blocks);
+    let co_t = divmod(ct_cb.x, taps);
+    let c = ct_cb.y * CH;
+    // Slot s is W[co_abs, c + s, t]: consecutive slots are taps apart.
+    store_slots(u, (co_t.x * cin_g + c) * taps + co_t.y, taps, cin_g - c);
 }
 
 // ---- the convolution kernels ----

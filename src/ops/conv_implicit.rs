@@ -223,7 +223,8 @@ fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) 
         &[("CH", ch as u32)],
         &[Bind::Read(w.buffer()), Bind::WriteTexels(out.view())],
         &params(geo, false, (0, 0, 0), 0),
-        grid(len / 4),
+        // One invocation per group of 8 slots.
+        grid(len / 8),
     )?;
     Ok(out)
 }
