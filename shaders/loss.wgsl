@@ -8,11 +8,18 @@
 //   l_i = log(sum_c exp(x_ic - m)) - (x_it - m) with m the row max (stable for |x| ~ 100);
 //   the forward saves lse_i = m + log(sum) and the backward is
 //   dx_ic = g_i (exp(x_ic - lse_i) - [c == t_i]), one invocation per element.
+//   With a reduction (mean or sum, scale 1 / rows or 1), cross_entropy_reduced_forward computes
+//   the rows' losses and their scaled sum in one dispatch (one workgroup: invocation j takes
+//   rows j, j + 64, ..., then invocation 0 adds the 64 partial sums in order), and the
+//   backward (REDUCED) reads the scalar upstream gradient times the scale for every row: the
+//   reduction's own kernels and their dispatches (each has a fixed cost) are not needed.
 // Indexing: one invocation per element e (per row for cross_entropy's forward), grid folded.
 
 struct Params {
     len: u32,
     classes: u32,
+    // cross_entropy with a reduction: 1 / rows (mean) or 1 (sum).
+    scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -101,16 +108,8 @@ fn bce_backward(
 // cross_entropy_forward: l (per row loss) and lse (per row log-sum-exp) outputs.
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 
-@compute @workgroup_size(64)
-fn cross_entropy_forward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = (wid.x + wid.y * nwg.x) * 64u + lid;
-    if (i >= p.len) {
-        return;
-    }
+// The loss of row i, saving its log-sum-exp.
+fn row_loss(i: u32) -> f32 {
     let base = i * p.classes;
     var m = x[base];
     for (var c = 1u; c < p.classes; c++) {
@@ -121,11 +120,45 @@ fn cross_entropy_forward(
         s += exp(x[base + c] - m);
     }
     let ls = log(s);
-    l[i] = ls - (x[base + u32(t[i])] - m);
     lse[i] = m + ls;
+    return ls - (x[base + u32(t[i])] - m);
 }
 
-// Backward bindings: x, t, g (one per row), saved lse, gx.
+@compute @workgroup_size(64)
+fn cross_entropy_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = (wid.x + wid.y * nwg.x) * 64u + lid;
+    if (i >= p.len) {
+        return;
+    }
+    l[i] = row_loss(i);
+}
+
+var<workgroup> partial_loss: array<f32, 64>;
+
+// l[0] = scale * sum of the rows' losses (one workgroup of 64).
+@compute @workgroup_size(64)
+fn cross_entropy_reduced_forward(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    for (var i = lid; i < p.len; i += 64u) {
+        acc += row_loss(i);
+    }
+    partial_loss[lid] = acc;
+    workgroupBarrier();
+    if (lid == 0u) {
+        var total = 0.0;
+        for (var j = 0u; j < 64u; j++) {
+            total += partial_loss[j];
+        }
+        l[0] = total * p.scale;
+    }
+}
+
+// Backward bindings: x, t, g (one per row, or with REDUCED one for all), saved lse, gx.
+override REDUCED: bool = false;
 @group(0) @binding(3) var<storage, read> row_g: array<f32>;
 @group(0) @binding(4) var<storage, read> saved_lse: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ce_gx: array<f32>;
@@ -143,5 +176,11 @@ fn cross_entropy_backward(
     let i = e / p.classes;
     let c = e % p.classes;
     let onehot = select(0.0, 1.0, u32(t[i]) == c);
-    ce_gx[e] = row_g[i] * (exp(x[e] - saved_lse[i]) - onehot);
+    var gi: f32;
+    if (REDUCED) {
+        gi = row_g[0] * p.scale;
+    } else {
+        gi = row_g[i];
+    }
+    ce_gx[e] = gi * (exp(x[e] - saved_lse[i]) - onehot);
 }

@@ -178,3 +178,47 @@ fn bad_targets_are_errors() {
         .mse_loss(&tensor(&[0.0; 3], &[3]), Reduction::Mean)
         .is_err());
 }
+
+#[test]
+fn reduced_cross_entropy_and_its_gradient_match_float64_on_both_paths() {
+    // A mean or sum is fused into the loss kernel (300 rows: each invocation takes several)
+    // unless its loop would pass the loop budget (24,000 rows x 10 classes: then the rows'
+    // losses are reduced by sum_rows). Loss and dL/dx = scale (softmax - onehot) either way.
+    let classes = 10;
+    for rows in [300, 24_000] {
+        let x: Vec<f32> = randn(rows as u64, rows * classes)
+            .iter()
+            .map(|v| v * 2.0)
+            .collect();
+        let t: Vec<usize> = (0..rows).map(|i| (i * 3 + 1) % classes).collect();
+        let losses = ce_ref(&x, classes, &t);
+        let total: f64 = losses.iter().sum();
+        for (reduction, scale) in [(Reduction::Mean, 1.0 / rows as f64), (Reduction::Sum, 1.0)] {
+            let xt = tensor(&x, &[rows, classes]).requires_grad();
+            let l = xt.cross_entropy(&t, reduction).unwrap();
+            assert_eq!(l.shape(), &[] as &[usize]);
+            let what = format!("{rows} rows, scale {scale}");
+            let tol = 1e-5 * (1.0 + (total * scale).abs());
+            assert_close(&l.to_vec().unwrap(), &[total * scale], tol, 1e-5, &what);
+            l.backward().unwrap();
+            let want: Vec<f64> = (0..rows * classes)
+                .map(|e| {
+                    let (i, c) = (e / classes, e % classes);
+                    let row = &x[i * classes..(i + 1) * classes];
+                    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+                    let sum: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+                    let p = (x[e] as f64 - m).exp() / sum;
+                    scale * (p - if c == t[i] { 1.0 } else { 0.0 })
+                })
+                .collect();
+            let g = xt.grad().unwrap().to_vec().unwrap();
+            assert_close(
+                &g,
+                &want,
+                1e-6 * scale.max(1e-3),
+                1e-4,
+                &format!("{what}: grad"),
+            );
+        }
+    }
+}

@@ -44,6 +44,8 @@ pub(crate) struct CrossEntropySaved {
     x: Tensor,
     targets: Tensor,
     lse: Tensor,
+    /// With the reduction fused in: the scalar loss is this times the sum of the rows' losses.
+    reduced: Option<f32>,
 }
 
 fn same_shape(x: &Tensor, t: &Tensor, op: &'static str) -> Result<()> {
@@ -120,9 +122,11 @@ pub(crate) fn cross_entropy_backward(s: &CrossEntropySaved, g: &Tensor) -> Resul
     let dev = g.device();
     let (rows, classes) = (s.x.shape()[0], s.x.shape()[1]);
     let gx = Tensor::uninit(dev, s.x.shape())?;
-    dev.dispatch(
+    let scale = s.reduced.unwrap_or(1.0);
+    dev.dispatch_with(
         &SHADER,
         "cross_entropy_backward",
+        &[("REDUCED", s.reduced.is_some() as u32)],
         &[
             Bind::Read(s.x.buffer()),
             Bind::Read(s.targets.buffer()),
@@ -130,7 +134,7 @@ pub(crate) fn cross_entropy_backward(s: &CrossEntropySaved, g: &Tensor) -> Resul
             Bind::Read(s.lse.buffer()),
             Bind::Write(gx.buffer()),
         ],
-        &[rows as u32, classes as u32],
+        &[rows as u32, classes as u32, scale.to_bits()],
         groups(rows * classes),
     )?;
     Ok(gx)
@@ -196,27 +200,47 @@ impl Tensor {
         let dev = self.device();
         let t: Vec<f32> = targets.iter().map(|&t| t as f32).collect();
         let targets = Tensor::from_vec(dev, t, &[rows])?;
-        let l = dev.storage(rows)?;
         let lse = Tensor::uninit(dev, &[rows])?;
+        // A mean or sum is computed by the loss kernel itself (one workgroup, each invocation
+        // looping over a 64th of the rows) while that loop stays within the loop budget.
+        let scale = match reduction {
+            Reduction::Mean => Some(1.0 / rows.max(1) as f32),
+            Reduction::Sum => Some(1.0),
+            Reduction::None => None,
+        };
+        let reduced = scale.filter(|_| rows.div_ceil(64) * (2 * classes + 2) <= LOOP_BUDGET);
+        let (entry, outputs, shape, workgroups) = match reduced {
+            Some(_) => ("cross_entropy_reduced_forward", 1, vec![], 1),
+            None => ("cross_entropy_forward", rows, vec![rows], rows.div_ceil(64)),
+        };
+        let l = dev.storage(outputs)?;
         dev.dispatch(
             &SHADER,
-            "cross_entropy_forward",
+            entry,
             &[
                 Bind::Read(self.buffer()),
                 Bind::Read(targets.buffer()),
                 Bind::Write(l.buffer()),
                 Bind::Write(lse.buffer()),
             ],
-            &[rows as u32, classes as u32],
-            rows.div_ceil(64) as u32,
+            &[
+                rows as u32,
+                classes as u32,
+                reduced.unwrap_or(1.0).to_bits(),
+            ],
+            workgroups as u32,
         )?;
-        let l = Tensor::from_op(l, vec![rows], &[self], || {
+        let l = Tensor::from_op(l, shape, &[self], || {
             Op::CrossEntropy(CrossEntropySaved {
                 x: self.detach(),
                 targets,
                 lse,
+                reduced,
             })
         });
-        reduce(l, reduction)
+        match reduced {
+            Some(_) => Ok(l),
+            None => reduce(l, reduction),
+        }
     }
 }
