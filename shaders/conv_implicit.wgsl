@@ -1477,6 +1477,35 @@ fn sum_parts(
     }
 }
 
+// sum_parts when the rows of src are a multiple of 4 long: one invocation per 4 consecutive
+// elements, reading them as one vec4 per part (a storage load costs per instruction, not per
+// float, on llvmpipe).
+@compute @workgroup_size(64)
+fn sum_parts4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let e4 = invocation(wid, nwg, li);
+    let w_len = p.c_out * (p.c / p.groups) * p.kh * p.kw;
+    let row_len = w_len + select(0u, p.c_out, p.has_bias == 1u);
+    if (e4 * 4u >= row_len) {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    for (var part = 0u; part < p.parts; part++) {
+        acc += src4[part * (row_len / 4u) + e4];
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let e = e4 * 4u + j;
+        if (e < w_len) {
+            dst[e] = acc[j];
+        } else {
+            bias_grad[e - w_len] = acc[j];
+        }
+    }
+}
+
 // ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
 fn relu4(v: vec4<f32>) -> vec4<f32> {
     // NaN from the bits: GL drivers may rewrite !(v <= 0) as v > 0.

@@ -434,16 +434,22 @@ pub(crate) fn backward_weight(
     )?;
     let gw = Tensor::uninit(dev, w_shape)?;
     let gb = Tensor::uninit(dev, &[if with_bias { geo.c_out } else { 1 }])?;
+    // Four elements per invocation (vec4 loads) when the rows allow it.
+    let (entry, invocations) = if row_len.is_multiple_of(4) {
+        ("sum_parts4", row_len / 4)
+    } else {
+        ("sum_parts", row_len)
+    };
     dev.dispatch(
         &SHADER,
-        "sum_parts",
+        entry,
         &[
             Bind::Read(partial.buffer()),
             Bind::Write(gw.buffer()),
             Bind::Write(gb.buffer()),
         ],
         &params,
-        grid(row_len),
+        grid(invocations),
     )?;
     Ok((gw, with_bias.then_some(gb)))
 }
