@@ -70,6 +70,12 @@ struct Update<'a> {
 /// dispatch (each dispatch has a fixed cost, ~0.07 ms on lavapipe, more than a small update).
 const ALONE: usize = 4096;
 
+/// Parameters below this many elements are, when there are several, copied side by side into
+/// one buffer per operand (gradient, parameter, each state) and updated by one dispatch, the
+/// parameters and states copied back: on lavapipe a copy costs a few microseconds and a
+/// dispatch 30-100.
+const FLAT_BELOW: usize = 16384;
+
 /// Records the updates of the parameters that have a gradient, with an optimizer's (scalar,
 /// vec4, pair) kernels; `states[k][i]` is the k-th state tensor of parameter i, `words` the
 /// kernels' parameters after `len`.
@@ -103,7 +109,8 @@ fn record_updates(
     record_pairs(dev, entries, words, &updates)
 }
 
-/// record_updates' dispatches: large parameters alone, small ones two at a time.
+/// record_updates' dispatches: parameters below FLAT_BELOW elements all together over flat
+/// copies (when there are several), the others alone, or two at a time below ALONE.
 fn record_pairs<'a>(
     dev: &crate::Device,
     entries: (&'static str, &'static str, &'static str),
@@ -120,9 +127,20 @@ fn record_pairs<'a>(
         [&[len as u32][..], words, &[start as u32, len2 as u32]].concat()
     };
     let per = updates.first().map_or(0, |u| u.buffers.len());
+    let (flat, updates): (Vec<&Update>, Vec<&Update>) =
+        updates.iter().partition(|u| u.n < FLAT_BELOW);
+    if flat.len() >= 2 {
+        record_flat(dev, entries, words, &flat, per)?;
+    }
+    let updates: Vec<&Update> = if flat.len() >= 2 {
+        updates
+    } else {
+        updates.into_iter().chain(flat).collect()
+    };
     let pairs_fit = dev.0.limits.max_storage_buffers_per_shader_stage as usize >= 2 * per;
-    let (large, small): (Vec<&Update>, Vec<&Update>) =
-        updates.iter().partition(|u| u.n >= ALONE || !pairs_fit);
+    let (large, small): (Vec<&Update>, Vec<&Update>) = updates
+        .into_iter()
+        .partition(|u| u.n >= ALONE || !pairs_fit);
     for u in large {
         dev.dispatch_vec4(
             &SHADER,
@@ -146,6 +164,49 @@ fn record_pairs<'a>(
                 dev.dispatch(&SHADER, entries.0, &binds(a), &params(a.n, 0, 0), groups)?;
             }
             _ => unreachable!("chunks of two"),
+        }
+    }
+    Ok(())
+}
+
+/// The updates of several small parameters as one dispatch over flat copies of their operands
+/// (each parameter at a multiple of 4 elements, so the vec4 kernel covers all of them; the
+/// padding between them is updated too, and never copied back).
+fn record_flat(
+    dev: &crate::Device,
+    entries: (&'static str, &'static str, &'static str),
+    words: &[u32],
+    updates: &[&Update],
+    per: usize,
+) -> Result<()> {
+    let mut offsets = Vec::with_capacity(updates.len());
+    let mut total = 0;
+    for u in updates {
+        offsets.push(total);
+        total += u.n.next_multiple_of(4);
+    }
+    let flats = (0..per)
+        .map(|_| Tensor::uninit(dev, &[total]))
+        .collect::<Result<Vec<_>>>()?;
+    for (u, &at) in updates.iter().zip(&offsets) {
+        for (src, flat) in u.buffers.iter().zip(&flats) {
+            dev.copy_range(src, 0, flat.buffer(), at as u64 * 4, u.n as u64 * 4);
+        }
+    }
+    // The gradient is read, the parameter and the state are updated.
+    let mut binds: Vec<Bind> = flats.iter().map(|f| Bind::Write(f.buffer())).collect();
+    binds[0] = Bind::Read(flats[0].buffer());
+    dev.dispatch_vec4(
+        &SHADER,
+        (entries.0, entries.1),
+        &[],
+        &binds,
+        total,
+        |start| [&[total as u32][..], words, &[start as u32, 0]].concat(),
+    )?;
+    for (u, &at) in updates.iter().zip(&offsets) {
+        for (dst, flat) in u.buffers.iter().zip(&flats).skip(1) {
+            dev.copy_range(flat.buffer(), at as u64 * 4, dst, 0, u.n as u64 * 4);
         }
     }
     Ok(())

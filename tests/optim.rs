@@ -145,9 +145,10 @@ fn schedules_match_their_closed_forms() {
 
 #[test]
 fn parameters_updated_together_match_parameters_updated_alone() {
-    // Small parameters go two per dispatch, large ones alone: every one must end where an
-    // optimizer holding only that parameter takes it (SGD with momentum, Adam, AdamW).
-    let sizes = [1, 7, 300, 4099, 6];
+    // Parameters below 16,384 elements are updated side by side in flat copies (copied back
+    // after), larger ones alone: every one must end where an optimizer holding only that
+    // parameter takes it (SGD with momentum, Adam, AdamW), states included over three steps.
+    let sizes = [1, 7, 300, 4099, 6, 20_001];
     for kind in 0..3 {
         let make = |params: Vec<Tensor>| -> Box<dyn Optimizer> {
             match kind {
