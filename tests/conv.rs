@@ -531,13 +531,30 @@ fn fused_conv_relu_max_pool_matches_the_three_ops() {
     assert!(zeros && nans);
 }
 
+/// max_pool2d(relu(conv2d(x, w) + b), 2) as the fused op or as the three ops.
+fn relu_pool(
+    x: &webgrad::Tensor,
+    w: &webgrad::Tensor,
+    b: &webgrad::Tensor,
+    p: Conv2dParams,
+    fused: bool,
+) -> webgrad::Tensor {
+    let pool = webgrad::Pool2dParams::new(2);
+    if fused {
+        x.conv2d_relu_max_pool2d(w, Some(b), p, pool).unwrap()
+    } else {
+        x.conv2d_relu(w, Some(b), p)
+            .unwrap()
+            .max_pool2d(pool)
+            .unwrap()
+    }
+}
+
 #[test]
 fn fused_conv_relu_max_pool_gradients_match_the_three_ops() {
     // Recording a gradient, the fused op keeps each window's winner and starts its backward
     // from the pooled gradient: every gradient must match the three ops', for every
     // combination of inputs needing one (NaN left out: its gradient is NaN either way).
-    use webgrad::Pool2dParams;
-    let pool = Pool2dParams::new(2);
     let cases = conv_pool_cases();
     for (i, (xs, ws, p)) in cases.into_iter().enumerate() {
         for (need_x, need_w, need_b) in [
@@ -559,14 +576,7 @@ fn fused_conv_relu_max_pool_gradients_match_the_three_ops() {
                 let x = t(80 + i as u64, &xs, need_x);
                 let w = t(90 + i as u64, &ws, need_w);
                 let b = t(95 + i as u64, &[ws[0]], need_b);
-                let y = if fused {
-                    x.conv2d_relu_max_pool2d(&w, Some(&b), p, pool).unwrap()
-                } else {
-                    x.conv2d_relu(&w, Some(&b), p)
-                        .unwrap()
-                        .max_pool2d(pool)
-                        .unwrap()
-                };
+                let y = relu_pool(&x, &w, &b, p, fused);
                 y.backward_with(&t(99, y.shape(), false)).unwrap();
                 let grad = |v: &webgrad::Tensor| v.grad().map(|g| g.to_vec().unwrap());
                 (y.to_vec().unwrap(), [grad(&x), grad(&w), grad(&b)])
@@ -590,22 +600,13 @@ fn a_convolution_after_the_fused_op_reads_its_output_as_written() {
     // reads that instead of re-laying the output out: values and gradients must be those of
     // the three ops followed by the convolution (batches of 5, 64, 3 and 2 images: padded
     // quads included), and an in-place write to the output must reach the next convolution.
-    use webgrad::Pool2dParams;
-    let pool = Pool2dParams::new(2);
     for (i, (xs, ws, p)) in conv_pool_cases().into_iter().enumerate() {
         let run = |fused: bool| {
             let t = |seed: u64, shape: &[usize]| tensor(&randn(seed, numel(shape)), shape);
             let x = t(110 + i as u64, &xs).requires_grad();
             let w = t(120 + i as u64, &ws).requires_grad();
             let b = t(130 + i as u64, &[ws[0]]);
-            let y = if fused {
-                x.conv2d_relu_max_pool2d(&w, Some(&b), p, pool).unwrap()
-            } else {
-                x.conv2d_relu(&w, Some(&b), p)
-                    .unwrap()
-                    .max_pool2d(pool)
-                    .unwrap()
-            };
+            let y = relu_pool(&x, &w, &b, p, fused);
             let k = y.shape()[2].min(y.shape()[3]).min(2);
             let w2 = t(140 + i as u64, &[4, ws[0], k, k]).requires_grad();
             let z = y.conv2d(&w2, None, Conv2dParams::default()).unwrap();
