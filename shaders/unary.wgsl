@@ -15,6 +15,8 @@ struct Params {
     len: u32,
     scalar: f32,
     start: u32,
+    // relu_backward_sum_rows: the columns of its [len, cols] operands.
+    cols: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -185,4 +187,31 @@ fn relu(v: f32) -> f32 {
     // NaN from the bits: GL drivers may rewrite !(v <= 0) as v > 0.
     let nan = (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
     return select(0.0, v, (v > 0.0) | nan);
+}
+
+// relu_backward_sum_rows: the start of a Linear + ReLU layer's backward in one dispatch instead
+// of two: for the layer's output y and its gradient g, both [len, cols], gx = g * relu'(y) (as
+// unary_backward with OP = RELU, y bound as both x and y) and col_sums[c] = the sum of gx[:, c]
+// over the rows in order (the bias gradient, added as sum_dim(0) adds it). One invocation per
+// column: lanes read neighbouring columns of a row.
+@group(0) @binding(5) var<storage, read_write> col_sums: array<f32>;
+
+@compute @workgroup_size(64)
+fn relu_backward_sum_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = (wid.x + wid.y * nwg.x) * 64u + lid;
+    if (c >= p.cols) {
+        return;
+    }
+    var acc = 0.0;
+    for (var r = 0u; r < p.len; r++) {
+        let i = r * p.cols + c;
+        let v = g[i] * derivative(RELU, bx[i], by[i], 0.0);
+        gx[i] = v;
+        acc += v;
+    }
+    col_sums[c] = acc;
 }

@@ -311,7 +311,8 @@ fn linear_bias_epilogue_matches_float64_on_both_schedules() {
 #[test]
 fn fused_relu_matches_linear_then_relu_on_both_schedules() {
     // linear_relu against relu(linear(..)), including a split inner dimension (the ReLU must
-    // wait for the last piece) and in = 0.
+    // wait for the last piece), in = 0, and 9,000 rows (the backward's ReLU mask and bias sum,
+    // one kernel up to the loop budget's rows, are then two).
     for tiles in [true, false] {
         let opts = webgrad::DeviceOptions {
             matmul_tiles: Some(tiles),
@@ -326,6 +327,7 @@ fn fused_relu_matches_linear_then_relu_on_both_schedules() {
             (20, 9002, 6),
             (20, 9004, 8),
             (17, 0, 6),
+            (9000, 3, 5),
         ] {
             let run = |fused: bool| {
                 let t = |seed: u64, shape: &[usize]| {

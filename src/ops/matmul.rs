@@ -454,10 +454,24 @@ pub(crate) fn linear_backward(
     let (need_x, need_w) = (need[0], need[1]);
     let dev = g.device();
     let (rows, inp, out) = (s.rows, s.inp, s.out);
+    let need_b = need.len() == 3 && need[2];
+    // Through the fused ReLU the gradient is masked by y > 0; with a bias gradient to compute,
+    // the mask and the bias's sum over the rows come from one kernel.
+    let mut gb = None;
     let masked;
     let g = match &s.relu_y {
         Some(y) => {
-            masked = crate::ops::unary::relu_backward(y, g)?;
+            let both = match need_b {
+                true => crate::ops::unary::relu_backward_sum_rows(y, g, rows, out)?,
+                false => None,
+            };
+            masked = match both {
+                Some((m, sums)) => {
+                    gb = Some(sums);
+                    m
+                }
+                None => crate::ops::unary::relu_backward(y, g)?,
+            };
             &masked
         }
         None => g,
@@ -498,11 +512,11 @@ pub(crate) fn linear_backward(
     };
     let mut grads = vec![gx, gw];
     if need.len() == 3 {
-        // The bias gradient: dY summed over rows.
-        grads.push(if need[2] {
-            Some(g.reshape(&[rows, out])?.sum_dim(0, false)?)
-        } else {
-            None
+        // The bias gradient: dY summed over rows (unless the ReLU's kernel summed it).
+        grads.push(match (need_b, gb) {
+            (true, Some(gb)) => Some(gb),
+            (true, None) => Some(g.reshape(&[rows, out])?.sum_dim(0, false)?),
+            (false, _) => None,
         });
     }
     Ok(grads)

@@ -2,7 +2,7 @@
 
 use crate::device::Device;
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
@@ -142,6 +142,38 @@ pub(crate) fn relu_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
         0.0,
     )?;
     Ok(gx)
+}
+
+/// relu_backward(y, g) for y, g [rows, cols], and its sum over the rows (a Linear + ReLU
+/// layer's bias gradient) in the same dispatch; `None` when a column's loop over the rows
+/// would pass the loop budget (the caller then runs the two ops).
+pub(crate) fn relu_backward_sum_rows(
+    y: &Tensor,
+    g: &Tensor,
+    rows: usize,
+    cols: usize,
+) -> Result<Option<(Tensor, Tensor)>> {
+    if rows > LOOP_BUDGET {
+        return Ok(None);
+    }
+    let dev = y.device();
+    let gx = Tensor::uninit(dev, y.shape())?;
+    let sums = Tensor::uninit(dev, &[cols])?;
+    dev.dispatch_with(
+        &SHADER,
+        "relu_backward_sum_rows",
+        &[("OP", UnaryOp::Relu.code().0)],
+        &[
+            Bind::Read(y.buffer()),
+            Bind::Read(y.buffer()),
+            Bind::Read(g.buffer()),
+            Bind::Write(gx.buffer()),
+            Bind::Write(sums.buffer()),
+        ],
+        &[rows as u32, 0, 0, cols as u32],
+        cols.div_ceil(64) as u32,
+    )?;
+    Ok(Some((gx, sums)))
 }
 
 impl Tensor {
