@@ -346,6 +346,7 @@ impl Tensor {
         }
         // Ordered after everything recorded so far: submit it, then upload.
         self.device().flush()?;
+        self.0.storage.invalidate();
         self.device()
             .write(self.buffer(), bytemuck::cast_slice(data));
         Ok(())

@@ -625,6 +625,22 @@ fn a_convolution_after_the_fused_op_reads_its_output_as_written() {
                 .to_vec()
                 .unwrap();
             assert_eq!(after, want_after, "case {i} fused={fused}: after copy_from");
+            // Likewise a host upload into a fresh output.
+            let y = relu_pool(&x, &w, &b, p, fused).detach();
+            let values = randn(170 + i as u64, other.numel());
+            y.write_from_slice(&values).unwrap();
+            let uploaded = tensor(&values, y.shape());
+            let conv = |t: &webgrad::Tensor| {
+                webgrad::no_grad(|| t.conv2d(&w2, None, Conv2dParams::default()))
+                    .unwrap()
+                    .to_vec()
+                    .unwrap()
+            };
+            assert_eq!(
+                conv(&y),
+                conv(&uploaded),
+                "case {i} fused={fused}: after write_from_slice"
+            );
             (z.to_vec().unwrap(), [grad(&x), grad(&w), grad(&w2)])
         };
         let (f, t) = (run(true), run(false));
