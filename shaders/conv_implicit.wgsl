@@ -17,7 +17,8 @@
 // K = cin_g * taps):
 // - conv_forward:    out[n, co, pix] = sum over (c, kh, kw) of W[co, c, kh, kw] * x[n, c, ih, iw]
 //   one invocation: 16 images x CH output channels at one output pixel; per tap 6 texel
-//   fetches feed up to 128 multiply-adds. conv_relu_pool_forward fuses ReLU and 2x2 pooling.
+//   fetches feed up to 128 multiply-adds. conv_relu_pool_forward fuses ReLU and 2x2 pooling,
+//   and also stores its output images-innermost for the next convolution (out_inner).
 // - conv_backward_input: gx[n, c, ih, iw] = sum over (co, kh, kw) of W[co, c, kh, kw] *
 //   g[n, co, oh, ow] where oh * SH = ih + PH - kh * DH (likewise for w), when it divides;
 //   one invocation: 16 images x CH input channels at one input pixel, or (unit stride and
@@ -29,12 +30,12 @@
 //   still spread over many invocations. partial[part] holds [C_out, K] weight sums, then (with
 //   has_bias) C_out bias sums (g summed, by the invocations of the first tap block);
 //   sum_parts adds the parts up into the weight and bias gradients.
-// Invocations are numbered with the pixel (or tap block) fastest, so the 8 lanes of a SIMD
-// group work on neighbouring pixels; conv_relu_pool_forward, conv_backward_input_pairs and
-// conv_backward_weight number the image quads (or quad groups) fastest, so that their lanes
-// fetch neighbouring texels (and the pairs kernel's lanes share one pixel pair and skip the
-// same taps that reach no output pixel). Accumulators are separate variables: llvmpipe keeps
-// dynamically indexed arrays in memory.
+// conv_forward and conv_backward_input number their invocations with the pixel fastest, so the
+// 8 lanes of a SIMD group work on neighbouring pixels; conv_relu_pool_forward,
+// conv_backward_input_pairs and conv_backward_weight number the image quads (or quad groups)
+// fastest, so that their lanes fetch neighbouring texels (and the pairs kernel's lanes share
+// one pixel pair and skip the same taps that reach no output pixel). Accumulators are separate
+// variables: llvmpipe keeps dynamically indexed arrays in memory.
 
 struct Params {
     n: u32,
