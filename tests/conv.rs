@@ -493,6 +493,12 @@ fn conv_pool_cases() -> Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> {
             Conv2dParams::default().padding(3),
         ),
         (vec![3, 5, 6, 6], vec![4, 5, 1, 1], Conv2dParams::default()),
+        // Groups under ROW_SLIDE (each group's weights start elsewhere in the layout).
+        (
+            vec![3, 4, 10, 10],
+            vec![6, 2, 3, 3],
+            Conv2dParams::default().padding(1).groups(2),
+        ),
     ]
 }
 
