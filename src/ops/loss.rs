@@ -202,13 +202,17 @@ impl Tensor {
         let targets = Tensor::from_vec(dev, t, &[rows])?;
         let lse = Tensor::uninit(dev, &[rows])?;
         // A mean or sum is computed by the loss kernel itself (one workgroup, each invocation
-        // looping over a 64th of the rows) while that loop stays within the loop budget.
+        // looping over a 64th of the rows) while that loop stays within the loop budget, and on
+        // a GPU only for up to 1,024 rows (one workgroup would leave it idle).
         let scale = match reduction {
             Reduction::Mean => Some(1.0 / rows.max(1) as f32),
             Reduction::Sum => Some(1.0),
             Reduction::None => None,
         };
-        let reduced = scale.filter(|_| rows.div_ceil(64) * (2 * classes + 2) <= LOOP_BUDGET);
+        let reduced = scale.filter(|_| {
+            rows.div_ceil(64) * (2 * classes + 2) <= LOOP_BUDGET
+                && (dev.0.cpu_adapter || rows <= 1024)
+        });
         let (entry, outputs, shape, workgroups) = match reduced {
             Some(_) => ("cross_entropy_reduced_forward", 1, vec![], 1),
             None => ("cross_entropy_forward", rows, vec![rows], rows.div_ceil(64)),

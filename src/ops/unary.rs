@@ -145,18 +145,19 @@ pub(crate) fn relu_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
 }
 
 /// relu_backward(y, g) for y, g [rows, cols], and its sum over the rows (a Linear + ReLU
-/// layer's bias gradient) in the same dispatch; `None` when a column's loop over the rows
-/// would pass the loop budget (the caller then runs the two ops).
+/// layer's bias gradient) in the same dispatch; `None` (the caller then runs the two ops) when
+/// a column's loop over the rows would pass the loop budget, or on a GPU for more than 1,024
+/// rows (there one thread per column would leave it idle; its parallel ops win).
 pub(crate) fn relu_backward_sum_rows(
     y: &Tensor,
     g: &Tensor,
     rows: usize,
     cols: usize,
 ) -> Result<Option<(Tensor, Tensor)>> {
-    if rows > LOOP_BUDGET {
+    let dev = y.device();
+    if rows > LOOP_BUDGET || (!dev.0.cpu_adapter && rows > 1024) {
         return Ok(None);
     }
-    let dev = y.device();
     let gx = Tensor::uninit(dev, y.shape())?;
     let sums = Tensor::uninit(dev, &[cols])?;
     dev.dispatch_with(
