@@ -9,9 +9,8 @@
 //            p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), bc_i = 1 - b_i^t (from the host)
 // Indexing: the *4 kernels handle vec4s, 4 per invocation: workgroup t covers vec4s t * 1024
 // .. + 1024, invocation l those at t * 1024 + l + 256 j, j = 0..3. The scalar kernels take the
-// last len % 4 elements, one per invocation from `start`. The *_pair kernels update two small
-// parameters in one dispatch: invocation i < len the first (bindings 1-3, or 1-4 for Adam),
-// the next len2 the second (the following bindings). Grids are folded into 2-D.
+// last len % 4 elements, one per invocation from `start`. Grids are folded into 2-D. (Several
+// small parameters are updated as one: the host copies them side by side, src/optim.rs.)
 
 struct Params {
     len: u32,
@@ -28,7 +27,6 @@ struct Params {
     bias_correction2: f32,
     decoupled: u32,
     start: u32,
-    len2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -157,69 +155,7 @@ fn adam_step4(
     }
 }
 
-// The second parameter of a pair.
-@group(0) @binding(4) var<storage, read> sgd_grad_b: array<f32>;
-@group(0) @binding(5) var<storage, read_write> sgd_param_b: array<f32>;
-@group(0) @binding(6) var<storage, read_write> sgd_buf_b: array<f32>;
-@group(0) @binding(5) var<storage, read> adam_grad_b: array<f32>;
-@group(0) @binding(6) var<storage, read_write> adam_param_b: array<f32>;
-@group(0) @binding(7) var<storage, read_write> adam_m_b: array<f32>;
-@group(0) @binding(8) var<storage, read_write> adam_v_b: array<f32>;
-
 // The momentum buffer as sgd() reads it: only after the first step, and only with momentum.
 fn sgd_buf_in(b: f32) -> vec4<f32> {
     return vec4<f32>(select(0.0, b, p.momentum != 0.0 && p.first_step == 0u));
-}
-
-@compute @workgroup_size(256)
-fn sgd_pair(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = scalar_index(wid, nwg, lid);
-    if (i < p.len) {
-        let r = sgd(vec4<f32>(grad[i]), vec4<f32>(param[i]), sgd_buf_in(buf[i]));
-        if (p.momentum != 0.0) {
-            buf[i] = r.buf.x;
-        }
-        param[i] = r.param.x;
-    }
-    // The second parameter's index, clamped, computed before the test: written as an else-if
-    // with the index computed inside, this kernel ran ~8x slower on lavapipe.
-    let j = min(i - p.len, p.len2 - 1u);
-    if (i >= p.len && i < p.len + p.len2) {
-        let r = sgd(vec4<f32>(sgd_grad_b[j]), vec4<f32>(sgd_param_b[j]), sgd_buf_in(sgd_buf_b[j]));
-        if (p.momentum != 0.0) {
-            sgd_buf_b[j] = r.buf.x;
-        }
-        sgd_param_b[j] = r.param.x;
-    }
-}
-
-@compute @workgroup_size(256)
-fn adam_pair(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = scalar_index(wid, nwg, lid);
-    if (i < p.len) {
-        let r = adam(vec4<f32>(grad[i]), vec4<f32>(param[i]), vec4<f32>(buf[i]), vec4<f32>(buf2[i]));
-        buf[i] = r.m.x;
-        buf2[i] = r.v.x;
-        param[i] = r.param.x;
-    }
-    let j = min(i - p.len, p.len2 - 1u);
-    if (i >= p.len && i < p.len + p.len2) {
-        let r = adam(
-            vec4<f32>(adam_grad_b[j]),
-            vec4<f32>(adam_param_b[j]),
-            vec4<f32>(adam_m_b[j]),
-            vec4<f32>(adam_v_b[j]),
-        );
-        adam_m_b[j] = r.m.x;
-        adam_v_b[j] = r.v.x;
-        adam_param_b[j] = r.param.x;
-    }
 }

@@ -66,10 +66,6 @@ struct Update<'a> {
     buffers: Vec<&'a wgpu::Buffer>,
 }
 
-/// Parameters from this many elements are updated alone, on vec4s; smaller ones two per
-/// dispatch (each dispatch has a fixed cost, ~0.07 ms on lavapipe, more than a small update).
-const ALONE: usize = 4096;
-
 /// Parameters below this many elements are, when there are several, copied side by side into
 /// one buffer per operand (gradient, parameter, each state) and updated by one dispatch, the
 /// parameters and states copied back: on lavapipe a copy costs a few microseconds and a
@@ -77,12 +73,12 @@ const ALONE: usize = 4096;
 const FLAT_BELOW: usize = 16384;
 
 /// Records the updates of the parameters that have a gradient, with an optimizer's (scalar,
-/// vec4, pair) kernels; `states[k][i]` is the k-th state tensor of parameter i, `words` the
+/// vec4) kernels; `states[k][i]` is the k-th state tensor of parameter i, `words` the
 /// kernels' parameters after `len`.
 fn record_updates(
     params: &[Tensor],
     states: &[&[Tensor]],
-    entries: (&'static str, &'static str, &'static str),
+    entries: (&'static str, &'static str),
     words: &[u32],
 ) -> Result<()> {
     let Some(dev) = params.first().map(|p| p.device()) else {
@@ -106,67 +102,46 @@ fn record_updates(
             })
         })
         .collect();
-    record_pairs(dev, entries, words, &updates)
+    record_dispatches(dev, entries, words, &updates)
 }
 
-/// record_updates' dispatches: parameters below FLAT_BELOW elements all together over flat
-/// copies (when there are several), the others alone, or two at a time below ALONE.
-fn record_pairs<'a>(
+/// record_updates' dispatches: the parameters below FLAT_BELOW elements together over flat
+/// copies when there are several, every other one alone (its vec4 kernel and scalar tail).
+fn record_dispatches<'a>(
     dev: &crate::Device,
-    entries: (&'static str, &'static str, &'static str),
+    entries: (&'static str, &'static str),
     words: &[u32],
     updates: &[Update<'a>],
 ) -> Result<()> {
-    // The gradient is read, the parameter and the state are updated.
-    let binds = |u: &Update<'a>| -> Vec<Bind<'a>> {
-        let mut b: Vec<Bind<'a>> = u.buffers.iter().map(|&buf| Bind::Write(buf)).collect();
-        b[0] = Bind::Read(u.buffers[0]);
-        b
-    };
-    let params = |len: usize, start: usize, len2: usize| -> Vec<u32> {
-        [&[len as u32][..], words, &[start as u32, len2 as u32]].concat()
-    };
     let per = updates.first().map_or(0, |u| u.buffers.len());
-    let (flat, updates): (Vec<&Update>, Vec<&Update>) =
+    let (flat, alone): (Vec<&Update>, Vec<&Update>) =
         updates.iter().partition(|u| u.n < FLAT_BELOW);
-    if flat.len() >= 2 {
+    let alone: Vec<&Update> = if flat.len() >= 2 {
         record_flat(dev, entries, words, &flat, per)?;
-    }
-    let updates: Vec<&Update> = if flat.len() >= 2 {
-        updates
+        alone
     } else {
-        updates.into_iter().chain(flat).collect()
+        alone.into_iter().chain(flat).collect()
     };
-    let pairs_fit = dev.0.limits.max_storage_buffers_per_shader_stage as usize >= 2 * per;
-    let (large, small): (Vec<&Update>, Vec<&Update>) = updates
-        .into_iter()
-        .partition(|u| u.n >= ALONE || !pairs_fit);
-    for u in large {
-        dev.dispatch_vec4(
-            &SHADER,
-            (entries.0, entries.1),
-            &[],
-            &binds(u),
-            u.n,
-            |start| params(u.n, start, 0),
-        )?;
-    }
-    for pair in small.chunks(2) {
-        match pair {
-            [a, b] => {
-                let mut both = binds(a);
-                both.extend(binds(b));
-                let groups = (a.n + b.n).div_ceil(256) as u32;
-                dev.dispatch(&SHADER, entries.2, &both, &params(a.n, 0, b.n), groups)?;
-            }
-            [a] => {
-                let groups = a.n.div_ceil(256) as u32;
-                dev.dispatch(&SHADER, entries.0, &binds(a), &params(a.n, 0, 0), groups)?;
-            }
-            _ => unreachable!("chunks of two"),
-        }
+    for u in alone {
+        update_kernels(dev, entries, words, &u.buffers, u.n)?;
     }
     Ok(())
+}
+
+/// An optimizer's vec4 kernel (and scalar tail) over n elements of its operand buffers:
+/// the gradient (read), the parameter and the states (updated).
+fn update_kernels(
+    dev: &crate::Device,
+    entries: (&'static str, &'static str),
+    words: &[u32],
+    buffers: &[&wgpu::Buffer],
+    n: usize,
+) -> Result<()> {
+    let mut binds: Vec<Bind> = buffers.iter().map(|&b| Bind::Write(b)).collect();
+    binds[0] = Bind::Read(buffers[0]);
+    dev.dispatch_vec4(&SHADER, entries, &[], &binds, n, |start| {
+        [&[n as u32][..], words, &[start as u32]].concat()
+    })
 }
 
 /// The updates of several small parameters as one dispatch over flat copies of their operands
@@ -174,7 +149,7 @@ fn record_pairs<'a>(
 /// padding between them is updated too, and never copied back).
 fn record_flat(
     dev: &crate::Device,
-    entries: (&'static str, &'static str, &'static str),
+    entries: (&'static str, &'static str),
     words: &[u32],
     updates: &[&Update],
     per: usize,
@@ -193,17 +168,8 @@ fn record_flat(
             dev.copy_range(src, 0, flat.buffer(), at as u64 * 4, u.n as u64 * 4);
         }
     }
-    // The gradient is read, the parameter and the state are updated.
-    let mut binds: Vec<Bind> = flats.iter().map(|f| Bind::Write(f.buffer())).collect();
-    binds[0] = Bind::Read(flats[0].buffer());
-    dev.dispatch_vec4(
-        &SHADER,
-        (entries.0, entries.1),
-        &[],
-        &binds,
-        total,
-        |start| [&[total as u32][..], words, &[start as u32, 0]].concat(),
-    )?;
+    let buffers: Vec<&wgpu::Buffer> = flats.iter().map(|f| f.buffer()).collect();
+    update_kernels(dev, entries, words, &buffers, total)?;
     for (u, &at) in updates.iter().zip(&offsets) {
         for (dst, flat) in u.buffers.iter().zip(&flats).skip(1) {
             dev.copy_range(flat.buffer(), at as u64 * 4, dst, 0, u.n as u64 * 4);
@@ -305,7 +271,7 @@ impl Optimizer for Sgd {
         record_updates(
             &self.params,
             &[&self.momentum_buffers],
-            ("sgd_step", "sgd_step4", "sgd_pair"),
+            ("sgd_step", "sgd_step4"),
             &words,
         )?;
         self.steps += 1;
@@ -406,7 +372,7 @@ impl Optimizer for Adam {
         record_updates(
             &self.params,
             &[&self.exp_avg, &self.exp_avg_sq],
-            ("adam_step", "adam_step4", "adam_pair"),
+            ("adam_step", "adam_step4"),
             &words,
         )?;
         self.steps += 1;
