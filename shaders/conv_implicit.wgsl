@@ -94,8 +94,12 @@ fn divmod(a: u32, b: u32) -> vec2<u32> {
     return vec2<u32>(q, u32(r));
 }
 
+// Invocations per workgroup: 64, or 32 where the host wants a small grid split more evenly
+// between the adapter's threads (lavapipe runs a workgroup on one thread).
+override WG: u32 = 64u;
+
 fn invocation(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 64u + li;
+    return (wid.x + wid.y * nwg.x) * WG + li;
 }
 
 // ---- layouts ----
@@ -1064,7 +1068,7 @@ fn slide(s: u32, next: vec4<f32>, tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> ve
 // partial[part, co_abs, k] for CH output channels x TAPS taps (k = tap index within the
 // group): per (image quad, output pixel), up to 16 + 8 vec4 loads (fewer when sliding) feed
 // 128 dot products of 4 images.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn conv_backward_weight(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

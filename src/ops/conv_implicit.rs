@@ -416,6 +416,9 @@ pub(crate) fn backward_weight(
     let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
     let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(geo).0);
     let params = params(geo, with_bias, parts, 0);
+    // Workgroups of 32: its grid is small (about 128-320 invocations), and lavapipe runs each
+    // workgroup on one thread, so halves split it more evenly between the threads.
+    let invocations = parts.2 * per_part;
     dev.dispatch_with(
         &SHADER,
         "conv_backward_weight",
@@ -423,6 +426,7 @@ pub(crate) fn backward_weight(
             ("CH", block_channels(geo.c_out / groups) as u32),
             ("TAPS", weight_taps(geo).0 as u32),
             ("SLIDE_KW", weight_taps(geo).1 as u32),
+            ("WG", 32),
         ],
         &[
             Bind::Texels(xt.view()),
@@ -430,7 +434,7 @@ pub(crate) fn backward_weight(
             Bind::Write(partial.buffer()),
         ],
         &params,
-        grid(parts.2 * per_part),
+        invocations.div_ceil(32) as u32,
     )?;
     let gw = Tensor::uninit(dev, w_shape)?;
     let gb = Tensor::uninit(dev, &[if with_bias { geo.c_out } else { 1 }])?;
