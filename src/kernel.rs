@@ -390,13 +390,14 @@ impl Device {
         // lavapipe, more than the loads it would save).
         let main = if n < 4096 { 0 } else { n - n % 4 };
         let groups = |elements: usize, per_group: usize| elements.div_ceil(per_group) as u32;
+        // A workgroup of the vec4 kernel: 256 invocations x 4 vec4s = 4096 elements.
         self.dispatch_with(
             shader,
             entries.1,
             constants,
             binds,
             &params(0),
-            groups(main, 1024),
+            groups(main, 4096),
         )?;
         self.dispatch_with(
             shader,
