@@ -139,12 +139,26 @@ fn cross_entropy_forward(
 
 var<workgroup> partial_loss: array<f32, 64>;
 
+// With SAVE_GRAD (training), the forward also writes the gradient for an upstream gradient of
+// 1 (the seed of backward() on the loss itself): scale * (softmax - onehot), which the
+// backward then returns without a dispatch of its own.
+override SAVE_GRAD: bool = false;
+@group(0) @binding(5) var<storage, read_write> unit_gx: array<f32>;
+
 // l[0] = scale * sum of the rows' losses (one workgroup of 64).
 @compute @workgroup_size(64)
 fn cross_entropy_reduced_forward(@builtin(local_invocation_index) lid: u32) {
     var acc = 0.0;
     for (var i = lid; i < p.len; i += 64u) {
         acc += row_loss(i);
+        if (SAVE_GRAD) {
+            let base = i * p.classes;
+            let label = u32(t[i]);
+            for (var c = 0u; c < p.classes; c++) {
+                let onehot = select(0.0, 1.0, c == label);
+                unit_gx[base + c] = p.scale * (exp(x[base + c] - lse[i]) - onehot);
+            }
+        }
     }
     partial_loss[lid] = acc;
     workgroupBarrier();

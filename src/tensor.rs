@@ -19,6 +19,9 @@ pub(crate) struct Storage {
     /// convolution reads it instead of re-laying the buffer out. Every in-place write to the
     /// buffer drops it (`invalidate`).
     images_inner: Mutex<Option<(usize, Arc<Texels>)>>,
+    /// The value of every element when the host knows it without a readback: a one-value
+    /// upload, such as the seed of `backward()`. Dropped by in-place writes, like images_inner.
+    known: Mutex<Option<f32>>,
 }
 
 impl Storage {
@@ -40,9 +43,16 @@ impl Storage {
         }
     }
 
-    /// Called before an in-place write to the buffer: derived layouts no longer hold.
+    /// The value every element holds, if the host knows it (see `known`).
+    pub fn known_value(&self) -> Option<f32> {
+        *self.known.lock().unwrap()
+    }
+
+    /// Called before an in-place write to the buffer: derived layouts and the known value no
+    /// longer hold.
     pub fn invalidate(&self) {
         *self.images_inner.lock().unwrap() = None;
+        *self.known.lock().unwrap() = None;
     }
 }
 
@@ -67,6 +77,7 @@ impl Device {
             class,
             device: self.clone(),
             images_inner: Mutex::new(None),
+            known: Mutex::new(None),
         }))
     }
 }
@@ -175,6 +186,9 @@ impl Tensor {
         // Not a buffer released in the current batch: the upload runs before its commands.
         let t = Tensor::leaf(dev.storage_with(data.len(), false)?, shape.to_vec());
         dev.write(t.buffer(), bytemuck::cast_slice(data));
+        if let [value] = data {
+            *t.0.storage.known.lock().unwrap() = Some(*value);
+        }
         Ok(t)
     }
 

@@ -193,14 +193,36 @@ fn reduced_cross_entropy_and_its_gradient_match_float64_on_both_paths() {
         let t: Vec<usize> = (0..rows).map(|i| (i * 3 + 1) % classes).collect();
         let losses = ce_ref(&x, classes, &t);
         let total: f64 = losses.iter().sum();
-        for (reduction, scale) in [(Reduction::Mean, 1.0 / rows as f64), (Reduction::Sum, 1.0)] {
+        // The upstream gradient: backward()'s seed of 1 (whose gradient the forward kernel
+        // writes), or 2.5 (the backward kernel's).
+        let cases = [
+            (Reduction::Mean, 1.0 / rows as f64, 1.0),
+            (Reduction::Sum, 1.0, 1.0),
+            (Reduction::Mean, 1.0 / rows as f64, 2.5),
+        ];
+        for (reduction, scale, upstream) in cases {
+            let inference =
+                webgrad::no_grad(|| tensor(&x, &[rows, classes]).cross_entropy(&t, reduction))
+                    .unwrap();
             let xt = tensor(&x, &[rows, classes]).requires_grad();
             let l = xt.cross_entropy(&t, reduction).unwrap();
             assert_eq!(l.shape(), &[] as &[usize]);
-            let what = format!("{rows} rows, scale {scale}");
+            let what = format!("{rows} rows, scale {scale}, upstream {upstream}");
             let tol = 1e-5 * (1.0 + (total * scale).abs());
             assert_close(&l.to_vec().unwrap(), &[total * scale], tol, 1e-5, &what);
-            l.backward().unwrap();
+            assert_close(
+                &inference.to_vec().unwrap(),
+                &[total * scale],
+                tol,
+                1e-5,
+                &what,
+            );
+            if upstream == 1.0 {
+                l.backward().unwrap();
+            } else {
+                l.backward_with(&tensor(&[upstream as f32], &[])).unwrap();
+            }
+            let scale = scale * upstream;
             let want: Vec<f64> = (0..rows * classes)
                 .map(|e| {
                     let (i, c) = (e / classes, e % classes);

@@ -46,6 +46,9 @@ pub(crate) struct CrossEntropySaved {
     lse: Tensor,
     /// With the reduction fused in: the scalar loss is this times the sum of the rows' losses.
     reduced: Option<f32>,
+    /// With the reduction fused in, the gradient for an upstream gradient of 1, written by
+    /// the forward kernel.
+    unit_grad: Option<Tensor>,
 }
 
 fn same_shape(x: &Tensor, t: &Tensor, op: &'static str) -> Result<()> {
@@ -119,6 +122,9 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
 }
 
 pub(crate) fn cross_entropy_backward(s: &CrossEntropySaved, g: &Tensor) -> Result<Tensor> {
+    if let (Some(unit), Some(1.0)) = (&s.unit_grad, g.0.storage.known_value()) {
+        return Ok(unit.clone());
+    }
     let dev = g.device();
     let (rows, classes) = (s.x.shape()[0], s.x.shape()[1]);
     let gx = Tensor::uninit(dev, s.x.shape())?;
@@ -217,16 +223,29 @@ impl Tensor {
             Some(_) => ("cross_entropy_reduced_forward", 1, vec![], 1),
             None => ("cross_entropy_forward", rows, vec![rows], rows.div_ceil(64)),
         };
+        // Training with the reduction fused in: the forward also writes the gradient for the
+        // usual upstream gradient of 1, saving the backward's dispatch.
+        let training = self.is_requires_grad() && crate::is_grad_enabled();
+        let unit_grad = match reduced {
+            Some(_) if training => Some(Tensor::uninit(dev, self.shape())?),
+            _ => None,
+        };
         let l = dev.storage(outputs)?;
-        dev.dispatch(
+        let mut binds = vec![
+            Bind::Read(self.buffer()),
+            Bind::Read(targets.buffer()),
+            Bind::Write(l.buffer()),
+            Bind::Write(lse.buffer()),
+        ];
+        if reduced.is_some() {
+            // Bound even when unused: the entry point declares it.
+            binds.push(Bind::Write(unit_grad.as_ref().unwrap_or(&lse).buffer()));
+        }
+        dev.dispatch_with(
             &SHADER,
             entry,
-            &[
-                Bind::Read(self.buffer()),
-                Bind::Read(targets.buffer()),
-                Bind::Write(l.buffer()),
-                Bind::Write(lse.buffer()),
-            ],
+            &[("SAVE_GRAD", unit_grad.is_some() as u32)],
+            &binds,
             &[
                 rows as u32,
                 classes as u32,
@@ -240,6 +259,7 @@ impl Tensor {
                 targets,
                 lse,
                 reduced,
+                unit_grad,
             })
         });
         match reduced {
