@@ -79,7 +79,7 @@ override STRIDED: bool = true;
 override CH: u32 = 8u;
 
 fn channel_blocks(c: u32) -> u32 {
-    return (c + CH - 1u) / CH;
+    return blocks_of(c, CH);
 }
 
 // (a / b, a % b) for per-invocation values below 2^24, through an f32 reciprocal plus integer
@@ -189,21 +189,61 @@ fn images_inner4(
 // The weight layouts hold, per tap, each channel block's CH channels in 8 slots (zeros past
 // CH and past the group's channels): two texels that one vec4 load each brings.
 // Forward: element ((g * K + k) * blocks + cb) * 8 + slot is W[g * cout_g + cb * CH + slot, k].
+// Backward: element ((co_abs * taps + t) * blocks + cb) * 8 + slot is W[co_abs, cb * CH + slot,
+// t] (blocks of the group's input channels).
 // One invocation writes one group of 8 slots (two texels), splitting its index once: llvmpipe
 // divides integers one lane at a time, so a split per element cost more than the copy.
-fn store_slots(u: u32, first: u32, step: u32, count: u32) {
-    var lo = vec4<f32>(0.0);
-    var hi = vec4<f32>(0.0);
+struct Slots {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+// `count` (at most ch <= 8) values of src, `step` apart from `first`; zeros after them.
+fn load_slots(first: u32, step: u32, count: u32, ch: u32) -> Slots {
+    var s = Slots(vec4<f32>(0.0), vec4<f32>(0.0));
     for (var slot = 0u; slot < 4u; slot++) {
-        if (slot < CH && slot < count) {
-            lo[slot] = src[first + slot * step];
+        if (slot < ch && slot < count) {
+            s.lo[slot] = src[first + slot * step];
         }
-        if (slot + 4u < CH && slot + 4u < count) {
-            hi[slot] = src[first + (slot + 4u) * step];
+        if (slot + 4u < ch && slot + 4u < count) {
+            s.hi[slot] = src[first + (slot + 4u) * step];
         }
     }
-    store_texel(2u * u, lo);
-    store_texel(2u * u + 1u, hi);
+    return s;
+}
+
+fn blocks_of(c: u32, ch: u32) -> u32 {
+    return (c + ch - 1u) / ch;
+}
+
+// Slot groups of the forward layout with blocks of ch output channels, and group u's slots:
+// slot s is W[g * cout_g + co + s, k], consecutive slots k_len apart.
+fn forward_groups(ch: u32) -> u32 {
+    return p.groups * (p.c / p.groups * p.kh * p.kw) * blocks_of(p.c_out / p.groups, ch);
+}
+
+fn forward_slots(u: u32, ch: u32) -> Slots {
+    let cout_g = p.c_out / p.groups;
+    let k_len = p.c / p.groups * p.kh * p.kw;
+    let gk_cb = divmod(u, blocks_of(cout_g, ch));
+    let g_k = divmod(gk_cb.x, k_len);
+    let co = gk_cb.y * ch;
+    return load_slots((g_k.x * cout_g + co) * k_len + g_k.y, k_len, cout_g - co, ch);
+}
+
+// The same for the backward layout, blocks of ch input channels: slot s is W[co_abs, c + s, t],
+// consecutive slots taps apart.
+fn backward_groups(ch: u32) -> u32 {
+    return p.c_out * p.kh * p.kw * blocks_of(p.c / p.groups, ch);
+}
+
+fn backward_slots(u: u32, ch: u32) -> Slots {
+    let cin_g = p.c / p.groups;
+    let taps = p.kh * p.kw;
+    let ct_cb = divmod(u, blocks_of(cin_g, ch));
+    let co_t = divmod(ct_cb.x, taps);
+    let c = ct_cb.y * ch;
+    return load_slots((co_t.x * cin_g + c) * taps + co_t.y, taps, cin_g - c, ch);
 }
 
 @compute @workgroup_size(64)
@@ -213,21 +253,13 @@ fn weight_forward_layout(
     @builtin(local_invocation_index) li: u32,
 ) {
     let u = invocation(wid, nwg, li);
-    let cout_g = p.c_out / p.groups;
-    let blocks = channel_blocks(cout_g);
-    let k_len = p.c / p.groups * p.kh * p.kw;
-    if (u >= p.groups * k_len * blocks) {
-        return;
+    if (u < forward_groups(CH)) {
+        let s = forward_slots(u, CH);
+        store_texel(2u * u, s.lo);
+        store_texel(2u * u + 1u, s.hi);
     }
-    let gk_cb = divmod(u, blocks);
-    let g_k = divmod(gk_cb.x, k_len);
-    let co = gk_cb.y * CH;
-    // Slot s is W[g * cout_g + co + s, k]: consecutive slots are k_len apart.
-    store_slots(u, (g_k.x * cout_g + co) * k_len + g_k.y, k_len, cout_g - co);
 }
 
-// Backward: element ((co_abs * taps + t) * blocks + cb) * 8 + slot is
-// W[co_abs, cb * CH + slot, t] (blocks of the group's input channels).
 @compute @workgroup_size(64)
 fn weight_backward_layout(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -235,17 +267,36 @@ fn weight_backward_layout(
     @builtin(local_invocation_index) li: u32,
 ) {
     let u = invocation(wid, nwg, li);
-    let cin_g = p.c / p.groups;
-    let blocks = channel_blocks(cin_g);
-    let taps = p.kh * p.kw;
-    if (u >= p.c_out * taps * blocks) {
-        return;
+    if (u < backward_groups(CH)) {
+        let s = backward_slots(u, CH);
+        store_texel(2u * u, s.lo);
+        store_texel(2u * u + 1u, s.hi);
     }
-    let ct_cb = divmod(u, blocks);
-    let co_t = divmod(ct_cb.x, taps);
-    let c = ct_cb.y * CH;
-    // Slot s is W[co_abs, c + s, t]: consecutive slots are taps apart.
-    store_slots(u, (co_t.x * cin_g + c) * taps + co_t.y, taps, cin_g - c);
+}
+
+// Both layouts in one dispatch (a training forward whose input needs its gradient): the
+// forward one (blocks of CH) at binding 2, the backward one (blocks of CH_B) at binding 4.
+override CH_B: u32 = 8u;
+@group(0) @binding(4) var dst_texels_b: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(64)
+fn weight_layouts(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let u = invocation(wid, nwg, li);
+    if (u < forward_groups(CH)) {
+        let s = forward_slots(u, CH);
+        store_texel(2u * u, s.lo);
+        store_texel(2u * u + 1u, s.hi);
+    }
+    if (u < backward_groups(CH_B)) {
+        let s = backward_slots(u, CH_B);
+        let at = 2u * u;
+        textureStore(dst_texels_b, vec2<u32>(at % TEXEL_ROW, at / TEXEL_ROW), s.lo);
+        textureStore(dst_texels_b, vec2<u32>((at + 1u) % TEXEL_ROW, (at + 1u) / TEXEL_ROW), s.hi);
+    }
 }
 
 // ---- the convolution kernels ----

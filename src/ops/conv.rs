@@ -258,6 +258,8 @@ pub(crate) struct Saved {
     relu_y: Option<Tensor>,
     /// With ReLU and 2 x 2 max pooling fused in (conv_relu_pool): the op's output is pooled.
     pool: Option<Box<Pooled>>,
+    /// The weights laid out for the input gradient, when the forward wrote them (implicit path).
+    wb: Option<Box<Texels>>,
     geo: Geometry,
 }
 
@@ -283,19 +285,14 @@ fn conv2d(
     let geo = geometry(x, w, bias, p)?;
     let out_shape = vec![geo.n, geo.c_out, geo.ho, geo.wo];
     let storage = dev.storage(geo.n * geo.c_out * geo.pixels())?;
-    let xt = if conv_implicit::applies(dev, &geo) {
-        Some(conv_implicit::forward(
-            dev,
-            x,
-            w,
-            bias,
-            relu,
-            &geo,
-            storage.buffer(),
-        )?)
+    let input_grad = crate::tape::is_grad_enabled() && x.is_requires_grad();
+    let (xt, wb) = if conv_implicit::applies(dev, &geo) {
+        let (xt, wb) =
+            conv_implicit::forward(x, w, bias, relu, &geo, storage.buffer(), input_grad)?;
+        (Some(xt), wb)
     } else {
         explicit_forward(dev, x, w, bias, relu, &geo, storage.buffer())?;
-        None
+        (None, None)
     };
     let relu_y = relu.then(|| Tensor::leaf(storage.clone(), out_shape.clone()));
     let mut inputs = vec![x, w];
@@ -312,6 +309,7 @@ fn conv2d(
             has_bias: bias.is_some(),
             relu_y,
             pool: None,
+            wb: wb.map(Box::new),
             geo,
         })
     }))
@@ -342,7 +340,8 @@ fn conv_relu_pool(
             || bias.is_some_and(|b| b.is_requires_grad()));
     let out = storage.buffer();
     // With a gradient to record, also the winning pixel of each window.
-    let fused = conv_implicit::forward_relu_pool(dev, x, w, bias, &geo, out, records)?;
+    let input_grad = records && x.is_requires_grad();
+    let fused = conv_implicit::forward_relu_pool(x, w, bias, &geo, out, records, input_grad)?;
     storage.set_images_inner(geo.n, Arc::new(fused.out_inner));
     let y = Tensor::leaf(storage.clone(), shape.clone());
     let mut inputs = vec![x, w];
@@ -354,6 +353,7 @@ fn conv_relu_pool(
             has_bias: bias.is_some(),
             relu_y: None,
             pool: fused.winners.map(|winners| Box::new(Pooled { y, winners })),
+            wb: fused.wb.map(Box::new),
             geo,
         })
     })))
@@ -417,7 +417,13 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
         // g is the pooled gradient: route it to the winners, with images innermost.
         let gt = conv_implicit::pool_grad_images_inner(dev, g, &pool.winners, geo)?;
         let gx = match need_x {
-            true => Some(conv_implicit::backward_input(dev, &gt, &s.w, geo)?),
+            true => Some(conv_implicit::backward_input(
+                dev,
+                &gt,
+                &s.w,
+                s.wb.as_deref(),
+                geo,
+            )?),
             false => None,
         };
         let (gw, gb) = if need_w {
@@ -464,7 +470,13 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let (gx, gw) = if let Some(xt) = xt.filter(|_| implicit) {
         let gt = conv_implicit::images_inner(dev, g, geo, layout_mask)?;
         let gx = match need_x {
-            true => Some(conv_implicit::backward_input(dev, &gt, &s.w, geo)?),
+            true => Some(conv_implicit::backward_input(
+                dev,
+                &gt,
+                &s.w,
+                s.wb.as_deref(),
+                geo,
+            )?),
             false => None,
         };
         let gw = match need_w {

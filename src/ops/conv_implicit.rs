@@ -197,26 +197,31 @@ pub(crate) fn images_inner(
     Ok(Arc::new(out))
 }
 
-/// The weights re-laid out (in a texture) so that a block of channels at one tap is two texels:
-/// output channels for the forward (`entry` weight_forward_layout), input channels for the
-/// input gradient.
-fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) -> Result<Texels> {
+/// The size (floats) and block channels (the kernels' CH) of a weight layout: blocks of output
+/// channels for the forward, of input channels for the input gradient.
+fn layout_size(geo: &Geometry, forward: bool) -> (usize, usize) {
     let g = geo.p.groups;
     let taps = geo.kh * geo.kw;
-    let (len, ch) = if entry == "weight_forward_layout" {
+    if forward {
         let cout_g = geo.c_out / g;
-        (
-            g * (geo.c / g * taps) * channel_blocks(cout_g) * 8,
-            block_channels(cout_g),
-        )
+        let len = g * (geo.c / g * taps) * channel_blocks(cout_g) * 8;
+        (len, block_channels(cout_g))
     } else {
         let cin_g = geo.c / g;
-        (
-            geo.c_out * taps * channel_blocks(cin_g) * 8,
-            block_channels(cin_g),
-        )
-    };
+        let len = geo.c_out * taps * channel_blocks(cin_g) * 8;
+        (len, block_channels(cin_g))
+    }
+}
+
+/// The weights re-laid out (in a texture) so that a block of channels at one tap is two texels:
+/// for the forward (`forward`) or for the input gradient.
+fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, forward: bool) -> Result<Texels> {
+    let (len, ch) = layout_size(geo, forward);
     let out = texels(dev, len);
+    let entry = match forward {
+        true => "weight_forward_layout",
+        false => "weight_backward_layout",
+    };
     dev.dispatch_with(
         &SHADER,
         entry,
@@ -229,22 +234,56 @@ fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, entry: &'static str) 
     Ok(out)
 }
 
-/// out = conv(x, w) + bias (then ReLU with `relu`), into `out` ([N, C_out, HO, WO]). Returns
-/// x with images innermost (the weight gradient reads it too).
-pub(crate) fn forward(
+/// The forward layout, and with `input_grad` (a training forward whose input needs its
+/// gradient) the backward one too, written by the same dispatch: each dispatch has a fixed
+/// cost, and the backward would otherwise run its own.
+fn forward_layouts(
     dev: &Device,
+    w: &Tensor,
+    geo: &Geometry,
+    input_grad: bool,
+) -> Result<(Texels, Option<Texels>)> {
+    if !input_grad {
+        return Ok((weight_layout(dev, w, geo, true)?, None));
+    }
+    let (len_f, ch_f) = layout_size(geo, true);
+    let (len_b, ch_b) = layout_size(geo, false);
+    let (wf, wb) = (texels(dev, len_f), texels(dev, len_b));
+    dev.dispatch_with(
+        &SHADER,
+        "weight_layouts",
+        &[("CH", ch_f as u32), ("CH_B", ch_b as u32)],
+        &[
+            Bind::Read(w.buffer()),
+            Bind::WriteTexels(wf.view()),
+            // Binding 3 is unread here.
+            Bind::Read(w.buffer()),
+            Bind::WriteTexels(wb.view()),
+        ],
+        &params(geo, false, (0, 0, 0), 0),
+        grid(len_f.max(len_b) / 8),
+    )?;
+    Ok((wf, Some(wb)))
+}
+
+/// out = conv(x, w) + bias (then ReLU with `relu`), into `out` ([N, C_out, HO, WO]). Returns
+/// x with images innermost (the weight gradient reads it too) and, with `input_grad`, the
+/// weights laid out for the input gradient.
+pub(crate) fn forward(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     relu: bool,
     geo: &Geometry,
     out: &wgpu::Buffer,
-) -> Result<Arc<Texels>> {
+    input_grad: bool,
+) -> Result<(Arc<Texels>, Option<Texels>)> {
+    let dev = x.device();
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
     let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
     params[22] = relu as u32;
-    let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
+    let (wf, wb) = forward_layouts(dev, w, geo, input_grad)?;
     let cout_g = geo.c_out / g;
     let invocations = quads(geo).div_ceil(4) * g * channel_blocks(cout_g) * geo.ho * geo.wo;
     dev.dispatch_with(
@@ -261,34 +300,37 @@ pub(crate) fn forward(
         &params,
         grid(invocations),
     )?;
-    Ok(xt)
+    Ok((xt, wb))
 }
 
 /// What forward_relu_pool returns besides its output: x with images innermost (for the weight
 /// gradient), the output with images innermost (for the next convolution: `Storage::
 /// images_inner`) and, when asked for, each window's winner code for the backward (0-3, or 4
 /// where the pooled value is not positive; texel (channel * windows + window) * quads + quad,
-/// the layout of the output's texture).
+/// the layout of the output's texture), and the weights laid out for the input gradient when
+/// asked for.
 pub(crate) struct ReluPool {
     pub xt: Arc<Texels>,
     pub out_inner: Texels,
     pub winners: Option<Texels>,
+    pub wb: Option<Texels>,
 }
 
 /// max_pool2d(relu(conv(x, w) + bias), 2) into `out` ([N, C_out, HO / 2, WO / 2]) without
 /// storing the convolution (HO and WO even).
 pub(crate) fn forward_relu_pool(
-    dev: &Device,
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     geo: &Geometry,
     out: &wgpu::Buffer,
     save_winners: bool,
+    input_grad: bool,
 ) -> Result<ReluPool> {
+    let dev = x.device();
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
-    let wf = weight_layout(dev, w, geo, "weight_forward_layout")?;
+    let (wf, wb) = forward_layouts(dev, w, geo, input_grad)?;
     // Invocations: 4 images x CH channels at one 2 x 2 window.
     let cout_g = geo.c_out / g;
     let windows = (geo.ho / 2) * (geo.wo / 2);
@@ -321,6 +363,7 @@ pub(crate) fn forward_relu_pool(
         xt,
         out_inner,
         winners: save_winners.then_some(winners),
+        wb,
     })
 }
 
@@ -350,16 +393,25 @@ pub(crate) fn pool_grad_images_inner(
     Ok(gt)
 }
 
-/// The input gradient (a transposed convolution of g with w); `gt` is g with images innermost.
+/// The input gradient (a transposed convolution of g with w); `gt` is g with images innermost,
+/// `wb` the weights laid out for it if the forward wrote them.
 pub(crate) fn backward_input(
     dev: &Device,
     gt: &Texels,
     w: &Tensor,
+    wb: Option<&Texels>,
     geo: &Geometry,
 ) -> Result<Tensor> {
     let groups = geo.p.groups;
     let gx = Tensor::uninit(dev, &[geo.n, geo.c, geo.h, geo.w])?;
-    let wb = weight_layout(dev, w, geo, "weight_backward_layout")?;
+    let laid_out;
+    let wb = match wb {
+        Some(wb) => wb,
+        None => {
+            laid_out = weight_layout(dev, w, geo, false)?;
+            &laid_out
+        }
+    };
     let strided = geo.p.stride != (1, 1);
     let blocks = groups * channel_blocks(geo.c / groups);
     // With unit stride and dilation along the width, pairs of neighbouring pixels share the
