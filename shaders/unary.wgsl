@@ -215,3 +215,35 @@ fn relu_backward_sum_rows(
     }
     col_sums[c] = acc;
 }
+
+// relu_backward_sum_rows when cols is a multiple of 4: one invocation per 4 columns, with vec4
+// loads and stores (llvmpipe pays per load instruction, not per float), in workgroups of 16 so
+// that a layer's few column quads still spread over the adapter's threads.
+@compute @workgroup_size(16)
+fn relu_backward_sum_rows4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c4 = (wid.x + wid.y * nwg.x) * 16u + lid;
+    let quads = p.cols / 4u;
+    if (c4 >= quads) {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    for (var r = 0u; r < p.len; r++) {
+        let i = r * quads + c4;
+        let y = bx4[i];
+        let v = g4[i] * vec4<f32>(
+            derivative(OP, y.x, y.x, 0.0),
+            derivative(OP, y.y, y.y, 0.0),
+            derivative(OP, y.z, y.z, 0.0),
+            derivative(OP, y.w, y.w, 0.0),
+        );
+        gx4[i] = v;
+        acc += v;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        col_sums[c4 * 4u + j] = acc[j];
+    }
+}

@@ -160,9 +160,14 @@ pub(crate) fn relu_backward_sum_rows(
     }
     let gx = Tensor::uninit(dev, y.shape())?;
     let sums = Tensor::uninit(dev, &[cols])?;
+    // Four columns per invocation (vec4s) when the rows allow it, in workgroups of 16.
+    let (entry, workgroups) = match cols % 4 {
+        0 => ("relu_backward_sum_rows4", (cols / 4).div_ceil(16)),
+        _ => ("relu_backward_sum_rows", cols.div_ceil(64)),
+    };
     dev.dispatch_with(
         &SHADER,
-        "relu_backward_sum_rows",
+        entry,
         &[("OP", UnaryOp::Relu.code().0)],
         &[
             Bind::Read(y.buffer()),
@@ -172,7 +177,7 @@ pub(crate) fn relu_backward_sum_rows(
             Bind::Write(sums.buffer()),
         ],
         &[rows as u32, 0, 0, cols as u32],
-        cols.div_ceil(64) as u32,
+        workgroups as u32,
     )?;
     Ok(Some((gx, sums)))
 }
