@@ -1077,6 +1077,24 @@ fn xs(i: u32) -> vec4<f32> {
 fn gs(i: u32) -> vec4<f32> {
     return texel(texels2, i);
 }
+
+// With POOLED_G (a convolution + ReLU + 2 x 2 pooling whose input needs no gradient), binding 2
+// holds the pooled gradient itself, images innermost (texel (ch * windows + window) * nq + q),
+// and binding 4 the forward's winner codes in the same layout: a pixel's g is its window's
+// where the code names it, 0 elsewhere. No full-size gradient is then written (its 4 texel
+// stores per window cost more than the second fetch here).
+override POOLED_G: bool = false;
+@group(0) @binding(4) var winner_codes: texture_2d<f32>;
+
+// Output channel ch's g for quad q at output pixel (oh, ow).
+fn g_at(ch: u32, oh: u32, ow: u32, q: u32) -> vec4<f32> {
+    if (POOLED_G) {
+        let t = ((ch * (p.ho / 2u) + oh / 2u) * (p.wo / 2u) + ow / 2u) * p.nq + q;
+        let here = vec4<f32>(f32((oh % 2u) * 2u + ow % 2u));
+        return select(vec4<f32>(0.0), gs(t), texel(winner_codes, t) == here);
+    }
+    return gs(((ch * p.ho + oh) * p.wo + ow) * p.nq + q);
+}
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
 // Tap k's input channel plane (C * H units) and row/column offsets relative to oh * SH, ow * SW.
@@ -1162,17 +1180,17 @@ fn conv_backward_weight(
     let t13 = tap(g, cin_g, min(k0 + 13u, k_len - 1u));
     let t14 = tap(g, cin_g, min(k0 + 14u, k_len - 1u));
     let t15 = tap(g, cin_g, min(k0 + 15u, k_len - 1u));
-    // Output-channel planes (C_out * HO units), clamped to the group's last channel.
+    // Output channels, clamped to the group's last channel.
     let c0 = g * cout_g + cb * CH;
     let last = g * cout_g + cout_g - 1u;
-    let g0 = min(c0 + 0u, last) * p.ho;
-    let g1 = min(c0 + 1u, last) * p.ho;
-    let g2 = min(c0 + 2u, last) * p.ho;
-    let g3 = min(c0 + 3u, last) * p.ho;
-    let g4 = min(c0 + 4u, last) * p.ho;
-    let g5 = min(c0 + 5u, last) * p.ho;
-    let g6 = min(c0 + 6u, last) * p.ho;
-    let g7 = min(c0 + 7u, last) * p.ho;
+    let g0 = min(c0 + 0u, last);
+    let g1 = min(c0 + 1u, last);
+    let g2 = min(c0 + 2u, last);
+    let g3 = min(c0 + 3u, last);
+    let g4 = min(c0 + 4u, last);
+    let g5 = min(c0 + 5u, last);
+    let g6 = min(c0 + 6u, last);
+    let g7 = min(c0 + 7u, last);
     // a{i}_{b}: channel i's dot products with taps 4b .. 4b + 3.
     var a0_0 = vec4<f32>(0.0);
     var a0_1 = vec4<f32>(0.0);
@@ -1329,16 +1347,15 @@ fn conv_backward_weight(
                         x15 = x_at(t15, oh, ow, q);
                     }
                 }
-                let gp = oh * p.wo + ow;
                 var gv: vec4<f32>;
-                gv = gs((g0 * p.wo + gp) * p.nq + q);
+                gv = g_at(g0, oh, ow, q);
                 a0_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
                 a0_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
                 a0_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
                 a0_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
                 s0.x += dot(gv, vec4<f32>(1.0));
                 if (CH > 1u) {
-                    gv = gs((g1 * p.wo + gp) * p.nq + q);
+                    gv = g_at(g1, oh, ow, q);
                     a1_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
                     a1_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
                     a1_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
@@ -1346,7 +1363,7 @@ fn conv_backward_weight(
                     s0.y += dot(gv, vec4<f32>(1.0));
                 }
                 if (CH > 2u) {
-                    gv = gs((g2 * p.wo + gp) * p.nq + q);
+                    gv = g_at(g2, oh, ow, q);
                     a2_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
                     a2_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
                     a2_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
@@ -1354,7 +1371,7 @@ fn conv_backward_weight(
                     s0.z += dot(gv, vec4<f32>(1.0));
                 }
                 if (CH > 3u) {
-                    gv = gs((g3 * p.wo + gp) * p.nq + q);
+                    gv = g_at(g3, oh, ow, q);
                     a3_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
                     a3_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
                     a3_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
@@ -1362,7 +1379,7 @@ fn conv_backward_weight(
                     s0.w += dot(gv, vec4<f32>(1.0));
                 }
                 if (CH > 4u) {
-                    gv = gs((g4 * p.wo + gp) * p.nq + q);
+                    gv = g_at(g4, oh, ow, q);
                     a4_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
                     a4_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
                     a4_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
@@ -1370,7 +1387,7 @@ fn conv_backward_weight(
                     s1.x += dot(gv, vec4<f32>(1.0));
                 }
                 if (CH > 5u) {
-                    gv = gs((g5 * p.wo + gp) * p.nq + q);
+                    gv = g_at(g5, oh, ow, q);
                     a5_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
                     a5_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
                     a5_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
@@ -1378,7 +1395,7 @@ fn conv_backward_weight(
                     s1.y += dot(gv, vec4<f32>(1.0));
                 }
                 if (CH > 6u) {
-                    gv = gs((g6 * p.wo + gp) * p.nq + q);
+                    gv = g_at(g6, oh, ow, q);
                     a6_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
                     a6_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
                     a6_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
@@ -1386,7 +1403,7 @@ fn conv_backward_weight(
                     s1.z += dot(gv, vec4<f32>(1.0));
                 }
                 if (CH > 7u) {
-                    gv = gs((g7 * p.wo + gp) * p.nq + q);
+                    gv = g_at(g7, oh, ow, q);
                     a7_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
                     a7_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
                     a7_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));

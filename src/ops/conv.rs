@@ -414,20 +414,39 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let (need_x, need_w) = (need[0], need[1]);
     let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
     if let (Some(pool), SavedInput::ImagesInner(xt)) = (&s.pool, &s.x) {
-        // g is the pooled gradient: route it to the winners, with images innermost.
-        let gt = conv_implicit::pool_grad_images_inner(dev, g, &pool.winners, geo)?;
-        let gx = match need_x {
-            true => Some(conv_implicit::backward_input(
+        // g is the pooled gradient. The input gradient reads g at every pixel of the convolution, routed to the winners
+        // (pool_grad); without it, the weight gradient reads the pooled g and the winners'
+        // codes itself, and no full-size gradient is written.
+        let full = match need_x {
+            true => Some(conv_implicit::pool_grad_images_inner(
                 dev,
-                &gt,
-                &s.w,
-                s.wb.as_deref(),
+                g,
+                &pool.winners,
                 geo,
             )?),
             false => None,
         };
+        let gx = match &full {
+            Some(gt) => Some(conv_implicit::backward_input(
+                dev,
+                gt,
+                &s.w,
+                s.wb.as_deref(),
+                geo,
+            )?),
+            None => None,
+        };
         let (gw, gb) = if need_w {
-            let (gw, gb) = conv_implicit::backward_weight(dev, xt, &gt, geo, s.w.shape(), need_b)?;
+            let pooled;
+            let (gt, winners) = match &full {
+                Some(gt) => (gt, None),
+                None => {
+                    pooled = conv_implicit::images_inner(dev, g, geo, None)?;
+                    (&*pooled, Some(&pool.winners))
+                }
+            };
+            let (gw, gb) =
+                conv_implicit::backward_weight(dev, xt, gt, winners, geo, s.w.shape(), need_b)?;
             (Some(gw), gb)
         } else if need_b {
             // Each window's gradient reaches the convolution's output once (at its winner)
@@ -482,7 +501,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
         let gw = match need_w {
             true => {
                 let (gw, b) =
-                    conv_implicit::backward_weight(dev, xt, &gt, geo, s.w.shape(), need_b)?;
+                    conv_implicit::backward_weight(dev, xt, &gt, None, geo, s.w.shape(), need_b)?;
                 gb = b;
                 Some(gw)
             }

@@ -451,11 +451,13 @@ pub(crate) fn backward_input(
 
 /// The weight gradient (and, with `with_bias`, the bias gradient) from x and g, both with
 /// images innermost: partial sums over parts (image quads x bands of output rows) computed in
-/// parallel, then added up by sum_parts.
+/// parallel, then added up by sum_parts. With `winners` (a fused ReLU + 2 x 2 pooling), `gt`
+/// is the pooled gradient and `winners` its windows' codes from forward_relu_pool.
 pub(crate) fn backward_weight(
     dev: &Device,
     xt: &Texels,
     gt: &Texels,
+    winners: Option<&Texels>,
     geo: &Geometry,
     w_shape: &[usize],
     with_bias: bool,
@@ -479,11 +481,14 @@ pub(crate) fn backward_weight(
             ("TAPS", weight_taps(geo).0 as u32),
             ("SLIDE_KW", weight_taps(geo).1 as u32),
             ("WG", 32),
+            ("POOLED_G", winners.is_some() as u32),
         ],
         &[
             Bind::Texels(xt.view()),
             Bind::Texels(gt.view()),
             Bind::Write(partial.buffer()),
+            // Without pooling the codes' slot holds g again (unread).
+            Bind::Texels(winners.unwrap_or(gt).view()),
         ],
         &params,
         invocations.div_ceil(32) as u32,
