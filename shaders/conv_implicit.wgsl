@@ -1040,6 +1040,28 @@ fn store_pair(nb2: u32, index: u32, count: u32, ch: u32, pix: u32, second: bool,
     if (second) {
         store8(nb2, ch, p.c, pixels, pix + 1u, b0, b1, 0.0);
     }
+    if (WRITE_INNER) {
+        store_inner((ch * pixels + pix) * p.nq + nb2 * 2u, nb2 * 2u, a0, a1);
+        if (second) {
+            store_inner((ch * pixels + pix + 1u) * p.nq + nb2 * 2u, nb2 * 2u, b0, b1);
+        }
+    }
+}
+
+// With WRITE_INNER (the input came from a fused conv + ReLU + pool, whose backward reads its
+// gradient images-innermost), conv_backward_input_pairs also writes the input gradient to
+// out_inner in that layout (texel (ch * H * W + pixel) * nq + quad), saving a re-layout pass.
+override WRITE_INNER: bool = false;
+
+// Quads q and q + 1 (texels t and t + 1) of the input gradient, zeros past the batch.
+fn store_inner(t: u32, q: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    let images = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    textureStore(out_inner, vec2<u32>(t % TEXEL_ROW, t / TEXEL_ROW),
+                 select(vec4<f32>(0.0), lo, images < vec4<u32>(p.n)));
+    if (q + 1u < p.nq) {
+        textureStore(out_inner, vec2<u32>((t + 1u) % TEXEL_ROW, (t + 1u) / TEXEL_ROW),
+                     select(vec4<f32>(0.0), hi, images + vec4<u32>(4u) < vec4<u32>(p.n)));
+    }
 }
 
 fn store_pairs(nb2: u32, first: u32, count: u32, ch0: u32, pix: u32, second: bool) {

@@ -1,5 +1,6 @@
 //! `Tensor`: an f32, contiguous, row-major array in a GPU buffer, plus its autograd links.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crate::device::Device;
@@ -22,6 +23,10 @@ pub(crate) struct Storage {
     /// The value of every element when the host knows it without a readback: a one-value
     /// upload, such as the seed of `backward()`. Dropped by in-place writes, like images_inner.
     known: Mutex<Option<f32>>,
+    /// The op that wrote this tensor reads its gradient images-innermost (a fused conv + ReLU +
+    /// pool whose input needs no gradient): a convolution reading the tensor then writes its
+    /// input gradient that way too, with the NCHW one.
+    pub grad_images_inner: AtomicBool,
 }
 
 impl Storage {
@@ -78,6 +83,7 @@ impl Device {
             device: self.clone(),
             images_inner: Mutex::new(None),
             known: Mutex::new(None),
+            grad_images_inner: AtomicBool::new(false),
         }))
     }
 }

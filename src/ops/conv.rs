@@ -1,6 +1,7 @@
 //! `conv2d` by im2col + matmul, with its backward (col2im, weight and bias gradients):
 //! `shaders/conv.wgsl` and `shaders/matmul.wgsl`.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::device::Device;
@@ -260,6 +261,9 @@ pub(crate) struct Saved {
     pool: Option<Box<Pooled>>,
     /// The weights laid out for the input gradient, when the forward wrote them (implicit path).
     wb: Option<Box<Texels>>,
+    /// x's producer reads its gradient images-innermost (`Storage::grad_images_inner`): the
+    /// input gradient is then written that way too.
+    input_inner: bool,
     geo: Geometry,
 }
 
@@ -286,6 +290,7 @@ fn conv2d(
     let out_shape = vec![geo.n, geo.c_out, geo.ho, geo.wo];
     let storage = dev.storage(geo.n * geo.c_out * geo.pixels())?;
     let input_grad = crate::tape::is_grad_enabled() && x.is_requires_grad();
+    let input_inner = x.0.storage.grad_images_inner.load(Ordering::Relaxed);
     let (xt, wb) = if conv_implicit::applies(dev, &geo) {
         let (xt, wb) =
             conv_implicit::forward(x, w, bias, relu, &geo, storage.buffer(), input_grad)?;
@@ -310,6 +315,7 @@ fn conv2d(
             relu_y,
             pool: None,
             wb: wb.map(Box::new),
+            input_inner,
             geo,
         })
     }))
@@ -341,8 +347,13 @@ fn conv_relu_pool(
     let out = storage.buffer();
     // With a gradient to record, also the winning pixel of each window.
     let input_grad = records && x.is_requires_grad();
+    let input_inner = x.0.storage.grad_images_inner.load(Ordering::Relaxed);
     let fused = conv_implicit::forward_relu_pool(x, w, bias, &geo, out, records, input_grad)?;
     storage.set_images_inner(geo.n, Arc::new(fused.out_inner));
+    // Without x's gradient the backward reads the pooled gradient images-innermost.
+    storage
+        .grad_images_inner
+        .store(records && !input_grad, Ordering::Relaxed);
     let y = Tensor::leaf(storage.clone(), shape.clone());
     let mut inputs = vec![x, w];
     inputs.extend(bias);
@@ -354,6 +365,7 @@ fn conv_relu_pool(
             relu_y: None,
             pool: fused.winners.map(|winners| Box::new(Pooled { y, winners })),
             wb: fused.wb.map(Box::new),
+            input_inner,
             geo,
         })
     })))
@@ -433,6 +445,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
                 &s.w,
                 s.wb.as_deref(),
                 geo,
+                s.input_inner,
             )?),
             None => None,
         };
@@ -495,6 +508,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
                 &s.w,
                 s.wb.as_deref(),
                 geo,
+                s.input_inner,
             )?),
             false => None,
         };

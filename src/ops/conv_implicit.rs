@@ -394,13 +394,16 @@ pub(crate) fn pool_grad_images_inner(
 }
 
 /// The input gradient (a transposed convolution of g with w); `gt` is g with images innermost,
-/// `wb` the weights laid out for it if the forward wrote them.
+/// `wb` the weights laid out for it if the forward wrote them. With `inner_too`, where the
+/// pairs kernel applies, the gradient's images-innermost copy is written with it and kept on
+/// its storage (`Storage::images_inner`) for the backward of the op below.
 pub(crate) fn backward_input(
     dev: &Device,
     gt: &Texels,
     w: &Tensor,
     wb: Option<&Texels>,
     geo: &Geometry,
+    inner_too: bool,
 ) -> Result<Tensor> {
     let groups = geo.p.groups;
     let gx = Tensor::uninit(dev, &[geo.n, geo.c, geo.h, geo.w])?;
@@ -429,23 +432,49 @@ pub(crate) fn backward_input(
             quads(geo).div_ceil(4) * blocks * pixels,
         )
     };
+    let pairs = entry == "conv_backward_input_pairs";
+    let inner_too = inner_too && pairs;
+    // Without the copy, one-texel placeholders fill its slot and the unused one before it.
+    let inner = texels(
+        dev,
+        if inner_too {
+            geo.c * geo.h * geo.w * quads(geo) * 4
+        } else {
+            4
+        },
+    );
+    let unused = texels(dev, 4);
+    let mut binds = vec![
+        Bind::Texels(gt.view()),
+        Bind::Texels(wb.view()),
+        // The bias slot is unread here.
+        Bind::Read(w.buffer()),
+        Bind::Write(gx.buffer()),
+    ];
+    if pairs {
+        binds.extend([
+            Bind::WriteTexels(unused.view()),
+            Bind::WriteTexels(inner.view()),
+        ]);
+    }
+    let mut constants = vec![
+        ("STRIDED", strided as u32),
+        ("CH", block_channels(geo.c / groups) as u32),
+    ];
+    if pairs {
+        constants.push(("WRITE_INNER", inner_too as u32));
+    }
     dev.dispatch_with(
         &SHADER,
         entry,
-        &[
-            ("STRIDED", strided as u32),
-            ("CH", block_channels(geo.c / groups) as u32),
-        ],
-        &[
-            Bind::Texels(gt.view()),
-            Bind::Texels(wb.view()),
-            // The bias slot is unread here.
-            Bind::Read(w.buffer()),
-            Bind::Write(gx.buffer()),
-        ],
+        &constants,
+        &binds,
         &params(geo, false, (0, 0, 0), 0),
         grid(invocations),
     )?;
+    if inner_too {
+        gx.0.storage.set_images_inner(geo.n, Arc::new(inner));
+    }
     Ok(gx)
 }
 
