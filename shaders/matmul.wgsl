@@ -153,6 +153,12 @@ const ROWS: u32 = 8u;
 const LANES: u32 = 16u;
 const COLS: u32 = 64u;
 
+// With ROW_SUMS (a Linear's weight gradient dY^T X, whose bias gradient is dY summed over the
+// batch: the rows of A here), matmul_rows also adds up each row of A over k into row_sums,
+// saving the bias gradient its own dispatch. The host asks for it only for one-piece products.
+override ROW_SUMS: bool = false;
+@group(0) @binding(5) var<storage, read_write> row_sums: array<f32>;
+
 @compute @workgroup_size(16)
 fn matmul_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -179,6 +185,8 @@ fn matmul_rows(
     var acc5 = vec4<f32>(0.0);
     var acc6 = vec4<f32>(0.0);
     var acc7 = vec4<f32>(0.0);
+    var sums_lo = vec4<f32>(0.0);
+    var sums_hi = vec4<f32>(0.0);
     for (var bi = b_first; bi < b_last; bi++) {
         // Rows and columns past the edge re-read the last valid one; they are not stored.
         let a_base = p.a_off + bi * p.a_bs;
@@ -201,14 +209,31 @@ fn matmul_rows(
             let kb = k * p.b_rs;
             let bv = vec4<f32>(b[bc.x + kb], b[bc.y + kb], b[bc.z + kb], b[bc.w + kb]);
             let ka = k * p.a_cs;
-            acc0 += a[a0 + ka] * bv;
-            acc1 += a[a1 + ka] * bv;
-            acc2 += a[a2 + ka] * bv;
-            acc3 += a[a3 + ka] * bv;
-            acc4 += a[a4 + ka] * bv;
-            acc5 += a[a5 + ka] * bv;
-            acc6 += a[a6 + ka] * bv;
-            acc7 += a[a7 + ka] * bv;
+            let al = vec4<f32>(a[a0 + ka], a[a1 + ka], a[a2 + ka], a[a3 + ka]);
+            let ah = vec4<f32>(a[a4 + ka], a[a5 + ka], a[a6 + ka], a[a7 + ka]);
+            acc0 += al.x * bv;
+            acc1 += al.y * bv;
+            acc2 += al.z * bv;
+            acc3 += al.w * bv;
+            acc4 += ah.x * bv;
+            acc5 += ah.y * bv;
+            acc6 += ah.z * bv;
+            acc7 += ah.w * bv;
+            if (ROW_SUMS) {
+                sums_lo += al;
+                sums_hi += ah;
+            }
+        }
+    }
+    // The first column tile's first invocation holds its 8 rows' sums.
+    if (ROW_SUMS && li == 0u && rem % tiles_n == 0u) {
+        for (var i = 0u; i < 4u; i++) {
+            if (r0 + i < p.m) {
+                row_sums[r0 + i] = sums_lo[i];
+            }
+            if (r0 + 4u + i < p.m) {
+                row_sums[r0 + 4u + i] = sums_hi[i];
+            }
         }
     }
     let c_base = p.c_off + ob * p.c_bs;

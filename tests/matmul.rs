@@ -188,6 +188,39 @@ fn linear_backward_matches_finite_differences() {
 }
 
 #[test]
+fn linear_bias_and_weight_gradients_match_float64() {
+    // On CPU adapters a narrow layer's weight-gradient kernel also sums the upstream gradient
+    // for the bias (LeNet's fc3: 10 outputs, 84 inputs, two column tiles and a partial row
+    // tile); 9,000 rows pass the loop budget and take the separate sum.
+    for &(rows, inp, out) in &[(64, 84, 10), (7, 3, 16), (33, 130, 9), (9000, 5, 3), (1, 1, 1)] {
+        let (xv, wv) = (randn(1, rows * inp), randn(2, out * inp));
+        let gv = randn(3, rows * out);
+        let x = tensor(&xv, &[rows, inp]);
+        let w = tensor(&wv, &[out, inp]).requires_grad();
+        let b = tensor(&randn(4, out), &[out]).requires_grad();
+        let y = x.linear(&w, Some(&b)).unwrap();
+        y.backward_with(&tensor(&gv, &[rows, out])).unwrap();
+        let want_b: Vec<f64> = (0..out)
+            .map(|o| (0..rows).map(|r| gv[r * out + o] as f64).sum())
+            .collect();
+        let want_w: Vec<f64> = (0..out * inp)
+            .map(|e| {
+                let (o, i) = (e / inp, e % inp);
+                (0..rows)
+                    .map(|r| gv[r * out + o] as f64 * xv[r * inp + i] as f64)
+                    .sum()
+            })
+            .collect();
+        let what = format!("{rows}x{inp}->{out}");
+        let tol = 1e-5 * (rows as f64).sqrt();
+        let got_b = b.grad().unwrap().to_vec().unwrap();
+        assert_close(&got_b, &want_b, tol, 1e-4, &format!("{what}: grad b"));
+        let got_w = w.grad().unwrap().to_vec().unwrap();
+        assert_close(&got_w, &want_w, tol, 1e-4, &format!("{what}: grad w"));
+    }
+}
+
+#[test]
 fn both_schedules_agree_with_float64() {
     // Whatever the adapter, run the workgroup-memory tiles and the register blocks.
     for tiles in [true, false] {

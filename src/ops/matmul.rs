@@ -75,6 +75,9 @@ pub(crate) struct Gemm<'a> {
     pub bias: Option<&'a wgpu::Buffer>,
     /// C = max(C, 0) once the sum is complete.
     pub relu: bool,
+    /// Also the sums of A's rows over k, into this [m] buffer (a Linear's bias gradient, with
+    /// its weight gradient); only where [`Gemm::sums_rows`] says the kernel does it.
+    pub a_row_sums: Option<&'a wgpu::Buffer>,
 }
 
 impl<'a> Gemm<'a> {
@@ -103,7 +106,14 @@ impl<'a> Gemm<'a> {
             accumulate: false,
             bias: None,
             relu: false,
+            a_row_sums: None,
         }
+    }
+
+    /// Whether a one-batch product of these sizes sums A's rows as it goes (`a_row_sums`): on
+    /// CPU adapters, matmul_rows (m <= 16) in one piece, and not an empty product.
+    pub fn sums_rows(dev: &Device, m: usize, n: usize, k: usize) -> bool {
+        !dev.0.matmul_tiles && (1..=16).contains(&m) && n > 0 && (1..=LOOP_BUDGET).contains(&k)
     }
 
     /// Records the product on `dev`, split into several dispatches when one invocation's
@@ -113,6 +123,11 @@ impl<'a> Gemm<'a> {
         if out_batches * self.m * self.n == 0 {
             return Ok(());
         }
+        debug_assert!(
+            self.a_row_sums.is_none()
+                || (self.batch == 1 && Gemm::sums_rows(dev, self.m, self.n, self.k)),
+            "a_row_sums without the kernel that writes them"
+        );
         if self.k == 0 || self.batch == 0 {
             if !self.accumulate {
                 // An empty sum: zero the output matrices.
@@ -268,20 +283,19 @@ impl<'a> Gemm<'a> {
             "matmul_subgroup" => &SUBGROUP_SHADER,
             _ => &SHADER,
         };
-        dev.dispatch_with(
-            shader,
-            entry,
-            &constants,
-            &[
-                a,
-                b,
-                Bind::Write(self.c),
-                // Without a bias the slot holds A (unread).
-                Bind::Read(self.bias.unwrap_or(self.a.buf)),
-            ],
-            &params,
-            tiles as u32,
-        )
+        let mut binds = vec![
+            a,
+            b,
+            Bind::Write(self.c),
+            // Without a bias the slot holds A (unread).
+            Bind::Read(self.bias.unwrap_or(self.a.buf)),
+        ];
+        if entry == "matmul_rows" {
+            constants.push(("ROW_SUMS", self.a_row_sums.is_some() as u32));
+            // Without row sums the slot holds C (unwritten).
+            binds.push(Bind::Write(self.a_row_sums.unwrap_or(self.c)));
+        }
+        dev.dispatch_with(shader, entry, &constants, &binds, &params, tiles as u32)
     }
 }
 
@@ -494,18 +508,27 @@ pub(crate) fn linear_backward(
         None
     };
     let gw = if need_w {
-        // dW = dY^T [out, rows] x X [rows, in]
+        // dW = dY^T [out, rows] x X [rows, in]; for narrow layers on CPU adapters its kernel
+        // also sums dY^T's rows: the bias gradient, without a dispatch of its own.
         let gw = Tensor::uninit(dev, s.w.shape())?;
-        Gemm::new(
-            Operand::transposed(g.buffer(), rows, out, false),
-            Operand::rows(s.x.buffer(), rows, inp, false),
-            gw.buffer(),
-            1,
-            out,
-            inp,
-            rows,
-        )
+        let sums = match need_b && gb.is_none() && Gemm::sums_rows(dev, out, inp, rows) {
+            true => Some(Tensor::uninit(dev, &[out])?),
+            false => None,
+        };
+        Gemm {
+            a_row_sums: sums.as_ref().map(|t| t.buffer()),
+            ..Gemm::new(
+                Operand::transposed(g.buffer(), rows, out, false),
+                Operand::rows(s.x.buffer(), rows, inp, false),
+                gw.buffer(),
+                1,
+                out,
+                inp,
+                rows,
+            )
+        }
         .run(dev)?;
+        gb = gb.or(sums);
         Some(gw)
     } else {
         None
