@@ -435,6 +435,57 @@ fn fma16(wl: vec4<f32>, wh: vec4<f32>, x: Quads) {
     }
 }
 
+// acc += two channels' weights x their 16 images (taps of two output channels in
+// conv_backward_input_pairs), each accumulator written once for both.
+fn fma16x2(wl: vec4<f32>, wh: vec4<f32>, x: Quads, vl: vec4<f32>, vh: vec4<f32>, y: Quads) {
+    acc00 = acc00 + wl.x * x.q0 + vl.x * y.q0;
+    acc01 = acc01 + wl.x * x.q1 + vl.x * y.q1;
+    acc02 = acc02 + wl.x * x.q2 + vl.x * y.q2;
+    acc03 = acc03 + wl.x * x.q3 + vl.x * y.q3;
+    if (CH > 1u) {
+        acc10 = acc10 + wl.y * x.q0 + vl.y * y.q0;
+        acc11 = acc11 + wl.y * x.q1 + vl.y * y.q1;
+        acc12 = acc12 + wl.y * x.q2 + vl.y * y.q2;
+        acc13 = acc13 + wl.y * x.q3 + vl.y * y.q3;
+    }
+    if (CH > 2u) {
+        acc20 = acc20 + wl.z * x.q0 + vl.z * y.q0;
+        acc21 = acc21 + wl.z * x.q1 + vl.z * y.q1;
+        acc22 = acc22 + wl.z * x.q2 + vl.z * y.q2;
+        acc23 = acc23 + wl.z * x.q3 + vl.z * y.q3;
+    }
+    if (CH > 3u) {
+        acc30 = acc30 + wl.w * x.q0 + vl.w * y.q0;
+        acc31 = acc31 + wl.w * x.q1 + vl.w * y.q1;
+        acc32 = acc32 + wl.w * x.q2 + vl.w * y.q2;
+        acc33 = acc33 + wl.w * x.q3 + vl.w * y.q3;
+    }
+    if (CH > 4u) {
+        acc40 = acc40 + wh.x * x.q0 + vh.x * y.q0;
+        acc41 = acc41 + wh.x * x.q1 + vh.x * y.q1;
+        acc42 = acc42 + wh.x * x.q2 + vh.x * y.q2;
+        acc43 = acc43 + wh.x * x.q3 + vh.x * y.q3;
+    }
+    if (CH > 5u) {
+        acc50 = acc50 + wh.y * x.q0 + vh.y * y.q0;
+        acc51 = acc51 + wh.y * x.q1 + vh.y * y.q1;
+        acc52 = acc52 + wh.y * x.q2 + vh.y * y.q2;
+        acc53 = acc53 + wh.y * x.q3 + vh.y * y.q3;
+    }
+    if (CH > 6u) {
+        acc60 = acc60 + wh.z * x.q0 + vh.z * y.q0;
+        acc61 = acc61 + wh.z * x.q1 + vh.z * y.q1;
+        acc62 = acc62 + wh.z * x.q2 + vh.z * y.q2;
+        acc63 = acc63 + wh.z * x.q3 + vh.z * y.q3;
+    }
+    if (CH > 7u) {
+        acc70 = acc70 + wh.w * x.q0 + vh.w * y.q0;
+        acc71 = acc71 + wh.w * x.q1 + vh.w * y.q1;
+        acc72 = acc72 + wh.w * x.q2 + vh.w * y.q2;
+        acc73 = acc73 + wh.w * x.q3 + vh.w * y.q3;
+    }
+}
+
 // Four consecutive taps of one kernel row under ROW_SLIDE (tap i: weights w{i}l, w{i}h; the
 // window's columns i and i + 1 of rows t and b), each accumulator written once.
 fn fma16x4(w0l: vec4<f32>, w0h: vec4<f32>, w1l: vec4<f32>, w1h: vec4<f32>,
@@ -875,6 +926,21 @@ fn pool_grad_images_inner(
     store_gt((top + p.wo + 1u) * p.nq + q, px3);
 }
 
+// The output index o with o * stride = t (t: an input index plus padding minus tap times
+// dilation), and whether there is one (t >= 0, divisible, o < size).
+struct GradIndex {
+    o: u32,
+    ok: bool,
+}
+
+fn grad_index(t: i32, stride: u32, size: u32) -> GradIndex {
+    if (STRIDED) {
+        let d = divmod(select(0u, u32(t), t >= 0), stride);
+        return GradIndex(d.x, t >= 0 && d.y == 0u && d.x < size);
+    }
+    return GradIndex(u32(t), u32(t) < size);
+}
+
 // Here xq holds g (the output gradient, images inner) and wq the backward weight layout.
 @compute @workgroup_size(64)
 fn conv_backward_input(
@@ -911,28 +977,12 @@ fn conv_backward_input(
         // Weight quads for (co_abs, tap t): (co_abs * taps + t) * blocks * 2 + cb * 2.
         let w_base = co_abs * taps * cb_count * 2u + cb * 2u;
         for (var kh = kh_first; kh < kh_end; kh++) {
-            let th = th0 - i32(kh * p.dh);
-            var oh = u32(th);
-            var ok_h: bool;
-            if (STRIDED) {
-                let d = divmod(select(0u, u32(th), th >= 0), p.sh);
-                oh = d.x;
-                ok_h = th >= 0 && d.y == 0u && oh < p.ho;
-            } else {
-                ok_h = u32(th) < p.ho;
-            }
+            let r = grad_index(th0 - i32(kh * p.dh), p.sh, p.ho);
             for (var kw = 0u; kw < p.kw; kw++) {
-                let tw = tw0 - i32(kw * p.dw);
-                var ow = u32(tw);
-                var inside = ok_h && u32(tw) < p.wo;
-                if (STRIDED) {
-                    let d = divmod(select(0u, u32(tw), tw >= 0), p.sw);
-                    ow = d.x;
-                    inside = ok_h && tw >= 0 && d.y == 0u && ow < p.wo;
-                }
-                let q = ((co_abs * p.ho + oh) * p.wo + ow) * p.nq + nb * 4u;
+                let c = grad_index(tw0 - i32(kw * p.dw), p.sw, p.wo);
+                let q = ((co_abs * p.ho + r.o) * p.wo + c.o) * p.nq + nb * 4u;
                 let wi = w_base + (kh * p.kw + kw) * cb_count * 2u;
-                fma16(wq(wi), wq(wi + 1u), load16(q, nb, inside));
+                fma16(wq(wi), wq(wi + 1u), load16(q, nb, r.ok && c.ok));
             }
         }
     }
@@ -999,26 +1049,42 @@ fn conv_backward_input_pairs(
     // (0 <= tw0 + 1 - kw and tw0 - kw < WO; unit stride and dilation along the width).
     let kw_first = u32(max(0, tw0 + 1 - i32(p.wo)));
     let kw_end = min(p.kw, u32(tw0) + 2u);
-    for (var co = 0u; co < cout_g; co++) {
+    // Output channels two at a time: each accumulator takes both channels' products in one
+    // write (llvmpipe keeps the accumulators in memory), then the odd last channel alone.
+    let w_step = taps * cb_count * 2u;
+    var co = 0u;
+    for (; co + 1u < cout_g; co += 2u) {
         let co_abs = g * cout_g + co;
-        let w_base = co_abs * taps * cb_count * 2u + cb * 2u;
+        let w_base = co_abs * w_step + cb * 2u;
         for (var kh = kh_first; kh < kh_end; kh++) {
-            let th = th0 - i32(kh * p.dh);
-            var oh = u32(th);
-            var ok_h: bool;
-            if (STRIDED) {
-                let d = divmod(select(0u, u32(th), th >= 0), p.sh);
-                oh = d.x;
-                ok_h = th >= 0 && d.y == 0u && oh < p.ho;
-            } else {
-                ok_h = u32(th) < p.ho;
-            }
-            let row_q = (co_abs * p.ho + oh) * p.wo;
+            let r = grad_index(th0 - i32(kh * p.dh), p.sh, p.ho);
+            let row0 = (co_abs * p.ho + r.o) * p.wo;
+            let row1 = row0 + p.ho * p.wo;
             // The second pixel at tap kw reads column tw0 + 1 - kw: the first pixel's column
             // one tap earlier.
-            var second = quad_pair(row_q, tw0 + 1 - i32(kw_first), nb2, ok_h);
+            var second0 = quad_pair(row0, tw0 + 1 - i32(kw_first), nb2, r.ok);
+            var second1 = quad_pair(row1, tw0 + 1 - i32(kw_first), nb2, r.ok);
             for (var kw = kw_first; kw < kw_end; kw++) {
-                let first = quad_pair(row_q, tw0 - i32(kw), nb2, ok_h);
+                let first0 = quad_pair(row0, tw0 - i32(kw), nb2, r.ok);
+                let first1 = quad_pair(row1, tw0 - i32(kw), nb2, r.ok);
+                let wi = w_base + (kh * p.kw + kw) * cb_count * 2u;
+                fma16x2(wq(wi), wq(wi + 1u), Quads(first0.q0, first0.q1, second0.q0, second0.q1),
+                        wq(wi + w_step), wq(wi + w_step + 1u),
+                        Quads(first1.q0, first1.q1, second1.q0, second1.q1));
+                second0 = first0;
+                second1 = first1;
+            }
+        }
+    }
+    if (co < cout_g) {
+        let co_abs = g * cout_g + co;
+        let w_base = co_abs * w_step + cb * 2u;
+        for (var kh = kh_first; kh < kh_end; kh++) {
+            let r = grad_index(th0 - i32(kh * p.dh), p.sh, p.ho);
+            let row_q = (co_abs * p.ho + r.o) * p.wo;
+            var second = quad_pair(row_q, tw0 + 1 - i32(kw_first), nb2, r.ok);
+            for (var kw = kw_first; kw < kw_end; kw++) {
+                let first = quad_pair(row_q, tw0 - i32(kw), nb2, r.ok);
                 let wi = w_base + (kh * p.kw + kw) * cb_count * 2u;
                 fma16(wq(wi), wq(wi + 1u), Quads(first.q0, first.q1, second.q0, second.q1));
                 second = first;
