@@ -540,6 +540,60 @@ fn fma16x4(w0l: vec4<f32>, w0h: vec4<f32>, w1l: vec4<f32>, w1h: vec4<f32>,
     }
 }
 
+// Five taps (a 5-wide kernel row under ROW_SLIDE = 5), each accumulator written once.
+fn fma16x5(w0l: vec4<f32>, w0h: vec4<f32>, w1l: vec4<f32>, w1h: vec4<f32>,
+           w2l: vec4<f32>, w2h: vec4<f32>, w3l: vec4<f32>, w3h: vec4<f32>,
+           w4l: vec4<f32>, w4h: vec4<f32>,
+           t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, t3: vec4<f32>, t4: vec4<f32>, t5: vec4<f32>,
+           b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>, b4: vec4<f32>, b5: vec4<f32>) {
+    acc00 = acc00 + w0l.x * t0 + w1l.x * t1 + w2l.x * t2 + w3l.x * t3 + w4l.x * t4;
+    acc01 = acc01 + w0l.x * t1 + w1l.x * t2 + w2l.x * t3 + w3l.x * t4 + w4l.x * t5;
+    acc02 = acc02 + w0l.x * b0 + w1l.x * b1 + w2l.x * b2 + w3l.x * b3 + w4l.x * b4;
+    acc03 = acc03 + w0l.x * b1 + w1l.x * b2 + w2l.x * b3 + w3l.x * b4 + w4l.x * b5;
+    if (CH > 1u) {
+        acc10 = acc10 + w0l.y * t0 + w1l.y * t1 + w2l.y * t2 + w3l.y * t3 + w4l.y * t4;
+        acc11 = acc11 + w0l.y * t1 + w1l.y * t2 + w2l.y * t3 + w3l.y * t4 + w4l.y * t5;
+        acc12 = acc12 + w0l.y * b0 + w1l.y * b1 + w2l.y * b2 + w3l.y * b3 + w4l.y * b4;
+        acc13 = acc13 + w0l.y * b1 + w1l.y * b2 + w2l.y * b3 + w3l.y * b4 + w4l.y * b5;
+    }
+    if (CH > 2u) {
+        acc20 = acc20 + w0l.z * t0 + w1l.z * t1 + w2l.z * t2 + w3l.z * t3 + w4l.z * t4;
+        acc21 = acc21 + w0l.z * t1 + w1l.z * t2 + w2l.z * t3 + w3l.z * t4 + w4l.z * t5;
+        acc22 = acc22 + w0l.z * b0 + w1l.z * b1 + w2l.z * b2 + w3l.z * b3 + w4l.z * b4;
+        acc23 = acc23 + w0l.z * b1 + w1l.z * b2 + w2l.z * b3 + w3l.z * b4 + w4l.z * b5;
+    }
+    if (CH > 3u) {
+        acc30 = acc30 + w0l.w * t0 + w1l.w * t1 + w2l.w * t2 + w3l.w * t3 + w4l.w * t4;
+        acc31 = acc31 + w0l.w * t1 + w1l.w * t2 + w2l.w * t3 + w3l.w * t4 + w4l.w * t5;
+        acc32 = acc32 + w0l.w * b0 + w1l.w * b1 + w2l.w * b2 + w3l.w * b3 + w4l.w * b4;
+        acc33 = acc33 + w0l.w * b1 + w1l.w * b2 + w2l.w * b3 + w3l.w * b4 + w4l.w * b5;
+    }
+    if (CH > 4u) {
+        acc40 = acc40 + w0h.x * t0 + w1h.x * t1 + w2h.x * t2 + w3h.x * t3 + w4h.x * t4;
+        acc41 = acc41 + w0h.x * t1 + w1h.x * t2 + w2h.x * t3 + w3h.x * t4 + w4h.x * t5;
+        acc42 = acc42 + w0h.x * b0 + w1h.x * b1 + w2h.x * b2 + w3h.x * b3 + w4h.x * b4;
+        acc43 = acc43 + w0h.x * b1 + w1h.x * b2 + w2h.x * b3 + w3h.x * b4 + w4h.x * b5;
+    }
+    if (CH > 5u) {
+        acc50 = acc50 + w0h.y * t0 + w1h.y * t1 + w2h.y * t2 + w3h.y * t3 + w4h.y * t4;
+        acc51 = acc51 + w0h.y * t1 + w1h.y * t2 + w2h.y * t3 + w3h.y * t4 + w4h.y * t5;
+        acc52 = acc52 + w0h.y * b0 + w1h.y * b1 + w2h.y * b2 + w3h.y * b3 + w4h.y * b4;
+        acc53 = acc53 + w0h.y * b1 + w1h.y * b2 + w2h.y * b3 + w3h.y * b4 + w4h.y * b5;
+    }
+    if (CH > 6u) {
+        acc60 = acc60 + w0h.z * t0 + w1h.z * t1 + w2h.z * t2 + w3h.z * t3 + w4h.z * t4;
+        acc61 = acc61 + w0h.z * t1 + w1h.z * t2 + w2h.z * t3 + w3h.z * t4 + w4h.z * t5;
+        acc62 = acc62 + w0h.z * b0 + w1h.z * b1 + w2h.z * b2 + w3h.z * b3 + w4h.z * b4;
+        acc63 = acc63 + w0h.z * b1 + w1h.z * b2 + w2h.z * b3 + w3h.z * b4 + w4h.z * b5;
+    }
+    if (CH > 7u) {
+        acc70 = acc70 + w0h.w * t0 + w1h.w * t1 + w2h.w * t2 + w3h.w * t3 + w4h.w * t4;
+        acc71 = acc71 + w0h.w * t1 + w1h.w * t2 + w2h.w * t3 + w3h.w * t4 + w4h.w * t5;
+        acc72 = acc72 + w0h.w * b0 + w1h.w * b1 + w2h.w * b2 + w3h.w * b3 + w4h.w * b4;
+        acc73 = acc73 + w0h.w * b1 + w1h.w * b2 + w2h.w * b3 + w3h.w * b4 + w4h.w * b5;
+    }
+}
+
 // Stores channel `ch`'s 8 images (lo, hi) of block nb8 (images 8 nb8 ..) at `pix` of an NCHW
 // tensor with `chans` channels and `pixels` pixels, adding `b` (and applying the ReLU with
 // p.relu).
@@ -735,7 +789,13 @@ fn conv_relu_pool_forward(
                 if (ROW_SLIDE > 4u) { b5 = pixel_quad(plane, ib, iw0 + 5 * dw, q); }
                 if (ROW_SLIDE > 5u) { b6 = pixel_quad(plane, ib, iw0 + 6 * dw, q); }
                 if (ROW_SLIDE > 6u) { b7 = pixel_quad(plane, ib, iw0 + 7 * dw, q); }
-                if (ROW_SLIDE >= 4u) {
+                if (ROW_SLIDE == 5u) {
+                    fma16x5(wq(wi), wq(wi + 1u), wq(wi + k_step), wq(wi + k_step + 1u),
+                            wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u),
+                            wq(wi + 3u * k_step), wq(wi + 3u * k_step + 1u),
+                            wq(wi + 4u * k_step), wq(wi + 4u * k_step + 1u),
+                            t0, t1, t2, t3, t4, t5, b0, b1, b2, b3, b4, b5);
+                } else if (ROW_SLIDE >= 4u) {
                     fma16x4(wq(wi), wq(wi + 1u), wq(wi + k_step), wq(wi + k_step + 1u),
                             wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u),
                             wq(wi + 3u * k_step), wq(wi + 3u * k_step + 1u),
@@ -749,7 +809,7 @@ fn conv_relu_pool_forward(
                         fma16(wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u), Quads(t2, t3, b2, b3));
                     }
                 }
-                if (ROW_SLIDE > 4u) {
+                if (ROW_SLIDE > 5u) {
                     fma16(wq(wi + 4u * k_step), wq(wi + 4u * k_step + 1u), Quads(t4, t5, b4, b5));
                 }
                 if (ROW_SLIDE > 5u) {
