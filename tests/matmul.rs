@@ -192,7 +192,13 @@ fn linear_bias_and_weight_gradients_match_float64() {
     // On CPU adapters a narrow layer's weight-gradient kernel also sums the upstream gradient
     // for the bias (LeNet's fc3: 10 outputs, 84 inputs, two column tiles and a partial row
     // tile); 9,000 rows pass the loop budget and take the separate sum.
-    for &(rows, inp, out) in &[(64, 84, 10), (7, 3, 16), (33, 130, 9), (9000, 5, 3), (1, 1, 1)] {
+    for &(rows, inp, out) in &[
+        (64, 84, 10),
+        (7, 3, 16),
+        (33, 130, 9),
+        (9000, 5, 3),
+        (1, 1, 1),
+    ] {
         let (xv, wv) = (randn(1, rows * inp), randn(2, out * inp));
         let gv = randn(3, rows * out);
         let x = tensor(&xv, &[rows, inp]);
