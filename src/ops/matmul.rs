@@ -283,13 +283,29 @@ impl<'a> Gemm<'a> {
             "matmul_subgroup" => &SUBGROUP_SHADER,
             _ => &SHADER,
         };
+        // matmul_subgroup stores C as vec4s (binding 5) when its rows and offsets allow (C4),
+        // else as floats (binding 3); the other slot holds a placeholder.
+        let subgroup = entry == "matmul_subgroup";
+        let c4 = subgroup
+            && [self.n, piece.c_off, self.c_batch_stride]
+                .iter()
+                .all(|v| v % 4 == 0);
+        let placeholder = match subgroup {
+            true => Some(dev.storage(4)?),
+            false => None,
+        };
+        let unused = placeholder.as_ref().map(|s| s.buffer());
         let mut binds = vec![
             a,
             b,
-            Bind::Write(self.c),
+            Bind::Write(if c4 { unused.unwrap() } else { self.c }),
             // Without a bias the slot holds A (unread).
             Bind::Read(self.bias.unwrap_or(self.a.buf)),
         ];
+        if let Some(unused) = unused {
+            constants.push(("C4", c4 as u32));
+            binds.push(Bind::Write(if c4 { self.c } else { unused }));
+        }
         if entry == "matmul_rows" {
             constants.push(("ROW_SUMS", self.a_row_sums.is_some() as u32));
             // Without row sums the slot holds C (unwritten).
