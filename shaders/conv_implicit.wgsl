@@ -701,10 +701,11 @@ fn conv_forward(
 // conv_relu_pool_forward: max_pool2d(relu(conv2d(x) + bias), 2) in one pass, the
 // convolution's output never stored. One invocation: 4 images (one quad) x CH channels at the
 // 4 pixels of one 2 x 2 window, acc{channel}{pixel}: per tap 6 texel fetches (4 with SLIDE,
-// about 3 with ROW_SLIDE) feed up to 128 multiply-adds, and one value is stored per window instead of four. With
-// SAVE_ARGMAX (training) it also stores, per window, which of its pixels (0-3, row-major) won,
-// or 4 when the pooled value is not positive (its gradient is then 0): images innermost, as
-// one texel per window and quad of images, texel (ch * pooled + window) * nq + q.
+// about 3 with ROW_SLIDE) feed up to 128 multiply-adds, and one value is stored per window
+// instead of four. With SAVE_ARGMAX (training) it also stores, per window, which of its pixels
+// (0-3, row-major) won, or 4 when the pooled value is not positive (its gradient is then 0):
+// the 4 images' codes packed in one u32 (image 4q + j in byte j), element (ch * pooled +
+// window) * nq + q (a storage store costs a quarter of a texel store on llvmpipe).
 override SAVE_ARGMAX: bool = false;
 
 // True when the column stride equals the column dilation: then the window's right pixels at
@@ -717,7 +718,12 @@ override SLIDE: bool = false;
 // taps where SLIDE fetches 12 (the taps unrolled, the columns in registers).
 override ROW_SLIDE: u32 = 0u;
 
-@group(0) @binding(5) var winner_texels: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(5) var<storage, read_write> winners_out: array<u32>;
+
+// The 4 codes of a quad of images, from their packed u32.
+fn unpack_codes(packed: u32) -> vec4<u32> {
+    return (vec4<u32>(packed) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+}
 // The pooled output again with images innermost, as images_inner would lay it out (texel
 // (ch * pooled + window) * nq + q, zeros past the batch), so that the next convolution reads
 // it without a re-layout pass.
@@ -932,8 +938,8 @@ fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
     let in_batch = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n);
     textureStore(out_inner, at, select(vec4<f32>(0.0), best, in_batch));
     if (SAVE_ARGMAX) {
-        let code = select(vec4<f32>(4.0), won, best > vec4<f32>(0.0));
-        textureStore(winner_texels, at, code);
+        let code = select(vec4<u32>(4u), vec4<u32>(won), best > vec4<f32>(0.0));
+        winners_out[texel] = code.x | (code.y << 8u) | (code.z << 16u) | (code.w << 24u);
     }
 }
 
@@ -941,9 +947,9 @@ fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
 // the images-innermost layout the conv backward kernels read: each window's gradient goes to
 // the pixel that won (code 0-3 from the forward; 4 when the pooled ReLU output was not
 // positive), zeros elsewhere. One invocation: one window of one channel for a quad of images,
-// 4 scalar loads of g, one texel fetch of the codes, 4 texel stores.
+// 4 scalar loads of g, one load of the packed codes, 4 texel stores.
 @group(0) @binding(1) var<storage, read> pooled_g: array<f32>;
-@group(0) @binding(2) var winners: texture_2d<f32>;
+@group(0) @binding(2) var<storage, read> winners: array<u32>;
 @group(0) @binding(3) var gt_texels: texture_storage_2d<rgba32float, write>;
 
 fn store_gt(i: u32, v: vec4<f32>) {
@@ -973,12 +979,12 @@ fn pool_grad_images_inner(
             gv[j] = pooled_g[(n * p.c_out + ch) * pooled + pp];
         }
     }
-    let code = texel(winners, (ch * pooled + pp) * p.nq + q);
+    let code = unpack_codes(winners[(ch * pooled + pp) * p.nq + q]);
     let zero = vec4<f32>(0.0);
-    let px0 = select(zero, gv, code == vec4<f32>(0.0));
-    let px1 = select(zero, gv, code == vec4<f32>(1.0));
-    let px2 = select(zero, gv, code == vec4<f32>(2.0));
-    let px3 = select(zero, gv, code == vec4<f32>(3.0));
+    let px0 = select(zero, gv, code == vec4<u32>(0u));
+    let px1 = select(zero, gv, code == vec4<u32>(1u));
+    let px2 = select(zero, gv, code == vec4<u32>(2u));
+    let px3 = select(zero, gv, code == vec4<u32>(3u));
     let top = (ch * p.ho + (pp / pw_n) * 2u) * p.wo + (pp % pw_n) * 2u;
     store_gt(top * p.nq + q, px0);
     store_gt((top + 1u) * p.nq + q, px1);
@@ -1228,18 +1234,18 @@ fn gs(i: u32) -> vec4<f32> {
 
 // With POOLED_G (a convolution + ReLU + 2 x 2 pooling whose input needs no gradient), binding 2
 // holds the pooled gradient itself, images innermost (texel (ch * windows + window) * nq + q),
-// and binding 4 the forward's winner codes in the same layout: a pixel's g is its window's
-// where the code names it, 0 elsewhere. No full-size gradient is then written (its 4 texel
-// stores per window cost more than the second fetch here).
+// and binding 4 the forward's packed winner codes, element for texel: a pixel's g is its
+// window's where the code names it, 0 elsewhere. No full-size gradient is then written (its
+// 4 texel stores per window cost more than the second load here).
 override POOLED_G: bool = false;
-@group(0) @binding(4) var winner_codes: texture_2d<f32>;
+@group(0) @binding(4) var<storage, read> winner_codes: array<u32>;
 
 // Output channel ch's g for quad q at output pixel (oh, ow).
 fn g_at(ch: u32, oh: u32, ow: u32, q: u32) -> vec4<f32> {
     if (POOLED_G) {
         let t = ((ch * (p.ho / 2u) + oh / 2u) * (p.wo / 2u) + ow / 2u) * p.nq + q;
-        let here = vec4<f32>(f32((oh % 2u) * 2u + ow % 2u));
-        return select(vec4<f32>(0.0), gs(t), texel(winner_codes, t) == here);
+        let here = vec4<u32>((oh % 2u) * 2u + ow % 2u);
+        return select(vec4<f32>(0.0), gs(t), unpack_codes(winner_codes[t]) == here);
     }
     return gs(((ch * p.ho + oh) * p.wo + ow) * p.nq + q);
 }

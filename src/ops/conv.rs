@@ -12,7 +12,7 @@ use crate::ops::matmul::{Gemm, Operand};
 use crate::ops::pool::Pool2dParams;
 use crate::ops::unary::groups;
 use crate::tape::Op;
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 use crate::texels::Texels;
 
 static SHADER: Shader = shader!("conv");
@@ -268,10 +268,10 @@ pub(crate) struct Saved {
 }
 
 /// What the backward of conv_relu_pool keeps: the pooled output and each window's winner
-/// (images innermost, a texture).
+/// (images innermost, 4 images' codes packed per u32: see `conv_implicit::ReluPool`).
 struct Pooled {
     y: Tensor,
-    winners: Texels,
+    winners: Arc<Storage>,
 }
 
 fn conv2d(
@@ -426,9 +426,9 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let (need_x, need_w) = (need[0], need[1]);
     let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
     if let (Some(pool), SavedInput::ImagesInner(xt)) = (&s.pool, &s.x) {
-        // g is the pooled gradient. The input gradient reads g at every pixel of the convolution, routed to the winners
-        // (pool_grad); without it, the weight gradient reads the pooled g and the winners'
-        // codes itself, and no full-size gradient is written.
+        // g is the pooled gradient. The input gradient reads g at every pixel of the
+        // convolution, routed to the winners (pool_grad); without it, the weight gradient reads
+        // the pooled g and the winners' codes itself, and no full-size gradient is written.
         let full = match need_x {
             true => Some(conv_implicit::pool_grad_images_inner(
                 dev,
@@ -455,7 +455,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
                 Some(gt) => (gt, None),
                 None => {
                     pooled = conv_implicit::images_inner(dev, g, geo, None)?;
-                    (&*pooled, Some(&pool.winners))
+                    (&*pooled, Some(&*pool.winners))
                 }
             };
             let (gw, gb) =

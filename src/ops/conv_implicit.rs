@@ -10,7 +10,7 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
 use crate::ops::conv::Geometry;
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 use crate::texels::{Texels, TEXEL_ROW};
 
 static SHADER: Shader = shader!("conv_implicit");
@@ -306,13 +306,13 @@ pub(crate) fn forward(
 /// What forward_relu_pool returns besides its output: x with images innermost (for the weight
 /// gradient), the output with images innermost (for the next convolution: `Storage::
 /// images_inner`) and, when asked for, each window's winner code for the backward (0-3, or 4
-/// where the pooled value is not positive; texel (channel * windows + window) * quads + quad,
-/// the layout of the output's texture), and the weights laid out for the input gradient when
-/// asked for.
+/// where the pooled value is not positive; u32 (channel * windows + window) * quads + quad,
+/// the index of the output's texel, holds its 4 images' codes in bytes 0-3), and the weights
+/// laid out for the input gradient when asked for.
 pub(crate) struct ReluPool {
     pub xt: Arc<Texels>,
     pub out_inner: Texels,
-    pub winners: Option<Texels>,
+    pub winners: Option<Arc<Storage>>,
     pub wb: Option<Texels>,
 }
 
@@ -335,9 +335,9 @@ pub(crate) fn forward_relu_pool(
     let cout_g = geo.c_out / g;
     let windows = (geo.ho / 2) * (geo.wo / 2);
     let invocations = quads(geo) * g * channel_blocks(cout_g) * windows;
-    // Without the winners, a one-texel placeholder fills their slot (unwritten).
+    // Without the winners, a one-element placeholder fills their slot (unwritten).
     let per_window = geo.c_out * windows * quads(geo) * 4;
-    let winners = texels(dev, if save_winners { per_window } else { 4 });
+    let winners = dev.storage(if save_winners { per_window / 4 } else { 1 })?;
     let out_inner = texels(dev, per_window);
     dev.dispatch_with(
         &SHADER,
@@ -353,7 +353,7 @@ pub(crate) fn forward_relu_pool(
             Bind::Texels(wf.view()),
             Bind::Read(bias.unwrap_or(w).buffer()),
             Bind::Write(out),
-            Bind::WriteTexels(winners.view()),
+            Bind::Write(winners.buffer()),
             Bind::WriteTexels(out_inner.view()),
         ],
         &params(geo, bias.is_some(), (0, 0, 0), 0),
@@ -373,7 +373,7 @@ pub(crate) fn forward_relu_pool(
 pub(crate) fn pool_grad_images_inner(
     dev: &Device,
     g: &Tensor,
-    winners: &Texels,
+    winners: &Storage,
     geo: &Geometry,
 ) -> Result<Texels> {
     let nq = quads(geo);
@@ -384,7 +384,7 @@ pub(crate) fn pool_grad_images_inner(
         "pool_grad_images_inner",
         &[
             Bind::Read(g.buffer()),
-            Bind::Texels(winners.view()),
+            Bind::Read(winners.buffer()),
             Bind::WriteTexels(gt.view()),
         ],
         &params(geo, false, (0, 0, 0), 0),
@@ -486,7 +486,7 @@ pub(crate) fn backward_weight(
     dev: &Device,
     xt: &Texels,
     gt: &Texels,
-    winners: Option<&Texels>,
+    winners: Option<&Storage>,
     geo: &Geometry,
     w_shape: &[usize],
     with_bias: bool,
@@ -499,6 +499,10 @@ pub(crate) fn backward_weight(
     let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
     let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(geo).0);
     let params = params(geo, with_bias, parts, 0);
+    let placeholder = match winners {
+        Some(_) => None,
+        None => Some(dev.storage(1)?),
+    };
     // Workgroups of 32: its grid is small (about 128-320 invocations), and lavapipe runs each
     // workgroup on one thread, so halves split it more evenly between the threads.
     let invocations = parts.2 * per_part;
@@ -516,8 +520,10 @@ pub(crate) fn backward_weight(
             Bind::Texels(xt.view()),
             Bind::Texels(gt.view()),
             Bind::Write(partial.buffer()),
-            // Without pooling the codes' slot holds g again (unread).
-            Bind::Texels(winners.unwrap_or(gt).view()),
+            // Without pooling the codes' slot holds a placeholder (unread).
+            Bind::Read(
+                winners.map_or_else(|| placeholder.as_ref().unwrap().buffer(), |w| w.buffer()),
+            ),
         ],
         &params,
         invocations.div_ceil(32) as u32,
