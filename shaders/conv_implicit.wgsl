@@ -9,27 +9,32 @@
 // (neighbouring pixels, shifted by the kernel tap), but in a copy of the tensor laid out as
 // [C, H, W, NQ * 4] (images innermost, padded with zeros to a multiple of 4: `images_inner`),
 // the same tap of 4 images is one aligned vec4, for any stride, padding and dilation.
-// The weights get the matching layouts (`weight_forward_layout`, `weight_backward_layout`) so
-// that a block of up to 8 output (or input) channels at one tap is two vec4s. A block holds CH
-// channels (an override constant), so that 6 channels cost 6, not 8.
+// The weights get the matching layouts (`weight_forward_layout`, `weight_backward_layout`, or
+// both from `weight_layouts` in a training forward) so that a block of up to 8 output (or
+// input) channels at one tap is two vec4s. A block holds CH channels (an override constant),
+// so that 6 channels cost 6, not 8.
 //
 // Kernels, per group g (cin_g = C / groups, cout_g = C_out / groups, taps = KH * KW,
 // K = cin_g * taps):
 // - conv_forward:    out[n, co, pix] = sum over (c, kh, kw) of W[co, c, kh, kw] * x[n, c, ih, iw]
 //   one invocation: 16 images x CH output channels at one output pixel; per tap 6 texel
 //   fetches feed up to 128 multiply-adds. conv_relu_pool_forward fuses ReLU and 2x2 pooling,
-//   and also stores its output images-innermost for the next convolution (out_inner).
+//   and also stores its output images-innermost for the next convolution (out_inner) and,
+//   in training, each window's winner codes (packed in a u32 per quad of images).
 // - conv_backward_input: gx[n, c, ih, iw] = sum over (co, kh, kw) of W[co, c, kh, kw] *
 //   g[n, co, oh, ow] where oh * SH = ih + PH - kh * DH (likewise for w), when it divides;
 //   one invocation: 16 images x CH input channels at one input pixel, or (unit stride and
-//   dilation along the width) 8 images at two neighbouring pixels: conv_backward_input_pairs.
+//   dilation along the width) 8 images at two neighbouring pixels: conv_backward_input_pairs
+//   (which can also write gx images-innermost: WRITE_INNER).
 // - conv_backward_weight: gw[co, k] = sum over images and output pixels of g * x at tap k;
 //   one invocation: CH output channels x TAPS taps (whole kernel rows, slid along the output
 //   row, when the width's stride equals its dilation), summing dot products over 4 images,
 //   for one part: a group of image quads and a band of output rows, so that small weights
 //   still spread over many invocations. partial[part] holds [C_out, K] weight sums, then (with
 //   has_bias) C_out bias sums (g summed, by the invocations of the first tap block);
-//   sum_parts adds the parts up into the weight and bias gradients.
+//   sum_parts adds the parts up into the weight and bias gradients. Below a fused ReLU +
+//   pooling, g is the full-size gradient (pool_grad_images_inner) or, with POOLED_G, read
+//   from the pooled gradient and the winner codes.
 // conv_forward and conv_backward_input number their invocations with the pixel fastest, so the
 // 8 lanes of a SIMD group work on neighbouring pixels; conv_relu_pool_forward,
 // conv_backward_input_pairs and conv_backward_weight number the image quads (or quad groups)
