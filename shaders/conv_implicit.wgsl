@@ -1254,6 +1254,11 @@ fn g_at(ch: u32, oh: u32, ow: u32, q: u32) -> vec4<f32> {
     }
     return gs(((ch * p.ho + oh) * p.wo + ow) * p.nq + q);
 }
+
+// g_at at the next column, 0 past the row's end.
+fn g_next(ch: u32, oh: u32, ow: u32, q: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), g_at(ch, oh, min(ow + 1u, p.wo - 1u), q), ow + 1u < p.wo);
+}
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
 // Tap k's input channel plane (C * H units) and row/column offsets relative to oh * SH, ow * SW.
@@ -1295,7 +1300,8 @@ fn slide(s: u32, next: vec4<f32>, tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> ve
 
 // partial[part, co_abs, k] for CH output channels x TAPS taps (k = tap index within the
 // group): per (image quad, output pixel), up to 16 + 8 vec4 loads (fewer when sliding) feed
-// 128 dot products of 4 images.
+// 128 dot products of 4 images; two output columns go into each accumulator write (they live
+// in memory on llvmpipe).
 @compute @workgroup_size(WG)
 fn conv_backward_weight(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -1457,7 +1463,9 @@ fn conv_backward_weight(
                     x15 = x_at(t15, oh, 0u, q);
                 }
             }
-            for (var ow = 0u; ow < p.wo; ow++) {
+            // Two output columns per iteration (ow: x, gv; ow + 1: y, gw), so that each
+            // accumulator takes both in one write (0 past the row's end).
+            for (var ow = 0u; ow < p.wo; ow += 2u) {
                 if (SLIDE_KW == 0u) {
                     x0 = x_at(t0, oh, ow, q);
                     if (TAPS > 1u) {
@@ -1506,115 +1514,236 @@ fn conv_backward_weight(
                         x15 = x_at(t15, oh, ow, q);
                     }
                 }
+                // x at the next column: slid along, or fetched.
+                var y0 = vec4<f32>(0.0);
+                var y1 = vec4<f32>(0.0);
+                var y2 = vec4<f32>(0.0);
+                var y3 = vec4<f32>(0.0);
+                var y4 = vec4<f32>(0.0);
+                var y5 = vec4<f32>(0.0);
+                var y6 = vec4<f32>(0.0);
+                var y7 = vec4<f32>(0.0);
+                var y8 = vec4<f32>(0.0);
+                var y9 = vec4<f32>(0.0);
+                var y10 = vec4<f32>(0.0);
+                var y11 = vec4<f32>(0.0);
+                var y12 = vec4<f32>(0.0);
+                var y13 = vec4<f32>(0.0);
+                var y14 = vec4<f32>(0.0);
+                var y15 = vec4<f32>(0.0);
+                if (SLIDE_KW > 0u) {
+                    y0 = slide(0u, x1, t0, oh, ow + 1u, q);
+                    if (TAPS > 1u) {
+                        y1 = slide(1u, x2, t1, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 2u) {
+                        y2 = slide(2u, x3, t2, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 3u) {
+                        y3 = slide(3u, x4, t3, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 4u) {
+                        y4 = slide(4u, x5, t4, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 5u) {
+                        y5 = slide(5u, x6, t5, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 6u) {
+                        y6 = slide(6u, x7, t6, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 7u) {
+                        y7 = slide(7u, x8, t7, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 8u) {
+                        y8 = slide(8u, x9, t8, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 9u) {
+                        y9 = slide(9u, x10, t9, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 10u) {
+                        y10 = slide(10u, x11, t10, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 11u) {
+                        y11 = slide(11u, x12, t11, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 12u) {
+                        y12 = slide(12u, x13, t12, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 13u) {
+                        y13 = slide(13u, x14, t13, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 14u) {
+                        y14 = slide(14u, x15, t14, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 15u) {
+                        y15 = slide(15u, vec4<f32>(0.0), t15, oh, ow + 1u, q);
+                    }
+                } else {
+                    y0 = x_at(t0, oh, ow + 1u, q);
+                    if (TAPS > 1u) {
+                        y1 = x_at(t1, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 2u) {
+                        y2 = x_at(t2, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 3u) {
+                        y3 = x_at(t3, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 4u) {
+                        y4 = x_at(t4, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 5u) {
+                        y5 = x_at(t5, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 6u) {
+                        y6 = x_at(t6, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 7u) {
+                        y7 = x_at(t7, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 8u) {
+                        y8 = x_at(t8, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 9u) {
+                        y9 = x_at(t9, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 10u) {
+                        y10 = x_at(t10, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 11u) {
+                        y11 = x_at(t11, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 12u) {
+                        y12 = x_at(t12, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 13u) {
+                        y13 = x_at(t13, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 14u) {
+                        y14 = x_at(t14, oh, ow + 1u, q);
+                    }
+                    if (TAPS > 15u) {
+                        y15 = x_at(t15, oh, ow + 1u, q);
+                    }
+                }
                 var gv: vec4<f32>;
+                var gw: vec4<f32>;
                 gv = g_at(g0, oh, ow, q);
-                a0_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                a0_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                a0_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                a0_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                s0.x += dot(gv, vec4<f32>(1.0));
+                gw = g_next(g0, oh, ow, q);
+                a0_0 += vec4<f32>(dot(gv, x0) + dot(gw, y0), dot(gv, x1) + dot(gw, y1), dot(gv, x2) + dot(gw, y2), dot(gv, x3) + dot(gw, y3));
+                a0_1 += vec4<f32>(dot(gv, x4) + dot(gw, y4), dot(gv, x5) + dot(gw, y5), dot(gv, x6) + dot(gw, y6), dot(gv, x7) + dot(gw, y7));
+                a0_2 += vec4<f32>(dot(gv, x8) + dot(gw, y8), dot(gv, x9) + dot(gw, y9), dot(gv, x10) + dot(gw, y10), dot(gv, x11) + dot(gw, y11));
+                a0_3 += vec4<f32>(dot(gv, x12) + dot(gw, y12), dot(gv, x13) + dot(gw, y13), dot(gv, x14) + dot(gw, y14), dot(gv, x15) + dot(gw, y15));
+                s0.x += dot(gv + gw, vec4<f32>(1.0));
                 if (CH > 1u) {
                     gv = g_at(g1, oh, ow, q);
-                    a1_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                    a1_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                    a1_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                    a1_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                    s0.y += dot(gv, vec4<f32>(1.0));
+                    gw = g_next(g1, oh, ow, q);
+                    a1_0 += vec4<f32>(dot(gv, x0) + dot(gw, y0), dot(gv, x1) + dot(gw, y1), dot(gv, x2) + dot(gw, y2), dot(gv, x3) + dot(gw, y3));
+                    a1_1 += vec4<f32>(dot(gv, x4) + dot(gw, y4), dot(gv, x5) + dot(gw, y5), dot(gv, x6) + dot(gw, y6), dot(gv, x7) + dot(gw, y7));
+                    a1_2 += vec4<f32>(dot(gv, x8) + dot(gw, y8), dot(gv, x9) + dot(gw, y9), dot(gv, x10) + dot(gw, y10), dot(gv, x11) + dot(gw, y11));
+                    a1_3 += vec4<f32>(dot(gv, x12) + dot(gw, y12), dot(gv, x13) + dot(gw, y13), dot(gv, x14) + dot(gw, y14), dot(gv, x15) + dot(gw, y15));
+                    s0.y += dot(gv + gw, vec4<f32>(1.0));
                 }
                 if (CH > 2u) {
                     gv = g_at(g2, oh, ow, q);
-                    a2_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                    a2_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                    a2_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                    a2_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                    s0.z += dot(gv, vec4<f32>(1.0));
+                    gw = g_next(g2, oh, ow, q);
+                    a2_0 += vec4<f32>(dot(gv, x0) + dot(gw, y0), dot(gv, x1) + dot(gw, y1), dot(gv, x2) + dot(gw, y2), dot(gv, x3) + dot(gw, y3));
+                    a2_1 += vec4<f32>(dot(gv, x4) + dot(gw, y4), dot(gv, x5) + dot(gw, y5), dot(gv, x6) + dot(gw, y6), dot(gv, x7) + dot(gw, y7));
+                    a2_2 += vec4<f32>(dot(gv, x8) + dot(gw, y8), dot(gv, x9) + dot(gw, y9), dot(gv, x10) + dot(gw, y10), dot(gv, x11) + dot(gw, y11));
+                    a2_3 += vec4<f32>(dot(gv, x12) + dot(gw, y12), dot(gv, x13) + dot(gw, y13), dot(gv, x14) + dot(gw, y14), dot(gv, x15) + dot(gw, y15));
+                    s0.z += dot(gv + gw, vec4<f32>(1.0));
                 }
                 if (CH > 3u) {
                     gv = g_at(g3, oh, ow, q);
-                    a3_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                    a3_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                    a3_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                    a3_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                    s0.w += dot(gv, vec4<f32>(1.0));
+                    gw = g_next(g3, oh, ow, q);
+                    a3_0 += vec4<f32>(dot(gv, x0) + dot(gw, y0), dot(gv, x1) + dot(gw, y1), dot(gv, x2) + dot(gw, y2), dot(gv, x3) + dot(gw, y3));
+                    a3_1 += vec4<f32>(dot(gv, x4) + dot(gw, y4), dot(gv, x5) + dot(gw, y5), dot(gv, x6) + dot(gw, y6), dot(gv, x7) + dot(gw, y7));
+                    a3_2 += vec4<f32>(dot(gv, x8) + dot(gw, y8), dot(gv, x9) + dot(gw, y9), dot(gv, x10) + dot(gw, y10), dot(gv, x11) + dot(gw, y11));
+                    a3_3 += vec4<f32>(dot(gv, x12) + dot(gw, y12), dot(gv, x13) + dot(gw, y13), dot(gv, x14) + dot(gw, y14), dot(gv, x15) + dot(gw, y15));
+                    s0.w += dot(gv + gw, vec4<f32>(1.0));
                 }
                 if (CH > 4u) {
                     gv = g_at(g4, oh, ow, q);
-                    a4_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                    a4_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                    a4_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                    a4_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                    s1.x += dot(gv, vec4<f32>(1.0));
+                    gw = g_next(g4, oh, ow, q);
+                    a4_0 += vec4<f32>(dot(gv, x0) + dot(gw, y0), dot(gv, x1) + dot(gw, y1), dot(gv, x2) + dot(gw, y2), dot(gv, x3) + dot(gw, y3));
+                    a4_1 += vec4<f32>(dot(gv, x4) + dot(gw, y4), dot(gv, x5) + dot(gw, y5), dot(gv, x6) + dot(gw, y6), dot(gv, x7) + dot(gw, y7));
+                    a4_2 += vec4<f32>(dot(gv, x8) + dot(gw, y8), dot(gv, x9) + dot(gw, y9), dot(gv, x10) + dot(gw, y10), dot(gv, x11) + dot(gw, y11));
+                    a4_3 += vec4<f32>(dot(gv, x12) + dot(gw, y12), dot(gv, x13) + dot(gw, y13), dot(gv, x14) + dot(gw, y14), dot(gv, x15) + dot(gw, y15));
+                    s1.x += dot(gv + gw, vec4<f32>(1.0));
                 }
                 if (CH > 5u) {
                     gv = g_at(g5, oh, ow, q);
-                    a5_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                    a5_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                    a5_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                    a5_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                    s1.y += dot(gv, vec4<f32>(1.0));
+                    gw = g_next(g5, oh, ow, q);
+                    a5_0 += vec4<f32>(dot(gv, x0) + dot(gw, y0), dot(gv, x1) + dot(gw, y1), dot(gv, x2) + dot(gw, y2), dot(gv, x3) + dot(gw, y3));
+                    a5_1 += vec4<f32>(dot(gv, x4) + dot(gw, y4), dot(gv, x5) + dot(gw, y5), dot(gv, x6) + dot(gw, y6), dot(gv, x7) + dot(gw, y7));
+                    a5_2 += vec4<f32>(dot(gv, x8) + dot(gw, y8), dot(gv, x9) + dot(gw, y9), dot(gv, x10) + dot(gw, y10), dot(gv, x11) + dot(gw, y11));
+                    a5_3 += vec4<f32>(dot(gv, x12) + dot(gw, y12), dot(gv, x13) + dot(gw, y13), dot(gv, x14) + dot(gw, y14), dot(gv, x15) + dot(gw, y15));
+                    s1.y += dot(gv + gw, vec4<f32>(1.0));
                 }
                 if (CH > 6u) {
                     gv = g_at(g6, oh, ow, q);
-                    a6_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                    a6_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                    a6_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                    a6_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                    s1.z += dot(gv, vec4<f32>(1.0));
+                    gw = g_next(g6, oh, ow, q);
+                    a6_0 += vec4<f32>(dot(gv, x0) + dot(gw, y0), dot(gv, x1) + dot(gw, y1), dot(gv, x2) + dot(gw, y2), dot(gv, x3) + dot(gw, y3));
+                    a6_1 += vec4<f32>(dot(gv, x4) + dot(gw, y4), dot(gv, x5) + dot(gw, y5), dot(gv, x6) + dot(gw, y6), dot(gv, x7) + dot(gw, y7));
+                    a6_2 += vec4<f32>(dot(gv, x8) + dot(gw, y8), dot(gv, x9) + dot(gw, y9), dot(gv, x10) + dot(gw, y10), dot(gv, x11) + dot(gw, y11));
+                    a6_3 += vec4<f32>(dot(gv, x12) + dot(gw, y12), dot(gv, x13) + dot(gw, y13), dot(gv, x14) + dot(gw, y14), dot(gv, x15) + dot(gw, y15));
+                    s1.z += dot(gv + gw, vec4<f32>(1.0));
                 }
                 if (CH > 7u) {
                     gv = g_at(g7, oh, ow, q);
-                    a7_0 += vec4<f32>(dot(gv, x0), dot(gv, x1), dot(gv, x2), dot(gv, x3));
-                    a7_1 += vec4<f32>(dot(gv, x4), dot(gv, x5), dot(gv, x6), dot(gv, x7));
-                    a7_2 += vec4<f32>(dot(gv, x8), dot(gv, x9), dot(gv, x10), dot(gv, x11));
-                    a7_3 += vec4<f32>(dot(gv, x12), dot(gv, x13), dot(gv, x14), dot(gv, x15));
-                    s1.w += dot(gv, vec4<f32>(1.0));
+                    gw = g_next(g7, oh, ow, q);
+                    a7_0 += vec4<f32>(dot(gv, x0) + dot(gw, y0), dot(gv, x1) + dot(gw, y1), dot(gv, x2) + dot(gw, y2), dot(gv, x3) + dot(gw, y3));
+                    a7_1 += vec4<f32>(dot(gv, x4) + dot(gw, y4), dot(gv, x5) + dot(gw, y5), dot(gv, x6) + dot(gw, y6), dot(gv, x7) + dot(gw, y7));
+                    a7_2 += vec4<f32>(dot(gv, x8) + dot(gw, y8), dot(gv, x9) + dot(gw, y9), dot(gv, x10) + dot(gw, y10), dot(gv, x11) + dot(gw, y11));
+                    a7_3 += vec4<f32>(dot(gv, x12) + dot(gw, y12), dot(gv, x13) + dot(gw, y13), dot(gv, x14) + dot(gw, y14), dot(gv, x15) + dot(gw, y15));
+                    s1.w += dot(gv + gw, vec4<f32>(1.0));
                 }
                 if (SLIDE_KW > 0u) {
-                    x0 = slide(0u, x1, t0, oh, ow + 1u, q);
+                    x0 = slide(0u, y1, t0, oh, ow + 2u, q);
                     if (TAPS > 1u) {
-                        x1 = slide(1u, x2, t1, oh, ow + 1u, q);
+                        x1 = slide(1u, y2, t1, oh, ow + 2u, q);
                     }
                     if (TAPS > 2u) {
-                        x2 = slide(2u, x3, t2, oh, ow + 1u, q);
+                        x2 = slide(2u, y3, t2, oh, ow + 2u, q);
                     }
                     if (TAPS > 3u) {
-                        x3 = slide(3u, x4, t3, oh, ow + 1u, q);
+                        x3 = slide(3u, y4, t3, oh, ow + 2u, q);
                     }
                     if (TAPS > 4u) {
-                        x4 = slide(4u, x5, t4, oh, ow + 1u, q);
+                        x4 = slide(4u, y5, t4, oh, ow + 2u, q);
                     }
                     if (TAPS > 5u) {
-                        x5 = slide(5u, x6, t5, oh, ow + 1u, q);
+                        x5 = slide(5u, y6, t5, oh, ow + 2u, q);
                     }
                     if (TAPS > 6u) {
-                        x6 = slide(6u, x7, t6, oh, ow + 1u, q);
+                        x6 = slide(6u, y7, t6, oh, ow + 2u, q);
                     }
                     if (TAPS > 7u) {
-                        x7 = slide(7u, x8, t7, oh, ow + 1u, q);
+                        x7 = slide(7u, y8, t7, oh, ow + 2u, q);
                     }
                     if (TAPS > 8u) {
-                        x8 = slide(8u, x9, t8, oh, ow + 1u, q);
+                        x8 = slide(8u, y9, t8, oh, ow + 2u, q);
                     }
                     if (TAPS > 9u) {
-                        x9 = slide(9u, x10, t9, oh, ow + 1u, q);
+                        x9 = slide(9u, y10, t9, oh, ow + 2u, q);
                     }
                     if (TAPS > 10u) {
-                        x10 = slide(10u, x11, t10, oh, ow + 1u, q);
+                        x10 = slide(10u, y11, t10, oh, ow + 2u, q);
                     }
                     if (TAPS > 11u) {
-                        x11 = slide(11u, x12, t11, oh, ow + 1u, q);
+                        x11 = slide(11u, y12, t11, oh, ow + 2u, q);
                     }
                     if (TAPS > 12u) {
-                        x12 = slide(12u, x13, t12, oh, ow + 1u, q);
+                        x12 = slide(12u, y13, t12, oh, ow + 2u, q);
                     }
                     if (TAPS > 13u) {
-                        x13 = slide(13u, x14, t13, oh, ow + 1u, q);
+                        x13 = slide(13u, y14, t13, oh, ow + 2u, q);
                     }
                     if (TAPS > 14u) {
-                        x14 = slide(14u, x15, t14, oh, ow + 1u, q);
+                        x14 = slide(14u, y15, t14, oh, ow + 2u, q);
                     }
                     if (TAPS > 15u) {
-                        x15 = slide(15u, vec4<f32>(0.0), t15, oh, ow + 1u, q);
+                        x15 = slide(15u, vec4<f32>(0.0), t15, oh, ow + 2u, q);
                     }
                 }
             }
