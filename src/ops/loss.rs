@@ -231,15 +231,22 @@ impl Tensor {
             _ => None,
         };
         let l = dev.storage(outputs)?;
+        // Without the saved gradient a one-element placeholder fills its slot (unwritten), so
+        // that no buffer is bound twice.
+        let placeholder = match (reduced, &unit_grad) {
+            (Some(_), None) => Some(dev.storage(1)?),
+            _ => None,
+        };
         let mut binds = vec![
             Bind::Read(self.buffer()),
             Bind::Read(targets.buffer()),
             Bind::Write(l.buffer()),
             Bind::Write(lse.buffer()),
         ];
-        if reduced.is_some() {
-            // Bound even when unused: the entry point declares it.
-            binds.push(Bind::Write(unit_grad.as_ref().unwrap_or(&lse).buffer()));
+        if let Some(saved) = unit_grad.as_ref().map(|t| t.buffer()) {
+            binds.push(Bind::Write(saved));
+        } else if let Some(placeholder) = &placeholder {
+            binds.push(Bind::Write(placeholder.buffer()));
         }
         dev.dispatch_with(
             &SHADER,

@@ -290,7 +290,8 @@ impl<'a> Gemm<'a> {
             && [self.n, piece.c_off, self.c_batch_stride]
                 .iter()
                 .all(|v| v % 4 == 0);
-        let placeholder = match subgroup {
+        let rows = entry == "matmul_rows";
+        let placeholder = match subgroup || (rows && self.a_row_sums.is_none()) {
             true => Some(dev.storage(4)?),
             false => None,
         };
@@ -302,14 +303,14 @@ impl<'a> Gemm<'a> {
             // Without a bias the slot holds A (unread).
             Bind::Read(self.bias.unwrap_or(self.a.buf)),
         ];
-        if let Some(unused) = unused {
+        if subgroup {
             constants.push(("C4", c4 as u32));
-            binds.push(Bind::Write(if c4 { self.c } else { unused }));
+            binds.push(Bind::Write(if c4 { self.c } else { unused.unwrap() }));
         }
-        if entry == "matmul_rows" {
+        if rows {
             constants.push(("ROW_SUMS", self.a_row_sums.is_some() as u32));
-            // Without row sums the slot holds C (unwritten).
-            binds.push(Bind::Write(self.a_row_sums.unwrap_or(self.c)));
+            // Without row sums the slot holds the placeholder (unwritten).
+            binds.push(Bind::Write(self.a_row_sums.or(unused).unwrap()));
         }
         dev.dispatch_with(shader, entry, &constants, &binds, &params, tiles as u32)
     }
