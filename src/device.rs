@@ -8,34 +8,30 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::backend::caps::{AdapterClass, AdapterReport, Caps, Limits};
+use crate::backend::policy::Policy;
 use crate::error::{Error, Result};
 use crate::kernel::{Batch, PipelineCache};
 use crate::pool::BufferPool;
 use crate::profile::Profiler;
 use crate::rng::Rng;
 
-/// Which adapter to open. `Default` reads `WEBGRAD_BACKEND` and `WEBGRAD_ADAPTER`.
+/// Which adapter to open, and how. `Default` reads `WEBGRAD_BACKEND`, `WEBGRAD_ADAPTER`,
+/// `WEBGRAD_PROFILE` and `WEBGRAD_KERNELS`.
+///
+/// ```
+/// # use webgrad::{Device, DeviceOptions};
+/// let dev = Device::with_options(DeviceOptions::default().with_ops_per_submit(512))?;
+/// # Ok::<(), webgrad::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct DeviceOptions {
-    /// `vulkan`, `metal`, `dx12` or `gl`; `None` tries them all.
-    pub backend: Option<String>,
-    /// A case-insensitive substring of the adapter name, e.g. `llvmpipe` or `nvidia`.
-    pub adapter: Option<String>,
-    /// Submit the recorded commands after this many dispatches even without a readback.
-    pub ops_per_submit: usize,
-    /// Matmul schedule: `None` picks by adapter type (register blocks on CPU adapters,
-    /// workgroup-memory tiles on GPUs); `Some(true)` forces the tiles, `Some(false)` the blocks.
-    pub matmul_tiles: Option<bool>,
-    /// Convolution: `Some(true)` computes the im2col columns inside the product (implicit
-    /// GEMM, best on CPU adapters), `Some(false)` writes the column matrix and multiplies it
-    /// (best on GPUs); `None` picks by adapter type.
-    pub conv_implicit: Option<bool>,
-    /// Kernels for CPU adapters whose subgroups are their 8 SIMD lanes (llvmpipe) share
-    /// fetched operands across a subgroup: `None` where the adapter has such subgroups,
-    /// `Some(false)` never (`Some(true)` still needs them).
-    pub subgroups: Option<bool>,
-    /// Time every kernel (`Device::profile_report`); defaults to `WEBGRAD_PROFILE=1`.
-    pub profile: bool,
+    backend: Option<String>,
+    adapter: Option<String>,
+    ops_per_submit: usize,
+    profile: bool,
+    /// Kernels chosen as this class would (tests and benchmarks; see `backend/policy.rs`).
+    kernels: Option<String>,
 }
 
 impl Default for DeviceOptions {
@@ -45,21 +41,43 @@ impl Default for DeviceOptions {
             backend: var("WEBGRAD_BACKEND"),
             adapter: var("WEBGRAD_ADAPTER"),
             ops_per_submit: 2048,
-            matmul_tiles: None,
-            conv_implicit: None,
-            subgroups: None,
             profile: var("WEBGRAD_PROFILE").is_some_and(|v| v != "0"),
+            kernels: var("WEBGRAD_KERNELS"),
         }
     }
 }
 
 impl DeviceOptions {
+    /// `vulkan`, `metal`, `dx12` or `gl` (by default all are tried, GL last).
     pub fn with_backend(mut self, backend: &str) -> Self {
         self.backend = Some(backend.to_string());
         self
     }
+
+    /// A case-insensitive substring of the adapter name, e.g. `llvmpipe` or `nvidia`.
     pub fn with_adapter(mut self, name: &str) -> Self {
         self.adapter = Some(name.to_string());
+        self
+    }
+
+    /// Submit the recorded commands after this many dispatches even without a readback
+    /// (default 2,048).
+    pub fn with_ops_per_submit(mut self, ops: usize) -> Self {
+        self.ops_per_submit = ops.max(1);
+        self
+    }
+
+    /// Time every kernel ([`Device::profile_report`]); by default on when `WEBGRAD_PROFILE=1`.
+    pub fn with_profile(mut self, profile: bool) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// Runs the kernels another adapter class would choose (`gpu`, `cpu`, `cpu-simd8`), for
+    /// testing every kernel variant on one adapter. Not a tuning knob.
+    #[doc(hidden)]
+    pub fn force_kernels(mut self, class: AdapterClass) -> Self {
+        self.kernels = Some(class.name().to_string());
         self
     }
 }
@@ -91,18 +109,8 @@ pub(crate) struct DeviceInner {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: DeviceInfo,
-    pub limits: wgpu::Limits,
-    /// Software adapters (lavapipe) run register-blocked matmuls faster than
-    /// workgroup-memory tiles; GPUs the other way round.
-    pub matmul_tiles: bool,
-    /// Implicit-GEMM convolution (no column matrix), for CPU adapters.
-    pub conv_implicit: bool,
-    /// A software adapter (lavapipe, WARP, SwiftShader): barriers and workgroup memory are
-    /// slow there, so reductions prefer one invocation per output.
-    pub cpu_adapter: bool,
-    /// A CPU adapter whose subgroups are its 8 SIMD lanes (llvmpipe on 256-bit vectors): kernels
-    /// share fetched values across a subgroup instead of fetching them in every lane.
-    pub simd8_subgroups: bool,
+    /// The adapter's capabilities and the kernel choices that follow from them.
+    pub policy: Policy,
     pub pipelines: PipelineCache,
     pub batch: Mutex<Batch>,
     pub pool: Mutex<BufferPool>,
@@ -113,21 +121,6 @@ pub(crate) struct DeviceInner {
     /// Per-kernel times when `WEBGRAD_PROFILE` is set.
     pub profile: Option<Profiler>,
     next_tensor_id: AtomicU64,
-}
-
-/// Subgroup operations, requested on CPU adapters whose subgroups are exactly 8 invocations
-/// (what `matmul_subgroup.wgsl` is written for); empty elsewhere.
-fn subgroup_features(adapter: &wgpu::Adapter) -> wgpu::Features {
-    let info = adapter.get_info();
-    let simd8 = info.device_type == wgpu::DeviceType::Cpu
-        && info.subgroup_min_size == 8
-        && info.subgroup_max_size == 8
-        && adapter.features().contains(wgpu::Features::SUBGROUP);
-    if simd8 {
-        wgpu::Features::SUBGROUP
-    } else {
-        wgpu::Features::empty()
-    }
 }
 
 impl std::fmt::Debug for Device {
@@ -237,9 +230,22 @@ impl Device {
         };
         let ai = adapter.get_info();
         let limits = adapter.limits();
-        let subgroups = match opts.subgroups {
-            Some(false) => wgpu::Features::empty(),
-            _ => subgroup_features(&adapter),
+        let forced = match &opts.kernels {
+            None => None,
+            Some(name) => Some(AdapterClass::parse(name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown kernel class {name:?} (WEBGRAD_KERNELS): use gpu, cpu or cpu-simd8"
+                ))
+            })?),
+        };
+        // Subgroup operations only for the 8-lane CPU kernels, the only ones that use them.
+        let subgroups = match forced {
+            None | Some(AdapterClass::CpuSimd8)
+                if Caps::wants_subgroups(&ai, adapter.features()) =>
+            {
+                wgpu::Features::SUBGROUP
+            }
+            _ => wgpu::Features::empty(),
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("webgrad"),
@@ -268,16 +274,17 @@ impl Device {
                 .trim()
                 .to_string(),
         };
-        let batch = Batch::new(&device, &limits, opts.ops_per_submit.max(1));
+        let caps = Caps::from_report(&AdapterReport {
+            name: &ai.name,
+            device_type: ai.device_type,
+            subgroup_sizes: (ai.subgroup_min_size, ai.subgroup_max_size),
+            subgroups_enabled: !subgroups.is_empty(),
+            limits: Limits::from(&limits),
+        });
+        let policy = Policy::new(caps, forced).map_err(Error::Invalid)?;
+        let batch = Batch::new(&device, &policy.caps().limits, opts.ops_per_submit.max(1));
         Ok(Device(Arc::new(DeviceInner {
-            matmul_tiles: opts
-                .matmul_tiles
-                .unwrap_or(ai.device_type != wgpu::DeviceType::Cpu),
-            cpu_adapter: ai.device_type == wgpu::DeviceType::Cpu,
-            simd8_subgroups: !subgroups.is_empty(),
-            conv_implicit: opts
-                .conv_implicit
-                .unwrap_or(ai.device_type == wgpu::DeviceType::Cpu),
+            policy,
             pipelines: PipelineCache::default(),
             batch: Mutex::new(batch),
             pool: Mutex::new(BufferPool::default()),
@@ -289,7 +296,6 @@ impl Device {
             device,
             queue,
             info,
-            limits,
         })))
     }
 
@@ -298,9 +304,26 @@ impl Device {
         &self.0.info
     }
 
-    /// The limits requested from the adapter (its own, not wgpu's defaults).
-    pub fn limits(&self) -> &wgpu::Limits {
-        &self.0.limits
+    /// The limits the device was opened with (the adapter's own, not wgpu's defaults).
+    pub fn limits(&self) -> &Limits {
+        &self.0.policy.caps().limits
+    }
+
+    /// The adapter class whose kernels this device runs (its own unless forced).
+    pub fn kernel_class(&self) -> AdapterClass {
+        self.0.policy.class()
+    }
+
+    /// Every adapter class whose kernels this device's adapter can run, its own first: what
+    /// the test suite iterates to cover every kernel variant.
+    #[doc(hidden)]
+    pub fn runnable_kernel_classes(&self) -> Vec<AdapterClass> {
+        Policy::runnable_classes(self.0.policy.caps())
+    }
+
+    /// The kernel policy (crate-internal: ops ask it which variant to run).
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.0.policy
     }
 
     /// Seeds the generator behind `rand`, `randn` and dropout masks.

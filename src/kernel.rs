@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use crate::backend::Limits;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pool::size_class;
@@ -90,11 +91,6 @@ impl Bind<'_> {
     }
 }
 
-/// Most loop iterations one invocation may run. llvmpipe (lavapipe) ends every shader
-/// invocation's loops after 65,535 iterations in total, silently; kernels whose loops grow
-/// with the data split their work into dispatches or stages that stay well below that.
-pub(crate) const LOOP_BUDGET: usize = 8192;
-
 /// Bytes reserved per dispatch for its parameters (and the binding's size).
 const PARAM_SLOT: u64 = 256;
 
@@ -132,7 +128,7 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits, ops_per_submit: usize) -> Batch {
+    pub fn new(device: &wgpu::Device, limits: &Limits, ops_per_submit: usize) -> Batch {
         let slot = PARAM_SLOT.max(limits.min_uniform_buffer_offset_alignment as u64);
         let capacity = slot * ops_per_submit as u64;
         let params_buffer = device.create_buffer(&wgpu::BufferDescriptor {
@@ -322,7 +318,7 @@ impl Device {
         });
         let (x, y) = fold_grid(
             workgroups,
-            inner.limits.max_compute_workgroups_per_dimension,
+            self.limits().max_compute_workgroups_per_dimension,
         );
         let timer = inner.profile.as_ref().and_then(|p| p.gpu.as_ref());
         let timed = batch.timed.len() as u32;
@@ -386,9 +382,13 @@ impl Device {
         n: usize,
         params: impl Fn(usize) -> Vec<u32>,
     ) -> Result<()> {
-        // Small tensors: one scalar dispatch (each dispatch has a fixed cost, ~0.1 ms on
-        // lavapipe, more than the loads it would save).
-        let main = if n < 4096 { 0 } else { n - n % 4 };
+        // Small tensors: one scalar dispatch where a dispatch costs more than the vec4 loads
+        // would save (see the policy).
+        let main = if n < self.policy().vec4_min_elements() {
+            0
+        } else {
+            n - n % 4
+        };
         let groups = |elements: usize, per_group: usize| elements.div_ceil(per_group) as u32;
         // A workgroup of the vec4 kernel: 256 invocations x 4 vec4s = 4096 elements.
         self.dispatch_with(
@@ -473,10 +473,7 @@ impl Device {
     /// A storage buffer of at least `bytes`, from the pool when one is free. `gpu_written`:
     /// its first contents come from a recorded command (not a host upload).
     pub(crate) fn alloc(&self, bytes: u64, gpu_written: bool) -> Result<(wgpu::Buffer, u64)> {
-        let limits = &self.0.limits;
-        let max = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
+        let max = self.limits().max_tensor_bytes();
         if bytes > max {
             return Err(Error::TooLarge(format!(
                 "{bytes} bytes exceed the adapter's largest storage binding ({max} bytes) on {}",

@@ -21,6 +21,7 @@
 //! backward entry points side by side) and its tests `tests/NAME.rs`. The tape (`src/tape.rs`)
 //! records ops and replays them in reverse in `backward()`.
 
+mod backend;
 pub mod data;
 mod device;
 mod error;
@@ -39,6 +40,7 @@ mod tensor;
 mod texels;
 pub mod weights;
 
+pub use backend::{AdapterClass, Limits};
 pub use device::{Device, DeviceInfo, DeviceOptions};
 pub use error::{Error, Result};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport};

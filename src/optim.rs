@@ -66,12 +66,6 @@ struct Update<'a> {
     buffers: Vec<&'a wgpu::Buffer>,
 }
 
-/// Parameters below this many elements are, when there are several, copied side by side into
-/// one buffer per operand (gradient, parameter, each state) and updated by one dispatch, the
-/// parameters and states copied back: on lavapipe a copy costs a few microseconds and a
-/// dispatch 30-100.
-const FLAT_BELOW: usize = 16384;
-
 /// Records the updates of the parameters that have a gradient, with an optimizer's (scalar,
 /// vec4) kernels; `states[k][i]` is the k-th state tensor of parameter i, `words` the
 /// kernels' parameters after `len`.
@@ -105,8 +99,10 @@ fn record_updates(
     record_dispatches(dev, entries, words, &updates)
 }
 
-/// record_updates' dispatches: the parameters below FLAT_BELOW elements together over flat
-/// copies when there are several, every other one alone (its vec4 kernel and scalar tail).
+/// record_updates' dispatches: the small parameters (below the policy's
+/// `optimizer_flat_below` elements), when there are several, copied side by side into one
+/// buffer per operand (gradient, parameter, each state), updated by one dispatch and copied
+/// back; every other one alone (its vec4 kernel and scalar tail).
 fn record_dispatches<'a>(
     dev: &crate::Device,
     entries: (&'static str, &'static str),
@@ -114,8 +110,9 @@ fn record_dispatches<'a>(
     updates: &[Update<'a>],
 ) -> Result<()> {
     let per = updates.first().map_or(0, |u| u.buffers.len());
+    let flat_below = dev.policy().optimizer_flat_below();
     let (flat, alone): (Vec<&Update>, Vec<&Update>) =
-        updates.iter().partition(|u| u.n < FLAT_BELOW);
+        updates.iter().partition(|u| u.n < flat_below);
     let alone: Vec<&Update> = if flat.len() >= 2 {
         record_flat(dev, entries, words, &flat, per)?;
         alone

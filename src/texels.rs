@@ -63,7 +63,7 @@ impl Device {
     /// when it would exceed the adapter's largest 2-D texture.
     pub(crate) fn texels(&self, texels: u64) -> Option<Texels> {
         let rows = texels.div_ceil(TEXEL_ROW as u64).max(1);
-        let max = self.0.limits.max_texture_dimension_2d as u64;
+        let max = self.limits().max_texture_dimension_2d as u64;
         if rows > max || TEXEL_ROW as u64 > max {
             return None;
         }

@@ -294,14 +294,11 @@ fn bias_gradient_over_many_pixels_is_complete() {
 
 #[test]
 fn explicit_and_implicit_paths_both_match_pytorch() {
-    // Whatever the adapter prefers, run the im2col path and the implicit-GEMM path.
+    // Whatever the adapter prefers, run the im2col path and the implicit-GEMM path (GPU and
+    // CPU kernel classes).
     let r = Reference::ops();
-    for implicit in [true, false] {
-        let opts = webgrad::DeviceOptions {
-            conv_implicit: Some(implicit),
-            ..Default::default()
-        };
-        let dev = webgrad::Device::with_options(opts).unwrap();
+    // Every kernel variant this adapter can run (see `for_each_policy`).
+    for dev in policy_devices() {
         let on = |case: &str, role: &str| {
             let (d, s) = r.get(case, role);
             Tensor::from_slice(&dev, &d, &s).unwrap()
@@ -320,7 +317,7 @@ fn explicit_and_implicit_paths_both_match_pytorch() {
                 .has(&case, "bias")
                 .then(|| on(&case, "bias").requires_grad());
             let y = x.conv2d(&w, b.as_ref(), p).unwrap();
-            let what = format!("{case} implicit={implicit}");
+            let what = format!("{case} kernels={}", dev.kernel_class().name());
             let check = |role: &str, t: &Tensor| {
                 let (want, _) = r.get(&case, role);
                 assert_close(
@@ -390,12 +387,8 @@ fn weight_and_bias_gradients_over_a_large_batch_are_complete() {
 fn fused_relu_matches_conv_then_relu_on_both_paths() {
     // conv2d_relu against relu(conv2d(..)): the same output, and the same gradients for every
     // combination of inputs that need them (the backward masks g in different places).
-    for implicit in [true, false] {
-        let opts = webgrad::DeviceOptions {
-            conv_implicit: Some(implicit),
-            ..Default::default()
-        };
-        let dev = webgrad::Device::with_options(opts).unwrap();
+    // Every kernel variant this adapter can run (see `for_each_policy`).
+    for dev in policy_devices() {
         let t = |seed: u64, shape: &[usize]| {
             webgrad::Tensor::from_slice(&dev, &randn(seed, numel(shape)), shape).unwrap()
         };
@@ -432,7 +425,10 @@ fn fused_relu_matches_conv_then_relu_on_both_paths() {
                 (y.to_vec().unwrap(), grad(&x), grad(&w), grad(&b))
             };
             let (fused, plain) = (grads(true), grads(false));
-            let what = format!("implicit={implicit} {xs:?} x={need_x} w={need_w} bias={with_bias}");
+            let what = format!(
+                "kernels={} {xs:?} x={need_x} w={need_w} bias={with_bias}",
+                dev.kernel_class().name()
+            );
             assert_eq!(fused.0, plain.0, "{what}: output");
             for (name, f, p) in [
                 ("x", &fused.1, &plain.1),

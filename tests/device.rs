@@ -99,10 +99,7 @@ fn memory_is_reused_across_iterations() {
 
 #[test]
 fn profiling_times_every_kernel_and_changes_no_result() {
-    let opts = webgrad::DeviceOptions {
-        profile: true,
-        ..Default::default()
-    };
+    let opts = webgrad::DeviceOptions::default().with_profile(true);
     let dev = webgrad::Device::with_options(opts).unwrap();
     assert!(webgrad::Device::new().unwrap().profile_report().is_none());
     let a = randn(1, 300);

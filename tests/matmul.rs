@@ -228,13 +228,10 @@ fn linear_bias_and_weight_gradients_match_float64() {
 
 #[test]
 fn both_schedules_agree_with_float64() {
-    // Whatever the adapter, run the workgroup-memory tiles and the register blocks.
-    for tiles in [true, false] {
-        let opts = webgrad::DeviceOptions {
-            matmul_tiles: Some(tiles),
-            ..Default::default()
-        };
-        let dev = webgrad::Device::with_options(opts).unwrap();
+    // Whatever the adapter, run the workgroup-memory tiles and the register blocks (GPU and
+    // CPU kernel classes).
+    // Every kernel variant this adapter can run (see `for_each_policy`).
+    for dev in policy_devices() {
         for &(batch, m, k, n) in &[
             (1, 1, 1, 1),
             (1, 65, 33, 70),
@@ -254,7 +251,7 @@ fn both_schedules_agree_with_float64() {
                 &want,
                 1e-5,
                 1e-5,
-                &format!("tiles={tiles} {batch}x{m}x{k}x{n}"),
+                &format!("kernels={} {batch}x{m}x{k}x{n}", dev.kernel_class().name()),
             );
             // Transposed operands through strides (the backward's path).
             let tg = ta.requires_grad();
@@ -305,12 +302,8 @@ fn linear_bias_epilogue_matches_float64_on_both_schedules() {
     // and the empty product (in = 0: the output is the bias). Sizes that are multiples of 4
     // reach the CPU adapters' vec4 kernels (their epilogue is compiled per bias, accumulation
     // and ReLU), the others the scalar ones.
-    for tiles in [true, false] {
-        let opts = webgrad::DeviceOptions {
-            matmul_tiles: Some(tiles),
-            ..Default::default()
-        };
-        let dev = webgrad::Device::with_options(opts).unwrap();
+    // Every kernel variant this adapter can run (see `for_each_policy`).
+    for dev in policy_devices() {
         for &(rows, inp, out) in &[
             (5, 3, 4),
             (40, 70, 130),
@@ -335,7 +328,10 @@ fn linear_bias_epilogue_matches_float64_on_both_schedules() {
                             .sum::<f64>()
                 })
                 .collect();
-            let what = format!("tiles={tiles} linear {rows}x{inp}->{out}");
+            let what = format!(
+                "kernels={} linear {rows}x{inp}->{out}",
+                dev.kernel_class().name()
+            );
             assert_close(
                 &got,
                 &want,
@@ -352,12 +348,8 @@ fn fused_relu_matches_linear_then_relu_on_both_schedules() {
     // linear_relu against relu(linear(..)), including a split inner dimension (the ReLU must
     // wait for the last piece), in = 0, and 9,000 rows (the backward's ReLU mask and bias sum,
     // one kernel up to the loop budget's rows, are then two).
-    for tiles in [true, false] {
-        let opts = webgrad::DeviceOptions {
-            matmul_tiles: Some(tiles),
-            ..Default::default()
-        };
-        let dev = webgrad::Device::with_options(opts).unwrap();
+    // Every kernel variant this adapter can run (see `for_each_policy`).
+    for dev in policy_devices() {
         for &(rows, inp, out) in &[
             (5, 3, 4),
             (40, 70, 130),
@@ -386,7 +378,7 @@ fn fused_relu_matches_linear_then_relu_on_both_schedules() {
                 (y.to_vec().unwrap(), grad(&x), grad(&w), grad(&b))
             };
             let (f, p) = (run(true), run(false));
-            let what = format!("tiles={tiles} {rows}x{inp}->{out}");
+            let what = format!("kernels={} {rows}x{inp}->{out}", dev.kernel_class().name());
             assert_eq!(f.0, p.0, "{what}: output");
             assert_close(&f.1, &to_f64(&p.1), 1e-5, 1e-5, &format!("{what}: grad x"));
             assert_close(&f.2, &to_f64(&p.2), 1e-5, 1e-5, &format!("{what}: grad w"));

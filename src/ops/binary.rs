@@ -2,7 +2,7 @@
 //! The backward undoes broadcasting by summing over the broadcast dims inside the kernel.
 
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::kernel::{shader, Bind, Shader};
 use crate::ops::reduce::sum_to;
 use crate::ops::unary::groups;
 use crate::shape::{broadcast, broadcast_strides, numel, pad_shape, words8};
@@ -117,7 +117,9 @@ fn grad_of(s: &Saved, g: &Tensor, side: u32) -> Result<Tensor> {
             &p,
             groups(n),
         )?;
-    } else if (numel(&s.out_shape) / n.max(1)) * (s.out_shape.len() + 1) <= LOOP_BUDGET {
+    } else if (numel(&s.out_shape) / n.max(1)) * (s.out_shape.len() + 1)
+        <= dev.policy().loop_limit()
+    {
         let p = params(n, &s.out_shape, s.a.shape(), s.b.shape(), target);
         let entry = "binary_backward_broadcast";
         dev.dispatch_with(&SHADER, entry, &consts, &binds, &p, groups(n))?;

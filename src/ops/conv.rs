@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
-use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::kernel::{shader, Bind, Shader};
 use crate::ops::conv_implicit;
 use crate::ops::matmul::{Gemm, Operand};
 use crate::ops::pool::Pool2dParams;
@@ -213,10 +213,7 @@ fn geometry(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> R
         chunk: 1,
     };
     let per_image = (geo.rows() * geo.pixels()) as u64 * 4;
-    let limits = x.device().limits();
-    let max = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
+    let max = x.device().limits().max_tensor_bytes();
     if per_image > max {
         return Err(Error::TooLarge(format!(
             "conv2d: one image's column matrix ({per_image} bytes for input {xs:?}, weight {ws:?}) \
@@ -624,7 +621,7 @@ fn bias_backward(s: &Saved, g: &Tensor, need: bool) -> Result<Option<Tensor>> {
     let pixels = geo.pixels();
     let gb = if !need {
         None
-    } else if dev.0.conv_implicit || (geo.n * pixels).div_ceil(256) > LOOP_BUDGET {
+    } else if dev.policy().conv_bias_grad_staged(geo.n * pixels) {
         // Staged sums: per (image, channel) rows, then over images. On CPU adapters this
         // spreads over more invocations than one workgroup per channel (and it is also the way
         // when there are too many values per channel for one workgroup's loops).

@@ -6,29 +6,42 @@
 
 use std::sync::Arc;
 
+use crate::backend::caps::LLVMPIPE_LOOP_BUDGET;
+use crate::backend::policy::ConvLowering;
 use crate::device::Device;
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::kernel::{shader, Bind, Shader};
 use crate::ops::conv::Geometry;
 use crate::tensor::{Storage, Tensor};
 use crate::texels::{Texels, TEXEL_ROW};
 
 static SHADER: Shader = shader!("conv_implicit");
 
-/// Whether this convolution runs as an implicit GEMM: on adapters that prefer it, when each
-/// invocation's loops stay within the loop budget.
+/// Whether this convolution runs as an implicit GEMM: where the policy lowers it so.
 pub(crate) fn applies(dev: &Device, geo: &Geometry) -> bool {
+    dev.policy().conv_lowering(fits(dev, geo)) == ConvLowering::Implicit
+}
+
+/// Most loop iterations of one invocation of these kernels: the driver's budget, and where
+/// there is none the same size of work per invocation (the parts were tuned at it).
+fn loop_limit(dev: &Device) -> usize {
+    dev.policy().loop_limit().min(LLVMPIPE_LOOP_BUDGET)
+}
+
+/// Whether the implicit kernels can run this convolution: each invocation's loops stay within
+/// the loop limit, the operands fit in textures, and index arithmetic in u32.
+fn fits(dev: &Device, geo: &Geometry) -> bool {
     let g = geo.p.groups;
     let taps = geo.kh * geo.kw;
     let loops = |k: usize| k * 2 + 16;
-    dev.0.conv_implicit
-        && loops(geo.c / g * taps) <= LOOP_BUDGET
-        && loops(geo.c_out / g * taps) <= LOOP_BUDGET
-        && geo.ho * (geo.wo + 1) + 16 <= LOOP_BUDGET
-        && weight_parts(geo).is_some()
+    let limit = loop_limit(dev);
+    loops(geo.c / g * taps) <= limit
+        && loops(geo.c_out / g * taps) <= limit
+        && geo.ho * (geo.wo + 1) + 16 <= limit
+        && weight_parts(geo, limit).is_some()
         // The kernels' operands fit in textures.
         && largest_operand(geo).div_ceil(4 * TEXEL_ROW as usize)
-            <= dev.0.limits.max_texture_dimension_2d as usize
+            <= dev.limits().max_texture_dimension_2d as usize
         // Index arithmetic in the kernels stays within u32 and the divmod's 2^24.
         && (geo.n.div_ceil(4) * 4 * geo.c.max(geo.c_out) * geo.h.max(geo.ho) * geo.w.max(geo.wo))
             < 1 << 31
@@ -94,26 +107,26 @@ fn quads(geo: &Geometry) -> usize {
 /// in parallel: (quads per part, rows per part, parts). About 128 invocations (16 SIMD groups
 /// per core on lavapipe; 512 cost 30-40% more in sum_parts and no less in the weight
 /// gradient, 64 left the cores short), each invocation's loops within the loop budget, and at
-/// most LOOP_BUDGET parts for sum_parts to add up. None if that cannot be met.
-fn weight_parts(geo: &Geometry) -> Option<(usize, usize, usize)> {
+/// most `limit` parts for sum_parts to add up. None if that cannot be met.
+fn weight_parts(geo: &Geometry, limit: usize) -> Option<(usize, usize, usize)> {
     let groups = geo.p.groups;
     let nq = quads(geo);
     let k_len = geo.c / groups * geo.kh * geo.kw;
     let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(geo).0);
-    let quads_per_part = nq.div_ceil(LOOP_BUDGET / 4).max(1);
+    let quads_per_part = nq.div_ceil(limit / 4).max(1);
     let quad_groups = nq.div_ceil(quads_per_part);
     let mut bands = 128usize
         .div_ceil(per_part * quad_groups)
         .clamp(1, geo.ho.max(1));
     // Loop iterations of one invocation: quads x rows x (columns + 1).
-    let rows_fit = (LOOP_BUDGET - 16) / (quads_per_part * (geo.wo + 1) + 1);
+    let rows_fit = (limit - 16) / (quads_per_part * (geo.wo + 1) + 1);
     if rows_fit == 0 {
         return None;
     }
     bands = bands.max(geo.ho.div_ceil(rows_fit));
     let rows_per_part = geo.ho.div_ceil(bands).max(1);
     let parts = quad_groups * geo.ho.div_ceil(rows_per_part).max(1);
-    (parts <= LOOP_BUDGET).then_some((quads_per_part, rows_per_part, parts))
+    (parts <= limit).then_some((quads_per_part, rows_per_part, parts))
 }
 
 /// The kernels' parameters.
@@ -492,7 +505,7 @@ pub(crate) fn backward_weight(
     with_bias: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let groups = geo.p.groups;
-    let parts = weight_parts(geo).expect("applies() checked the partition");
+    let parts = weight_parts(geo, loop_limit(dev)).expect("fits() checked the partition");
     let k_len = geo.c / groups * geo.kh * geo.kw;
     let w_len = geo.c_out * k_len;
     let row_len = w_len + if with_bias { geo.c_out } else { 0 };

@@ -2,7 +2,7 @@
 //! log-softmax + NLL `cross_entropy`: `shaders/loss.wgsl`.
 
 use crate::error::{shape_err, Error, Result};
-use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::kernel::{shader, Bind, Shader};
 use crate::ops::unary::groups;
 use crate::tape::Op;
 use crate::tensor::Tensor;
@@ -197,28 +197,24 @@ impl Tensor {
                 "cross_entropy: target {i} is class {t}, but the logits {s:?} have {classes} classes"
             )));
         }
-        if classes * 2 > LOOP_BUDGET {
+        let dev = self.device();
+        let max_classes = dev.policy().cross_entropy_max_classes();
+        if classes > max_classes {
             return Err(Error::Invalid(format!(
-                "cross_entropy: {classes} classes; at most {} are supported",
-                LOOP_BUDGET / 2
+                "cross_entropy: {classes} classes; at most {max_classes} are supported on {}",
+                dev.info().name
             )));
         }
-        let dev = self.device();
         let t: Vec<f32> = targets.iter().map(|&t| t as f32).collect();
         let targets = Tensor::from_vec(dev, t, &[rows])?;
         let lse = Tensor::uninit(dev, &[rows])?;
-        // A mean or sum is computed by the loss kernel itself (one workgroup, each invocation
-        // looping over a 64th of the rows) while that loop stays within the loop budget, and on
-        // a GPU only for up to 1,024 rows (one workgroup would leave it idle).
+        // A mean or sum is computed by the loss kernel itself where the policy says so.
         let scale = match reduction {
             Reduction::Mean => Some(1.0 / rows.max(1) as f32),
             Reduction::Sum => Some(1.0),
             Reduction::None => None,
         };
-        let reduced = scale.filter(|_| {
-            rows.div_ceil(64) * (2 * classes + 2) <= LOOP_BUDGET
-                && (dev.0.cpu_adapter || rows <= 1024)
-        });
+        let reduced = scale.filter(|_| dev.policy().cross_entropy_reduced(rows, classes));
         let (entry, outputs, shape, workgroups) = match reduced {
             Some(_) => ("cross_entropy_reduced_forward", 1, vec![], 1),
             None => ("cross_entropy_forward", rows, vec![rows], rows.div_ceil(64)),

@@ -2,9 +2,10 @@
 //! `shaders/matmul.wgsl`. The backward multiplies by the transposed operands, which the kernel
 //! reads through strides instead of copying.
 
+use crate::backend::policy::GemmKernel;
 use crate::device::Device;
 use crate::error::{shape_err, Result};
-use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::kernel::{shader, Bind, Shader};
 use crate::shape::{broadcast, numel};
 use crate::tape::Op;
 use crate::tensor::Tensor;
@@ -110,10 +111,10 @@ impl<'a> Gemm<'a> {
         }
     }
 
-    /// Whether a one-batch product of these sizes sums A's rows as it goes (`a_row_sums`): on
-    /// CPU adapters, matmul_rows (m <= 16) in one piece, and not an empty product.
+    /// Whether a one-batch product of these sizes sums A's rows as it goes (`a_row_sums`):
+    /// where the policy runs it as matmul_rows in one piece.
     pub fn sums_rows(dev: &Device, m: usize, n: usize, k: usize) -> bool {
-        !dev.0.matmul_tiles && (1..=16).contains(&m) && n > 0 && (1..=LOOP_BUDGET).contains(&k)
+        dev.policy().gemm_sums_rows(m, n, k)
     }
 
     /// Records the product on `dev`, split into several dispatches when one invocation's
@@ -138,12 +139,7 @@ impl<'a> Gemm<'a> {
             }
             return Ok(());
         }
-        // The tiled kernel runs about 1.3 loop iterations per k, the row kernel 1.
-        let budget = if dev.0.matmul_tiles {
-            LOOP_BUDGET / 2
-        } else {
-            LOOP_BUDGET
-        };
+        let budget = dev.policy().gemm_k_step();
         let k_step = self.k.min(budget);
         let b_step = if self.sum_batch {
             (budget / k_step).max(1)
@@ -180,9 +176,9 @@ impl<'a> Gemm<'a> {
     }
 
     fn dispatch(&self, dev: &Device, piece: &Piece, texels: &mut Operands) -> Result<()> {
-        // CPU adapters: the vec4 kernel over k - k % 4 when the operands' strides allow it
+        // Register blocks: the vec4 kernel over k - k % 4 when the operands' strides allow it
         // (reading them as textures), then matmul_blocked8 adds the rest.
-        if !dev.0.matmul_tiles && self.m > 16 && piece.k >= 4 {
+        if dev.policy().gemm_texels(self.m, piece.k) {
             if let (Some(form), Some((a, b))) = (self.vec4_form(piece), texels.get(dev, self)?) {
                 let k4 = piece.k - piece.k % 4;
                 let main = Piece {
@@ -253,17 +249,8 @@ impl<'a> Gemm<'a> {
             piece.bias as u32,
             piece.relu as u32,
         ];
-        let (entry, tile_m, tile_n) = if vec4.is_some() && dev.0.simd8_subgroups {
-            ("matmul_subgroup", 64, 64)
-        } else if vec4.is_some() {
-            ("matmul_vec4", 64, 64)
-        } else if dev.0.matmul_tiles {
-            ("matmul_tiled", 64, 64)
-        } else if self.m > 16 {
-            ("matmul_blocked8", 64, 64)
-        } else {
-            ("matmul_rows", 8, 64)
-        };
+        let kernel = dev.policy().gemm_kernel(self.m, vec4.is_some());
+        let (entry, (tile_m, tile_n)) = (kernel.entry(), kernel.tile());
         let out_batches = if self.sum_batch { 1 } else { piece.batch };
         let tiles = self.m.div_ceil(tile_m) * self.n.div_ceil(tile_n) * out_batches;
         // The epilogue is compiled into the pipeline (see the shaders' HAS_BIAS).
@@ -279,18 +266,18 @@ impl<'a> Gemm<'a> {
             }
             None => (Bind::Read(self.a.buf), Bind::Read(self.b.buf)),
         };
-        let shader = match entry {
-            "matmul_subgroup" => &SUBGROUP_SHADER,
+        let shader = match kernel {
+            GemmKernel::Subgroup8 => &SUBGROUP_SHADER,
             _ => &SHADER,
         };
         // matmul_subgroup stores C as vec4s (binding 5) when its rows and offsets allow (C4),
         // else as floats (binding 3); the other slot holds a placeholder.
-        let subgroup = entry == "matmul_subgroup";
+        let subgroup = kernel == GemmKernel::Subgroup8;
         let c4 = subgroup
             && [self.n, piece.c_off, self.c_batch_stride]
                 .iter()
                 .all(|v| v % 4 == 0);
-        let rows = entry == "matmul_rows";
+        let rows = kernel == GemmKernel::Rows;
         let placeholder = match subgroup || (rows && self.a_row_sums.is_none()) {
             true => Some(dev.storage(4)?),
             false => None,
@@ -748,26 +735,23 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::{Gemm, Operand};
-    use crate::{Device, DeviceOptions, Rng, Tensor};
+    use crate::{AdapterClass, Device, DeviceOptions, Rng, Tensor};
 
     /// Every operand form of the CPU kernels (A along k or across rows, B along k or across
     /// columns), with k % 4 tails, a batch, and edges past the 8 x 8 blocks, against float64.
     /// Operand matrices are stored either [rows, cols] or transposed, and read in place.
     #[test]
     fn every_operand_form_matches_float64() {
-        // CPU schedules: matmul_vec4, and matmul_subgroup where the adapter has 8-lane subgroups.
-        for subgroups in [Some(false), None] {
-            every_operand_form_on(subgroups);
+        // The CPU schedules: matmul_vec4, and matmul_subgroup where the adapter has 8-lane
+        // subgroups.
+        let classes = Device::new().unwrap().runnable_kernel_classes();
+        for class in classes.into_iter().filter(|c| c.is_cpu()) {
+            every_operand_form_on(class);
         }
     }
 
-    fn every_operand_form_on(subgroups: Option<bool>) {
-        let opts = DeviceOptions {
-            matmul_tiles: Some(false),
-            subgroups,
-            ..Default::default()
-        };
-        let dev = Device::with_options(opts).unwrap();
+    fn every_operand_form_on(class: AdapterClass) {
+        let dev = Device::with_options(DeviceOptions::default().force_kernels(class)).unwrap();
         let mut rng = Rng::new(5);
         for &(batch, m, k, n) in &[
             (1usize, 20usize, 12usize, 36usize),

@@ -4,7 +4,7 @@ use crate::error::{shape_err, Result};
 use std::sync::Arc;
 
 use crate::device::Device;
-use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::kernel::{shader, Bind, Shader};
 use crate::ops::unary::groups;
 use crate::shape::{numel, pad_shape, resolve_dim, words8};
 use crate::tape::Op;
@@ -80,14 +80,13 @@ fn reduced_shape(shape: &[usize], dim: usize, keepdim: bool) -> Vec<usize> {
 /// than one invocation may loop over are summed in chunks, then the chunk sums again.
 fn sum_rows_raw(x: &wgpu::Buffer, dev: &Device, rows: Rows, scale: f32) -> Result<Arc<Storage>> {
     let outputs = rows.outer * rows.inner;
-    // One workgroup per output (a tree reduction with barriers) only when there are too few
-    // outputs to occupy the device; llvmpipe's barriers are costly, so it needs fewer.
-    let few = if dev.0.cpu_adapter { 16 } else { 2048 };
-    let wide = outputs < few && rows.n >= 256;
+    // One workgroup per output (a tree reduction with barriers) where the policy says so.
+    let wide = dev.policy().sum_rows_wide(outputs, rows.n);
+    let limit = dev.policy().loop_limit();
     let (entry, reach) = if wide {
-        ("sum_rows_wide", LOOP_BUDGET * 256)
+        ("sum_rows_wide", limit.saturating_mul(256))
     } else {
-        ("sum_rows", LOOP_BUDGET)
+        ("sum_rows", limit)
     };
     let chunk = rows.n.min(reach).max(1);
     let chunks = rows.n.div_ceil(chunk);
@@ -162,7 +161,7 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     }
     let t = pad_shape(shape, rank);
     let red_count = g.numel() / numel(shape).max(1);
-    if red_count * (rank + 1) > LOOP_BUDGET {
+    if red_count * (rank + 1) > g.device().policy().loop_limit() {
         // Too many positions for one invocation: sum one broadcast dim at a time instead.
         let mut acc = g.clone();
         for (d, (&td, &gd)) in t.iter().zip(g.shape()).enumerate() {
@@ -241,7 +240,8 @@ impl Tensor {
         let outputs = rows.outer * rows.inner;
         let values = dev.storage(outputs)?;
         let indices = Tensor::uninit(dev, &out_shape)?;
-        if rows.n <= LOOP_BUDGET {
+        let limit = dev.policy().loop_limit();
+        if rows.n <= limit {
             dev.dispatch(
                 &SHADER,
                 "max_rows",
@@ -255,9 +255,9 @@ impl Tensor {
             )?;
         } else {
             // Long rows: the max of each chunk (with its global index), then of the chunks.
-            let chunk = LOOP_BUDGET;
+            let chunk = limit;
             let chunks = rows.n.div_ceil(chunk);
-            if chunks > LOOP_BUDGET {
+            if chunks > limit {
                 return Err(crate::Error::Invalid(format!(
                     "max_dim: dim {dim} of {:?} is too long ({} elements)",
                     self.shape(),

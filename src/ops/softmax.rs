@@ -1,7 +1,7 @@
 //! `softmax` and `log_softmax` over a dimension: `shaders/softmax.wgsl`.
 
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::kernel::{shader, Bind, Shader};
 use crate::shape::resolve_dim;
 use crate::tape::Op;
 use crate::tensor::Tensor;
@@ -27,7 +27,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
             shape[d + 1..].iter().product::<usize>(),
         )
     };
-    if n * 4 > LOOP_BUDGET {
+    if n * 4 > x.device().policy().loop_limit() {
         // A row too long for one invocation's loops: compose it from staged reductions.
         // The max is a constant shift (softmax does not depend on it), so it is detached.
         let m = x.detach().max_dim(d as isize, true)?.0;

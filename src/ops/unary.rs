@@ -2,7 +2,7 @@
 
 use crate::device::Device;
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader, LOOP_BUDGET};
+use crate::kernel::{shader, Bind, Shader};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
@@ -155,7 +155,7 @@ pub(crate) fn relu_backward_sum_rows(
     cols: usize,
 ) -> Result<Option<(Tensor, Tensor)>> {
     let dev = y.device();
-    if rows > LOOP_BUDGET || (!dev.0.cpu_adapter && rows > 1024) {
+    if !dev.policy().relu_backward_sums_rows(rows) {
         return Ok(None);
     }
     let gx = Tensor::uninit(dev, y.shape())?;

@@ -17,6 +17,33 @@ pub fn device() -> &'static Device {
     })
 }
 
+/// One device per kernel class this adapter can run (its own class first): the GPU kernels
+/// (workgroup tiles, im2col) run on a CPU adapter too, so every variant is tested here.
+pub fn policy_devices() -> Vec<Device> {
+    static DEVS: OnceLock<Vec<Device>> = OnceLock::new();
+    DEVS.get_or_init(|| {
+        let classes = device().runnable_kernel_classes();
+        assert!(classes.len() >= 2, "every adapter runs two kernel classes");
+        classes
+            .into_iter()
+            .map(|class| {
+                let opts = webgrad::DeviceOptions::default().force_kernels(class);
+                let dev = Device::with_options(opts).unwrap();
+                assert_eq!(dev.kernel_class(), class);
+                dev
+            })
+            .collect()
+    })
+    .clone()
+}
+
+/// Runs `f` under every kernel class this adapter can run ([`policy_devices`]).
+pub fn for_each_policy(mut f: impl FnMut(&Device)) {
+    for dev in policy_devices() {
+        f(&dev);
+    }
+}
+
 /// Seeded normal values.
 pub fn randn(seed: u64, n: usize) -> Vec<f32> {
     let mut r = Rng::new(seed);

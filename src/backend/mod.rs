@@ -1,0 +1,8 @@
+//! The backend boundary. [`caps`] reads what the adapter can do once, when the device opens;
+//! [`policy`] turns those capabilities and a problem's shape into the kernel variant that runs.
+//! Ops ask the policy and never look at the adapter.
+
+pub(crate) mod caps;
+pub(crate) mod policy;
+
+pub use caps::{AdapterClass, Limits};

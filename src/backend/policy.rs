@@ -1,0 +1,338 @@
+//! Kernel policy: the one place that decides which kernel variant runs, and with what tiling,
+//! from the adapter's [capabilities](super::caps::Caps) and the problem's shape.
+//!
+//! Every function here is pure (capabilities and sizes in, a choice out) and unit-tested on the
+//! host. Ops ask `dev.policy()`; no op looks at the adapter itself. Tests can make a device
+//! choose as another class would (`WEBGRAD_KERNELS`, or `DeviceOptions::force_kernels`) to run
+//! every variant on one adapter; only the loop budget, a property of the driver, is never
+//! overridden.
+
+use super::caps::{AdapterClass, Caps};
+
+/// A bound on one invocation's loop iterations where the driver sets none: it keeps a single
+/// invocation's serial work (and index products on 32-bit targets) bounded.
+pub const UNBUDGETED_LOOP_LIMIT: usize = 1 << 24;
+
+/// How a general matrix product is scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmSchedule {
+    /// Workgroup-memory tiles with barriers: what GPUs run fastest.
+    Tiles,
+    /// Register blocks per invocation, no workgroup memory: what CPU adapters run fastest
+    /// (their barriers are coroutine switches and per-lane loads gathers).
+    Blocks,
+}
+
+/// The kernel (entry point of `shaders/matmul*.wgsl`) that computes one piece of a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmKernel {
+    /// Operands as textures, 8 lanes of a subgroup sharing fetched values.
+    Subgroup8,
+    /// Operands as textures, vec4 loads along k.
+    Vec4,
+    /// Workgroup-memory tiles (GPUs).
+    Tiled,
+    /// 8x8 register blocks, scalar loads.
+    Blocked8,
+    /// Up to 16 rows of A per workgroup; can also sum A's rows.
+    Rows,
+}
+
+impl GemmKernel {
+    pub fn entry(self) -> &'static str {
+        match self {
+            GemmKernel::Subgroup8 => "matmul_subgroup",
+            GemmKernel::Vec4 => "matmul_vec4",
+            GemmKernel::Tiled => "matmul_tiled",
+            GemmKernel::Blocked8 => "matmul_blocked8",
+            GemmKernel::Rows => "matmul_rows",
+        }
+    }
+
+    /// Rows and columns of C one workgroup computes.
+    pub fn tile(self) -> (usize, usize) {
+        match self {
+            GemmKernel::Rows => (8, 64),
+            _ => (64, 64),
+        }
+    }
+}
+
+/// How a convolution is lowered to products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvLowering {
+    /// The columns are computed inside the product, images innermost (CPU adapters).
+    Implicit,
+    /// The column matrix is written, then multiplied (GPUs).
+    Im2col,
+}
+
+/// The capabilities of one device and the kernel class it chooses for.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    caps: Caps,
+    class: AdapterClass,
+}
+
+impl Policy {
+    /// A policy choosing as `class` would (the adapter's own class by default). A class the
+    /// adapter cannot run (8-lane subgroup kernels without such subgroups) is an error.
+    pub fn new(caps: Caps, force: Option<AdapterClass>) -> Result<Policy, String> {
+        let class = force.unwrap_or(caps.class);
+        if class == AdapterClass::CpuSimd8 && caps.class != AdapterClass::CpuSimd8 {
+            return Err(format!(
+                "the {} kernels need a CPU adapter with 8-lane subgroups; this one is {}",
+                class.name(),
+                caps.class.name()
+            ));
+        }
+        Ok(Policy { caps, class })
+    }
+
+    pub fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    /// The class whose kernels this device runs.
+    pub fn class(&self) -> AdapterClass {
+        self.class
+    }
+
+    /// The classes whose kernels this adapter can run, its own first (what the
+    /// `for_each_policy` test helper iterates).
+    pub fn runnable_classes(caps: &Caps) -> Vec<AdapterClass> {
+        let mut all = vec![caps.class];
+        for c in [AdapterClass::Cpu, AdapterClass::Gpu] {
+            if !all.contains(&c) {
+                all.push(c);
+            }
+        }
+        all
+    }
+
+    /// Most iterations one invocation's loops may run: the driver's budget where it cuts
+    /// loops, else [`UNBUDGETED_LOOP_LIMIT`]. Kernels whose loops grow with the data split
+    /// their work into stages or dispatches within it.
+    pub fn loop_limit(&self) -> usize {
+        self.caps.loop_budget.unwrap_or(UNBUDGETED_LOOP_LIMIT)
+    }
+
+    // ---- elementwise and optimizers
+
+    /// Below this many elements an elementwise op runs as one scalar dispatch instead of a vec4
+    /// dispatch plus a scalar tail. On CPU adapters a dispatch costs 30-100 µs, more than the
+    /// vec4 loads save on a small tensor; on GPUs a dispatch costs a few µs.
+    pub fn vec4_min_elements(&self) -> usize {
+        if self.class.is_cpu() {
+            4096
+        } else {
+            0
+        }
+    }
+
+    /// Optimizer updates of parameters smaller than this run together, over flat copies, in
+    /// one dispatch (a copy costs a few µs on lavapipe, a dispatch 30-100). The GPU value is
+    /// not measured yet.
+    pub fn optimizer_flat_below(&self) -> usize {
+        if self.class.is_cpu() {
+            16384
+        } else {
+            4096
+        }
+    }
+
+    // ---- matrix products
+
+    pub fn gemm_schedule(&self) -> GemmSchedule {
+        match self.class {
+            AdapterClass::Gpu => GemmSchedule::Tiles,
+            AdapterClass::Cpu | AdapterClass::CpuSimd8 => GemmSchedule::Blocks,
+        }
+    }
+
+    /// Most of k one dispatch covers (the tiled kernel runs about 1.3 loop iterations per k,
+    /// the register-block kernels 1).
+    pub fn gemm_k_step(&self) -> usize {
+        match self.gemm_schedule() {
+            GemmSchedule::Tiles => self.loop_limit() / 2,
+            GemmSchedule::Blocks => self.loop_limit(),
+        }
+    }
+
+    /// Whether a one-batch product of these sizes runs matmul_rows in one piece, which can also
+    /// sum A's rows (a narrow Linear's bias gradient along with its weight gradient).
+    pub fn gemm_sums_rows(&self, m: usize, n: usize, k: usize) -> bool {
+        self.gemm_schedule() == GemmSchedule::Blocks
+            && (1..=16).contains(&m)
+            && n > 0
+            && (1..=self.loop_limit()).contains(&k)
+    }
+
+    /// Whether a product should read its operands as textures with vec4 loads (when their
+    /// strides allow): register blocks over more than 16 rows and at least 4 of k.
+    pub fn gemm_texels(&self, m: usize, k: usize) -> bool {
+        self.gemm_schedule() == GemmSchedule::Blocks && m > 16 && k >= 4
+    }
+
+    /// The kernel for a piece of m rows; `texels`: its operands are read as textures.
+    pub fn gemm_kernel(&self, m: usize, texels: bool) -> GemmKernel {
+        match (texels, self.class, self.gemm_schedule()) {
+            (true, AdapterClass::CpuSimd8, _) => GemmKernel::Subgroup8,
+            (true, _, _) => GemmKernel::Vec4,
+            (false, _, GemmSchedule::Tiles) => GemmKernel::Tiled,
+            (false, _, GemmSchedule::Blocks) if m > 16 => GemmKernel::Blocked8,
+            (false, _, GemmSchedule::Blocks) => GemmKernel::Rows,
+        }
+    }
+
+    // ---- convolutions
+
+    /// `implicit_fits`: the implicit kernels' loops and textures can hold this convolution
+    /// (`conv_implicit::fits`).
+    pub fn conv_lowering(&self, implicit_fits: bool) -> ConvLowering {
+        if self.class.is_cpu() && implicit_fits {
+            ConvLowering::Implicit
+        } else {
+            ConvLowering::Im2col
+        }
+    }
+
+    /// Whether a convolution's bias gradient is summed in stages (per image and channel, then
+    /// over images) rather than by one workgroup per channel: on CPU adapters, which it keeps
+    /// busier, and wherever one workgroup's loops could not cover a channel's values.
+    pub fn conv_bias_grad_staged(&self, values_per_channel: usize) -> bool {
+        self.class.is_cpu() || values_per_channel.div_ceil(256) > self.loop_limit()
+    }
+
+    // ---- reductions and fused epilogues
+
+    /// Whether a row sum runs one workgroup per output (a tree reduction with barriers): only
+    /// when there are too few outputs to occupy the device. Barriers are costly on CPU
+    /// adapters, so there it takes fewer outputs.
+    pub fn sum_rows_wide(&self, outputs: usize, row_len: usize) -> bool {
+        let few = if self.class.is_cpu() { 16 } else { 2048 };
+        outputs < few && row_len >= 256
+    }
+
+    /// Whether ReLU's backward also sums the masked gradient's rows (a Linear's bias gradient)
+    /// in one kernel, one invocation per column: within the loop limit, and on GPUs only for a
+    /// few rows (there one thread per column would leave it idle).
+    pub fn relu_backward_sums_rows(&self, rows: usize) -> bool {
+        rows <= self.loop_limit() && (self.class.is_cpu() || rows <= 1024)
+    }
+
+    /// Most classes `cross_entropy` takes: each row's loops run twice over them.
+    pub fn cross_entropy_max_classes(&self) -> usize {
+        self.loop_limit() / 2
+    }
+
+    /// Whether cross-entropy's mean or sum is computed by the loss kernel itself (one
+    /// workgroup, each invocation looping over a 64th of the rows): while that loop stays within
+    /// the limit, and on a GPU only for up to 1,024 rows (one workgroup would leave it idle).
+    pub fn cross_entropy_reduced(&self, rows: usize, classes: usize) -> bool {
+        rows.div_ceil(64) * (2 * classes + 2) <= self.loop_limit()
+            && (self.class.is_cpu() || rows <= 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::caps::{tests::limits, LLVMPIPE_LOOP_BUDGET};
+
+    fn caps(class: AdapterClass) -> Caps {
+        Caps {
+            class,
+            subgroup_size: (class == AdapterClass::CpuSimd8).then_some(8),
+            loop_budget: class.is_cpu().then_some(LLVMPIPE_LOOP_BUDGET),
+            limits: limits(),
+        }
+    }
+
+    fn policy(class: AdapterClass) -> Policy {
+        Policy::new(caps(class), None).unwrap()
+    }
+
+    #[test]
+    fn gpus_tile_products_and_cpu_adapters_block_them() {
+        let gpu = policy(AdapterClass::Gpu);
+        assert_eq!(gpu.gemm_schedule(), GemmSchedule::Tiles);
+        assert_eq!(gpu.gemm_kernel(64, false), GemmKernel::Tiled);
+        assert!(!gpu.gemm_texels(64, 64));
+        assert!(!gpu.gemm_sums_rows(8, 120, 84));
+        let cpu = policy(AdapterClass::Cpu);
+        assert_eq!(cpu.gemm_schedule(), GemmSchedule::Blocks);
+        assert!(cpu.gemm_texels(64, 64));
+        assert_eq!(cpu.gemm_kernel(64, true), GemmKernel::Vec4);
+        assert_eq!(cpu.gemm_kernel(64, false), GemmKernel::Blocked8);
+        assert_eq!(cpu.gemm_kernel(16, false), GemmKernel::Rows);
+        assert!(cpu.gemm_sums_rows(16, 120, 84));
+        assert!(!cpu.gemm_sums_rows(17, 120, 84));
+        assert!(!cpu.gemm_sums_rows(8, 120, LLVMPIPE_LOOP_BUDGET + 1));
+        let simd8 = policy(AdapterClass::CpuSimd8);
+        assert_eq!(simd8.gemm_kernel(64, true), GemmKernel::Subgroup8);
+        assert_eq!(simd8.gemm_kernel(64, false), GemmKernel::Blocked8);
+    }
+
+    #[test]
+    fn only_a_budgeted_driver_stages_loops_at_its_budget() {
+        assert_eq!(policy(AdapterClass::Cpu).loop_limit(), LLVMPIPE_LOOP_BUDGET);
+        assert_eq!(
+            policy(AdapterClass::Gpu).loop_limit(),
+            UNBUDGETED_LOOP_LIMIT
+        );
+        assert_eq!(policy(AdapterClass::Cpu).cross_entropy_max_classes(), 4096);
+        assert!(policy(AdapterClass::Gpu).cross_entropy_max_classes() >= 1 << 20);
+        // GPU kernels forced on a CPU adapter keep the driver's budget.
+        let forced = Policy::new(caps(AdapterClass::Cpu), Some(AdapterClass::Gpu)).unwrap();
+        assert_eq!(forced.gemm_schedule(), GemmSchedule::Tiles);
+        assert_eq!(forced.loop_limit(), LLVMPIPE_LOOP_BUDGET);
+        assert_eq!(forced.gemm_k_step(), LLVMPIPE_LOOP_BUDGET / 2);
+    }
+
+    #[test]
+    fn convolutions_lower_by_class_and_fit() {
+        assert_eq!(
+            policy(AdapterClass::Cpu).conv_lowering(true),
+            ConvLowering::Implicit
+        );
+        assert_eq!(
+            policy(AdapterClass::Cpu).conv_lowering(false),
+            ConvLowering::Im2col
+        );
+        assert_eq!(
+            policy(AdapterClass::Gpu).conv_lowering(true),
+            ConvLowering::Im2col
+        );
+        assert!(policy(AdapterClass::Cpu).conv_bias_grad_staged(10));
+        assert!(!policy(AdapterClass::Gpu).conv_bias_grad_staged(1 << 20));
+        let budgeted = Policy::new(caps(AdapterClass::Cpu), Some(AdapterClass::Gpu)).unwrap();
+        assert!(budgeted.conv_bias_grad_staged(256 * LLVMPIPE_LOOP_BUDGET + 1));
+    }
+
+    #[test]
+    fn reductions_and_epilogues_follow_the_class() {
+        let (cpu, gpu) = (policy(AdapterClass::Cpu), policy(AdapterClass::Gpu));
+        assert!(cpu.sum_rows_wide(15, 256) && !cpu.sum_rows_wide(16, 256));
+        assert!(gpu.sum_rows_wide(2047, 256) && !gpu.sum_rows_wide(10, 255));
+        assert!(cpu.relu_backward_sums_rows(4096) && !gpu.relu_backward_sums_rows(4096));
+        assert!(gpu.relu_backward_sums_rows(1024));
+        assert!(cpu.cross_entropy_reduced(4096, 10) && !gpu.cross_entropy_reduced(4096, 10));
+        assert!(!cpu.cross_entropy_reduced(64, 4096));
+        assert_eq!(cpu.vec4_min_elements(), 4096);
+        assert_eq!(gpu.vec4_min_elements(), 0);
+        assert!(cpu.optimizer_flat_below() > gpu.optimizer_flat_below());
+    }
+
+    #[test]
+    fn subgroup_kernels_need_the_subgroups() {
+        assert!(Policy::new(caps(AdapterClass::Cpu), Some(AdapterClass::CpuSimd8)).is_err());
+        let classes = Policy::runnable_classes(&caps(AdapterClass::CpuSimd8));
+        assert_eq!(
+            classes,
+            [AdapterClass::CpuSimd8, AdapterClass::Cpu, AdapterClass::Gpu]
+        );
+        let classes = Policy::runnable_classes(&caps(AdapterClass::Gpu));
+        assert_eq!(classes, [AdapterClass::Gpu, AdapterClass::Cpu]);
+    }
+}
