@@ -81,7 +81,7 @@ fn record_updates(
     let grads: Vec<Option<Tensor>> = params.iter().map(|p| p.grad()).collect();
     // Updated in place.
     for t in params.iter().chain(states.iter().flat_map(|s| s.iter())) {
-        t.0.storage.invalidate();
+        t.0.storage.mark_written();
     }
     let updates: Vec<Update> = params
         .iter()

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::ops;
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
 pub(crate) struct Node {
     seq: u64,
@@ -26,6 +26,16 @@ pub(crate) struct Node {
 struct NodeState {
     op: Op,
     inputs: Vec<Tensor>,
+    /// The inputs' and the output's storage versions when the op was recorded: backward
+    /// refuses to use a saved tensor that was written in place since (as PyTorch does).
+    input_versions: Vec<u64>,
+    output_version: u64,
+}
+
+/// Which of an op's tensors its backward reads: the inputs by position, and the output.
+struct SavedTensors {
+    inputs: &'static [usize],
+    output: bool,
 }
 
 /// A recorded op with what its backward needs (saved inputs, outputs, sizes).
@@ -54,6 +64,53 @@ fn needs(inputs: &[Tensor]) -> Vec<bool> {
 }
 
 impl Op {
+    /// The op's name in error messages.
+    fn name(&self) -> String {
+        match self {
+            Op::Identity => "copy".into(),
+            Op::Reshape => "reshape".into(),
+            Op::Unary(s) => format!("{:?}", s.op).to_lowercase(),
+            Op::Binary(s) => s.op.name().into(),
+            Op::Reduce(_) => "sum".into(),
+            Op::Max(_) => "max".into(),
+            Op::Matmul(_) => "matmul".into(),
+            Op::Linear(_) => "linear".into(),
+            Op::Softmax(_) => "softmax".into(),
+            Op::Permute(_) => "permute".into(),
+            Op::Expand => "expand".into(),
+            Op::Conv2d(_) => "conv2d".into(),
+            Op::Pool(_) => "pool2d".into(),
+            Op::BatchNorm(_) => "batch_norm".into(),
+            Op::Dropout(_) => "dropout".into(),
+            Op::Loss(_) => "loss".into(),
+            Op::CrossEntropy(_) => "cross_entropy".into(),
+        }
+    }
+
+    /// The tensors whose values the backward reads (an in-place write to any of them between
+    /// forward and backward makes the gradient wrong).
+    fn saved(&self) -> SavedTensors {
+        let (inputs, output): (&'static [usize], bool) = match self {
+            Op::Identity | Op::Reshape | Op::Expand | Op::Permute(_) | Op::Reduce(_) => {
+                (&[], false)
+            }
+            Op::Max(_) | Op::Pool(_) | Op::Dropout(_) => (&[], false),
+            Op::Binary(s) => match s.op {
+                ops::binary::BinaryOp::Add | ops::binary::BinaryOp::Sub => (&[], false),
+                _ => (&[0, 1], false),
+            },
+            // Unary backwards read the input or the output, depending on the function.
+            Op::Unary(_) => (&[0], true),
+            Op::Softmax(_) => (&[], true),
+            // With a fused ReLU, the output is the ReLU's mask.
+            Op::Matmul(_) | Op::Linear(_) | Op::Conv2d(_) => (&[0, 1], true),
+            Op::BatchNorm(_) => (&[0, 1], false),
+            Op::Loss(_) => (&[0, 1], false),
+            Op::CrossEntropy(_) => (&[0], false),
+        };
+        SavedTensors { inputs, output }
+    }
+
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
         let need = |i: usize| inputs[i].is_requires_grad();
         Ok(match self {
@@ -75,6 +132,34 @@ impl Op {
             Op::Loss(s) => ops::loss::backward(s, grad)?,
             Op::CrossEntropy(s) => vec![Some(ops::loss::cross_entropy_backward(s, grad)?)],
         })
+    }
+}
+
+impl NodeState {
+    /// An error naming the op when a tensor its backward reads was written in place since the
+    /// forward pass.
+    fn check_versions(&self, output: &Tensor) -> Result<()> {
+        let saved = self.op.saved();
+        let stale = |what: String, then: u64, now: u64| {
+            Err(Error::Autograd(format!(
+                "one of the tensors needed for gradient computation has been modified by an \
+                 in-place operation: the {what} of {} was at version {then} when it was \
+                 recorded and is now at version {now} (an optimizer step, copy_from or \
+                 write_from_slice in between); recompute the forward pass after it",
+                self.op.name()
+            )))
+        };
+        for &i in saved.inputs {
+            let now = self.inputs[i].0.storage.version();
+            if now != self.input_versions[i] {
+                return stale(format!("input {i}"), self.input_versions[i], now);
+            }
+        }
+        let now = output.0.storage.version();
+        if saved.output && now != self.output_version {
+            return stale("output".into(), self.output_version, now);
+        }
+        Ok(())
     }
 }
 
@@ -115,7 +200,11 @@ impl Drop for NoGradGuard {
 }
 
 /// A node for an op on `inputs`, or `None` when nothing needs its gradient.
-pub(crate) fn record(inputs: &[&Tensor], make_op: impl FnOnce() -> Op) -> Option<Arc<Node>> {
+pub(crate) fn record(
+    inputs: &[&Tensor],
+    output: &Storage,
+    make_op: impl FnOnce() -> Op,
+) -> Option<Arc<Node>> {
     if !is_grad_enabled() || !inputs.iter().any(|t| t.is_requires_grad()) {
         return None;
     }
@@ -124,6 +213,8 @@ pub(crate) fn record(inputs: &[&Tensor], make_op: impl FnOnce() -> Op) -> Option
         state: Mutex::new(Some(NodeState {
             op: make_op(),
             inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+            input_versions: inputs.iter().map(|t| t.0.storage.version()).collect(),
+            output_version: output.version(),
         })),
     }))
 }
@@ -218,12 +309,14 @@ impl Tensor {
         for (_, out) in &nodes {
             let node = out.0.node.as_ref().expect("collected nodes have a node");
             let state = node.state.lock().unwrap().take();
-            let Some(NodeState { op, inputs }) = state else {
+            let Some(state) = state else {
                 continue;
             };
             let Some(g) = grads.remove(&out.id()) else {
                 continue;
             };
+            state.check_versions(out)?;
+            let NodeState { op, inputs, .. } = state;
             let input_grads = op.backward(&g, &inputs)?;
             for (input, ig) in inputs.iter().zip(input_grads) {
                 let Some(ig) = ig else { continue };

@@ -1,6 +1,6 @@
 //! `Tensor`: an f32, contiguous, row-major array in a GPU buffer, plus its autograd links.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::device::Device;
@@ -11,22 +11,34 @@ use crate::texels::Texels;
 
 /// A GPU buffer owned by one or more tensors (views such as `reshape` share it).
 /// Dropping the last owner returns the buffer to the device's pool.
+///
+/// Every in-place write bumps the storage's version ([`Storage::mark_written`]). Values derived
+/// from the contents (a layout copy, a value the host knows) are kept with the version they
+/// were derived from and only match that version, so a stale one can never be used; the tape
+/// checks saved tensors' versions the same way (see `tape.rs`).
 pub(crate) struct Storage {
     buffer: Option<wgpu::Buffer>,
     class: u64,
     pub device: Device,
-    /// The same values with images innermost (see `ops/conv_implicit.rs`), for batches of
-    /// this many images, when the kernel that wrote the buffer also wrote that layout: the next
-    /// convolution reads it instead of re-laying the buffer out. Every in-place write to the
-    /// buffer drops it (`invalidate`).
-    images_inner: Mutex<Option<(usize, Arc<Texels>)>>,
+    version: AtomicU64,
+    /// The same values with images innermost (see `ops/conv_implicit.rs`) for batches of this
+    /// many images, when the kernel that wrote the buffer also wrote that layout: the next
+    /// convolution reads it instead of re-laying the buffer out.
+    images_inner: Mutex<Option<Derived<(usize, Arc<Texels>)>>>,
     /// The value of every element when the host knows it without a readback: a one-value
-    /// upload, such as the seed of `backward()`. Dropped by in-place writes, like images_inner.
-    known: Mutex<Option<f32>>,
+    /// upload, such as the seed of `backward()`.
+    known: Mutex<Option<Derived<f32>>>,
     /// The op that wrote this tensor reads its gradient images-innermost (a fused conv + ReLU +
     /// pool whose input needs no gradient): a convolution reading the tensor then writes its
-    /// input gradient that way too, with the NCHW one.
+    /// input gradient that way too, with the NCHW one. (A property of the producer, not of the
+    /// values.)
     pub grad_images_inner: AtomicBool,
+}
+
+/// A value derived from a storage's contents at one version.
+struct Derived<T> {
+    version: u64,
+    value: T,
 }
 
 impl Storage {
@@ -36,28 +48,49 @@ impl Storage {
             .expect("storage buffer present until drop")
     }
 
-    pub fn set_images_inner(&self, images: usize, texels: Arc<Texels>) {
-        *self.images_inner.lock().unwrap() = Some((images, texels));
+    /// How many in-place writes the buffer has had.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
-    /// The images-innermost copy for a batch of `images`, if one was written with the values.
+    /// Called before every in-place write to the buffer: values derived from the old contents
+    /// stop matching, and saved copies of this tensor become stale for backward.
+    pub fn mark_written(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records the images-innermost copy written along with the current contents.
+    pub fn set_images_inner(&self, images: usize, texels: Arc<Texels>) {
+        *self.images_inner.lock().unwrap() = Some(Derived {
+            version: self.version(),
+            value: (images, texels),
+        });
+    }
+
+    /// The images-innermost copy for a batch of `images`, if one was written with the current
+    /// contents.
     pub fn images_inner(&self, images: usize) -> Option<Arc<Texels>> {
         match &*self.images_inner.lock().unwrap() {
-            Some((n, t)) if *n == images => Some(t.clone()),
+            Some(d) if d.version == self.version() && d.value.0 == images => {
+                Some(d.value.1.clone())
+            }
             _ => None,
         }
     }
 
-    /// The value every element holds, if the host knows it (see `known`).
+    /// The value every element holds, if the host knows it for the current contents.
     pub fn known_value(&self) -> Option<f32> {
-        *self.known.lock().unwrap()
+        match &*self.known.lock().unwrap() {
+            Some(d) if d.version == self.version() => Some(d.value),
+            _ => None,
+        }
     }
 
-    /// Called before an in-place write to the buffer: derived layouts and the known value no
-    /// longer hold.
-    pub fn invalidate(&self) {
-        *self.images_inner.lock().unwrap() = None;
-        *self.known.lock().unwrap() = None;
+    fn set_known_value(&self, value: f32) {
+        *self.known.lock().unwrap() = Some(Derived {
+            version: self.version(),
+            value,
+        });
     }
 }
 
@@ -81,6 +114,7 @@ impl Device {
             buffer: Some(buffer),
             class,
             device: self.clone(),
+            version: AtomicU64::new(0),
             images_inner: Mutex::new(None),
             known: Mutex::new(None),
             grad_images_inner: AtomicBool::new(false),
@@ -145,7 +179,7 @@ impl Tensor {
         inputs: &[&Tensor],
         make_op: impl FnOnce() -> Op,
     ) -> Tensor {
-        let node = tape::record(inputs, make_op);
+        let node = tape::record(inputs, &storage, make_op);
         let id = storage.device.next_id();
         Tensor(Arc::new(TensorInner {
             id,
@@ -193,7 +227,7 @@ impl Tensor {
         let t = Tensor::leaf(dev.storage_with(data.len(), false)?, shape.to_vec());
         dev.write(t.buffer(), bytemuck::cast_slice(data));
         if let [value] = data {
-            *t.0.storage.known.lock().unwrap() = Some(*value);
+            t.0.storage.set_known_value(*value);
         }
         Ok(t)
     }
@@ -349,7 +383,7 @@ impl Tensor {
                 ),
             );
         }
-        self.0.storage.invalidate();
+        self.0.storage.mark_written();
         self.device()
             .copy(src.buffer(), self.buffer(), self.numel() as u64 * 4);
         Ok(())
@@ -366,7 +400,7 @@ impl Tensor {
         }
         // Ordered after everything recorded so far: submit it, then upload.
         self.device().flush()?;
-        self.0.storage.invalidate();
+        self.0.storage.mark_written();
         self.device()
             .write(self.buffer(), bytemuck::cast_slice(data));
         Ok(())
@@ -383,5 +417,37 @@ impl Tensor {
             &[self],
             || Op::Identity,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Device, Tensor};
+
+    /// Values derived from a storage's contents (the known value of a one-value upload, a
+    /// layout copy) are keyed by the version they were derived at: after an in-place write
+    /// they never match again, whichever path wrote.
+    #[test]
+    fn derived_values_only_match_their_version() {
+        let dev = Device::new().unwrap();
+        let t = Tensor::from_vec(&dev, vec![1.0], &[1]).unwrap();
+        let s = &t.0.storage;
+        assert_eq!(s.known_value(), Some(1.0));
+        let v = s.version();
+        s.mark_written();
+        assert_eq!(s.version(), v + 1);
+        assert_eq!(s.known_value(), None);
+
+        let x = Tensor::zeros(&dev, &[4, 1, 2, 2]).unwrap();
+        let texels = std::sync::Arc::new(dev.texels(4).unwrap());
+        let s = &x.0.storage;
+        s.set_images_inner(4, texels);
+        assert!(s.images_inner(4).is_some());
+        assert!(
+            s.images_inner(8).is_none(),
+            "another batch size never matches"
+        );
+        x.write_from_slice(&[0.0; 16]).unwrap();
+        assert!(s.images_inner(4).is_none(), "an old version never matches");
     }
 }

@@ -166,3 +166,57 @@ fn composite_expression_matches_gradcheck() {
         5e-3,
     );
 }
+
+#[test]
+fn backward_through_a_tensor_written_in_place_is_an_error() {
+    // y = w * w saves w. An optimizer step between forward and backward moves w 1 -> 0.5;
+    // the gradient would silently be 2 * 0.5 + ... (as PyTorch, refuse instead).
+    use webgrad::optim::{Optimizer, Sgd};
+    let dev = device();
+    let w = Tensor::from_vec(dev, vec![1.0], &[1])
+        .unwrap()
+        .requires_grad();
+    let first = w.mul(&w).unwrap().sum().unwrap();
+    first.backward().unwrap();
+    let y = w.mul(&w).unwrap().sum().unwrap();
+    let mut opt = Sgd::new(vec![w.clone()], 0.25).unwrap();
+    opt.step().unwrap();
+    assert_eq!(w.to_vec().unwrap(), vec![0.5]);
+    let err = y.backward().unwrap_err().to_string();
+    assert!(err.contains("modified by an in-place operation"), "{err}");
+    assert!(err.contains("mul"), "the error names the op: {err}");
+
+    // copy_from and write_from_slice count as in-place writes too, also through a view.
+    for write in 0..2 {
+        let x = Tensor::from_vec(dev, vec![1.0, 2.0], &[2])
+            .unwrap()
+            .requires_grad();
+        let y = x.exp().unwrap().sum().unwrap();
+        let view = x.detach().reshape(&[1, 2]).unwrap();
+        match write {
+            0 => view.write_from_slice(&[3.0, 4.0]).unwrap(),
+            _ => view.copy_from(&tensor(&[3.0, 4.0], &[1, 2])).unwrap(),
+        }
+        let err = y.backward().unwrap_err().to_string();
+        assert!(err.contains("exp"), "{err}");
+    }
+}
+
+#[test]
+fn in_place_writes_to_tensors_backward_does_not_read_are_fine() {
+    // add's backward reads neither operand, and a recomputed forward sees the new values.
+    let dev = device();
+    let a = Tensor::from_vec(dev, vec![1.0, 2.0], &[2])
+        .unwrap()
+        .requires_grad();
+    let b = Tensor::from_vec(dev, vec![3.0, 4.0], &[2])
+        .unwrap()
+        .requires_grad();
+    let y = a.add(&b).unwrap().sum().unwrap();
+    a.write_from_slice(&[5.0, 6.0]).unwrap();
+    y.backward().unwrap();
+    assert_eq!(a.grad().unwrap().to_vec().unwrap(), vec![1.0, 1.0]);
+    let y = a.mul(&b).unwrap().sum().unwrap();
+    y.backward().unwrap();
+    assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![6.0, 7.0]);
+}

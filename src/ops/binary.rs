@@ -20,7 +20,7 @@ pub(crate) enum BinaryOp {
 }
 
 impl BinaryOp {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
             BinaryOp::Sub => "sub",
@@ -31,7 +31,7 @@ impl BinaryOp {
 }
 
 pub(crate) struct Saved {
-    op: BinaryOp,
+    pub(crate) op: BinaryOp,
     a: Tensor,
     b: Tensor,
     out_shape: Vec<usize>,

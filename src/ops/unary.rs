@@ -48,7 +48,7 @@ impl UnaryOp {
 }
 
 pub(crate) struct Saved {
-    op: UnaryOp,
+    pub(crate) op: UnaryOp,
     x: Tensor,
     y: Tensor,
 }
