@@ -112,6 +112,56 @@ fn geometry(x: &Tensor, p: Pool2dParams, op: &'static str) -> Result<PoolGeometr
     })
 }
 
+/// The most iterations one invocation's loops run: the forward visits a window's taps, the
+/// backward the windows that contain an input pixel.
+fn loops(p: &Pool2dParams) -> usize {
+    let windows = |k: usize, s: usize| k.div_ceil(s.max(1));
+    (p.kernel.0 * p.kernel.1).max(windows(p.kernel.0, p.stride.0) * windows(p.kernel.1, p.stride.1))
+}
+
+/// Windows whose loops would pass the device's loop limit (a 256 x 256 global pool on
+/// llvmpipe, whose driver silently cuts longer loops) pool one axis at a time: max and average
+/// are both separable over a rectangular window, padding included (the average's count of
+/// non-padded cells is the product of the two axes' counts), and the first maximum in
+/// row-major order is found either way. `None`: the window fits, pool it in one pass.
+fn by_axes(
+    x: &Tensor,
+    p: Pool2dParams,
+    op: &'static str,
+    pool: impl Fn(&Tensor, Pool2dParams) -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
+    let limit = x.device().policy().loop_limit();
+    if loops(&p) <= limit {
+        return Ok(None);
+    }
+    let along_w = Pool2dParams {
+        kernel: (1, p.kernel.1),
+        stride: (1, p.stride.1),
+        padding: (0, p.padding.1),
+        ..p
+    };
+    let along_h = Pool2dParams {
+        kernel: (p.kernel.0, 1),
+        stride: (p.stride.0, 1),
+        padding: (p.padding.0, 0),
+        ..p
+    };
+    if loops(&along_w) > limit || loops(&along_h) > limit {
+        return shape_err(
+            op,
+            format!(
+                "a {:?} window with stride {:?} on input {:?} needs more than {limit} loop \
+                 iterations per invocation along one axis, more than {} runs",
+                p.kernel,
+                p.stride,
+                x.shape(),
+                x.device().info().name
+            ),
+        );
+    }
+    Ok(Some(pool(&pool(x, along_w)?, along_h)?))
+}
+
 pub(crate) struct Saved {
     geo: PoolGeometry,
     /// Max pooling: the argmax of each window; average pooling: `None`.
@@ -164,6 +214,9 @@ impl Tensor {
     /// Max over each window of an NCHW input; padding counts as -inf, as in PyTorch.
     pub fn max_pool2d(&self, params: Pool2dParams) -> Result<Tensor> {
         let geo = geometry(self, params, "max_pool2d")?;
+        if let Some(y) = by_axes(self, params, "max_pool2d", Tensor::max_pool2d)? {
+            return Ok(y);
+        }
         let dev = self.device();
         let shape = vec![self.shape()[0], self.shape()[1], geo.ho, geo.wo];
         let out = dev.storage(geo.planes * geo.ho * geo.wo)?;
@@ -200,6 +253,9 @@ impl Tensor {
     /// Average over each window of an NCHW input.
     pub fn avg_pool2d(&self, params: Pool2dParams) -> Result<Tensor> {
         let geo = geometry(self, params, "avg_pool2d")?;
+        if let Some(y) = by_axes(self, params, "avg_pool2d", Tensor::avg_pool2d)? {
+            return Ok(y);
+        }
         let dev = self.device();
         let shape = vec![self.shape()[0], self.shape()[1], geo.ho, geo.wo];
         let out = dev.storage(geo.planes * geo.ho * geo.wo)?;
