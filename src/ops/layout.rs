@@ -125,6 +125,10 @@ impl Tensor {
     pub fn transpose(&self, dim0: isize, dim1: isize) -> Result<Tensor> {
         let a = resolve_dim(dim0, self.rank(), "transpose")?;
         let b = resolve_dim(dim1, self.rank(), "transpose")?;
+        if self.rank() == 0 {
+            // As PyTorch: dims 0 and -1 of a 0-d tensor name the tensor itself; nothing moves.
+            return self.permute(&[]);
+        }
         let mut perm: Vec<usize> = (0..self.rank()).collect();
         perm.swap(a, b);
         self.permute(&perm)
