@@ -80,6 +80,11 @@ fn reduced_shape(shape: &[usize], dim: usize, keepdim: bool) -> Vec<usize> {
 /// than one invocation may loop over are summed in chunks, then the chunk sums again.
 fn sum_rows_raw(x: &wgpu::Buffer, dev: &Device, rows: Rows, scale: f32) -> Result<Arc<Storage>> {
     let outputs = rows.outer * rows.inner;
+    if rows.n == 0 {
+        // Empty rows sum to 0 (times scale: a mean's 1/0 gives NaN, as in PyTorch).
+        let out = Tensor::full(dev, &[outputs], 0.0 * scale)?;
+        return Ok(out.0.storage.clone());
+    }
     // One workgroup per output (a tree reduction with barriers) only when there are too few
     // outputs to occupy the device; llvmpipe's barriers are costly, so it needs fewer.
     let few = if dev.0.cpu_adapter { 16 } else { 2048 };
@@ -197,8 +202,8 @@ impl Tensor {
 
     /// Mean of all elements, as a rank-0 tensor.
     pub fn mean(&self) -> Result<Tensor> {
-        let n = self.numel().max(1);
-        sum_rows(self, Rows::all(self.shape()), 1.0 / n as f32, vec![])
+        // An empty tensor's mean is 0 * (1 / 0) = NaN, as in PyTorch.
+        sum_rows(self, Rows::all(self.shape()), 1.0 / self.numel() as f32, vec![])
     }
 
     /// Sum over `dim` (negative counts from the end); `keepdim` keeps it as size 1.
@@ -218,7 +223,7 @@ impl Tensor {
             return self.copy();
         }
         let rows = Rows::of(self.shape(), d);
-        let scale = 1.0 / rows.n.max(1) as f32;
+        let scale = 1.0 / rows.n as f32;
         sum_rows(self, rows, scale, reduced_shape(self.shape(), d, keepdim))
     }
 
