@@ -667,3 +667,37 @@ fn a_convolution_after_the_fused_op_reads_its_output_as_written() {
         }
     }
 }
+
+#[test]
+fn an_empty_batch_gives_empty_outputs_and_zero_parameter_gradients() {
+    // PyTorch: conv2d of a [0, C, H, W] input is [0, C_out, Ho, Wo]; the weight and bias
+    // gradients sum over no images (zeros), the input gradient is empty.
+    for implicit in [true, false] {
+        let opts = webgrad::DeviceOptions {
+            conv_implicit: Some(implicit),
+            ..Default::default()
+        };
+        let dev = webgrad::Device::with_options(opts).unwrap();
+        let on = |d: &[f32], s: &[usize]| Tensor::from_slice(&dev, d, s).unwrap();
+        let p = Conv2dParams::default().padding(1);
+        let pool = webgrad::Pool2dParams::new(2);
+        for fused in 0..3 {
+            let what = format!("implicit={implicit} fused={fused}");
+            let x = on(&[], &[0, 2, 6, 6]).requires_grad();
+            let w = on(&randn(1, 4 * 2 * 9), &[4, 2, 3, 3]).requires_grad();
+            let b = on(&randn(2, 4), &[4]).requires_grad();
+            let (y, shape) = match fused {
+                0 => (x.conv2d(&w, Some(&b), p), [0, 4, 6, 6]),
+                1 => (x.conv2d_relu(&w, Some(&b), p), [0, 4, 6, 6]),
+                _ => (x.conv2d_relu_max_pool2d(&w, Some(&b), p, pool), [0, 4, 3, 3]),
+            };
+            let y = y.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(y.shape(), &shape, "{what}");
+            assert!(y.to_vec().unwrap().is_empty(), "{what}");
+            y.sum().unwrap().backward().unwrap();
+            assert_eq!(x.grad().unwrap().shape(), &[0, 2, 6, 6], "{what}");
+            assert_eq!(w.grad().unwrap().to_vec().unwrap(), vec![0.0; 72], "{what}");
+            assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![0.0; 4], "{what}");
+        }
+    }
+}

@@ -193,3 +193,16 @@ fn nan_propagates_and_takes_the_gradient() {
         assert_eq!(x.grad().unwrap().to_vec().unwrap(), want_grad, "{k:?}");
     }
 }
+
+#[test]
+fn an_empty_batch_pools_to_an_empty_output() {
+    for max in [true, false] {
+        let x = Tensor::zeros(device(), &[0, 3, 6, 6]).unwrap().requires_grad();
+        let p = Pool2dParams::new(2);
+        let y = if max { x.max_pool2d(p) } else { x.avg_pool2d(p) }.unwrap();
+        assert_eq!(y.shape(), &[0, 3, 3, 3], "max={max}");
+        assert!(y.to_vec().unwrap().is_empty());
+        y.sum().unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().shape(), &[0, 3, 6, 6], "max={max}");
+    }
+}

@@ -291,7 +291,10 @@ fn conv2d(
     let storage = dev.storage(geo.n * geo.c_out * geo.pixels())?;
     let input_grad = crate::tape::is_grad_enabled() && x.is_requires_grad();
     let input_inner = x.0.storage.grad_images_inner.load(Ordering::Relaxed);
-    let (xt, wb) = if conv_implicit::applies(dev, &geo) {
+    // An empty batch has an empty output and nothing to compute.
+    let (xt, wb) = if geo.n == 0 {
+        (None, None)
+    } else if conv_implicit::applies(dev, &geo) {
         let (xt, wb) =
             conv_implicit::forward(x, w, bias, relu, &geo, storage.buffer(), input_grad)?;
         (Some(xt), wb)
@@ -335,7 +338,7 @@ fn conv_relu_pool(
         dev.same(b.device(), "conv2d")?;
     }
     let geo = geometry(x, w, bias, p)?;
-    if !conv_implicit::applies(dev, &geo) || geo.ho % 2 == 1 || geo.wo % 2 == 1 {
+    if geo.n == 0 || !conv_implicit::applies(dev, &geo) || geo.ho % 2 == 1 || geo.wo % 2 == 1 {
         return Ok(None);
     }
     let shape = vec![geo.n, geo.c_out, geo.ho / 2, geo.wo / 2];
@@ -425,6 +428,18 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let geo = &s.geo;
     let (need_x, need_w) = (need[0], need[1]);
     let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
+    if geo.n == 0 {
+        // An empty batch: no images to sum over, so zero weight and bias gradients.
+        let zeros = |need: bool, shape: &[usize]| need.then(|| Tensor::zeros(dev, shape)).transpose();
+        let mut out = vec![
+            zeros(need_x, &[0, geo.c, geo.h, geo.w])?,
+            zeros(need_w, s.w.shape())?,
+        ];
+        if s.has_bias {
+            out.push(zeros(need_b, &[geo.c_out])?);
+        }
+        return Ok(out);
+    }
     if let (Some(pool), SavedInput::ImagesInner(xt)) = (&s.pool, &s.x) {
         // g is the pooled gradient. The input gradient reads g at every pixel of the
         // convolution, routed to the winners (pool_grad); without it, the weight gradient reads
