@@ -215,8 +215,10 @@ impl Tensor {
             Reduction::Sum => Some(1.0),
             Reduction::None => None,
         };
+        // No rows: the per-row losses, then `reduce` (whose mean of nothing is NaN).
         let reduced = scale.filter(|_| {
-            rows.div_ceil(64) * (2 * classes + 2) <= LOOP_BUDGET
+            rows > 0
+                && rows.div_ceil(64) * (2 * classes + 2) <= LOOP_BUDGET
                 && (dev.0.cpu_adapter || rows <= 1024)
         });
         let (entry, outputs, shape, workgroups) = match reduced {
