@@ -132,7 +132,8 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
-/// Reads every tensor of a safetensors file and its metadata (f32; f64 is converted).
+/// Reads every tensor of a safetensors file and its metadata. f32 is read as is; f64, f16 and
+/// bf16 are converted to f32 (as PyTorch's `tensor.float()`).
 pub fn load(
     path: impl AsRef<Path>,
 ) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
@@ -155,9 +156,18 @@ pub fn load(
                 .chunks_exact(8)
                 .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
                 .collect(),
+            safetensors::Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            safetensors::Dtype::BF16 => d
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             other => {
                 return Err(Error::Io(format!(
-                    "{name}: tensor {tname} has dtype {other:?}; webgrad reads f32 and f64"
+                    "{name}: tensor {tname} has dtype {other:?}; webgrad reads f32, f64, f16 \
+                     and bf16"
                 )))
             }
         };

@@ -194,3 +194,40 @@ fn unexpected_tensors_are_an_error_unless_the_load_is_not_strict() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn half_precision_tensors_are_converted_to_f32() {
+    let dir = temp("half");
+    // f16: 1, -2, 0.5, 65504 (largest), 2^-24 (smallest subnormal), inf.
+    let f16: [u16; 6] = [0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0x7c00];
+    let f16_want = [1.0, -2.0, 0.5, 65504.0, 2f32.powi(-24), f32::INFINITY];
+    // bf16: 1, -2, 3.140625, 2^-133 (subnormal), 1.0e38-ish, -inf.
+    let bf16: [u16; 6] = [0x3f80, 0xc000, 0x4049, 0x0001, 0x7e96, 0xff80];
+    let bf16_want = [
+        1.0,
+        -2.0,
+        3.140625,
+        2f32.powi(-133),
+        f32::from_bits(0x7e96_0000),
+        f32::NEG_INFINITY,
+    ];
+    let le = |v: &[u16]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let (a, b) = (le(&f16), le(&bf16));
+    let views = vec![
+        (
+            "a",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![2, 3], &a)
+                .unwrap(),
+        ),
+        (
+            "b",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, vec![6], &b).unwrap(),
+        ),
+    ];
+    let path = dir.join("half.safetensors");
+    std::fs::write(&path, safetensors::serialize(views, &None).unwrap()).unwrap();
+    let (t, _) = weights::load(&path).unwrap();
+    assert_eq!(t["a"].shape, vec![2, 3]);
+    assert_eq!(t["a"].data, f16_want);
+    assert_eq!(t["b"].data, bf16_want);
+    std::fs::remove_dir_all(&dir).ok();
+}
