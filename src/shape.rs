@@ -158,7 +158,10 @@ mod tests {
             vec![usize::MAX / 2],
         ] {
             let err = check_shape(&bad, "zeros").unwrap_err().to_string();
-            assert!(err.starts_with("zeros:") && err.contains(&format!("{bad:?}")), "{err}");
+            assert!(
+                err.starts_with("zeros:") && err.contains(&format!("{bad:?}")),
+                "{err}"
+            );
         }
         assert!(check_shape(&[1; MAX_RANK + 1], "t").is_err());
     }

@@ -101,7 +101,9 @@ fn an_empty_batch_gives_an_empty_output_and_leaves_running_statistics_alone() {
     // As PyTorch's batch_norm on an input with no elements, in either mode.
     let c = 3;
     for training in [true, false] {
-        let x = Tensor::zeros(device(), &[0, c, 4, 4]).unwrap().requires_grad();
+        let x = Tensor::zeros(device(), &[0, c, 4, 4])
+            .unwrap()
+            .requires_grad();
         let w = tensor(&[1.0, 2.0, 3.0], &[c]).requires_grad();
         let b = tensor(&[0.5, 0.5, 0.5], &[c]).requires_grad();
         let rm = tensor(&[0.1, 0.2, 0.3], &[c]);

@@ -689,7 +689,10 @@ fn an_empty_batch_gives_empty_outputs_and_zero_parameter_gradients() {
             let (y, shape) = match fused {
                 0 => (x.conv2d(&w, Some(&b), p), [0, 4, 6, 6]),
                 1 => (x.conv2d_relu(&w, Some(&b), p), [0, 4, 6, 6]),
-                _ => (x.conv2d_relu_max_pool2d(&w, Some(&b), p, pool), [0, 4, 3, 3]),
+                _ => (
+                    x.conv2d_relu_max_pool2d(&w, Some(&b), p, pool),
+                    [0, 4, 3, 3],
+                ),
             };
             let y = y.unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(y.shape(), &shape, "{what}");

@@ -210,7 +210,10 @@ fn a_small_gzip_that_expands_hugely_fails_fast_in_small_memory() {
     std::fs::write(&bomb, gzip(chunks)).unwrap();
     let (r, peak) = peak_bytes(|| read_idx(&bomb));
     let e = r.unwrap_err().to_string();
-    assert!(e.contains("bomb-idx1-ubyte.gz") && e.contains("trailing"), "{e}");
+    assert!(
+        e.contains("bomb-idx1-ubyte.gz") && e.contains("trailing"),
+        "{e}"
+    );
     assert!(peak < mib, "read_idx held {peak} bytes at once");
     // A header announcing far more than the file can expand to (4 GiB from a few bytes) is
     // refused before anything is decompressed.
@@ -234,6 +237,9 @@ fn a_small_gzip_that_expands_hugely_fails_fast_in_small_memory() {
     let short = dir.join("short.gz");
     std::fs::write(&short, gzip([idx_bytes(&[100], &[5; 40])])).unwrap();
     let e = read_idx(&short).unwrap_err().to_string();
-    assert!(e.contains("need 100 bytes") && e.contains("found 40"), "{e}");
+    assert!(
+        e.contains("need 100 bytes") && e.contains("found 40"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -249,7 +249,9 @@ fn reduced_cross_entropy_and_its_gradient_match_float64_on_both_paths() {
 fn cross_entropy_over_an_empty_batch_follows_pytorch() {
     // PyTorch: the mean over no rows is NaN, the sum 0, no reduction an empty vector; the
     // gradient (of the sum) is empty.
-    let x = webgrad::Tensor::zeros(device(), &[0, 10]).unwrap().requires_grad();
+    let x = webgrad::Tensor::zeros(device(), &[0, 10])
+        .unwrap()
+        .requires_grad();
     let mean = x.cross_entropy(&[], Reduction::Mean).unwrap();
     assert_eq!(mean.shape(), &[] as &[usize]);
     assert!(mean.item().unwrap().is_nan());

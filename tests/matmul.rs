@@ -398,7 +398,9 @@ fn fused_relu_matches_linear_then_relu_on_both_schedules() {
 #[test]
 fn linear_and_matmul_over_an_empty_batch_give_empty_outputs_and_zero_gradients() {
     for relu in [false, true] {
-        let x = webgrad::Tensor::zeros(device(), &[0, 5]).unwrap().requires_grad();
+        let x = webgrad::Tensor::zeros(device(), &[0, 5])
+            .unwrap()
+            .requires_grad();
         let w = tensor(&randn(1, 15), &[3, 5]).requires_grad();
         let b = tensor(&randn(2, 3), &[3]).requires_grad();
         let y = if relu {

@@ -197,9 +197,16 @@ fn nan_propagates_and_takes_the_gradient() {
 #[test]
 fn an_empty_batch_pools_to_an_empty_output() {
     for max in [true, false] {
-        let x = Tensor::zeros(device(), &[0, 3, 6, 6]).unwrap().requires_grad();
+        let x = Tensor::zeros(device(), &[0, 3, 6, 6])
+            .unwrap()
+            .requires_grad();
         let p = Pool2dParams::new(2);
-        let y = if max { x.max_pool2d(p) } else { x.avg_pool2d(p) }.unwrap();
+        let y = if max {
+            x.max_pool2d(p)
+        } else {
+            x.avg_pool2d(p)
+        }
+        .unwrap();
         assert_eq!(y.shape(), &[0, 3, 3, 3], "max={max}");
         assert!(y.to_vec().unwrap().is_empty());
         y.sum().unwrap().backward().unwrap();

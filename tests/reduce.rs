@@ -230,7 +230,9 @@ fn reductions_of_empty_tensors_follow_pytorch() {
     }
     // Over dims: an empty reduced dim gives zeros (sum) or NaN (mean); an empty kept dim an
     // empty result.
-    let x = webgrad::Tensor::zeros(dev, &[2, 0, 3]).unwrap().requires_grad();
+    let x = webgrad::Tensor::zeros(dev, &[2, 0, 3])
+        .unwrap()
+        .requires_grad();
     let s = x.sum_dim(1, false).unwrap();
     assert_eq!(s.shape(), &[2, 3]);
     assert_close(&s.to_vec().unwrap(), &[0.0; 6], 0.0, 0.0, "sum_dim");

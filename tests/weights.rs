@@ -166,11 +166,20 @@ fn unexpected_tensors_are_an_error_unless_the_load_is_not_strict() {
     dict.push(("fc4.weight".into(), tensor(&[1.0, 2.0], &[2])));
     weights::save(&full, &dict, &HashMap::new()).unwrap();
     let e = weights::load_module(&full, &model).unwrap_err().to_string();
-    assert!(e.contains("unexpected tensors: fc4.weight") && !e.contains("missing"), "{e}");
+    assert!(
+        e.contains("unexpected tensors: fc4.weight") && !e.contains("missing"),
+        "{e}"
+    );
     // Not strict: the present tensors load, the others are reported.
     let fresh = LeNet5::build(device(), LeNetFlavour::Modern).unwrap();
     let before = fresh.state_dict();
-    let fc3_bias = before.iter().find(|(n, _)| n == "fc3.bias").unwrap().1.to_vec().unwrap();
+    let fc3_bias = before
+        .iter()
+        .find(|(n, _)| n == "fc3.bias")
+        .unwrap()
+        .1
+        .to_vec()
+        .unwrap();
     let report = weights::load_module_with(&path, &fresh, false).unwrap();
     assert_eq!(report.missing, vec!["fc3.bias".to_string()]);
     assert_eq!(
@@ -215,8 +224,7 @@ fn half_precision_tensors_are_converted_to_f32() {
     let views = vec![
         (
             "a",
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![2, 3], &a)
-                .unwrap(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![2, 3], &a).unwrap(),
         ),
         (
             "b",

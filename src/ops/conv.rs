@@ -430,7 +430,8 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
     if geo.n == 0 {
         // An empty batch: no images to sum over, so zero weight and bias gradients.
-        let zeros = |need: bool, shape: &[usize]| need.then(|| Tensor::zeros(dev, shape)).transpose();
+        let zeros =
+            |need: bool, shape: &[usize]| need.then(|| Tensor::zeros(dev, shape)).transpose();
         let mut out = vec![
             zeros(need_x, &[0, geo.c, geo.h, geo.w])?,
             zeros(need_w, s.w.shape())?,

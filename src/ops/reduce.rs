@@ -203,7 +203,8 @@ impl Tensor {
     /// Mean of all elements, as a rank-0 tensor.
     pub fn mean(&self) -> Result<Tensor> {
         // An empty tensor's mean is 0 * (1 / 0) = NaN, as in PyTorch.
-        sum_rows(self, Rows::all(self.shape()), 1.0 / self.numel() as f32, vec![])
+        let scale = 1.0 / self.numel() as f32;
+        sum_rows(self, Rows::all(self.shape()), scale, vec![])
     }
 
     /// Sum over `dim` (negative counts from the end); `keepdim` keeps it as size 1.
