@@ -704,3 +704,30 @@ fn an_empty_batch_gives_empty_outputs_and_zero_parameter_gradients() {
         }
     }
 }
+
+#[test]
+fn huge_paddings_and_dilations_are_errors_not_wrapped_sizes() {
+    // The padded input or the kernel's span would overflow.
+    assert!(conv2d_output_size(4, 3, 1, usize::MAX / 2, 1).is_err());
+    assert!(conv2d_output_size(4, 3, 1, 0, usize::MAX / 2 + 1).is_err());
+    assert!(conv2d_output_size(4, 3, 1, usize::MAX, 1).is_err());
+    // The output's element count would overflow: 2^62 x 2^62 pixels.
+    let x = Tensor::zeros(device(), &[1, 1, 1, 1]).unwrap();
+    let w = Tensor::zeros(device(), &[1, 1, 1, 1]).unwrap();
+    let p = Conv2dParams::default().padding(1 << 61);
+    let err = x.conv2d(&w, None, p).unwrap_err().to_string();
+    assert!(err.contains("conv2d") && err.contains("overflows"), "{err}");
+    // Also for an empty batch, whose output has no elements but wrapping strides.
+    let x = Tensor::zeros(device(), &[0, 1, 1, 1]).unwrap();
+    assert!(x.conv2d(&w, None, p).is_err());
+    // Pooling windows that large are refused too.
+    let x = Tensor::zeros(device(), &[1, 1, 4, 4]).unwrap();
+    let pool = webgrad::Pool2dParams {
+        kernel: (usize::MAX, usize::MAX),
+        stride: (1, 1),
+        padding: (usize::MAX / 2, usize::MAX / 2),
+        count_include_pad: true,
+    };
+    assert!(x.max_pool2d(pool).is_err());
+    assert!(x.avg_pool2d(pool).is_err());
+}

@@ -73,8 +73,16 @@ pub fn conv2d_output_size(
             "kernel {kernel}, stride {stride} and dilation {dilation} must all be at least 1"
         )));
     }
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + 2 * padding;
+    let span = dilation
+        .checked_mul(kernel - 1)
+        .and_then(|s| s.checked_add(1));
+    let padded = padding.checked_mul(2).and_then(|p| p.checked_add(input));
+    let (Some(span), Some(padded)) = (span, padded) else {
+        return Err(Error::Invalid(format!(
+            "input size {input}, kernel {kernel}, padding {padding} and dilation {dilation}: \
+             the padded input or the kernel's span overflows"
+        )));
+    };
     if padded < span {
         return Err(Error::Invalid(format!(
             "input size {input} with padding {padding} is smaller than the kernel's span \
@@ -199,6 +207,8 @@ fn geometry(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> R
     };
     let ho = size(xs[2], ws[2], p.stride.0, p.padding.0, p.dilation.0)?;
     let wo = size(xs[3], ws[3], p.stride.1, p.padding.1, p.dilation.1)?;
+    // Large paddings give outputs far larger than the input: their size must not wrap.
+    crate::shape::check_shape(&[xs[0], ws[0], ho, wo], "conv2d")?;
     let mut geo = Geometry {
         n: xs[0],
         c: xs[1],
@@ -212,7 +222,9 @@ fn geometry(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> R
         p,
         chunk: 1,
     };
-    let per_image = (geo.rows() * geo.pixels()) as u64 * 4;
+    let per_image = (geo.rows() as u64)
+        .saturating_mul(geo.pixels() as u64)
+        .saturating_mul(4);
     let limits = x.device().limits();
     let max = limits
         .max_storage_buffer_binding_size
