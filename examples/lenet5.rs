@@ -5,16 +5,15 @@
 //! cargo run --release --example lenet5 -- --data /usr/share/datasets/fashion-mnist
 //! cargo run --release --example lenet5 -- eval --weights runs/lenet5.safetensors
 //! cargo run --release --example lenet5 -- predict --weights runs/lenet5.safetensors a.png b.png
+//! cargo run --release --example lenet5 -- --help             # every option and its default
 //! ```
-//! Options: --epochs N (10), --batch-size N (64), --lr F, --optimizer adam|adamw|sgd (adam),
-//! --momentum F (0.9, sgd), --schedule none|cosine (none), --seed N (0), --flavour
-//! modern|classic, --adapter NAME, --backend vulkan|metal|dx12|gl, --out DIR (runs),
-//! --resume (continue from DIR's checkpoint and optimizer state), --no-plot.
+//! Without a command, the options are `train`'s.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::{Args as ClapArgs, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use webgrad::data::{read_idx, DataLoader, Dataset, Mnist};
 use webgrad::models::{LeNet5, LeNetFlavour};
@@ -22,6 +21,119 @@ use webgrad::nn::{summary, Module, Sequential};
 use webgrad::optim::{Adam, CosineLr, LrSchedule, Optimizer, Sgd};
 use webgrad::{no_grad, weights, Device, DeviceOptions, Error, Reduction, Result, Tensor};
 
+const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-subset");
+
+/// Train LeNet-5 on MNIST-format digits (the default command), evaluate a checkpoint, or
+/// classify images, with every kernel a WebGPU compute shader.
+#[derive(Parser, Debug)]
+#[command(name = "lenet5", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train and write a checkpoint (what runs without a command).
+    Train(TrainArgs),
+    /// Test accuracy of a checkpoint.
+    Eval(EvalArgs),
+    /// Classify images: IDX files (every image in them) or 28 x 28 PNGs.
+    Predict(PredictArgs),
+}
+
+/// Options of every command.
+#[derive(ClapArgs, Debug)]
+struct Common {
+    /// Folder of MNIST-format IDX files (raw or .gz).
+    #[arg(long, default_value = BUNDLED)]
+    data: PathBuf,
+    /// Seed of the initialisation and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// modern: ReLU and max pooling; classic: tanh and average pooling (LeCun 1998).
+    #[arg(long, default_value = "modern", value_parser = ["modern", "classic"])]
+    flavour: String,
+    /// Substring of the adapter's name, e.g. llvmpipe [default: the preferred adapter].
+    #[arg(long)]
+    adapter: Option<String>,
+    /// wgpu backend [default: every backend is tried].
+    #[arg(long, value_parser = ["vulkan", "metal", "dx12", "gl"])]
+    backend: Option<String>,
+}
+
+#[derive(ClapArgs, Debug)]
+struct TrainArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Epochs to train (at least 1: the checkpoint is written after them).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    epochs: u32,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    batch_size: u32,
+    /// Learning rate, above 0 [default: 0.001 for adam and adamw, 0.05 for sgd].
+    #[arg(long, value_parser = positive)]
+    lr: Option<f32>,
+    /// Optimizer (sgd with --momentum).
+    #[arg(long, default_value = "adam", value_parser = ["adam", "adamw", "sgd"])]
+    optimizer: String,
+    /// Momentum of sgd, in [0, 1].
+    #[arg(long, default_value_t = 0.9, value_parser = unit_interval)]
+    momentum: f32,
+    /// Learning-rate schedule over the epochs.
+    #[arg(long, default_value = "none", value_parser = ["none", "cosine"])]
+    schedule: String,
+    /// Folder for the checkpoint, the optimizer state and the curves.
+    #[arg(long, default_value = "runs")]
+    out: PathBuf,
+    /// Continue from the checkpoint and optimizer state in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Do not draw the training curves.
+    #[arg(long)]
+    no_plot: bool,
+}
+
+#[derive(ClapArgs, Debug)]
+struct EvalArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The checkpoint (safetensors) to evaluate.
+    #[arg(long)]
+    weights: PathBuf,
+}
+
+#[derive(ClapArgs, Debug)]
+struct PredictArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The checkpoint (safetensors) to classify with.
+    #[arg(long)]
+    weights: PathBuf,
+    /// IDX files or 28 x 28 PNG images.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn positive(v: &str) -> std::result::Result<f32, String> {
+    match v.parse::<f32>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("{v} is not a number above 0")),
+    }
+}
+
+fn unit_interval(v: &str) -> std::result::Result<f32, String> {
+    match v.parse::<f32>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{v} is not a number in [0, 1]")),
+    }
+}
+
+/// What the rest of the program reads: the parsed command line, flattened.
+#[derive(Debug)]
 struct Args {
     command: String,
     data: PathBuf,
@@ -42,78 +154,47 @@ struct Args {
     files: Vec<PathBuf>,
 }
 
-fn parse_args() -> std::result::Result<Args, String> {
-    let mut a = Args {
-        command: "train".into(),
-        data: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-subset")),
-        epochs: 10,
-        batch_size: 64,
-        lr: None,
-        optimizer: "adam".into(),
-        momentum: 0.9,
-        schedule: "none".into(),
-        seed: 0,
-        flavour: LeNetFlavour::Modern,
-        adapter: None,
-        backend: None,
-        out: PathBuf::from("runs"),
-        weights: None,
-        resume: false,
-        plot: true,
-        files: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1).peekable();
-    if let Some(c) = it.peek() {
-        if ["train", "eval", "predict"].contains(&c.as_str()) {
-            a.command = it.next().unwrap();
-        }
-    }
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        let num = |v: String, name: &str| {
-            v.parse::<f64>()
-                .map_err(|_| format!("{name}: not a number: {v}"))
+impl Args {
+    fn from_cli(cli: Cli) -> Args {
+        let (command, common, train, weights, files) = match cli.command {
+            None => ("train", None, Some(cli.train), None, vec![]),
+            Some(Command::Train(t)) => ("train", None, Some(t), None, vec![]),
+            Some(Command::Eval(e)) => ("eval", Some(e.common), None, Some(e.weights), vec![]),
+            Some(Command::Predict(p)) => {
+                ("predict", Some(p.common), None, Some(p.weights), p.files)
+            }
         };
-        match arg.as_str() {
-            "--data" => a.data = value("--data")?.into(),
-            "--epochs" => a.epochs = num(value("--epochs")?, "--epochs")? as usize,
-            "--batch-size" => a.batch_size = num(value("--batch-size")?, "--batch-size")? as usize,
-            "--lr" => a.lr = Some(num(value("--lr")?, "--lr")? as f32),
-            "--optimizer" => a.optimizer = value("--optimizer")?,
-            "--momentum" => a.momentum = num(value("--momentum")?, "--momentum")? as f32,
-            "--schedule" => a.schedule = value("--schedule")?,
-            "--seed" => a.seed = num(value("--seed")?, "--seed")? as u64,
-            "--flavour" => {
-                a.flavour = match value("--flavour")?.as_str() {
-                    "modern" => LeNetFlavour::Modern,
-                    "classic" => LeNetFlavour::Classic,
-                    f => return Err(format!("unknown flavour {f} (modern or classic)")),
-                }
-            }
-            "--adapter" => a.adapter = Some(value("--adapter")?),
-            "--backend" => a.backend = Some(value("--backend")?),
-            "--out" => a.out = value("--out")?.into(),
-            "--weights" => a.weights = Some(value("--weights")?.into()),
-            "--resume" => a.resume = true,
-            "--no-plot" => a.plot = false,
-            "-h" | "--help" => {
-                return Err("see the comment at the top of examples/lenet5.rs".into())
-            }
-            f if !f.starts_with("--") => a.files.push(f.into()),
-            f => return Err(format!("unknown option {f}")),
+        // Commands other than train take train's defaults for its options (unused).
+        let train = train.unwrap_or_else(|| Cli::parse_from(["lenet5"]).train);
+        let common = common.unwrap_or(train.common);
+        Args {
+            command: command.into(),
+            data: common.data,
+            epochs: train.epochs as usize,
+            batch_size: train.batch_size as usize,
+            lr: train.lr,
+            optimizer: train.optimizer,
+            momentum: train.momentum,
+            schedule: train.schedule,
+            seed: common.seed,
+            flavour: match common.flavour.as_str() {
+                "classic" => LeNetFlavour::Classic,
+                _ => LeNetFlavour::Modern,
+            },
+            adapter: common.adapter,
+            backend: common.backend,
+            out: train.out,
+            weights,
+            resume: train.resume,
+            plot: !train.no_plot,
+            files,
         }
     }
-    Ok(a)
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("lenet5: {e}");
-            std::process::exit(2);
-        }
-    };
+    // Bad arguments: clap prints the problem (or --help) and exits with status 2.
+    let args = Args::from_cli(Cli::parse());
     if let Err(e) = run(args) {
         eprintln!("lenet5: {e}");
         std::process::exit(1);
@@ -387,35 +468,10 @@ fn load_images(files: &[PathBuf]) -> Result<Vec<(String, Vec<f32>)>> {
         let name = f.display().to_string();
         if f.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
             let file = std::fs::File::open(f).map_err(|e| Error::Io(format!("{name}: {e}")))?;
-            let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
-            decoder
-                .set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-            let mut reader = decoder
-                .read_info()
-                .map_err(|e| Error::Io(format!("{name}: {e}")))?;
-            let mut buf = vec![0; reader.output_buffer_size()];
-            let info = reader
-                .next_frame(&mut buf)
-                .map_err(|e| Error::Io(format!("{name}: {e}")))?;
-            if (info.width, info.height) != (28, 28) {
-                return Err(Error::Io(format!(
-                    "{name}: {}x{} pixels, expected 28x28",
-                    info.width, info.height
-                )));
-            }
-            let ch = info.color_type.samples();
-            let px: Vec<f32> = buf[..info.buffer_size()]
-                .chunks(ch)
-                .map(|p| {
-                    let rgb = if ch >= 3 {
-                        (p[0] as f32 + p[1] as f32 + p[2] as f32) / 3.0
-                    } else {
-                        p[0] as f32
-                    };
-                    rgb / 255.0
-                })
-                .collect();
-            out.push((name, px));
+            out.push((
+                name.clone(),
+                png_pixels(&name, std::io::BufReader::new(file))?,
+            ));
         } else {
             let idx = read_idx(f)?;
             if idx.dims.len() != 3 || idx.dims[1] != 28 || idx.dims[2] != 28 {
@@ -433,6 +489,38 @@ fn load_images(files: &[PathBuf]) -> Result<Vec<(String, Vec<f32>)>> {
         }
     }
     Ok(out)
+}
+
+/// The pixels of a 28 x 28 PNG as gray levels in [0, 1]. The size in the header is checked
+/// before anything is decoded, so a huge image costs nothing.
+fn png_pixels(name: &str, data: impl std::io::Read) -> Result<Vec<f32>> {
+    let mut decoder = png::Decoder::new(data);
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| Error::Io(format!("{name}: {e}")))?;
+    let (width, height) = (reader.info().width, reader.info().height);
+    if (width, height) != (28, 28) {
+        return Err(Error::Io(format!(
+            "{name}: {width}x{height} pixels, expected 28x28"
+        )));
+    }
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| Error::Io(format!("{name}: {e}")))?;
+    let ch = info.color_type.samples();
+    Ok(buf[..info.buffer_size()]
+        .chunks(ch)
+        .map(|p| {
+            let rgb = if ch >= 3 {
+                (p[0] as f32 + p[1] as f32 + p[2] as f32) / 3.0
+            } else {
+                p[0] as f32
+            };
+            rgb / 255.0
+        })
+        .collect())
 }
 
 fn predict(dev: &Device, model: &Sequential, files: &[PathBuf]) -> Result<()> {
@@ -454,4 +542,150 @@ fn predict(dev: &Device, model: &Sequential, files: &[PathBuf]) -> Result<()> {
         println!("{name}: class {class} ({:.1}%)", conf * 100.0);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> std::result::Result<Args, clap::Error> {
+        let argv = std::iter::once("lenet5").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(Args::from_cli)
+    }
+
+    #[test]
+    fn no_arguments_train_with_the_documented_defaults() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.command, "train");
+        assert_eq!((a.epochs, a.batch_size, a.seed), (10, 64, 0));
+        assert_eq!(
+            (a.optimizer.as_str(), a.schedule.as_str()),
+            ("adam", "none")
+        );
+        assert_eq!(a.data, PathBuf::from(BUNDLED));
+        assert_eq!(a.out, PathBuf::from("runs"));
+        assert!(a.plot && !a.resume && a.lr.is_none());
+        // Train's options with or without the command.
+        let a = parse(&["--epochs", "3", "--optimizer", "sgd", "--lr", "0.1"]).unwrap();
+        assert_eq!(
+            (a.command.as_str(), a.epochs, a.lr),
+            ("train", 3, Some(0.1))
+        );
+        let a = parse(&["train", "--batch-size", "7", "--flavour", "classic"]).unwrap();
+        assert_eq!((a.batch_size, a.flavour), (7, LeNetFlavour::Classic));
+        let a = parse(&["predict", "--weights", "w.safetensors", "a.png", "b.png"]).unwrap();
+        assert_eq!(a.command, "predict");
+        assert_eq!(a.files.len(), 2);
+        let a = parse(&["eval", "--weights", "w.safetensors", "--seed", "4"]).unwrap();
+        assert_eq!((a.command.as_str(), a.seed), ("eval", 4));
+    }
+
+    #[test]
+    fn out_of_range_and_missing_values_are_refused() {
+        for bad in [
+            &["--epochs", "-1"][..],
+            &["--epochs", "0"],
+            &["--epochs=-1"],
+            &["--batch-size", "0"],
+            &["--batch-size", "2.5"],
+            &["--lr", "0"],
+            &["--lr", "-0.1"],
+            &["--lr", "NaN"],
+            &["--momentum", "1.5"],
+            &["--optimizer", "adagrad"],
+            &["--schedule", "step"],
+            &["--flavour", "vintage"],
+            &["--seed", "-3"],
+            &["--unknown"],
+            &["eval"],
+            &["predict", "--weights", "w.safetensors"],
+            &["eval", "--weights", "w", "--epochs", "3"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_option_with_its_default() {
+        let mut cmd = Cli::command();
+        let help = cmd.render_long_help().to_string();
+        for (opt, default) in [
+            ("--epochs", "[default: 10]"),
+            ("--batch-size", "[default: 64]"),
+            ("--lr", "[default: 0.001 for adam and adamw, 0.05 for sgd]"),
+            ("--optimizer", "[default: adam]"),
+            ("--momentum", "[default: 0.9]"),
+            ("--schedule", "[default: none]"),
+            ("--seed", "[default: 0]"),
+            ("--flavour", "[default: modern]"),
+            ("--data", "[default: "),
+            ("--out", "[default: runs]"),
+            ("--adapter", "[default: the preferred adapter]"),
+            ("--backend", "[default: every backend is tried]"),
+            ("--resume", ""),
+            ("--no-plot", ""),
+        ] {
+            let at = help
+                .find(opt)
+                .unwrap_or_else(|| panic!("{opt} missing:\n{help}"));
+            let next = help[at + 2..]
+                .find("\n  -")
+                .map_or(help.len(), |i| at + 2 + i);
+            assert!(help[at..next].contains(default), "{opt}:\n{help}");
+        }
+        for command in ["train", "eval", "predict"] {
+            assert!(help.contains(command), "{command}:\n{help}");
+        }
+    }
+
+    /// A PNG of `width` x `height` 8-bit gray pixels whose image data is one empty stored
+    /// deflate block: only the header is valid.
+    fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            let mut c = (data.len() as u32).to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(data);
+            c.extend_from_slice(&crc.sum().to_be_bytes());
+            c
+        };
+        let mut ihdr = width.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1],
+        ));
+        png.extend(chunk(b"IEND", &[]));
+        png
+    }
+
+    #[test]
+    fn png_size_is_checked_from_the_header_before_decoding() {
+        // 100,000 x 100,000 pixels would need 10 GB to decode.
+        let e = png_pixels("huge.png", &png_header_only(100_000, 100_000)[..])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("huge.png") && e.contains("100000x100000") && e.contains("28x28"),
+            "{e}"
+        );
+        let e = png_pixels("small.png", &png_header_only(29, 28)[..])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("29x28"), "{e}");
+        // A real 28 x 28 image decodes.
+        let mut bytes = Vec::new();
+        let mut enc = png::Encoder::new(&mut bytes, 28, 28);
+        enc.set_color(png::ColorType::Grayscale);
+        let mut w = enc.write_header().unwrap();
+        w.write_image_data(&[255; 784]).unwrap();
+        drop(w);
+        assert_eq!(png_pixels("ok.png", &bytes[..]).unwrap(), vec![1.0; 784]);
+    }
 }

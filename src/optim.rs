@@ -79,6 +79,11 @@ fn record_updates(
         return Ok(());
     };
     let grads: Vec<Option<Tensor>> = params.iter().map(|p| p.grad()).collect();
+    // Checked again at each step: a gradient set by hand may come from another device.
+    one_device(params, "optimizer step")?;
+    for g in grads.iter().flatten() {
+        dev.same(g.device(), "optimizer step")?;
+    }
     // Updated in place.
     for t in params.iter().chain(states.iter().flat_map(|s| s.iter())) {
         t.0.storage.mark_written();
@@ -175,6 +180,16 @@ fn record_flat(
     Ok(())
 }
 
+/// An optimizer's parameters must share one device: its update kernels run on one.
+fn one_device(params: &[Tensor], op: &'static str) -> Result<()> {
+    match params.first() {
+        Some(first) => params
+            .iter()
+            .try_for_each(|p| first.device().same(p.device(), op)),
+        None => Ok(()),
+    }
+}
+
 fn zeros_like(params: &[Tensor]) -> Result<Vec<Tensor>> {
     params
         .iter()
@@ -217,6 +232,7 @@ pub struct Sgd {
 impl Sgd {
     /// Plain SGD with learning rate `lr`; set momentum etc. with the `with_` methods.
     pub fn new(params: Vec<Tensor>, lr: f32) -> Result<Sgd> {
+        one_device(&params, "Sgd::new")?;
         Ok(Sgd {
             momentum_buffers: zeros_like(&params)?,
             params,
@@ -317,6 +333,7 @@ pub struct Adam {
 impl Adam {
     /// Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub fn new(params: Vec<Tensor>, lr: f32) -> Result<Adam> {
+        one_device(&params, "Adam::new")?;
         Ok(Adam {
             exp_avg: zeros_like(&params)?,
             exp_avg_sq: zeros_like(&params)?,

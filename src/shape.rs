@@ -5,8 +5,39 @@ use crate::error::{shape_err, Error, Result};
 /// Most dimensions a kernel's index arithmetic handles (the shaders' `array<u32, 8>`).
 pub const MAX_RANK: usize = 8;
 
+/// The element count of `shape`. A count too large for `usize` saturates to `usize::MAX` (no
+/// allocation can hold it, so it fails there); tensor-creating paths reject such shapes first
+/// with [`check_shape`], which names them.
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    match shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+        Some(n) => n,
+        None if shape.contains(&0) => 0,
+        None => usize::MAX,
+    }
+}
+
+/// Checks that a tensor of `shape` can exist: at most `MAX_RANK` dims, and the product of its
+/// non-zero dims (its element count, every stride) fits in `usize` also as a count of f32
+/// bytes, so no size or offset computed from it can wrap. Returns the element count.
+pub fn check_shape(shape: &[usize], op: &'static str) -> Result<usize> {
+    if shape.len() > MAX_RANK {
+        return shape_err(
+            op,
+            format!("shape {shape:?} has more than {MAX_RANK} dimensions"),
+        );
+    }
+    let fits = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(std::mem::size_of::<f32>(), |acc, &d| acc.checked_mul(d))
+        .is_some();
+    if !fits {
+        return shape_err(
+            op,
+            format!("shape {shape:?} has too many elements (the element count overflows)"),
+        );
+    }
+    Ok(numel(shape))
 }
 
 /// Contiguous row-major strides.
@@ -111,5 +142,27 @@ mod tests {
         let err = broadcast(&[2, 3], &[4, 3], "add").unwrap_err().to_string();
         assert!(err.contains("[2, 3]") && err.contains("[4, 3]"), "{err}");
         assert_eq!(broadcast_strides(&[3, 1], &[4, 3, 5]), vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn element_counts_never_wrap() {
+        assert_eq!(numel(&[1 << 32, 1 << 32]), usize::MAX);
+        assert_eq!(numel(&[1 << 32, 1 << 32, 0]), 0);
+        assert_eq!(numel(&[]), 1);
+        assert_eq!(check_shape(&[2, 0, 3], "t").unwrap(), 0);
+        assert_eq!(check_shape(&[0, 1 << 40], "t").unwrap(), 0);
+        for bad in [
+            vec![1 << 32, 1 << 32],
+            vec![(1 << 63) + 1, 2],
+            vec![0, 1 << 40, 1 << 40],
+            vec![usize::MAX / 2],
+        ] {
+            let err = check_shape(&bad, "zeros").unwrap_err().to_string();
+            assert!(
+                err.starts_with("zeros:") && err.contains(&format!("{bad:?}")),
+                "{err}"
+            );
+        }
+        assert!(check_shape(&[1; MAX_RANK + 1], "t").is_err());
     }
 }

@@ -263,6 +263,7 @@ impl Tensor {
                 self.shape()
             )));
         }
+        self.device().same(grad.device(), "backward_with")?;
         if !self.is_requires_grad() {
             return Err(Error::Autograd(
                 "backward on a tensor that does not require grad (no input called \

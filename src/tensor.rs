@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
-use crate::shape::{numel, MAX_RANK};
+use crate::shape::numel;
 use crate::tape::{self, Node, Op};
 use crate::texels::Texels;
 
@@ -24,7 +24,7 @@ pub(crate) struct Storage {
     /// The same values with images innermost (see `ops/conv_implicit.rs`) for batches of this
     /// many images, when the kernel that wrote the buffer also wrote that layout: the next
     /// convolution reads it instead of re-laying the buffer out.
-    images_inner: Mutex<Option<Derived<(usize, Arc<Texels>)>>>,
+    images_inner: Mutex<Option<Derived<ImagesInner>>>,
     /// The value of every element when the host knows it without a readback: a one-value
     /// upload, such as the seed of `backward()`.
     known: Mutex<Option<Derived<f32>>>,
@@ -34,6 +34,9 @@ pub(crate) struct Storage {
     /// values.)
     pub grad_images_inner: AtomicBool,
 }
+
+/// A batch size and the values laid out images-innermost for it.
+type ImagesInner = (usize, Arc<Texels>);
 
 /// A value derived from a storage's contents at one version.
 struct Derived<T> {
@@ -109,7 +112,7 @@ impl Device {
     }
 
     fn storage_with(&self, n: usize, gpu_written: bool) -> Result<Arc<Storage>> {
-        let (buffer, class) = self.alloc(n as u64 * 4, gpu_written)?;
+        let (buffer, class) = self.alloc((n as u64).saturating_mul(4), gpu_written)?;
         Ok(Arc::new(Storage {
             buffer: Some(buffer),
             class,
@@ -148,13 +151,7 @@ impl std::fmt::Debug for Tensor {
 }
 
 fn check_rank(shape: &[usize], op: &'static str) -> Result<()> {
-    if shape.len() > MAX_RANK {
-        return shape_err(
-            op,
-            format!("shape {shape:?} has more than {MAX_RANK} dimensions"),
-        );
-    }
-    Ok(())
+    crate::shape::check_shape(shape, op).map(|_| ())
 }
 
 impl Tensor {
@@ -212,6 +209,7 @@ impl Tensor {
     }
 
     pub fn from_slice(dev: &Device, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        check_rank(shape, "from_vec")?;
         if data.len() != numel(shape) {
             return shape_err(
                 "from_vec",
@@ -222,7 +220,6 @@ impl Tensor {
                 ),
             );
         }
-        check_rank(shape, "from_vec")?;
         // Not a buffer released in the current batch: the upload runs before its commands.
         let t = Tensor::leaf(dev.storage_with(data.len(), false)?, shape.to_vec());
         dev.write(t.buffer(), bytemuck::cast_slice(data));
@@ -255,6 +252,7 @@ impl Tensor {
 
     /// Uniform in [0, 1), from the device's seeded generator (see [`Device::manual_seed`]).
     pub fn rand(dev: &Device, shape: &[usize]) -> Result<Tensor> {
+        check_rank(shape, "rand")?;
         let data: Vec<f32> = {
             let mut rng = dev.0.rng.lock().unwrap();
             (0..numel(shape)).map(|_| rng.uniform()).collect()
@@ -264,6 +262,7 @@ impl Tensor {
 
     /// Standard normal, from the device's seeded generator.
     pub fn randn(dev: &Device, shape: &[usize]) -> Result<Tensor> {
+        check_rank(shape, "randn")?;
         let data: Vec<f32> = {
             let mut rng = dev.0.rng.lock().unwrap();
             (0..numel(shape)).map(|_| rng.normal()).collect()

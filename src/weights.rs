@@ -1,15 +1,31 @@
 //! Saving and loading tensors in safetensors files, with PyTorch's names and layouts.
-//! A save writes a temporary file beside the target and renames it over the target, so a
-//! crash leaves either the old file or the new one, never half of one.
+//!
+//! A save writes a temporary file beside the target (named `.NAME.webgrad-tmp-PID`), syncs it,
+//! renames it over the target and syncs the directory, so a crash leaves either the old file
+//! or the new one, never half of one. Temporary files of that pattern whose process no longer
+//! runs are removed by the next save of the same target. Loading is strict by default, as
+//! PyTorch's `load_state_dict`: the file must hold exactly the module's tensors.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::Module;
 use crate::tensor::Tensor;
+
+/// What marks a temporary file as ours: `.NAME` + this + the writing process's id.
+const TMP_MARK: &str = ".webgrad-tmp-";
+
+/// Saves within this process take turns, so that their temporary files (one name per target
+/// and process) never collide.
+static SAVING: Mutex<()> = Mutex::new(());
+
+/// A temporary file of ours older than this is stale even where its process cannot be checked
+/// (no `/proc`) or its id was reused.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Writes `tensors` (f32) and string `metadata` to `path` atomically.
 pub fn save(
@@ -38,25 +54,75 @@ pub fn save(
     };
     let bytes = safetensors::serialize(views, &meta)
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a synced temporary file in the same directory, a rename,
+/// and a synced directory. On failure the temporary file is removed and `path` is untouched.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
     let file_name = path
         .file_name()
-        .ok_or_else(|| Error::Io(format!("{}: not a file path", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+        .ok_or_else(|| Error::Io(format!("{}: not a file path", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let _turn = SAVING.lock().unwrap_or_else(|e| e.into_inner());
+    remove_stale_temporaries(&dir, &file_name);
+    let tmp = dir.join(format!(".{file_name}{TMP_MARK}{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable once the directory is synced (where a directory can be
+        // opened as a file: not on Windows).
+        #[cfg(unix)]
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(())
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io(e)
     })
+}
+
+/// Removes our temporary files for `file_name` in `dir` that are stale: left by a process
+/// that no longer runs (checked through `/proc` where there is one), or older than
+/// `STALE_AFTER`. Best effort: what cannot be read or removed is left alone.
+fn remove_stale_temporaries(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}{TMP_MARK}");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let procfs = Path::new("/proc/self").exists();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let dead = procfs && !Path::new(&format!("/proc/{pid}")).exists();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if dead || old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A tensor read from a file, still on the host.
@@ -66,7 +132,8 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
-/// Reads every tensor of a safetensors file (f32; f64 and f16 are converted) and its metadata.
+/// Reads every tensor of a safetensors file and its metadata. f32 is read as is; f64, f16 and
+/// bf16 are converted to f32 (as PyTorch's `tensor.float()`).
 pub fn load(
     path: impl AsRef<Path>,
 ) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
@@ -89,9 +156,18 @@ pub fn load(
                 .chunks_exact(8)
                 .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
                 .collect(),
+            safetensors::Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            safetensors::Dtype::BF16 => d
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             other => {
                 return Err(Error::Io(format!(
-                    "{name}: tensor {tname} has dtype {other:?}; webgrad reads f32 and f64"
+                    "{name}: tensor {tname} has dtype {other:?}; webgrad reads f32, f64, f16 \
+                     and bf16"
                 )))
             }
         };
@@ -111,18 +187,42 @@ pub fn save_module(path: impl AsRef<Path>, model: &dyn Module) -> Result<()> {
     save(path, &model.state_dict(), &HashMap::new())
 }
 
-/// Copies the tensors of `file` into the module's parameters and buffers. Every one must be
-/// present with the same shape; a missing or mis-shaped tensor is an error naming it.
+/// The names a load passed over, as PyTorch's `load_state_dict` returns them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The module's tensors the file does not hold (left as they were).
+    pub missing: Vec<String>,
+    /// The file's tensors the module has no place for (ignored).
+    pub unexpected: Vec<String>,
+}
+
+/// Copies the tensors of `file` into the module's parameters and buffers, strictly: the file
+/// must hold exactly the module's tensors, with the same shapes. The error lists every missing
+/// and every unexpected name, or names a mis-shaped tensor.
 pub fn load_into(
     model: &dyn Module,
     tensors: &HashMap<String, HostTensor>,
     file: &str,
 ) -> Result<()> {
+    load_into_with(model, tensors, file, true).map(|_| ())
+}
+
+/// [`load_into`] with PyTorch's `strict` choice: with `strict = false`, missing tensors are
+/// left as they are and unexpected ones ignored, and both are reported. A mis-shaped tensor is
+/// an error either way, as in PyTorch. Nothing is written unless the whole load succeeds.
+pub fn load_into_with(
+    model: &dyn Module,
+    tensors: &HashMap<String, HostTensor>,
+    file: &str,
+    strict: bool,
+) -> Result<LoadReport> {
     let dict = model.state_dict();
+    let mut report = LoadReport::default();
     for (name, t) in &dict {
-        let src = tensors
-            .get(name)
-            .ok_or_else(|| Error::Io(format!("{file}: no tensor {name}")))?;
+        let Some(src) = tensors.get(name) else {
+            report.missing.push(name.clone());
+            continue;
+        };
         if src.shape != t.shape() {
             return Err(Error::Io(format!(
                 "{file}: tensor {name} has shape {:?}, the model expects {:?}",
@@ -131,17 +231,51 @@ pub fn load_into(
             )));
         }
     }
-    for (name, t) in &dict {
-        t.write_from_slice(&tensors[name].data)?;
+    report.unexpected = tensors
+        .keys()
+        .filter(|k| !dict.iter().any(|(n, _)| n == *k))
+        .cloned()
+        .collect();
+    report.unexpected.sort();
+    if strict && (!report.missing.is_empty() || !report.unexpected.is_empty()) {
+        let mut parts = Vec::new();
+        if !report.missing.is_empty() {
+            parts.push(format!("missing tensors: {}", report.missing.join(", ")));
+        }
+        if !report.unexpected.is_empty() {
+            parts.push(format!(
+                "unexpected tensors: {}",
+                report.unexpected.join(", ")
+            ));
+        }
+        return Err(Error::Io(format!(
+            "{file}: does not match the model ({}); a non-strict load skips them",
+            parts.join("; ")
+        )));
     }
-    Ok(())
+    for (name, t) in &dict {
+        if let Some(src) = tensors.get(name) {
+            t.write_from_slice(&src.data)?;
+        }
+    }
+    Ok(report)
 }
 
-/// Loads a module's parameters and buffers from a safetensors file.
+/// Loads a module's parameters and buffers from a safetensors file, strictly (see
+/// [`load_into`]).
 pub fn load_module(path: impl AsRef<Path>, model: &dyn Module) -> Result<()> {
+    load_module_with(path, model, true).map(|_| ())
+}
+
+/// [`load_module`] with PyTorch's `strict` choice (see [`load_into_with`]).
+pub fn load_module_with(
+    path: impl AsRef<Path>,
+    model: &dyn Module,
+    strict: bool,
+) -> Result<LoadReport> {
     let path = path.as_ref();
     let (tensors, _) = load(path)?;
-    load_into(model, &tensors, &path.display().to_string())
+    load_into_with(model, &tensors, &path.display().to_string(), strict)
 }
 
 /// Uploads a host tensor.

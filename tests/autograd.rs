@@ -220,3 +220,20 @@ fn in_place_writes_to_tensors_backward_does_not_read_are_fine() {
     y.backward().unwrap();
     assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![6.0, 7.0]);
 }
+
+#[test]
+fn backward_with_a_gradient_from_another_device_is_an_error() {
+    let other = webgrad::Device::new().unwrap();
+    let x = tensor(&[1.0, 2.0], &[2]).requires_grad();
+    let y = x.mul_scalar(3.0).unwrap();
+    let g = Tensor::from_slice(&other, &[1.0, 1.0], &[2]).unwrap();
+    // Through the graph and straight into a leaf's gradient.
+    for t in [&y, &x] {
+        let err = t.backward_with(&g).unwrap_err();
+        assert!(
+            matches!(err, webgrad::Error::DeviceMismatch("backward_with")),
+            "{err}"
+        );
+    }
+    assert!(x.grad().is_none());
+}

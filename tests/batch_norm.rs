@@ -95,3 +95,39 @@ fn backward_matches_finite_differences() {
         );
     }
 }
+
+#[test]
+fn an_empty_batch_gives_an_empty_output_and_leaves_running_statistics_alone() {
+    // As PyTorch's batch_norm on an input with no elements, in either mode.
+    let c = 3;
+    for training in [true, false] {
+        let x = Tensor::zeros(device(), &[0, c, 4, 4])
+            .unwrap()
+            .requires_grad();
+        let w = tensor(&[1.0, 2.0, 3.0], &[c]).requires_grad();
+        let b = tensor(&[0.5, 0.5, 0.5], &[c]).requires_grad();
+        let rm = tensor(&[0.1, 0.2, 0.3], &[c]);
+        let rv = tensor(&[1.1, 1.2, 1.3], &[c]);
+        let y = x
+            .batch_norm2d(BatchNormArgs {
+                running_mean: Some(&rm),
+                running_var: Some(&rv),
+                weight: Some(&w),
+                bias: Some(&b),
+                training,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(y.shape(), &[0, c, 4, 4]);
+        assert!(y.to_vec().unwrap().is_empty());
+        assert_eq!(rm.to_vec().unwrap(), vec![0.1, 0.2, 0.3]);
+        assert_eq!(rv.to_vec().unwrap(), vec![1.1, 1.2, 1.3]);
+        y.sum().unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().shape(), &[0, c, 4, 4]);
+        assert_eq!(w.grad().unwrap().to_vec().unwrap(), vec![0.0; c]);
+        assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![0.0; c]);
+    }
+    // One value per channel still cannot be normalised in training.
+    let one = Tensor::zeros(device(), &[1, c, 1, 1]).unwrap();
+    assert!(one.batch_norm2d(BatchNormArgs::default()).is_err());
+}

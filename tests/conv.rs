@@ -663,3 +663,62 @@ fn a_convolution_after_the_fused_op_reads_its_output_as_written() {
         }
     }
 }
+
+#[test]
+fn an_empty_batch_gives_empty_outputs_and_zero_parameter_gradients() {
+    // PyTorch: conv2d of a [0, C, H, W] input is [0, C_out, Ho, Wo]; the weight and bias
+    // gradients sum over no images (zeros), the input gradient is empty.
+    for dev in policy_devices() {
+        let on = |d: &[f32], s: &[usize]| Tensor::from_slice(&dev, d, s).unwrap();
+        let p = Conv2dParams::default().padding(1);
+        let pool = webgrad::Pool2dParams::new(2);
+        for fused in 0..3 {
+            let what = format!("kernels={} fused={fused}", dev.kernel_class().name());
+            let x = on(&[], &[0, 2, 6, 6]).requires_grad();
+            let w = on(&randn(1, 4 * 2 * 9), &[4, 2, 3, 3]).requires_grad();
+            let b = on(&randn(2, 4), &[4]).requires_grad();
+            let (y, shape) = match fused {
+                0 => (x.conv2d(&w, Some(&b), p), [0, 4, 6, 6]),
+                1 => (x.conv2d_relu(&w, Some(&b), p), [0, 4, 6, 6]),
+                _ => (
+                    x.conv2d_relu_max_pool2d(&w, Some(&b), p, pool),
+                    [0, 4, 3, 3],
+                ),
+            };
+            let y = y.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(y.shape(), &shape, "{what}");
+            assert!(y.to_vec().unwrap().is_empty(), "{what}");
+            y.sum().unwrap().backward().unwrap();
+            assert_eq!(x.grad().unwrap().shape(), &[0, 2, 6, 6], "{what}");
+            assert_eq!(w.grad().unwrap().to_vec().unwrap(), vec![0.0; 72], "{what}");
+            assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![0.0; 4], "{what}");
+        }
+    }
+}
+
+#[test]
+fn huge_paddings_and_dilations_are_errors_not_wrapped_sizes() {
+    // The padded input or the kernel's span would overflow.
+    assert!(conv2d_output_size(4, 3, 1, usize::MAX / 2, 1).is_err());
+    assert!(conv2d_output_size(4, 3, 1, 0, usize::MAX / 2 + 1).is_err());
+    assert!(conv2d_output_size(4, 3, 1, usize::MAX, 1).is_err());
+    // The output's element count would overflow: 2^62 x 2^62 pixels.
+    let x = Tensor::zeros(device(), &[1, 1, 1, 1]).unwrap();
+    let w = Tensor::zeros(device(), &[1, 1, 1, 1]).unwrap();
+    let p = Conv2dParams::default().padding(1 << 61);
+    let err = x.conv2d(&w, None, p).unwrap_err().to_string();
+    assert!(err.contains("conv2d") && err.contains("overflows"), "{err}");
+    // Also for an empty batch, whose output has no elements but wrapping strides.
+    let x = Tensor::zeros(device(), &[0, 1, 1, 1]).unwrap();
+    assert!(x.conv2d(&w, None, p).is_err());
+    // Pooling windows that large are refused too.
+    let x = Tensor::zeros(device(), &[1, 1, 4, 4]).unwrap();
+    let pool = webgrad::Pool2dParams {
+        kernel: (usize::MAX, usize::MAX),
+        stride: (1, 1),
+        padding: (usize::MAX / 2, usize::MAX / 2),
+        count_include_pad: true,
+    };
+    assert!(x.max_pool2d(pool).is_err());
+    assert!(x.avg_pool2d(pool).is_err());
+}

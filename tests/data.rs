@@ -2,10 +2,75 @@
 //! (truncated, wrong magic, wrong type, mismatched counts, bad gzip) is an error naming the
 //! file, never a panic.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io::Write;
 use std::path::PathBuf;
 
 use webgrad::data::{parse_idx, read_idx, DataLoader, Dataset, Mnist};
+
+/// Counts the bytes each thread has allocated, so a test can bound a call's peak memory.
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn note(delta: isize) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+    });
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = System.alloc(l);
+        if !p.is_null() {
+            note(l.size() as isize);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(l);
+        if !p.is_null() {
+            note(l.size() as isize);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l);
+        note(-(l.size() as isize));
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let q = System.realloc(p, l, new);
+        if !q.is_null() {
+            note(new as isize - l.size() as isize);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// The most bytes this thread held at once during `f`, above what it held before.
+fn peak_bytes<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let start = LIVE.with(|l| l.get());
+    PEAK.with(|p| p.set(start));
+    let r = f();
+    (r, (PEAK.with(|p| p.get()) - start) as usize)
+}
+
+fn gzip(chunks: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for c in chunks {
+        enc.write_all(&c).unwrap();
+    }
+    enc.finish().unwrap()
+}
 
 fn bundled() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-subset"))
@@ -133,4 +198,48 @@ fn loader_batches_shuffles_by_seed_and_keeps_or_drops_the_tail() {
     let mut sorted = a.clone();
     sorted.sort();
     assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_small_gzip_that_expands_hugely_fails_fast_in_small_memory() {
+    let dir = temp_dir("bomb");
+    // A valid header for 3 bytes, then 64 MiB of zeros: about 64 KiB compressed.
+    let bomb = dir.join("bomb-idx1-ubyte.gz");
+    let mib = 1 << 20;
+    let chunks = std::iter::once(idx_bytes(&[3], &[1, 2, 3])).chain((0..64).map(|_| vec![0; mib]));
+    std::fs::write(&bomb, gzip(chunks)).unwrap();
+    let (r, peak) = peak_bytes(|| read_idx(&bomb));
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.contains("bomb-idx1-ubyte.gz") && e.contains("trailing"),
+        "{e}"
+    );
+    assert!(peak < mib, "read_idx held {peak} bytes at once");
+    // A header announcing far more than the file can expand to (4 GiB from a few bytes) is
+    // refused before anything is decompressed.
+    let liar = dir.join("liar.gz");
+    std::fs::write(&liar, gzip([idx_bytes(&[65536, 65536], &[0; 16])])).unwrap();
+    let (r, peak) = peak_bytes(|| read_idx(&liar));
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.contains("liar.gz") && e.contains("[65536, 65536]") && e.contains("1032x"),
+        "{e}"
+    );
+    assert!(peak < mib, "read_idx held {peak} bytes at once");
+    // A raw file is checked against its size before its data is read.
+    let raw = dir.join("raw-idx1-ubyte");
+    std::fs::write(&raw, idx_bytes(&[65536, 65536], &[0; 16])).unwrap();
+    let (r, peak) = peak_bytes(|| read_idx(&raw));
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("truncated") && e.contains("found 16"), "{e}");
+    assert!(peak < mib, "read_idx held {peak} bytes at once");
+    // A truncated gzip of a header that fits the bound: truncated, naming the counts.
+    let short = dir.join("short.gz");
+    std::fs::write(&short, gzip([idx_bytes(&[100], &[5; 40])])).unwrap();
+    let e = read_idx(&short).unwrap_err().to_string();
+    assert!(
+        e.contains("need 100 bytes") && e.contains("found 40"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

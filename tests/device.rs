@@ -149,3 +149,40 @@ fn profiling_times_every_kernel_and_changes_no_result() {
         "{report}"
     );
 }
+
+#[test]
+fn shapes_whose_element_count_overflows_are_errors_naming_them() {
+    let dev = device();
+    let huge = [1usize << 32, 1 << 32];
+    let named = |r: webgrad::Result<Tensor>, op: &str, shape: &[usize]| {
+        let err = r.unwrap_err().to_string();
+        assert!(
+            err.starts_with(op) && err.contains(&format!("{shape:?}")),
+            "{op}: {err}"
+        );
+    };
+    named(Tensor::zeros(dev, &huge), "tensor", &huge);
+    named(Tensor::ones(dev, &huge), "tensor", &huge);
+    named(Tensor::full(dev, &huge, 2.0), "tensor", &huge);
+    named(Tensor::rand(dev, &huge), "rand", &huge);
+    named(Tensor::randn(dev, &huge), "randn", &huge);
+    let wraps_to_two = [(1usize << 63) + 1, 2];
+    named(
+        Tensor::from_vec(dev, vec![1.0, 2.0], &wraps_to_two),
+        "from_vec",
+        &wraps_to_two,
+    );
+    // Zero dims beside dims whose product overflows (the strides would wrap).
+    let zero_huge = [0usize, 1 << 40, 1 << 40];
+    named(Tensor::zeros(dev, &zero_huge), "tensor", &zero_huge);
+    let empty = Tensor::zeros(dev, &[0]).unwrap();
+    named(empty.reshape(&huge), "reshape", &huge);
+    let one = tensor(&[1.0], &[1, 1]);
+    named(one.expand(&huge), "expand", &huge);
+    // An output shape computed by an op: [2^40, 0] x [0, 2^40] would be [2^40, 2^40].
+    let a = Tensor::zeros(dev, &[1 << 40, 0]).unwrap();
+    let b = Tensor::zeros(dev, &[0, 1 << 40]).unwrap();
+    assert!(a.matmul(&b).is_err());
+    // Empty tensors with large dims whose product fits are fine.
+    assert_eq!(Tensor::zeros(dev, &[0, 1 << 40]).unwrap().numel(), 0);
+}

@@ -89,3 +89,24 @@ fn gradients_flow_through_layout_ops() {
         5e-3,
     );
 }
+
+#[test]
+fn transpose_of_a_zero_dim_tensor_is_a_no_op_as_in_pytorch() {
+    let x = webgrad::Tensor::scalar(device(), 3.5)
+        .unwrap()
+        .requires_grad();
+    for (a, b) in [(0, 0), (-1, -1), (0, -1)] {
+        let y = x.transpose(a, b).unwrap();
+        assert_eq!(y.shape(), &[] as &[usize]);
+        assert_eq!(y.item().unwrap(), 3.5);
+    }
+    // Gradients flow through it.
+    let y = x.transpose(0, 0).unwrap().mul_scalar(2.0).unwrap();
+    y.backward().unwrap();
+    assert_eq!(x.grad().unwrap().item().unwrap(), 2.0);
+    // Any other dim is out of range, as in PyTorch.
+    for (a, b) in [(0, 1), (1, 0), (-2, 0)] {
+        let err = x.transpose(a, b).unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
+    }
+}

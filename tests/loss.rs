@@ -244,3 +244,26 @@ fn reduced_cross_entropy_and_its_gradient_match_float64_on_both_paths() {
         }
     }
 }
+
+#[test]
+fn cross_entropy_over_an_empty_batch_follows_pytorch() {
+    // PyTorch: the mean over no rows is NaN, the sum 0, no reduction an empty vector; the
+    // gradient (of the sum) is empty.
+    let x = webgrad::Tensor::zeros(device(), &[0, 10])
+        .unwrap()
+        .requires_grad();
+    let mean = x.cross_entropy(&[], Reduction::Mean).unwrap();
+    assert_eq!(mean.shape(), &[] as &[usize]);
+    assert!(mean.item().unwrap().is_nan());
+    let none = x.cross_entropy(&[], Reduction::None).unwrap();
+    assert_eq!(none.shape(), &[0]);
+    let sum = x.cross_entropy(&[], Reduction::Sum).unwrap();
+    assert_eq!(sum.item().unwrap(), 0.0);
+    sum.backward().unwrap();
+    assert_eq!(x.grad().unwrap().shape(), &[0, 10]);
+    // Also without recording (the fused reduction path's other branch).
+    let mean = webgrad::no_grad(|| x.cross_entropy(&[], Reduction::Mean).unwrap());
+    assert!(mean.item().unwrap().is_nan());
+    let mse = x.mse_loss(&x.detach(), Reduction::Mean).unwrap();
+    assert!(mse.item().unwrap().is_nan());
+}

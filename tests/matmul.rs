@@ -386,3 +386,30 @@ fn fused_relu_matches_linear_then_relu_on_both_schedules() {
         }
     }
 }
+
+#[test]
+fn linear_and_matmul_over_an_empty_batch_give_empty_outputs_and_zero_gradients() {
+    for relu in [false, true] {
+        let x = webgrad::Tensor::zeros(device(), &[0, 5])
+            .unwrap()
+            .requires_grad();
+        let w = tensor(&randn(1, 15), &[3, 5]).requires_grad();
+        let b = tensor(&randn(2, 3), &[3]).requires_grad();
+        let y = if relu {
+            x.linear_relu(&w, Some(&b))
+        } else {
+            x.linear(&w, Some(&b))
+        }
+        .unwrap();
+        assert_eq!(y.shape(), &[0, 3]);
+        assert!(y.to_vec().unwrap().is_empty());
+        y.sum().unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().shape(), &[0, 5]);
+        assert_eq!(w.grad().unwrap().to_vec().unwrap(), vec![0.0; 15]);
+        assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![0.0; 3]);
+    }
+    // An empty inner dimension: [2, 0] x [0, 3] is zeros, as in PyTorch.
+    let a = webgrad::Tensor::zeros(device(), &[2, 0]).unwrap();
+    let b = webgrad::Tensor::zeros(device(), &[0, 3]).unwrap();
+    assert_eq!(a.matmul(&b).unwrap().to_vec().unwrap(), vec![0.0; 6]);
+}

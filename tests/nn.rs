@@ -101,3 +101,23 @@ fn lenet5_summary_lists_shapes_parameters_and_receptive_fields() {
     }
     let _ = MaxPool2d::new(2);
 }
+
+#[test]
+fn models_run_forward_and_backward_on_an_empty_batch() {
+    for flavour in [LeNetFlavour::Modern, LeNetFlavour::Classic] {
+        let mut model = LeNet5::build(device(), flavour).unwrap();
+        let x = Tensor::zeros(device(), &[0, 1, 28, 28]).unwrap();
+        let logits = model.forward(&x).unwrap();
+        assert_eq!(logits.shape(), &[0, 10], "{flavour:?}");
+        let loss = logits.cross_entropy(&[], webgrad::Reduction::Sum).unwrap();
+        assert_eq!(loss.item().unwrap(), 0.0);
+        loss.backward().unwrap();
+        for p in model.parameters() {
+            let g = p.grad().unwrap().to_vec().unwrap();
+            assert!(g.iter().all(|&v| v == 0.0), "{flavour:?}");
+        }
+        model.set_training(false);
+        let logits = webgrad::no_grad(|| model.forward(&x)).unwrap();
+        assert_eq!(logits.shape(), &[0, 10]);
+    }
+}

@@ -183,3 +183,28 @@ fn parameters_updated_together_match_parameters_updated_alone() {
         }
     }
 }
+
+#[test]
+fn an_optimizer_over_parameters_on_two_devices_is_an_error() {
+    let other = webgrad::Device::new().unwrap();
+    let a = tensor(&[1.0, 2.0], &[2]).requires_grad();
+    let b = Tensor::from_slice(&other, &[3.0, 4.0], &[2])
+        .unwrap()
+        .requires_grad();
+    for (i, err) in [
+        Sgd::new(vec![a.clone(), b.clone()], 0.1).err(),
+        Adam::new(vec![a.clone(), b.clone()], 0.1).err(),
+        Adam::adamw(vec![a.clone(), b.clone()], 0.1).err(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let err = err.unwrap_or_else(|| panic!("optimizer {i} accepted two devices"));
+        assert!(matches!(err, webgrad::Error::DeviceMismatch(_)), "{err}");
+    }
+    // Each device's parameters alone are fine.
+    b.sum().unwrap().backward().unwrap();
+    let mut opt = Sgd::new(vec![b.clone()], 0.5).unwrap();
+    opt.step().unwrap();
+    assert_eq!(b.to_vec().unwrap(), vec![2.5, 3.5]);
+}

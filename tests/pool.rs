@@ -287,3 +287,23 @@ fn windows_past_the_loop_budget_are_exact() {
         }
     }
 }
+
+#[test]
+fn an_empty_batch_pools_to_an_empty_output() {
+    for max in [true, false] {
+        let x = Tensor::zeros(device(), &[0, 3, 6, 6])
+            .unwrap()
+            .requires_grad();
+        let p = Pool2dParams::new(2);
+        let y = if max {
+            x.max_pool2d(p)
+        } else {
+            x.avg_pool2d(p)
+        }
+        .unwrap();
+        assert_eq!(y.shape(), &[0, 3, 3, 3], "max={max}");
+        assert!(y.to_vec().unwrap().is_empty());
+        y.sum().unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().shape(), &[0, 3, 6, 6], "max={max}");
+    }
+}

@@ -211,3 +211,44 @@ fn max_over_long_rows_merges_chunks() {
         5e-3,
     );
 }
+
+#[test]
+fn reductions_of_empty_tensors_follow_pytorch() {
+    let dev = device();
+    let nan = f64::NAN;
+    for shape in [&[0usize][..], &[2, 0, 3], &[0, 4]] {
+        let x = webgrad::Tensor::zeros(dev, shape).unwrap().requires_grad();
+        // sum of nothing is 0, mean of nothing is NaN (0 / 0).
+        assert_eq!(x.sum().unwrap().item().unwrap(), 0.0, "sum {shape:?}");
+        assert!(x.mean().unwrap().item().unwrap().is_nan(), "mean {shape:?}");
+        // Backward through them gives an empty gradient of the input's shape.
+        x.sum().unwrap().backward().unwrap();
+        x.mean().unwrap().backward().unwrap();
+        let g = x.grad().unwrap();
+        assert_eq!(g.shape(), shape);
+        assert!(g.to_vec().unwrap().is_empty());
+    }
+    // Over dims: an empty reduced dim gives zeros (sum) or NaN (mean); an empty kept dim an
+    // empty result.
+    let x = webgrad::Tensor::zeros(dev, &[2, 0, 3])
+        .unwrap()
+        .requires_grad();
+    let s = x.sum_dim(1, false).unwrap();
+    assert_eq!(s.shape(), &[2, 3]);
+    assert_close(&s.to_vec().unwrap(), &[0.0; 6], 0.0, 0.0, "sum_dim");
+    let m = x.mean_dim(-2, true).unwrap();
+    assert_eq!(m.shape(), &[2, 1, 3]);
+    assert_close(&m.to_vec().unwrap(), &[nan; 6], 0.0, 0.0, "mean_dim");
+    let e = x.sum_dim(0, false).unwrap();
+    assert_eq!(e.shape(), &[0, 3]);
+    assert!(e.to_vec().unwrap().is_empty());
+    assert_eq!(x.mean_dim(2, true).unwrap().shape(), &[2, 0, 1]);
+    s.sum().unwrap().backward().unwrap();
+    m.sum().unwrap().backward().unwrap();
+    assert_eq!(x.grad().unwrap().shape(), &[2, 0, 3]);
+    // A broadcast onto an empty batch sums no gradient into the broadcast operand.
+    let b = tensor(&[1.0, 2.0, 3.0], &[3]).requires_grad();
+    let y = webgrad::Tensor::zeros(dev, &[0, 3]).unwrap();
+    y.add(&b).unwrap().sum().unwrap().backward().unwrap();
+    assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![0.0; 3]);
+}

@@ -107,9 +107,135 @@ fn a_failed_save_leaves_the_old_file_intact() {
     let before = std::fs::read(&path).unwrap();
     // Make the write fail: occupy the temporary file's name with a directory (a read-only
     // directory would not stop root).
-    let tmp = dir.join(format!(".model.safetensors.tmp-{}", std::process::id()));
+    let tmp = dir.join(format!(
+        ".model.safetensors.webgrad-tmp-{}",
+        std::process::id()
+    ));
     std::fs::create_dir(&tmp).unwrap();
     assert!(weights::save_module(&path, &model).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), before);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn stale_temporary_files_of_our_naming_are_removed() {
+    let dir = temp("stale");
+    let path = dir.join("model.safetensors");
+    let model = LeNet5::build(device(), LeNetFlavour::Modern).unwrap();
+    // Left by a process that no longer runs (no pid reaches 2^32 - 1).
+    let stale = dir.join(".model.safetensors.webgrad-tmp-4294967295");
+    // A running process's (pid 1 always runs), another target's, and not ours at all.
+    let running = dir.join(".model.safetensors.webgrad-tmp-1");
+    let other = dir.join(".other.safetensors.webgrad-tmp-4294967295");
+    let foreign = dir.join(".model.safetensors.tmp-4294967295");
+    for f in [&stale, &running, &other, &foreign] {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    weights::save_module(&path, &model).unwrap();
+    weights::load_module(&path, &model).unwrap();
+    if std::path::Path::new("/proc/self").exists() {
+        assert!(!stale.exists(), "the stale temporary file is still there");
+    }
+    for f in [&running, &other, &foreign] {
+        assert!(f.exists(), "{} was removed", f.display());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn unexpected_tensors_are_an_error_unless_the_load_is_not_strict() {
+    let dir = temp("strict");
+    let model = LeNet5::build(device(), LeNetFlavour::Modern).unwrap();
+    let mut dict = model.state_dict();
+    dict.retain(|(n, _)| n != "fc3.bias");
+    dict.push(("fc4.weight".into(), tensor(&[1.0, 2.0], &[2])));
+    dict.push(("conv1.scale".into(), tensor(&[3.0], &[1])));
+    let path = dir.join("extra.safetensors");
+    weights::save(&path, &dict, &HashMap::new()).unwrap();
+    // Strict (the default): one error listing every missing and unexpected name.
+    let e = weights::load_module(&path, &model).unwrap_err().to_string();
+    assert!(
+        e.contains("extra.safetensors")
+            && e.contains("missing tensors: fc3.bias")
+            && e.contains("unexpected tensors: conv1.scale, fc4.weight"),
+        "{e}"
+    );
+    // Only extra tensors: still an error when strict.
+    let full = dir.join("full.safetensors");
+    let mut dict = model.state_dict();
+    dict.push(("fc4.weight".into(), tensor(&[1.0, 2.0], &[2])));
+    weights::save(&full, &dict, &HashMap::new()).unwrap();
+    let e = weights::load_module(&full, &model).unwrap_err().to_string();
+    assert!(
+        e.contains("unexpected tensors: fc4.weight") && !e.contains("missing"),
+        "{e}"
+    );
+    // Not strict: the present tensors load, the others are reported.
+    let fresh = LeNet5::build(device(), LeNetFlavour::Modern).unwrap();
+    let before = fresh.state_dict();
+    let fc3_bias = before
+        .iter()
+        .find(|(n, _)| n == "fc3.bias")
+        .unwrap()
+        .1
+        .to_vec()
+        .unwrap();
+    let report = weights::load_module_with(&path, &fresh, false).unwrap();
+    assert_eq!(report.missing, vec!["fc3.bias".to_string()]);
+    assert_eq!(
+        report.unexpected,
+        vec!["conv1.scale".to_string(), "fc4.weight".to_string()]
+    );
+    for ((n, want), (_, got)) in model.state_dict().iter().zip(fresh.state_dict()) {
+        let got = got.to_vec().unwrap();
+        if n == "fc3.bias" {
+            assert_eq!(got, fc3_bias, "{n} was left as it was");
+        } else {
+            assert_eq!(got, want.to_vec().unwrap(), "{n}");
+        }
+    }
+    // A mis-shaped tensor is an error either way.
+    let mut dict = model.state_dict();
+    dict[0].1 = tensor(&[0.0; 3], &[3]);
+    let bad = dir.join("bad.safetensors");
+    weights::save(&bad, &dict, &HashMap::new()).unwrap();
+    assert!(weights::load_module_with(&bad, &fresh, false).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn half_precision_tensors_are_converted_to_f32() {
+    let dir = temp("half");
+    // f16: 1, -2, 0.5, 65504 (largest), 2^-24 (smallest subnormal), inf.
+    let f16: [u16; 6] = [0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0x7c00];
+    let f16_want = [1.0, -2.0, 0.5, 65504.0, 2f32.powi(-24), f32::INFINITY];
+    // bf16: 1, -2, 3.140625, 2^-133 (subnormal), 1.0e38-ish, -inf.
+    let bf16: [u16; 6] = [0x3f80, 0xc000, 0x4049, 0x0001, 0x7e96, 0xff80];
+    let bf16_want = [
+        1.0,
+        -2.0,
+        3.140625,
+        2f32.powi(-133),
+        f32::from_bits(0x7e96_0000),
+        f32::NEG_INFINITY,
+    ];
+    let le = |v: &[u16]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let (a, b) = (le(&f16), le(&bf16));
+    let views = vec![
+        (
+            "a",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![2, 3], &a).unwrap(),
+        ),
+        (
+            "b",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, vec![6], &b).unwrap(),
+        ),
+    ];
+    let path = dir.join("half.safetensors");
+    std::fs::write(&path, safetensors::serialize(views, &None).unwrap()).unwrap();
+    let (t, _) = weights::load(&path).unwrap();
+    assert_eq!(t["a"].shape, vec![2, 3]);
+    assert_eq!(t["a"].data, f16_want);
+    assert_eq!(t["b"].data, bf16_want);
     std::fs::remove_dir_all(&dir).ok();
 }

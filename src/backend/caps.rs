@@ -68,7 +68,7 @@ impl Limits {
 impl From<&wgpu::Limits> for Limits {
     fn from(l: &wgpu::Limits) -> Limits {
         Limits {
-            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
             max_buffer_size: l.max_buffer_size,
             max_texture_dimension_2d: l.max_texture_dimension_2d,
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,

@@ -95,7 +95,9 @@ impl Tensor {
                 }
             }
         }
-        if args.training && m <= 1 {
+        // As PyTorch: one value per channel cannot be normalised in training, but an empty
+        // input (no values) gives an empty output and leaves the running statistics alone.
+        if args.training && m == 1 {
             return Err(Error::Invalid(format!(
                 "batch_norm2d: training needs more than one value per channel, input {s:?}"
             )));
@@ -126,7 +128,11 @@ impl Tensor {
             m,
         );
         let stats = Tensor::uninit(dev, &[2 * c])?;
+        let empty_batch = args.training && m == 0;
         no_grad(|| -> Result<()> {
+            if empty_batch {
+                return Ok(());
+            }
             let (mean, var, rm, rv);
             if args.training {
                 let x = self.detach();

@@ -73,8 +73,16 @@ pub fn conv2d_output_size(
             "kernel {kernel}, stride {stride} and dilation {dilation} must all be at least 1"
         )));
     }
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + 2 * padding;
+    let span = dilation
+        .checked_mul(kernel - 1)
+        .and_then(|s| s.checked_add(1));
+    let padded = padding.checked_mul(2).and_then(|p| p.checked_add(input));
+    let (Some(span), Some(padded)) = (span, padded) else {
+        return Err(Error::Invalid(format!(
+            "input size {input}, kernel {kernel}, padding {padding} and dilation {dilation}: \
+             the padded input or the kernel's span overflows"
+        )));
+    };
     if padded < span {
         return Err(Error::Invalid(format!(
             "input size {input} with padding {padding} is smaller than the kernel's span \
@@ -199,6 +207,8 @@ fn geometry(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> R
     };
     let ho = size(xs[2], ws[2], p.stride.0, p.padding.0, p.dilation.0)?;
     let wo = size(xs[3], ws[3], p.stride.1, p.padding.1, p.dilation.1)?;
+    // Large paddings give outputs far larger than the input: their size must not wrap.
+    crate::shape::check_shape(&[xs[0], ws[0], ho, wo], "conv2d")?;
     let mut geo = Geometry {
         n: xs[0],
         c: xs[1],
@@ -212,7 +222,9 @@ fn geometry(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> R
         p,
         chunk: 1,
     };
-    let per_image = (geo.rows() * geo.pixels()) as u64 * 4;
+    let per_image = (geo.rows() as u64)
+        .saturating_mul(geo.pixels() as u64)
+        .saturating_mul(4);
     let max = x.device().limits().max_tensor_bytes();
     if per_image > max {
         return Err(Error::TooLarge(format!(
@@ -288,7 +300,10 @@ fn conv2d(
     let storage = dev.storage(geo.n * geo.c_out * geo.pixels())?;
     let input_grad = crate::tape::is_grad_enabled() && x.is_requires_grad();
     let input_inner = x.0.storage.grad_images_inner.load(Ordering::Relaxed);
-    let (xt, wb) = if conv_implicit::applies(dev, &geo) {
+    // An empty batch has an empty output and nothing to compute.
+    let (xt, wb) = if geo.n == 0 {
+        (None, None)
+    } else if conv_implicit::applies(dev, &geo) {
         let (xt, wb) =
             conv_implicit::forward(x, w, bias, relu, &geo, storage.buffer(), input_grad)?;
         (Some(xt), wb)
@@ -332,7 +347,7 @@ fn conv_relu_pool(
         dev.same(b.device(), "conv2d")?;
     }
     let geo = geometry(x, w, bias, p)?;
-    if !conv_implicit::applies(dev, &geo) || geo.ho % 2 == 1 || geo.wo % 2 == 1 {
+    if geo.n == 0 || !conv_implicit::applies(dev, &geo) || geo.ho % 2 == 1 || geo.wo % 2 == 1 {
         return Ok(None);
     }
     let shape = vec![geo.n, geo.c_out, geo.ho / 2, geo.wo / 2];
@@ -422,6 +437,19 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     let geo = &s.geo;
     let (need_x, need_w) = (need[0], need[1]);
     let need_b = s.has_bias && need.get(2).copied().unwrap_or(false);
+    if geo.n == 0 {
+        // An empty batch: no images to sum over, so zero weight and bias gradients.
+        let zeros =
+            |need: bool, shape: &[usize]| need.then(|| Tensor::zeros(dev, shape)).transpose();
+        let mut out = vec![
+            zeros(need_x, &[0, geo.c, geo.h, geo.w])?,
+            zeros(need_w, s.w.shape())?,
+        ];
+        if s.has_bias {
+            out.push(zeros(need_b, &[geo.c_out])?);
+        }
+        return Ok(out);
+    }
     if let (Some(pool), SavedInput::ImagesInner(xt)) = (&s.pool, &s.x) {
         // g is the pooled gradient. The input gradient reads g at every pixel of the
         // convolution, routed to the winners (pool_grad); without it, the weight gradient reads

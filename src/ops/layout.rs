@@ -4,7 +4,7 @@
 use crate::error::{shape_err, Result};
 use crate::kernel::{shader, Bind, Shader};
 use crate::ops::unary::groups;
-use crate::shape::{broadcast_strides, numel, resolve_dim, strides, words8, MAX_RANK};
+use crate::shape::{broadcast_strides, numel, resolve_dim, strides, words8};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
@@ -48,6 +48,7 @@ pub(crate) fn permute_backward(s: &PermuteSaved, g: &Tensor) -> Result<Tensor> {
 impl Tensor {
     /// The same data with a new shape of equal element count (no copy).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        crate::shape::check_shape(shape, "reshape")?;
         if numel(shape) != self.numel() {
             return shape_err(
                 "reshape",
@@ -57,12 +58,6 @@ impl Tensor {
                     self.numel(),
                     numel(shape)
                 ),
-            );
-        }
-        if shape.len() > MAX_RANK {
-            return shape_err(
-                "reshape",
-                format!("{shape:?} has more than {MAX_RANK} dims"),
             );
         }
         Ok(Tensor::from_op(
@@ -130,6 +125,10 @@ impl Tensor {
     pub fn transpose(&self, dim0: isize, dim1: isize) -> Result<Tensor> {
         let a = resolve_dim(dim0, self.rank(), "transpose")?;
         let b = resolve_dim(dim1, self.rank(), "transpose")?;
+        if self.rank() == 0 {
+            // As PyTorch: dims 0 and -1 of a 0-d tensor name the tensor itself; nothing moves.
+            return self.permute(&[]);
+        }
         let mut perm: Vec<usize> = (0..self.rank()).collect();
         perm.swap(a, b);
         self.permute(&perm)
@@ -145,6 +144,7 @@ impl Tensor {
 
     /// Broadcasts to `shape` (NumPy rules: size-1 dims and missing leading dims repeat).
     pub fn expand(&self, shape: &[usize]) -> Result<Tensor> {
+        crate::shape::check_shape(shape, "expand")?;
         let out = crate::shape::broadcast(self.shape(), shape, "expand")?;
         if out != shape {
             return shape_err(

@@ -214,7 +214,9 @@ impl Tensor {
             Reduction::Sum => Some(1.0),
             Reduction::None => None,
         };
-        let reduced = scale.filter(|_| dev.policy().cross_entropy_reduced(rows, classes));
+        // No rows: the per-row losses, then `reduce` (whose mean of nothing is NaN).
+        let reduced =
+            scale.filter(|_| rows > 0 && dev.policy().cross_entropy_reduced(rows, classes));
         let (entry, outputs, shape, workgroups) = match reduced {
             Some(_) => ("cross_entropy_reduced_forward", 1, vec![], 1),
             None => ("cross_entropy_forward", rows, vec![rows], rows.div_ceil(64)),

@@ -706,7 +706,8 @@ impl Tensor {
         let dev = self.device();
         let mut out_shape = batch_shape.clone();
         out_shape.extend([m, n]);
-        let storage = dev.storage(batch * m * n)?;
+        // Checked: with k = 0 the output may hold far more elements than either operand.
+        let storage = dev.storage(crate::shape::check_shape(&out_shape, "matmul")?)?;
         Gemm::new(
             Operand::rows(a.buffer(), m, k, a_batched),
             Operand::rows(b.buffer(), k, n, b_batched),

@@ -80,6 +80,11 @@ fn reduced_shape(shape: &[usize], dim: usize, keepdim: bool) -> Vec<usize> {
 /// than one invocation may loop over are summed in chunks, then the chunk sums again.
 fn sum_rows_raw(x: &wgpu::Buffer, dev: &Device, rows: Rows, scale: f32) -> Result<Arc<Storage>> {
     let outputs = rows.outer * rows.inner;
+    if rows.n == 0 {
+        // Empty rows sum to 0 (times scale: a mean's 1/0 gives NaN, as in PyTorch).
+        let out = Tensor::full(dev, &[outputs], 0.0 * scale)?;
+        return Ok(out.0.storage.clone());
+    }
     // One workgroup per output (a tree reduction with barriers) where the policy says so.
     let wide = dev.policy().sum_rows_wide(outputs, rows.n);
     let limit = dev.policy().loop_limit();
@@ -196,8 +201,9 @@ impl Tensor {
 
     /// Mean of all elements, as a rank-0 tensor.
     pub fn mean(&self) -> Result<Tensor> {
-        let n = self.numel().max(1);
-        sum_rows(self, Rows::all(self.shape()), 1.0 / n as f32, vec![])
+        // An empty tensor's mean is 0 * (1 / 0) = NaN, as in PyTorch.
+        let scale = 1.0 / self.numel() as f32;
+        sum_rows(self, Rows::all(self.shape()), scale, vec![])
     }
 
     /// Sum over `dim` (negative counts from the end); `keepdim` keeps it as size 1.
@@ -217,7 +223,7 @@ impl Tensor {
             return self.copy();
         }
         let rows = Rows::of(self.shape(), d);
-        let scale = 1.0 / rows.n.max(1) as f32;
+        let scale = 1.0 / rows.n as f32;
         sum_rows(self, rows, scale, reduced_shape(self.shape(), d, keepdim))
     }
 
