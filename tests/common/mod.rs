@@ -19,22 +19,20 @@ pub fn device() -> &'static Device {
 
 /// One device per kernel class this adapter can run (its own class first): the GPU kernels
 /// (workgroup tiles, im2col) run on a CPU adapter too, so every variant is tested here.
+/// New devices for each caller: on GL, threads sharing one device wait on one context lock,
+/// which wgpu gives up on after a second (a slow test then panics another).
 pub fn policy_devices() -> Vec<Device> {
-    static DEVS: OnceLock<Vec<Device>> = OnceLock::new();
-    DEVS.get_or_init(|| {
-        let classes = device().runnable_kernel_classes();
-        assert!(classes.len() >= 2, "every adapter runs two kernel classes");
-        classes
-            .into_iter()
-            .map(|class| {
-                let opts = webgrad::DeviceOptions::default().force_kernels(class);
-                let dev = Device::with_options(opts).unwrap();
-                assert_eq!(dev.kernel_class(), class);
-                dev
-            })
-            .collect()
-    })
-    .clone()
+    let classes = device().runnable_kernel_classes();
+    assert!(classes.len() >= 2, "every adapter runs two kernel classes");
+    classes
+        .into_iter()
+        .map(|class| {
+            let opts = webgrad::DeviceOptions::default().force_kernels(class);
+            let dev = Device::with_options(opts).unwrap();
+            assert_eq!(dev.kernel_class(), class);
+            dev
+        })
+        .collect()
 }
 
 /// Runs `f` under every kernel class this adapter can run ([`policy_devices`]).
