@@ -6,7 +6,7 @@
 //! [`Device::sync`], or every `ops_per_submit` dispatches.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::backend::caps::{AdapterClass, AdapterReport, Caps, Limits};
 use crate::backend::policy::Policy;
@@ -15,6 +15,7 @@ use crate::kernel::{Batch, PipelineCache};
 use crate::pool::BufferPool;
 use crate::profile::Profiler;
 use crate::rng::Rng;
+use crate::tensor::Storage;
 
 /// Which adapter to open, and how. `Default` reads `WEBGRAD_BACKEND`, `WEBGRAD_ADAPTER`,
 /// `WEBGRAD_PROFILE` and `WEBGRAD_KERNELS`.
@@ -117,6 +118,10 @@ pub(crate) struct DeviceInner {
     pub rng: Mutex<Rng>,
     /// The first uncaptured wgpu error, reported at the next dispatch or readback.
     pub wgpu_error: Arc<Mutex<Option<String>>>,
+    /// The first error of a deferred computation (`fusion.rs`), reported the same way.
+    deferred_error: Mutex<Option<Error>>,
+    /// Deferred storages, to compute before an in-place write to one of their inputs.
+    deferred: Mutex<Vec<Weak<Storage>>>,
     pub ops_per_submit: usize,
     /// Per-kernel times when `WEBGRAD_PROFILE` is set.
     pub profile: Option<Profiler>,
@@ -290,6 +295,8 @@ impl Device {
             pool: Mutex::new(BufferPool::default()),
             rng: Mutex::new(Rng::new(0)),
             wgpu_error,
+            deferred_error: Mutex::new(None),
+            deferred: Mutex::new(Vec::new()),
             ops_per_submit: opts.ops_per_submit.max(1),
             profile: opts.profile.then(|| Profiler::new(&device, &queue)),
             next_tensor_id: AtomicU64::new(1),
@@ -370,7 +377,45 @@ impl Device {
         self.0.next_tensor_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Keeps the first error of a computation that could not return it (a deferred op), for
+    /// the next submit or readback to report.
+    pub(crate) fn record_error(&self, e: Error) {
+        let mut slot = self.0.deferred_error.lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    pub(crate) fn register_deferred(&self, storage: &Arc<Storage>) {
+        let mut list = self.0.deferred.lock().unwrap();
+        list.retain(|w| {
+            w.upgrade()
+                .is_some_and(|s| s.with_deferred(|_| ()).is_some())
+        });
+        list.push(Arc::downgrade(storage));
+    }
+
+    /// Computes every live deferred storage whose values read `input` (before it is written
+    /// in place).
+    pub(crate) fn materialize_readers_of(&self, input: &Arc<Storage>) {
+        let readers: Vec<Arc<Storage>> = self
+            .0
+            .deferred
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .filter(|s| s.with_deferred(|d| d.reads(input)) == Some(true))
+            .collect();
+        for s in readers {
+            crate::fusion::materialize(&s);
+        }
+    }
+
     pub(crate) fn check_error(&self) -> Result<()> {
+        if let Some(e) = self.0.deferred_error.lock().unwrap().take() {
+            return Err(e);
+        }
         match self.0.wgpu_error.lock().unwrap().take() {
             Some(e) => Err(Error::Device(e)),
             None => Ok(()),

@@ -501,7 +501,31 @@ impl Device {
         Ok((buf, class))
     }
 
+    /// [`alloc`](Self::alloc) for a deferred storage, whose caller cannot return an error: a
+    /// failure is recorded for the next submit or readback to report, and a small placeholder
+    /// stands in (kernels' accesses past its end are clamped by wgpu).
+    pub(crate) fn alloc_or_placeholder(&self, bytes: u64) -> (wgpu::Buffer, u64) {
+        match self.alloc(bytes, true) {
+            Ok(b) => b,
+            Err(e) => {
+                self.record_error(e);
+                let placeholder = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("webgrad placeholder"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                (placeholder, 0)
+            }
+        }
+    }
+
     pub(crate) fn release(&self, buf: wgpu::Buffer, class: u64) {
+        if class == 0 {
+            return; // a placeholder, not the pool's
+        }
         self.0.pool.lock().unwrap().release(class, buf);
     }
 

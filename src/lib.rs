@@ -25,6 +25,7 @@ mod backend;
 pub mod data;
 mod device;
 mod error;
+mod fusion;
 mod gradcheck;
 mod kernel;
 pub mod models;

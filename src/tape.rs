@@ -40,6 +40,8 @@ struct SavedTensors {
 
 /// A recorded op with what its backward needs (saved inputs, outputs, sizes).
 pub(crate) enum Op {
+    /// A deferred output's op, until its values are computed (`fusion.rs`), which replaces it.
+    Deferred,
     Identity,
     Reshape,
     Unary(ops::unary::Saved),
@@ -67,6 +69,7 @@ impl Op {
     /// The op's name in error messages.
     fn name(&self) -> String {
         match self {
+            Op::Deferred => "deferred op".into(),
             Op::Identity => "copy".into(),
             Op::Reshape => "reshape".into(),
             Op::Unary(s) => format!("{:?}", s.op).to_lowercase(),
@@ -94,7 +97,7 @@ impl Op {
             Op::Identity | Op::Reshape | Op::Expand | Op::Permute(_) | Op::Reduce(_) => {
                 (&[], false)
             }
-            Op::Max(_) | Op::Pool(_) | Op::Dropout(_) => (&[], false),
+            Op::Deferred | Op::Max(_) | Op::Pool(_) | Op::Dropout(_) => (&[], false),
             Op::Binary(s) => match s.op {
                 ops::binary::BinaryOp::Add | ops::binary::BinaryOp::Sub => (&[], false),
                 _ => (&[0, 1], false),
@@ -114,6 +117,11 @@ impl Op {
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
         let need = |i: usize| inputs[i].is_requires_grad();
         Ok(match self {
+            Op::Deferred => {
+                return Err(Error::Autograd(
+                    "internal: backward reached a deferred op that was never computed".into(),
+                ))
+            }
             Op::Identity => vec![Some(grad.clone())],
             Op::Reshape => vec![Some(grad.reshape(inputs[0].shape())?)],
             Op::Unary(s) => vec![Some(ops::unary::backward(s, grad)?)],
@@ -132,6 +140,15 @@ impl Op {
             Op::Loss(s) => ops::loss::backward(s, grad)?,
             Op::CrossEntropy(s) => vec![Some(ops::loss::cross_entropy_backward(s, grad)?)],
         })
+    }
+}
+
+impl Node {
+    /// Replaces a deferred op once its output is computed.
+    pub(crate) fn set_op(&self, op: Op) {
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.op = op;
+        }
     }
 }
 
@@ -178,6 +195,26 @@ pub fn is_grad_enabled() -> bool {
 pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     let _guard = NoGradGuard::new();
     f()
+}
+
+/// Sets grad mode to a given value until dropped (a deferred op computes with the mode of its
+/// creation).
+pub(crate) struct GradMode {
+    previous: bool,
+}
+
+impl GradMode {
+    pub(crate) fn set(enabled: bool) -> GradMode {
+        GradMode {
+            previous: GRAD_ENABLED.with(|g| g.replace(enabled)),
+        }
+    }
+}
+
+impl Drop for GradMode {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.previous));
+    }
 }
 
 /// Turns recording off until dropped.
@@ -309,6 +346,8 @@ impl Tensor {
         grads.insert(self.id(), grad.clone());
         for (_, out) in &nodes {
             let node = out.0.node.as_ref().expect("collected nodes have a node");
+            // A deferred output that only a view or nothing read yet: compute it (and its op).
+            crate::fusion::materialize(&out.0.storage);
             let state = node.state.lock().unwrap().take();
             let Some(state) = state else {
                 continue;

@@ -1,10 +1,11 @@
 //! `Tensor`: an f32, contiguous, row-major array in a GPU buffer, plus its autograd links.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
+use crate::fusion::Deferred;
 use crate::shape::numel;
 use crate::tape::{self, Node, Op};
 use crate::texels::Texels;
@@ -16,9 +17,16 @@ use crate::texels::Texels;
 /// from the contents (a layout copy, a value the host knows) are kept with the version they
 /// were derived from and only match that version, so a stale one can never be used; the tape
 /// checks saved tensors' versions the same way (see `tape.rs`).
+///
+/// A storage may be *deferred* (`fusion.rs`): its buffer is allocated, and the kernels that
+/// write it recorded, the first time anything asks for the buffer.
 pub(crate) struct Storage {
-    buffer: Option<wgpu::Buffer>,
-    class: u64,
+    /// The buffer and its pool size class, once allocated.
+    buffer: OnceLock<(wgpu::Buffer, u64)>,
+    bytes: u64,
+    me: Weak<Storage>,
+    deferred: Mutex<Option<Deferred>>,
+    is_deferred: AtomicBool,
     pub device: Device,
     version: AtomicU64,
     /// The same values with images innermost (see `ops/conv_implicit.rs`) for batches of this
@@ -45,10 +53,43 @@ struct Derived<T> {
 }
 
 impl Storage {
+    /// The buffer; a deferred storage's values are computed first. (Allocation failures of a
+    /// deferred storage are reported by the device at the next submit or readback; until
+    /// then a placeholder stands in.)
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer
-            .as_ref()
-            .expect("storage buffer present until drop")
+        if self.is_deferred.load(Ordering::Acquire) {
+            if let Some(me) = self.me.upgrade() {
+                crate::fusion::materialize(&me);
+            }
+        }
+        &self
+            .buffer
+            .get_or_init(|| self.device.alloc_or_placeholder(self.bytes))
+            .0
+    }
+
+    /// Makes this storage deferred: `d` computes it when it is first needed.
+    pub fn set_deferred(&self, d: Deferred) {
+        *self.deferred.lock().unwrap() = Some(d);
+        self.is_deferred.store(true, Ordering::Release);
+        if let Some(me) = self.me.upgrade() {
+            self.device.register_deferred(&me);
+        }
+    }
+
+    /// The deferred computation, removed (whoever takes it computes the values).
+    pub fn take_deferred(&self) -> Option<Deferred> {
+        if !self.is_deferred.load(Ordering::Acquire) {
+            return None;
+        }
+        let d = self.deferred.lock().unwrap().take();
+        self.is_deferred.store(false, Ordering::Release);
+        d
+    }
+
+    /// `f` of the deferred computation, if the storage is deferred.
+    pub fn with_deferred<R>(&self, f: impl FnOnce(&Deferred) -> R) -> Option<R> {
+        self.deferred.lock().unwrap().as_ref().map(f)
     }
 
     /// How many in-place writes the buffer has had.
@@ -56,9 +97,15 @@ impl Storage {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Called before every in-place write to the buffer: values derived from the old contents
-    /// stop matching, and saved copies of this tensor become stale for backward.
+    /// Called before every in-place write to the buffer (before it is recorded): values
+    /// derived from the old contents stop matching, saved copies of this tensor become stale for
+    /// backward, and deferred values that read the old contents (or this storage's own) are
+    /// computed first.
     pub fn mark_written(&self) {
+        if let Some(me) = self.me.upgrade() {
+            crate::fusion::materialize(&me);
+            self.device.materialize_readers_of(&me);
+        }
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -99,8 +146,8 @@ impl Storage {
 
 impl Drop for Storage {
     fn drop(&mut self) {
-        if let Some(b) = self.buffer.take() {
-            self.device.release(b, self.class);
+        if let Some((b, class)) = self.buffer.take() {
+            self.device.release(b, class);
         }
     }
 }
@@ -112,16 +159,33 @@ impl Device {
     }
 
     fn storage_with(&self, n: usize, gpu_written: bool) -> Result<Arc<Storage>> {
-        let (buffer, class) = self.alloc((n as u64).saturating_mul(4), gpu_written)?;
-        Ok(Arc::new(Storage {
-            buffer: Some(buffer),
-            class,
+        let bytes = (n as u64).saturating_mul(4);
+        let allocated = self.alloc(bytes, gpu_written)?;
+        let storage = self.new_storage(bytes);
+        let _ = storage.buffer.set(allocated);
+        Ok(storage)
+    }
+
+    /// A storage for `n` f32 values whose buffer is allocated when first asked for (see
+    /// `fusion.rs`): one that an epilogue consumes is never allocated, so it may exceed what
+    /// one buffer holds (that is reported if it is ever computed).
+    pub(crate) fn deferred_storage(&self, n: usize) -> Result<Arc<Storage>> {
+        Ok(self.new_storage((n as u64).saturating_mul(4)))
+    }
+
+    fn new_storage(&self, bytes: u64) -> Arc<Storage> {
+        Arc::new_cyclic(|me| Storage {
+            buffer: OnceLock::new(),
+            bytes,
+            me: me.clone(),
+            deferred: Mutex::new(None),
+            is_deferred: AtomicBool::new(false),
             device: self.clone(),
             version: AtomicU64::new(0),
             images_inner: Mutex::new(None),
             known: Mutex::new(None),
             grad_images_inner: AtomicBool::new(false),
-        }))
+        })
     }
 }
 
@@ -397,9 +461,10 @@ impl Tensor {
                 self.shape()
             )));
         }
-        // Ordered after everything recorded so far: submit it, then upload.
-        self.device().flush()?;
+        // Deferred values that read the old contents are recorded first; then everything
+        // recorded so far is submitted, and the upload follows it.
         self.0.storage.mark_written();
+        self.device().flush()?;
         self.device()
             .write(self.buffer(), bytemuck::cast_slice(data));
         Ok(())

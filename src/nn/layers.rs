@@ -57,9 +57,6 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.linear(&self.weight, self.bias.as_ref())
     }
-    fn forward_relu(&self, x: &Tensor) -> Option<Result<Tensor>> {
-        Some(x.linear_relu(&self.weight, self.bias.as_ref()))
-    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];
         if let Some(b) = &self.bias {
@@ -160,12 +157,6 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.conv2d(&self.weight, self.bias.as_ref(), self.params)
     }
-    fn forward_relu(&self, x: &Tensor) -> Option<Result<Tensor>> {
-        Some(x.conv2d_relu(&self.weight, self.bias.as_ref(), self.params))
-    }
-    fn forward_relu_max_pool(&self, x: &Tensor, pool: Pool2dParams) -> Option<Result<Tensor>> {
-        Some(x.conv2d_relu_max_pool2d(&self.weight, self.bias.as_ref(), self.params, pool))
-    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];
         if let Some(b) = &self.bias {
@@ -205,9 +196,6 @@ impl MaxPool2d {
 impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.max_pool2d(self.0)
-    }
-    fn max_pool_params(&self) -> Option<Pool2dParams> {
-        Some(self.0)
     }
     fn kernel_stride(&self) -> (usize, usize) {
         (self.0.kernel.0, self.0.stride.0)
@@ -250,9 +238,6 @@ macro_rules! activation {
             }
             fn describe(&self) -> String {
                 stringify!($name).to_string()
-            }
-            fn is_relu(&self) -> bool {
-                stringify!($method) == "relu"
             }
         }
     };

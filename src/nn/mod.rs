@@ -41,32 +41,6 @@ pub trait Module {
     /// A short description for summaries, e.g. `Conv2d(1, 6, k=5, s=1, p=2)`.
     fn describe(&self) -> String;
 
-    /// Whether this layer is a ReLU (which `Sequential` fuses into the layer before it).
-    fn is_relu(&self) -> bool {
-        false
-    }
-
-    /// `relu(self.forward(x))` computed in one pass, for layers that can apply the ReLU as
-    /// they store their output (Linear, Conv2d); `None` for the others.
-    fn forward_relu(&self, _x: &Tensor) -> Option<Result<Tensor>> {
-        None
-    }
-
-    /// A max-pooling layer's window (which `Sequential` fuses into Conv2d + ReLU before it).
-    fn max_pool_params(&self) -> Option<crate::Pool2dParams> {
-        None
-    }
-
-    /// `max_pool2d(relu(self.forward(x)), pool)`, for layers that can run the three together
-    /// (Conv2d); `None` for the others.
-    fn forward_relu_max_pool(
-        &self,
-        _x: &Tensor,
-        _pool: crate::Pool2dParams,
-    ) -> Option<Result<Tensor>> {
-        None
-    }
-
     /// The parameters without their names.
     fn parameters(&self) -> Vec<Tensor> {
         self.named_parameters()

@@ -37,43 +37,12 @@ fn prefixed(name: &str, items: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
 }
 
 impl Module for Sequential {
-    /// Runs the layers in order. A layer followed by a ReLU runs both in one pass when it
-    /// can (`Module::forward_relu`: Linear and Conv2d apply the ReLU as they store their
-    /// output), and Conv2d, ReLU, MaxPool2d run as `conv2d_relu_max_pool2d`; the result is
-    /// the same.
+    /// Runs the layers in order. (Conv2d or Linear followed by ReLU, and then a 2 x 2
+    /// MaxPool2d, run as fused kernels whatever module calls them: see `fusion.rs`.)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        let mut i = 0;
-        while i < self.layers.len() {
-            let layer = &self.layers[i].1;
-            let next_is_relu = self.layers.get(i + 1).is_some_and(|(_, l)| l.is_relu());
-            let pool = self
-                .layers
-                .get(i + 2)
-                .and_then(|(_, l)| l.max_pool_params());
-            if let Some(fused) = pool
-                .filter(|_| next_is_relu)
-                .and_then(|pool| layer.forward_relu_max_pool(&h, pool))
-            {
-                h = fused?;
-                i += 3;
-                continue;
-            }
-            let fused = if next_is_relu {
-                layer.forward_relu(&h)
-            } else {
-                None
-            };
-            match fused {
-                Some(fused) => {
-                    h = fused?;
-                    i += 2;
-                }
-                None => {
-                    h = layer.forward(&h)?;
-                    i += 1;
-                }
-            }
+        for (_, layer) in &self.layers {
+            h = layer.forward(&h)?;
         }
         Ok(h)
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
+use crate::fusion::{self, Producer};
 use crate::kernel::{shader, Bind, Shader};
 use crate::ops::conv_implicit;
 use crate::ops::matmul::{Gemm, Operand};
@@ -283,6 +284,8 @@ struct Pooled {
     winners: Arc<Storage>,
 }
 
+/// `conv2d` and `conv2d_relu`: checked now, computed when first needed (`fusion.rs`), so that a
+/// ReLU and a 2 x 2 max-pool after it fold into its kernel.
 fn conv2d(
     x: &Tensor,
     w: &Tensor,
@@ -297,7 +300,28 @@ fn conv2d(
     }
     let geo = geometry(x, w, bias, p)?;
     let out_shape = vec![geo.n, geo.c_out, geo.ho, geo.wo];
-    let storage = dev.storage(geo.n * geo.c_out * geo.pixels())?;
+    let producer = Producer::Conv {
+        x: x.clone(),
+        w: w.clone(),
+        b: bias.cloned(),
+        p,
+        relu,
+    };
+    fusion::defer(out_shape, producer)
+}
+
+/// Records the convolution (and ReLU) into `storage`; the op its backward needs.
+pub(crate) fn conv2d_into(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+    relu: bool,
+    storage: &Arc<Storage>,
+    out_shape: &[usize],
+) -> Result<Op> {
+    let dev = x.device();
+    let geo = geometry(x, w, bias, p)?;
     let input_grad = crate::tape::is_grad_enabled() && x.is_requires_grad();
     let input_inner = x.0.storage.grad_images_inner.load(Ordering::Relaxed);
     // An empty batch has an empty output and nothing to compute.
@@ -311,31 +335,25 @@ fn conv2d(
         explicit_forward(dev, x, w, bias, relu, &geo, storage.buffer())?;
         (None, None)
     };
-    let relu_y = relu.then(|| Tensor::leaf(storage.clone(), out_shape.clone()));
-    let mut inputs = vec![x, w];
-    if let Some(b) = bias {
-        inputs.push(b);
-    }
-    Ok(Tensor::from_op(storage, out_shape, &inputs, || {
-        Op::Conv2d(Saved {
-            x: match xt {
-                Some(xt) => SavedInput::ImagesInner(xt),
-                None => SavedInput::Nchw(x.detach()),
-            },
-            w: w.detach(),
-            has_bias: bias.is_some(),
-            relu_y,
-            pool: None,
-            wb: wb.map(Box::new),
-            input_inner,
-            geo,
-        })
+    let relu_y = relu.then(|| Tensor::leaf(storage.clone(), out_shape.to_vec()));
+    Ok(Op::Conv2d(Saved {
+        x: match xt {
+            Some(xt) => SavedInput::ImagesInner(xt),
+            None => SavedInput::Nchw(x.detach()),
+        },
+        w: w.detach(),
+        has_bias: bias.is_some(),
+        relu_y,
+        pool: None,
+        wb: wb.map(Box::new),
+        input_inner,
+        geo,
     }))
 }
 
 /// conv2d_relu_max_pool2d with 2 x 2 pooling as one kernel, when the implicit path applies and
-/// the convolution's output is even-sized; `None` otherwise.
-fn conv_relu_pool(
+/// the convolution's output is even-sized; `None` otherwise (`fusion.rs` asks).
+pub(crate) fn conv_relu_pool(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
@@ -704,12 +722,6 @@ impl Tensor {
         params: Conv2dParams,
         pool: Pool2dParams,
     ) -> Result<Tensor> {
-        let two_by_two = pool.kernel == (2, 2) && pool.stride == (2, 2) && pool.padding == (0, 0);
-        if two_by_two {
-            if let Some(y) = conv_relu_pool(self, weight, bias, params)? {
-                return Ok(y);
-            }
-        }
         self.conv2d_relu(weight, bias, params)?.max_pool2d(pool)
     }
 

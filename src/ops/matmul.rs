@@ -5,11 +5,13 @@
 use crate::backend::policy::GemmKernel;
 use crate::device::Device;
 use crate::error::{shape_err, Result};
+use crate::fusion::{self, Producer};
 use crate::kernel::{shader, Bind, Shader};
 use crate::shape::{broadcast, numel};
 use crate::tape::Op;
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 use crate::texels::Texels;
+use std::sync::Arc;
 
 static SHADER: Shader = shader!("matmul");
 static SUBGROUP_SHADER: Shader = shader!("matmul_subgroup");
@@ -567,9 +569,41 @@ fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, relu: bool) -> Res
             return shape_err("linear", format!("bias {:?} should be [{out}]", b.shape()));
         }
     }
-    let rows: usize = xs[..xs.len() - 1].iter().product();
+    let mut shape = xs.to_vec();
+    *shape.last_mut().unwrap() = out;
+    if inp > 0 {
+        // Computed when first needed (`fusion.rs`), so that a ReLU after it folds in.
+        let (x, w, b) = (x.clone(), weight.clone(), bias.cloned());
+        return fusion::defer(shape, Producer::Linear { x, w, b, relu });
+    }
+    // An empty product only zeroes the output: the bias and ReLU are separate ops there.
+    let storage = x.device().storage(numel(&shape))?;
+    let op = linear_into(x, weight, None, false, &storage, &shape)?;
+    let y = Tensor::from_op(storage, shape, &[x, weight], || op);
+    let y = match bias {
+        Some(b) => y.add(b)?,
+        None => y,
+    };
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}
+
+/// Records `x weight^T (+ bias) (then ReLU)` into `storage` (in > 0 for the bias and ReLU);
+/// the op its backward needs.
+pub(crate) fn linear_into(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    relu: bool,
+    storage: &Arc<Storage>,
+    shape: &[usize],
+) -> Result<Op> {
     let dev = x.device();
-    let storage = dev.storage(rows * out)?;
+    let (inp, out) = (weight.shape()[1], weight.shape()[0]);
+    let rows = numel(shape) / out.max(1);
     let mut gemm = Gemm::new(
         Operand::rows(x.buffer(), rows, inp, false),
         Operand::transposed(weight.buffer(), out, inp, false),
@@ -579,38 +613,20 @@ fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, relu: bool) -> Res
         out,
         inp,
     );
-    // The bias is added in the product's epilogue (an empty product, in = 0, only zeroes
-    // the output, so there it is added separately).
-    let fused = bias.filter(|_| inp > 0);
-    gemm.bias = fused.map(|b| b.buffer());
-    gemm.relu = relu && inp > 0;
+    // The bias is added in the product's epilogue.
+    gemm.bias = bias.map(|b| b.buffer());
+    gemm.relu = relu;
     gemm.run(dev)?;
-    let mut shape = xs.to_vec();
-    *shape.last_mut().unwrap() = out;
-    let inputs: Vec<&Tensor> = [x, weight].into_iter().chain(fused).collect();
     // The output itself is the ReLU's gradient mask.
-    let relu_y = gemm
-        .relu
-        .then(|| Tensor::leaf(storage.clone(), shape.clone()));
-    let y = Tensor::from_op(storage, shape, &inputs, || {
-        Op::Linear(LinearSaved {
-            x: x.detach(),
-            w: weight.detach(),
-            rows,
-            inp,
-            out,
-            relu_y,
-        })
-    });
-    let y = match bias.filter(|_| inp == 0) {
-        Some(b) => y.add(b)?,
-        None => y,
-    };
-    if relu && inp == 0 {
-        y.relu()
-    } else {
-        Ok(y)
-    }
+    let relu_y = relu.then(|| Tensor::leaf(storage.clone(), shape.to_vec()));
+    Ok(Op::Linear(LinearSaved {
+        x: x.detach(),
+        w: weight.detach(),
+        rows,
+        inp,
+        out,
+        relu_y,
+    }))
 }
 
 impl Tensor {

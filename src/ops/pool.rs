@@ -212,8 +212,13 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
 
 impl Tensor {
     /// Max over each window of an NCHW input; padding counts as -inf, as in PyTorch.
+    /// Of a `relu(conv2d(..))` output, a 2 x 2 pool with stride 2 runs with the convolution
+    /// as one kernel where the adapter's kernels have that form (see `fusion.rs`).
     pub fn max_pool2d(&self, params: Pool2dParams) -> Result<Tensor> {
         let geo = geometry(self, params, "max_pool2d")?;
+        if let Some(y) = crate::fusion::max_pool2d(self, params)? {
+            return Ok(y);
+        }
         if let Some(y) = by_axes(self, params, "max_pool2d", Tensor::max_pool2d)? {
             return Ok(y);
         }

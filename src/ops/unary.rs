@@ -186,7 +186,12 @@ impl Tensor {
     pub fn neg(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Neg)
     }
+    /// `max(x, 0)`. Of a `conv2d` or `linear` output, the ReLU folds into that op's kernel
+    /// (see `fusion.rs`).
     pub fn relu(&self) -> Result<Tensor> {
+        if let Some(y) = crate::fusion::relu(self)? {
+            return Ok(y);
+        }
         unary(self, UnaryOp::Relu)
     }
     pub fn sigmoid(&self) -> Result<Tensor> {

@@ -1,0 +1,178 @@
+//! Fusion in one place: epilogues folded into the op that produced their input, whoever wrote
+//! the model (`Sequential`, a hand-written `forward`, plain tensor calls).
+//!
+//! An op that can take an epilogue (`conv2d`, `linear`) returns its output *deferred*: shape,
+//! autograd node and inputs exist, but no kernel is recorded and no buffer allocated yet.
+//! - `relu` of a deferred output becomes a deferred producer with the ReLU applied as it
+//!   stores (`conv2d_relu`, `linear_relu`);
+//! - a 2 x 2 `max_pool2d` of a deferred conv + ReLU runs the fused conv + ReLU + pool kernel
+//!   where the policy's kernels have one, never storing the convolution's output.
+//!
+//! Anything else that needs a deferred tensor's values (a kernel binding its buffer, a
+//! readback, `backward()` reaching its node) computes it then, with the grad mode of its
+//! creation; an in-place write to one of its inputs computes it first. So a deferred output
+//! that an epilogue consumed, and that nothing else reads, is never computed or allocated: a
+//! model written the PyTorch way gets the fused kernels, and unfused activations too large for
+//! one buffer never exist.
+
+use std::sync::{Arc, Weak};
+
+use crate::error::Result;
+use crate::ops::conv::{self, Conv2dParams};
+use crate::ops::matmul;
+use crate::ops::pool::Pool2dParams;
+use crate::shape::numel;
+use crate::tape::{self, Node, Op};
+use crate::tensor::{Storage, Tensor};
+
+/// An op whose output can still take an epilogue.
+#[derive(Clone)]
+pub(crate) enum Producer {
+    Conv {
+        x: Tensor,
+        w: Tensor,
+        b: Option<Tensor>,
+        p: Conv2dParams,
+        relu: bool,
+    },
+    Linear {
+        x: Tensor,
+        w: Tensor,
+        b: Option<Tensor>,
+        relu: bool,
+    },
+}
+
+impl Producer {
+    fn inputs(&self) -> Vec<&Tensor> {
+        let (x, w, b) = match self {
+            Producer::Conv { x, w, b, .. } | Producer::Linear { x, w, b, .. } => (x, w, b),
+        };
+        [x, w].into_iter().chain(b).collect()
+    }
+
+    /// Records the kernels that write the output into `storage`; the op for its node.
+    fn run(&self, storage: &Arc<Storage>, shape: &[usize]) -> Result<Op> {
+        match self {
+            Producer::Conv { x, w, b, p, relu } => {
+                conv::conv2d_into(x, w, b.as_ref(), *p, *relu, storage, shape)
+            }
+            Producer::Linear { x, w, b, relu } => {
+                matmul::linear_into(x, w, b.as_ref(), *relu, storage, shape)
+            }
+        }
+    }
+}
+
+/// What a deferred storage will hold, and the node its op belongs to.
+pub(crate) struct Deferred {
+    producer: Producer,
+    shape: Vec<usize>,
+    /// The tensor the producer returned: an epilogue folds in only for it (not for a detached
+    /// or reshaped view of the same storage, whose autograd differs).
+    tensor_id: u64,
+    node: Option<Weak<Node>>,
+    grad_enabled: bool,
+}
+
+impl Deferred {
+    /// Whether `storage`'s values come from `input` (so a write to it must compute them first).
+    pub fn reads(&self, input: &Storage) -> bool {
+        self.producer
+            .inputs()
+            .iter()
+            .any(|t| std::ptr::eq(Arc::as_ptr(&t.0.storage), input))
+    }
+}
+
+/// A deferred output of `producer` (its kernels run when its values are needed).
+pub(crate) fn defer(shape: Vec<usize>, producer: Producer) -> Result<Tensor> {
+    let inputs = producer.inputs();
+    let dev = inputs[0].device();
+    let storage = dev.deferred_storage(numel(&shape))?;
+    let t = Tensor::from_op(storage.clone(), shape.clone(), &inputs, || Op::Deferred);
+    storage.set_deferred(Deferred {
+        shape,
+        tensor_id: t.id(),
+        node: t.0.node.as_ref().map(Arc::downgrade),
+        grad_enabled: tape::is_grad_enabled(),
+        producer,
+    });
+    Ok(t)
+}
+
+/// Computes a deferred storage's values now (nothing when it is not deferred). Errors go to
+/// the device, which reports them at the next submit or readback.
+pub(crate) fn materialize(storage: &Arc<Storage>) {
+    let Some(d) = storage.take_deferred() else {
+        return;
+    };
+    let _mode = tape::GradMode::set(d.grad_enabled);
+    match d.producer.run(storage, &d.shape) {
+        Ok(op) => {
+            if let Some(node) = d.node.and_then(|n| n.upgrade()) {
+                node.set_op(op);
+            }
+        }
+        Err(e) => storage.device.record_error(e),
+    }
+}
+
+/// The producer `t` is the deferred output of, if an epilogue may fold into it.
+fn deferred_producer(t: &Tensor) -> Option<(Producer, Vec<usize>)> {
+    t.0.storage.with_deferred(|d| {
+        (d.tensor_id == t.id() && d.grad_enabled == tape::is_grad_enabled())
+            .then(|| (d.producer.clone(), d.shape.clone()))
+    })?
+}
+
+/// `relu(t)` folded into t's producer, if t is a deferred conv or linear output.
+pub(crate) fn relu(t: &Tensor) -> Result<Option<Tensor>> {
+    match deferred_producer(t) {
+        Some((
+            Producer::Conv {
+                x,
+                w,
+                b,
+                p,
+                relu: false,
+            },
+            shape,
+        )) => {
+            let relu = true;
+            defer(shape, Producer::Conv { x, w, b, p, relu }).map(Some)
+        }
+        Some((
+            Producer::Linear {
+                x,
+                w,
+                b,
+                relu: false,
+            },
+            shape,
+        )) => {
+            let relu = true;
+            defer(shape, Producer::Linear { x, w, b, relu }).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `max_pool2d(t, pool)` as one fused kernel with t's producer, if t is a deferred conv + ReLU
+/// and the pool is 2 x 2 with stride 2 (where the kernels have the fused form).
+pub(crate) fn max_pool2d(t: &Tensor, pool: Pool2dParams) -> Result<Option<Tensor>> {
+    let two_by_two = pool.kernel == (2, 2) && pool.stride == (2, 2) && pool.padding == (0, 0);
+    match deferred_producer(t) {
+        Some((
+            Producer::Conv {
+                x,
+                w,
+                b,
+                p,
+                relu: true,
+            },
+            _,
+        )) if two_by_two => conv::conv_relu_pool(&x, &w, b.as_ref(), p),
+        _ => Ok(None),
+    }
+}

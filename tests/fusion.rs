@@ -1,0 +1,187 @@
+//! Fusion wherever the ops come from: a model written the PyTorch way (a struct whose forward
+//! calls conv2d, relu, max_pool2d, linear) runs the same kernels as `Sequential` and gives the
+//! same numbers; deferred outputs keep PyTorch's semantics when read, viewed or overwritten.
+
+mod common;
+use common::*;
+use webgrad::models::{LeNet5, LeNetFlavour};
+use webgrad::nn::{Module, Sequential};
+use webgrad::{Conv2dParams, Device, DeviceOptions, Pool2dParams, Reduction, Tensor};
+
+/// LeNet-5 as a hand-written module over the parameters of `models::LeNet5`.
+struct HandWritten {
+    p: Vec<Tensor>,
+}
+
+impl Module for HandWritten {
+    fn forward(&self, x: &Tensor) -> webgrad::Result<Tensor> {
+        let p = &self.p;
+        let pool = Pool2dParams::new(2);
+        let x = x
+            .conv2d(&p[0], Some(&p[1]), Conv2dParams::default().padding(2))?
+            .relu()?
+            .max_pool2d(pool)?;
+        let x = x.conv2d(&p[2], Some(&p[3]), Conv2dParams::default())?;
+        let x = x.relu()?; // shadowing keeps the unfused output alive: it must stay unused
+        let x = x.max_pool2d(pool)?.flatten(1, -1)?;
+        let x = x.linear(&p[4], Some(&p[5]))?.relu()?;
+        let x = x.linear(&p[6], Some(&p[7]))?.relu()?;
+        x.linear(&p[8], Some(&p[9]))
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.p
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("p{i}"), t.clone()))
+            .collect()
+    }
+    fn describe(&self) -> String {
+        "HandWritten LeNet-5".into()
+    }
+}
+
+/// One training step's loss, input gradient and the kernels it ran (name and calls).
+fn step(dev: &Device, model: &dyn Module, x: &[f32], n: usize) -> (Vec<f32>, Vec<f32>, String) {
+    model.zero_grad();
+    dev.profile_reset();
+    let x = Tensor::from_slice(dev, x, &[n, 1, 28, 28])
+        .unwrap()
+        .requires_grad();
+    let targets: Vec<usize> = (0..n).map(|i| i % 10).collect();
+    let loss = model
+        .forward(&x)
+        .unwrap()
+        .cross_entropy(&targets, Reduction::Mean)
+        .unwrap();
+    loss.backward().unwrap();
+    let gx = x.grad().unwrap().to_vec().unwrap();
+    let report = dev.profile_report().unwrap();
+    // The kernel names and call counts, in a stable order.
+    let mut kernels: Vec<String> = report
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (name, calls) = (w.next()?, w.next()?);
+            calls.parse::<u64>().ok().map(|c| format!("{name} {c}"))
+        })
+        .collect();
+    kernels.sort();
+    (loss.to_vec().unwrap(), gx, kernels.join("\n"))
+}
+
+#[test]
+fn a_hand_written_model_runs_the_kernels_sequential_runs() {
+    for class in device().runnable_kernel_classes() {
+        let opts = DeviceOptions::default()
+            .with_profile(true)
+            .force_kernels(class);
+        let dev = Device::with_options(opts).unwrap();
+        dev.manual_seed(3);
+        let seq: Sequential = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
+        let hand = HandWritten {
+            p: seq.parameters(),
+        };
+        let x = randn(9, 8 * 784);
+        let (loss_s, gx_s, kernels_s) = step(&dev, &seq, &x, 8);
+        let (loss_h, gx_h, kernels_h) = step(&dev, &hand, &x, 8);
+        let what = class.name();
+        assert_eq!(loss_h, loss_s, "{what}: same loss");
+        assert_eq!(gx_h, gx_s, "{what}: same input gradient");
+        assert_eq!(kernels_h, kernels_s, "{what}: same kernels");
+        // Every ReLU folded into a conv or linear kernel: no elementwise ReLU pass.
+        assert!(!kernels_h.contains("unary_forward"), "{what}:\n{kernels_h}");
+    }
+}
+
+#[test]
+fn a_deferred_output_read_after_its_relu_holds_the_unfused_values() {
+    let x = tensor(&randn(1, 2 * 3 * 6 * 6), &[2, 3, 6, 6]);
+    let w = tensor(&randn(2, 4 * 3 * 9), &[4, 3, 3, 3]);
+    let p = Conv2dParams::default().padding(1);
+    let want = x.conv2d(&w, None, p).unwrap().to_vec().unwrap();
+    assert!(want.iter().any(|&v| v < 0.0));
+    let c = x.conv2d(&w, None, p).unwrap();
+    let r = c.relu().unwrap();
+    let pooled = r.max_pool2d(Pool2dParams::new(2)).unwrap();
+    let relu: Vec<f32> = want.iter().map(|&v| v.max(0.0)).collect();
+    assert_eq!(r.to_vec().unwrap(), relu);
+    assert_eq!(
+        c.to_vec().unwrap(),
+        want,
+        "the convolution's own output, not its ReLU"
+    );
+    assert_eq!(pooled.shape(), &[2, 4, 3, 3]);
+    // A view of a deferred output is not fused into (its own values, then its ReLU).
+    let c = x.conv2d(&w, None, p).unwrap();
+    let view = c.reshape(&[2, 4 * 36]).unwrap().relu().unwrap();
+    assert_eq!(view.to_vec().unwrap(), relu);
+}
+
+#[test]
+fn a_deferred_output_sees_its_inputs_as_they_were() {
+    // The convolution and the product are computed later, but of the values at the call: an
+    // in-place write to an input first computes the outputs that read it.
+    let dev = device();
+    let x = tensor(&randn(3, 2 * 3 * 5 * 5), &[2, 3, 5, 5]);
+    let w = tensor(&randn(4, 4 * 3 * 9), &[4, 3, 3, 3]);
+    let p = Conv2dParams::default();
+    let want = x.conv2d(&w, None, p).unwrap().to_vec().unwrap();
+    let lw = tensor(&randn(5, 6 * 75), &[6, 75]);
+    let flat = x.reshape(&[2, 75]).unwrap();
+    let want_l = flat.linear(&lw, None).unwrap().to_vec().unwrap();
+    let y = x.conv2d(&w, None, p).unwrap();
+    let l = flat.linear(&lw, None).unwrap();
+    x.write_from_slice(&vec![0.0; 150]).unwrap();
+    w.copy_from(&Tensor::zeros(dev, &[4, 3, 3, 3]).unwrap())
+        .unwrap();
+    assert_eq!(y.to_vec().unwrap(), want);
+    assert_eq!(l.to_vec().unwrap(), want_l);
+}
+
+#[test]
+fn the_pytorch_mnist_example_network_runs_inference_at_batch_1000() {
+    // conv 1->32 k3, ReLU, conv 32->64 k3, ReLU, max-pool 2, dropout, flatten, linear
+    // 9216->128, ReLU, dropout, linear 128->10. At batch 1,000 the second convolution's
+    // output is 147 MB, more than one buffer holds on lavapipe: fused with its ReLU and pool
+    // it is never stored.
+    let dev = device();
+    dev.manual_seed(1);
+    let param = |shape: &[usize], fan_in: usize| {
+        Tensor::rand(dev, shape)
+            .unwrap()
+            .sub_scalar(0.5)
+            .unwrap()
+            .mul_scalar(2.0 / (fan_in as f32).sqrt())
+            .unwrap()
+    };
+    let (w1, b1) = (param(&[32, 1, 3, 3], 9), param(&[32], 9));
+    let (w2, b2) = (param(&[64, 32, 3, 3], 288), param(&[64], 288));
+    let (w3, b3) = (param(&[128, 9216], 9216), param(&[128], 9216));
+    let (w4, b4) = (param(&[10, 128], 128), param(&[10], 128));
+    let net = |x: &Tensor| -> webgrad::Result<Tensor> {
+        let p = Conv2dParams::default();
+        let x = x.conv2d(&w1, Some(&b1), p)?.relu()?;
+        let x = x.conv2d(&w2, Some(&b2), p)?.relu()?;
+        let x = x.max_pool2d(Pool2dParams::new(2))?.dropout(0.25, false)?;
+        let x = x.flatten(1, -1)?.linear(&w3, Some(&b3))?.relu()?;
+        x.dropout(0.5, false)?.linear(&w4, Some(&b4))
+    };
+    let images = randn(7, 1000 * 784);
+    let all = webgrad::no_grad(|| net(&tensor(&images, &[1000, 1, 28, 28])))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(all.len(), 10_000);
+    // The same logits as small batches of the same images.
+    for start in [0usize, 996] {
+        let part = tensor(&images[start * 784..(start + 4) * 784], &[4, 1, 28, 28]);
+        let want = webgrad::no_grad(|| net(&part)).unwrap().to_vec().unwrap();
+        assert_close(
+            &all[start * 10..(start + 4) * 10],
+            &to_f64(&want),
+            1e-4,
+            1e-4,
+            &format!("images {start}.."),
+        );
+    }
+}
