@@ -338,8 +338,16 @@ impl Device {
         *self.0.rng.lock().unwrap() = Rng::new(seed);
     }
 
-    /// Submits all recorded work and waits until the GPU has finished it.
+    /// Computes every deferred output still held (see [`Tensor::relu`](crate::Tensor::relu)),
+    /// submits all recorded work and waits until the GPU has finished it.
     pub fn sync(&self) -> Result<()> {
+        let deferred: Vec<Arc<Storage>> = {
+            let list = self.0.deferred.lock().unwrap();
+            list.iter().filter_map(|w| w.upgrade()).collect()
+        };
+        for s in deferred {
+            crate::fusion::materialize(&s);
+        }
         self.flush()?;
         self.0
             .device

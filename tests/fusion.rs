@@ -185,3 +185,21 @@ fn the_pytorch_mnist_example_network_runs_inference_at_batch_1000() {
         );
     }
 }
+
+#[test]
+fn sync_computes_deferred_outputs() {
+    // What a benchmark times: conv2d then sync() has run the convolution.
+    let opts = DeviceOptions::default().with_profile(true);
+    let dev = Device::with_options(opts).unwrap();
+    let x = Tensor::from_slice(&dev, &randn(1, 2 * 3 * 8 * 8), &[2, 3, 8, 8]).unwrap();
+    let w = Tensor::from_slice(&dev, &randn(2, 4 * 3 * 9), &[4, 3, 3, 3]).unwrap();
+    dev.profile_reset();
+    let _y = x.conv2d(&w, None, Conv2dParams::default()).unwrap();
+    dev.sync().unwrap();
+    let report = dev.profile_report().unwrap();
+    let ran = |k: &str| report.lines().any(|l| l.starts_with(k));
+    assert!(
+        ran("conv") || ran("im2col"),
+        "no convolution ran:\n{report}"
+    );
+}
