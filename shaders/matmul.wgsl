@@ -17,7 +17,7 @@
 // - CPU adapters such as lavapipe, where workgroup memory and barriers are slow and every
 //   per-invocation load is a gather: matmul_blocked8 (8 x 8 outputs per invocation) for
 //   larger m, matmul_rows (8 rows shared by a workgroup) when m is small; matmul_vec4 (below)
-//   when the operands can be read as vec4s, or matmul_subgroup.wgsl's kernel where the
+//   when the operands can be read as vec4s, or cpu/matmul_subgroup.wgsl's kernel where the
 //   adapter's subgroups are its 8 SIMD lanes (a separate module: it needs subgroup operations).
 
 struct Params {
@@ -384,7 +384,7 @@ fn store_row4(c_base: u32, row: u32, c0: u32, v: vec4<f32>) {
 override A_K: bool = true;
 override B_K: bool = false;
 
-// The operands come as textures (src/texels.rs): vec4 i of a buffer is the texel at
+// The operands come as textures (src/backend/cpu/texels.rs): vec4 i of a buffer is the texel at
 // (i % TEXEL_ROW, i / TEXEL_ROW). On llvmpipe a texel fetch costs 2-4x less than a storage load.
 @group(0) @binding(1) var a_texels: texture_2d<f32>;
 @group(0) @binding(2) var b_texels: texture_2d<f32>;

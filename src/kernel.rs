@@ -4,7 +4,7 @@
 //! Every kernel has the same binding layout: binding 0 is a small uniform struct of parameters
 //! (sizes, shapes, flags), addressed with a dynamic offset into one per-batch parameter buffer;
 //! bindings 1.. are the tensors' buffers, read-only or read-write, or textures holding a
-//! tensor's values (`texels.rs`), which kernels for CPU adapters read their operands from. Parameters are uniforms, not
+//! tensor's values (`backend/cpu/texels.rs`), which kernels for CPU adapters read their operands from. Parameters are uniforms, not
 //! storage: a storage read cannot be hoisted out of a loop past the kernel's storage writes (they
 //! might alias), so llvmpipe re-loaded every size in every iteration.
 //! Every kernel reads its workgroup index as `wid.x + wid.y * num_workgroups.x`: the host folds
@@ -40,7 +40,7 @@ macro_rules! shader {
 }
 pub(crate) use shader;
 
-/// How a kernel binds a buffer or a texture (see `texels.rs`).
+/// How a kernel binds a buffer or a texture (see `backend/cpu/texels.rs`).
 pub(crate) enum Bind<'a> {
     Read(&'a wgpu::Buffer),
     Write(&'a wgpu::Buffer),

@@ -38,7 +38,6 @@ mod rng;
 mod shape;
 mod tape;
 mod tensor;
-mod texels;
 pub mod weights;
 
 pub use backend::{AdapterClass, Limits};

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 pub(crate) struct BufferPool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
     recent: HashMap<u64, Vec<wgpu::Buffer>>,
-    /// Idle textures (see `texels.rs`) by their number of rows.
+    /// Idle textures (see `backend/cpu/texels.rs`) by their number of rows.
     textures: HashMap<u32, Vec<wgpu::Texture>>,
     allocated: u64,
     in_use: u64,

@@ -3,12 +3,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use crate::backend::cpu::texels::Texels;
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
 use crate::fusion::Deferred;
 use crate::shape::numel;
 use crate::tape::{self, Node, Op};
-use crate::texels::Texels;
 
 /// A GPU buffer owned by one or more tensors (views such as `reshape` share it).
 /// Dropping the last owner returns the buffer to the device's pool.
@@ -29,7 +29,7 @@ pub(crate) struct Storage {
     is_deferred: AtomicBool,
     pub device: Device,
     version: AtomicU64,
-    /// The same values with images innermost (see `ops/conv_implicit.rs`) for batches of this
+    /// The same values with images innermost (see `backend/cpu/conv_implicit.rs`) for batches of this
     /// many images, when the kernel that wrote the buffer also wrote that layout: the next
     /// convolution reads it instead of re-laying the buffer out.
     images_inner: Mutex<Option<Derived<ImagesInner>>>,

@@ -1,8 +1,9 @@
 //! The backend boundary. [`caps`] reads what the adapter can do once, when the device opens;
 //! [`policy`] turns those capabilities and a problem's shape into the kernel variant that runs.
-//! Ops ask the policy and never look at the adapter.
+//! Ops ask the policy and never look at the adapter. [`cpu`] holds the CPU-adapter kernels.
 
 pub(crate) mod caps;
+pub(crate) mod cpu;
 pub(crate) mod policy;
 
 pub use caps::{AdapterClass, Limits};

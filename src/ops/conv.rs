@@ -4,17 +4,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::backend::cpu::conv_implicit;
+use crate::backend::cpu::texels::Texels;
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
 use crate::fusion::{self, Producer};
 use crate::kernel::{shader, Bind, Shader};
-use crate::ops::conv_implicit;
 use crate::ops::matmul::{Gemm, Operand};
 use crate::ops::pool::Pool2dParams;
 use crate::ops::unary::groups;
 use crate::tape::Op;
 use crate::tensor::{Storage, Tensor};
-use crate::texels::Texels;
 
 static SHADER: Shader = shader!("conv");
 

@@ -2,6 +2,7 @@
 //! `shaders/matmul.wgsl`. The backward multiplies by the transposed operands, which the kernel
 //! reads through strides instead of copying.
 
+use crate::backend::cpu::texels::Texels;
 use crate::backend::policy::GemmKernel;
 use crate::device::Device;
 use crate::error::{shape_err, Result};
@@ -10,11 +11,10 @@ use crate::kernel::{shader, Bind, Shader};
 use crate::shape::{broadcast, numel};
 use crate::tape::Op;
 use crate::tensor::{Storage, Tensor};
-use crate::texels::Texels;
 use std::sync::Arc;
 
 static SHADER: Shader = shader!("matmul");
-static SUBGROUP_SHADER: Shader = shader!("matmul_subgroup");
+static SUBGROUP_SHADER: Shader = shader!("cpu/matmul_subgroup");
 
 /// One operand of a strided batched product: element (bi, r, c) is at
 /// `offset + bi * batch_stride + r * row_stride + c * col_stride`.

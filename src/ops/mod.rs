@@ -3,7 +3,6 @@
 pub(crate) mod batch_norm;
 pub(crate) mod binary;
 pub(crate) mod conv;
-pub(crate) mod conv_implicit;
 pub(crate) mod dropout;
 pub(crate) mod fill;
 pub(crate) mod layout;

@@ -1,4 +1,4 @@
-//! Convolution as an implicit GEMM with images innermost (`shaders/conv_implicit.wgsl`): the
+//! Convolution as an implicit GEMM with images innermost (`shaders/cpu/conv_implicit.wgsl`): the
 //! im2col columns are computed inside the product instead of being written to a buffer, and
 //! the activations are read from a copy laid out [C, H, W, images] so that one vec4 load
 //! brings the same tap of 4 images. Chosen on CPU adapters, where every load is a loop over
@@ -7,15 +7,15 @@
 use std::sync::Arc;
 
 use crate::backend::caps::LLVMPIPE_LOOP_BUDGET;
+use crate::backend::cpu::texels::{Texels, TEXEL_ROW};
 use crate::backend::policy::ConvLowering;
 use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader};
 use crate::ops::conv::Geometry;
 use crate::tensor::{Storage, Tensor};
-use crate::texels::{Texels, TEXEL_ROW};
 
-static SHADER: Shader = shader!("conv_implicit");
+static SHADER: Shader = shader!("cpu/conv_implicit");
 
 /// Whether this convolution runs as an implicit GEMM: where the policy lowers it so.
 pub(crate) fn applies(dev: &Device, geo: &Geometry) -> bool {

@@ -3,7 +3,7 @@
 //
 // Why images innermost: on llvmpipe what costs is the number of load instructions (a storage
 // load is a loop over the 8 SIMD lanes, a texel fetch a gather), and a vec4 brings 4 values
-// for the price of one. The re-laid-out operands are rgba32float textures (src/texels.rs),
+// for the price of one. The re-laid-out operands are rgba32float textures (src/backend/cpu/texels.rs),
 // which llvmpipe fetches 1.4-4x faster than storage buffers. In NCHW, the 4 values a kernel
 // needs together are never aligned
 // (neighbouring pixels, shifted by the kernel tap), but in a copy of the tensor laid out as
@@ -109,7 +109,7 @@ fn invocation(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
 
 // ---- layouts ----
 
-// The re-laid-out tensors are textures (src/texels.rs), which the convolution kernels read
+// The re-laid-out tensors are textures (src/backend/cpu/texels.rs), which the convolution kernels read
 // faster than storage buffers on llvmpipe: vec4 i is the texel at (i % TEXEL_ROW, i / TEXEL_ROW).
 const TEXEL_ROW: u32 = 1024u;
 
@@ -306,7 +306,7 @@ fn weight_layouts(
 
 // ---- the convolution kernels ----
 
-// The convolution kernels read their two operands as textures (src/texels.rs): vec4 i of the
+// The convolution kernels read their two operands as textures (src/backend/cpu/texels.rs): vec4 i of the
 // images-innermost activations (binding 1) and of the weight layout or the images-innermost
 // gradient (binding 2) is the texel at (i % TEXEL_ROW, i / TEXEL_ROW). On llvmpipe a texel
 // fetch costs 2-4x less than a storage-buffer load.

@@ -4,7 +4,7 @@
 //
 // Indexing as in matmul.wgsl: A[bi, r, k] = a[a_off + bi * a_bs + r * a_rs + k * a_cs], B
 // likewise, C[bi, r, c] = c[c_off + bi * c_bs + r * n + c]; operands are textures
-// (src/texels.rs: vec4 i at (i % TEXEL_ROW, i / TEXEL_ROW)).
+// (src/backend/cpu/texels.rs: vec4 i at (i % TEXEL_ROW, i / TEXEL_ROW)).
 // A workgroup of 32 invocations (4 subgroups) computes a 64 x 64 tile: subgroup s the rows
 // 16 s .. 16 s + 15, lane l of it the columns 8 l .. 8 l + 7, so an invocation owns a 16 x 8
 // block. Per step of 4 k values, lane l fetches A's rows l and 8 + l (or, with A read across
