@@ -185,9 +185,14 @@ fn main() -> Result<()> {
         let w = Tensor::rand(&dev, &ws)?.requires_grad();
         let b = Tensor::rand(&dev, &[ws[0]])?.requires_grad();
         let p = Conv2dParams::default().padding(pad);
+        // The output is kept until the sync that ends each timing: conv2d's output is deferred
+        // (computed when needed), and sync() computes the ones still held.
+        let mut kept = None;
         let fwd = time_ms(&dev, 3, 30, &mut || {
-            no_grad(|| x.conv2d(&w, Some(&b), p).map(|_| ()))
+            kept = Some(no_grad(|| x.conv2d(&w, Some(&b), p))?);
+            Ok(())
         })?;
+        drop(kept);
         let y = x.conv2d(&w, Some(&b), p)?;
         let g = Tensor::rand(&dev, y.shape())?;
         let both = time_ms(&dev, 3, 30, &mut || {
