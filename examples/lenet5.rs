@@ -247,7 +247,7 @@ fn run(args: Args) -> Result<()> {
 fn evaluate(dev: &Device, model: &Sequential, data: &Dataset) -> Result<f64> {
     let mut correct = 0usize;
     no_grad(|| -> Result<()> {
-        for batch in DataLoader::new(data, 1000).epoch(0) {
+        for batch in DataLoader::new(data, 1000)?.epoch(0) {
             let pred = model
                 .forward(&batch.images_on(dev)?)?
                 .argmax(1, false)?
@@ -314,7 +314,7 @@ fn train(dev: &Device, mut model: Sequential, args: &Args) -> Result<()> {
         t_max: args.epochs,
         eta_min: 0.0,
     };
-    let loader = DataLoader::new(&data.train, args.batch_size).shuffle(args.seed);
+    let loader = DataLoader::new(&data.train, args.batch_size)?.shuffle(args.seed);
     let mut history: Vec<(f64, f64, f64)> = Vec::new();
     for epoch in first_epoch..first_epoch + args.epochs {
         if args.schedule == "cosine" {

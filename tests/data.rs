@@ -166,28 +166,35 @@ fn loader_batches_shuffles_by_seed_and_keeps_or_drops_the_tail() {
         rows: 2,
         cols: 2,
     };
-    let plain: Vec<_> = DataLoader::new(&data, 4).epoch(0).collect();
+    let plain: Vec<_> = DataLoader::new(&data, 4).unwrap().epoch(0).collect();
     assert_eq!(plain.len(), 3);
     assert_eq!(plain[2].labels, vec![8, 9]);
     assert_eq!(plain[0].shape, [4, 1, 2, 2]);
     assert_eq!(plain[1].images[..4], [16.0, 17.0, 18.0, 19.0]);
     assert_eq!(
-        DataLoader::new(&data, 4).drop_last(true).epoch(0).count(),
+        DataLoader::new(&data, 4)
+            .unwrap()
+            .drop_last(true)
+            .epoch(0)
+            .count(),
         2
     );
     let a: Vec<usize> = DataLoader::new(&data, 10)
+        .unwrap()
         .shuffle(1)
         .epoch(0)
         .next()
         .unwrap()
         .labels;
     let b: Vec<usize> = DataLoader::new(&data, 10)
+        .unwrap()
         .shuffle(1)
         .epoch(0)
         .next()
         .unwrap()
         .labels;
     let c: Vec<usize> = DataLoader::new(&data, 10)
+        .unwrap()
         .shuffle(1)
         .epoch(1)
         .next()
@@ -198,6 +205,9 @@ fn loader_batches_shuffles_by_seed_and_keeps_or_drops_the_tail() {
     let mut sorted = a.clone();
     sorted.sort();
     assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+    // A batch size of 0 is an error (it silently became 1).
+    let err = DataLoader::new(&data, 0).unwrap_err().to_string();
+    assert!(err.contains("batch_size"), "{err}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ fn run(seed: u64, steps: usize) -> (Vec<f32>, f64) {
     dev.manual_seed(seed);
     let model = LeNet5::build(dev, LeNetFlavour::Modern).unwrap();
     let mut opt = Adam::new(model.parameters(), 1e-3).unwrap();
-    let loader = DataLoader::new(&data.train, 32).shuffle(seed);
+    let loader = DataLoader::new(&data.train, 32).unwrap().shuffle(seed);
     let mut losses = Vec::new();
     for batch in loader.epoch(0).take(steps) {
         let loss = model
@@ -29,7 +29,11 @@ fn run(seed: u64, steps: usize) -> (Vec<f32>, f64) {
         losses.push(loss.detach());
     }
     let losses: Vec<f32> = losses.iter().map(|l| l.item().unwrap()).collect();
-    let test = DataLoader::new(&data.test, 1000).epoch(0).next().unwrap();
+    let test = DataLoader::new(&data.test, 1000)
+        .unwrap()
+        .epoch(0)
+        .next()
+        .unwrap();
     let pred = no_grad(|| {
         model
             .forward(&test.images_on(dev).unwrap())

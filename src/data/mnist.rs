@@ -136,13 +136,20 @@ pub struct DataLoader<'a> {
 }
 
 impl<'a> DataLoader<'a> {
-    pub fn new(data: &'a Dataset, batch_size: usize) -> DataLoader<'a> {
-        DataLoader {
+    /// Batches of `batch_size` samples (the last one smaller unless `drop_last`); a batch size
+    /// of 0 is an error, as in PyTorch.
+    pub fn new(data: &'a Dataset, batch_size: usize) -> Result<DataLoader<'a>> {
+        if batch_size == 0 {
+            return Err(Error::Invalid(
+                "DataLoader: batch_size must be at least 1, got 0".into(),
+            ));
+        }
+        Ok(DataLoader {
             data,
-            batch_size: batch_size.max(1),
+            batch_size,
             shuffle: None,
             drop_last: false,
-        }
+        })
     }
     /// Shuffles each epoch with a generator seeded by `seed` and the epoch number.
     pub fn shuffle(mut self, seed: u64) -> Self {
