@@ -121,3 +121,23 @@ fn models_run_forward_and_backward_on_an_empty_batch() {
         assert_eq!(logits.shape(), &[0, 10]);
     }
 }
+
+#[test]
+fn models_and_tensors_can_move_to_worker_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let model =
+        webgrad::models::LeNet5::build(device(), webgrad::models::LeNetFlavour::Modern).unwrap();
+    send_sync(&model);
+    send_sync(device());
+    let x = webgrad::Tensor::zeros(device(), &[2, 1, 28, 28]).unwrap();
+    send_sync(&x);
+    // A training forward pass on another thread, the model moved there and back.
+    let model = std::thread::spawn(move || {
+        let y = model.forward(&x).unwrap();
+        assert_eq!(y.shape(), &[2, 10]);
+        model
+    })
+    .join()
+    .unwrap();
+    assert_eq!(model.num_parameters(), 61_706);
+}

@@ -16,8 +16,9 @@ pub use summary::{summary, LayerSummary};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-/// A layer or a model: a forward pass plus its named parameters and buffers.
-pub trait Module {
+/// A layer or a model: a forward pass plus its named parameters and buffers. Modules are
+/// `Send + Sync`, so a model can move to (or be shared with) a worker thread.
+pub trait Module: Send + Sync {
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 
     /// Trainable tensors with their `state_dict` names, in registration order.
