@@ -31,12 +31,19 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
 }
 
 impl BufferPool {
-    /// A pooled buffer of `class` bytes; `gpu_written` allows one released in this batch.
+    /// A pooled buffer of `class` bytes; `gpu_written` allows one released in this batch, and
+    /// prefers it: `free` buffers are the only ones a host upload can take, so a kernel's
+    /// output leaves them to the uploads. (Taking `free` first made a training loop with batch
+    /// uploads and periodic readbacks grow its pool for hundreds of steps, as kernels took the
+    /// buffers the next uploads needed.)
     pub fn take(&mut self, class: u64, gpu_written: bool) -> Option<wgpu::Buffer> {
-        let buf = match self.free.get_mut(&class).and_then(|v| v.pop()) {
+        let recent = match gpu_written {
+            true => self.recent.get_mut(&class).and_then(|v| v.pop()),
+            false => None,
+        };
+        let buf = match recent {
             Some(b) => b,
-            None if gpu_written => self.recent.get_mut(&class)?.pop()?,
-            None => return None,
+            None => self.free.get_mut(&class)?.pop()?,
         };
         self.in_use += class;
         self.peak_in_use = self.peak_in_use.max(self.in_use);
