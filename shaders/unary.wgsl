@@ -21,19 +21,9 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-const NEG: u32 = 0u;
-const RELU: u32 = 1u;
-const SIGMOID: u32 = 2u;
-const TANH: u32 = 3u;
-const EXP: u32 = 4u;
-const LOG: u32 = 5u;
-const SQRT: u32 = 6u;
-const POWF: u32 = 7u;
-const ADD_SCALAR: u32 = 8u;
-const SUB_SCALAR: u32 = 9u;
-const MUL_SCALAR: u32 = 10u;
-const DIV_SCALAR: u32 = 11u;
-const ABS: u32 = 12u;
+// The op codes (`const NEG`, `const RELU`, ...) and the functions `forward(op, x, s)` and
+// `derivative(op, x, y, s)` are generated from the op table in src/ops/unary.rs, one row per op
+// with its forward and derivative expressions side by side, and appended to this file.
 
 // x^s that, like PyTorch, is defined for negative x when s is an integer.
 fn signed_pow(x: f32, s: f32) -> f32 {
@@ -54,44 +44,6 @@ fn sigmoid(x: f32) -> f32 {
     }
     let e = exp(x);
     return e / (1.0 + e);
-}
-
-fn forward(op: u32, x: f32, s: f32) -> f32 {
-    switch op {
-        case NEG: { return -x; }
-        case RELU: { return relu(x); }
-        case SIGMOID: { return sigmoid(x); }
-        // tanh saturates to +-1 in f32 beyond |x| = 10; clamping avoids inf/inf inside.
-        case TANH: { return tanh(clamp(x, -15.0, 15.0)); }
-        case EXP: { return exp(x); }
-        case LOG: { return log(x); }
-        case SQRT: { return sqrt(x); }
-        case POWF: { return signed_pow(x, s); }
-        case ADD_SCALAR: { return x + s; }
-        case SUB_SCALAR: { return x - s; }
-        case MUL_SCALAR: { return x * s; }
-        case DIV_SCALAR: { return x / s; }
-        case ABS: { return abs(x); }
-        default: { return x; }
-    }
-}
-
-// d f / d x, given the input x and the output y = f(x).
-fn derivative(op: u32, x: f32, y: f32, s: f32) -> f32 {
-    switch op {
-        case NEG: { return -1.0; }
-        case RELU: { return select(0.0, 1.0, x > 0.0); }
-        case SIGMOID: { return y * (1.0 - y); }
-        case TANH: { return 1.0 - y * y; }
-        case EXP: { return y; }
-        case LOG: { return 1.0 / x; }
-        case SQRT: { return 0.5 / y; }
-        case POWF: { return s * signed_pow(x, s - 1.0); }
-        case MUL_SCALAR: { return s; }
-        case DIV_SCALAR: { return 1.0 / s; }
-        case ABS: { return sign(x); }
-        default: { return 1.0; }
-    }
 }
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;

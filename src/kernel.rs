@@ -19,14 +19,29 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pool::size_class;
 
-/// A WGSL source file: one op family, forward and backward entry points side by side.
+/// A WGSL source file: one op family, forward and backward entry points side by side; plus,
+/// for a family defined by a table (the elementwise ops), the WGSL that table generates.
 pub(crate) struct Shader {
     pub name: &'static str,
     pub source: &'static str,
+    pub generated: Option<fn() -> String>,
+}
+
+impl Shader {
+    /// The whole WGSL module: the file, then what its table generates.
+    pub fn full_source(&self) -> std::borrow::Cow<'static, str> {
+        match self.generated {
+            Some(generate) => format!("{}\n{}", self.source, generate()).into(),
+            None => self.source.into(),
+        }
+    }
 }
 
 macro_rules! shader {
     ($name:literal) => {
+        shader!($name, None)
+    };
+    ($name:literal, $generated:expr) => {
         crate::kernel::Shader {
             name: $name,
             source: include_str!(concat!(
@@ -35,6 +50,7 @@ macro_rules! shader {
                 $name,
                 ".wgsl"
             )),
+            generated: $generated,
         }
     };
 }
@@ -192,7 +208,7 @@ impl Device {
                         .device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {
                             label: Some(shader.name),
-                            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                            source: wgpu::ShaderSource::Wgsl(shader.full_source()),
                         })
                 })
                 .clone()

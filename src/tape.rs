@@ -72,7 +72,7 @@ impl Op {
             Op::Deferred => "deferred op".into(),
             Op::Identity => "copy".into(),
             Op::Reshape => "reshape".into(),
-            Op::Unary(s) => format!("{:?}", s.op).to_lowercase(),
+            Op::Unary(s) => s.op.name().into(),
             Op::Binary(s) => s.op.name().into(),
             Op::Reduce(_) => "sum".into(),
             Op::Max(_) => "max".into(),

@@ -6,9 +6,63 @@ use crate::kernel::{shader, Bind, Shader};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("unary");
+static SHADER: Shader = shader!("unary", Some(table_wgsl));
 
-/// Op codes shared with the shader's `switch`.
+/// One elementwise op: WGSL expressions for its value y = f(x) and for its derivative dy/dx,
+/// over the input `x`, the output `y` and the op's scalar `s` (helpers such as `relu`,
+/// `sigmoid` and `signed_pow` are in `shaders/unary.wgsl`).
+struct Row {
+    name: &'static str,
+    forward: &'static str,
+    derivative: &'static str,
+}
+
+/// The elementwise unary ops, forward and derivative side by side; a row's index is its op
+/// code (the shader's `OP` override constant). Adding an elementwise op is a row here, its
+/// `UnaryOp` case and `Tensor` method below, and a test.
+#[rustfmt::skip]
+const TABLE: &[Row] = &[
+    Row { name: "neg",        forward: "-x",                          derivative: "-1.0" },
+    Row { name: "relu",       forward: "relu(x)",                     derivative: "select(0.0, 1.0, x > 0.0)" },
+    Row { name: "sigmoid",    forward: "sigmoid(x)",                  derivative: "y * (1.0 - y)" },
+    // tanh saturates to +-1 in f32 beyond |x| = 10; clamping avoids inf/inf inside.
+    Row { name: "tanh",       forward: "tanh(clamp(x, -15.0, 15.0))", derivative: "1.0 - y * y" },
+    Row { name: "exp",        forward: "exp(x)",                      derivative: "y" },
+    Row { name: "log",        forward: "log(x)",                      derivative: "1.0 / x" },
+    Row { name: "sqrt",       forward: "sqrt(x)",                     derivative: "0.5 / y" },
+    Row { name: "powf",       forward: "signed_pow(x, s)",            derivative: "s * signed_pow(x, s - 1.0)" },
+    Row { name: "add_scalar", forward: "x + s",                       derivative: "1.0" },
+    Row { name: "sub_scalar", forward: "x - s",                       derivative: "1.0" },
+    Row { name: "mul_scalar", forward: "x * s",                       derivative: "s" },
+    Row { name: "div_scalar", forward: "x / s",                       derivative: "1.0 / s" },
+    Row { name: "abs",        forward: "abs(x)",                      derivative: "sign(x)" },
+];
+
+/// The WGSL the table generates: a code constant per op (`const RELU: u32 = 1u;`) and the
+/// `forward(op, x, s)` and `derivative(op, x, y, s)` switches over them.
+fn table_wgsl() -> String {
+    let mut out = String::from("// Generated from the op table in src/ops/unary.rs.\n");
+    for (code, row) in TABLE.iter().enumerate() {
+        out += &format!("const {}: u32 = {code}u;\n", row.name.to_uppercase());
+    }
+    let switch = |signature: &str, expr: fn(&Row) -> &str, default: &str| {
+        let mut f = format!("fn {signature} -> f32 {{\n    switch op {{\n");
+        for row in TABLE {
+            let (name, e) = (row.name.to_uppercase(), expr(row));
+            f += &format!("        case {name}: {{ return {e}; }}\n");
+        }
+        f + &format!("        default: {{ return {default}; }}\n    }}\n}}\n")
+    };
+    out += &switch("forward(op: u32, x: f32, s: f32)", |r| r.forward, "x");
+    out += &switch(
+        "derivative(op: u32, x: f32, y: f32, s: f32)",
+        |r| r.derivative,
+        "1.0",
+    );
+    out
+}
+
+/// An elementwise op with its scalar, if it takes one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum UnaryOp {
     Neg,
@@ -27,23 +81,39 @@ pub(crate) enum UnaryOp {
 }
 
 impl UnaryOp {
-    fn code(self) -> (u32, f32) {
+    /// Its row's name in the table, and its scalar.
+    fn row(self) -> (&'static str, f32) {
         use UnaryOp::*;
         match self {
-            Neg => (0, 0.0),
-            Relu => (1, 0.0),
-            Sigmoid => (2, 0.0),
-            Tanh => (3, 0.0),
-            Exp => (4, 0.0),
-            Log => (5, 0.0),
-            Sqrt => (6, 0.0),
-            Powf(s) => (7, s),
-            AddScalar(s) => (8, s),
-            SubScalar(s) => (9, s),
-            MulScalar(s) => (10, s),
-            DivScalar(s) => (11, s),
-            Abs => (12, 0.0),
+            Neg => ("neg", 0.0),
+            Relu => ("relu", 0.0),
+            Sigmoid => ("sigmoid", 0.0),
+            Tanh => ("tanh", 0.0),
+            Exp => ("exp", 0.0),
+            Log => ("log", 0.0),
+            Sqrt => ("sqrt", 0.0),
+            Powf(s) => ("powf", s),
+            AddScalar(s) => ("add_scalar", s),
+            SubScalar(s) => ("sub_scalar", s),
+            MulScalar(s) => ("mul_scalar", s),
+            DivScalar(s) => ("div_scalar", s),
+            Abs => ("abs", 0.0),
         }
+    }
+
+    /// The op code (its row's index) and its scalar.
+    fn code(self) -> (u32, f32) {
+        let (name, s) = self.row();
+        let code = TABLE
+            .iter()
+            .position(|r| r.name == name)
+            .expect("every UnaryOp has a row in TABLE");
+        (code as u32, s)
+    }
+
+    /// The op's name (error messages).
+    pub(crate) fn name(self) -> &'static str {
+        self.row().0
     }
 }
 
@@ -227,5 +297,40 @@ impl Tensor {
     }
     pub fn div_scalar(&self, s: f32) -> Result<Tensor> {
         unary(self, UnaryOp::DivScalar(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{table_wgsl, UnaryOp, TABLE};
+
+    #[test]
+    fn every_op_has_one_row_and_the_table_generates_its_switches() {
+        use UnaryOp::*;
+        let ops = [
+            Neg,
+            Relu,
+            Sigmoid,
+            Tanh,
+            Exp,
+            Log,
+            Sqrt,
+            Powf(2.0),
+            AddScalar(1.0),
+            SubScalar(1.0),
+            MulScalar(2.0),
+            DivScalar(2.0),
+            Abs,
+        ];
+        let mut codes: Vec<u32> = ops.iter().map(|op| op.code().0).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), TABLE.len(), "one row per op, one op per row");
+        let wgsl = table_wgsl();
+        assert!(wgsl.contains("const RELU: u32 = 1u;"), "{wgsl}");
+        assert!(
+            wgsl.contains("case TANH: { return 1.0 - y * y; }"),
+            "{wgsl}"
+        );
     }
 }
