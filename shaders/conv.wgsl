@@ -171,9 +171,3 @@ fn bias_grad(
     }
 }
 
-// ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
-fn relu(v: f32) -> f32 {
-    // NaN from the bits: GL drivers may rewrite !(v <= 0) as v > 0.
-    let nan = (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-    return select(0.0, v, (v > 0.0) | nan);
-}

@@ -388,7 +388,6 @@ override B_K: bool = false;
 // (i % TEXEL_ROW, i / TEXEL_ROW). On llvmpipe a texel fetch costs 2-4x less than a storage load.
 @group(0) @binding(1) var a_texels: texture_2d<f32>;
 @group(0) @binding(2) var b_texels: texture_2d<f32>;
-const TEXEL_ROW: u32 = 1024u;
 
 fn a4(i: u32) -> vec4<f32> {
     return textureLoad(a_texels, vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW), 0);
@@ -595,9 +594,3 @@ fn matmul_vec4(
     store_row8(c_base, r0 + 7u, c0, lo7, hi7);
 }
 
-// ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
-fn relu(v: f32) -> f32 {
-    // NaN from the bits: GL drivers may rewrite !(v <= 0) as v > 0.
-    let nan = (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-    return select(0.0, v, (v > 0.0) | nan);
-}

@@ -28,18 +28,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// (a / b, a % b) through an f32 reciprocal plus integer fix-ups: llvmpipe has no vector
-// integer division and would run 8 scalar divides per operation.
-fn divmod(a: u32, b: u32) -> vec2<u32> {
-    var q = u32(f32(a) / f32(b));
-    var r = i32(a) - i32(q * b);
-    if (r < 0) { q -= 1u; r += i32(b); }
-    if (r < 0) { q -= 1u; r += i32(b); }
-    if (r >= i32(b)) { q += 1u; r -= i32(b); }
-    if (r >= i32(b)) { q += 1u; r -= i32(b); }
-    return vec2<u32>(q, u32(r));
-}
-
 // An element index split into (plane, row, column) of planes of `rows` x `cols`.
 fn split(e: u32, rows: u32, cols: u32) -> vec3<u32> {
     let a = divmod(e, cols);
@@ -49,10 +37,6 @@ fn split(e: u32, rows: u32, cols: u32) -> vec3<u32> {
 
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
-
-fn is_nan(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -109,11 +109,6 @@ fn sum_backward(
     y[e] = x[o * p.inner + i] * p.scale;
 }
 
-// Bitwise, because `v != v` may be folded away by fast-math shader compilers.
-fn is_nan(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-}
-
 // max_rows writes the values to y and the indices (as f32) to idx.
 @group(0) @binding(3) var<storage, read_write> idx: array<f32>;
 

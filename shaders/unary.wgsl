@@ -134,13 +134,6 @@ fn unary_backward4(
     }
 }
 
-// ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
-fn relu(v: f32) -> f32 {
-    // NaN from the bits: GL drivers may rewrite !(v <= 0) as v > 0.
-    let nan = (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-    return select(0.0, v, (v > 0.0) | nan);
-}
-
 // relu_backward_sum_rows: the start of a Linear + ReLU layer's backward in one dispatch instead
 // of two: for the layer's output y and its gradient g, both [len, cols], gx = g * relu'(y) (as
 // unary_backward with OP = RELU, y bound as both x and y) and col_sums[c] = the sum of gx[:, c]

@@ -27,13 +27,14 @@ pub(crate) struct Shader {
     pub generated: Option<fn() -> String>,
 }
 
+/// Helpers every shader may use (`relu`, `is_nan`, `divmod`, `TEXEL_ROW`), written once.
+const PRELUDE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/prelude.wgsl"));
+
 impl Shader {
-    /// The whole WGSL module: the file, then what its table generates.
-    pub fn full_source(&self) -> std::borrow::Cow<'static, str> {
-        match self.generated {
-            Some(generate) => format!("{}\n{}", self.source, generate()).into(),
-            None => self.source.into(),
-        }
+    /// The whole WGSL module: the prelude, the file, then what its table generates.
+    pub fn full_source(&self) -> String {
+        let generated = self.generated.map(|g| g()).unwrap_or_default();
+        format!("{PRELUDE}\n{}\n{generated}", self.source)
     }
 }
 
@@ -208,7 +209,7 @@ impl Device {
                         .device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {
                             label: Some(shader.name),
-                            source: wgpu::ShaderSource::Wgsl(shader.full_source()),
+                            source: wgpu::ShaderSource::Wgsl(shader.full_source().into()),
                         })
                 })
                 .clone()

@@ -87,18 +87,6 @@ fn channel_blocks(c: u32) -> u32 {
     return blocks_of(c, CH);
 }
 
-// (a / b, a % b) for per-invocation values below 2^24, through an f32 reciprocal plus integer
-// fix-ups: llvmpipe has no vector integer division (it runs 8 scalar divides per operation).
-fn divmod(a: u32, b: u32) -> vec2<u32> {
-    var q = u32(f32(a) / f32(b));
-    var r = i32(a) - i32(q * b);
-    if (r < 0) { q -= 1u; r += i32(b); }
-    if (r < 0) { q -= 1u; r += i32(b); }
-    if (r >= i32(b)) { q += 1u; r -= i32(b); }
-    if (r >= i32(b)) { q += 1u; r -= i32(b); }
-    return vec2<u32>(q, u32(r));
-}
-
 // Invocations per workgroup: 64, or 32 where the host wants a small grid split more evenly
 // between the adapter's threads (lavapipe runs a workgroup on one thread).
 override WG: u32 = 64u;
@@ -111,7 +99,6 @@ fn invocation(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
 
 // The re-laid-out tensors are textures (src/backend/cpu/texels.rs), which the convolution kernels read
 // faster than storage buffers on llvmpipe: vec4 i is the texel at (i % TEXEL_ROW, i / TEXEL_ROW).
-const TEXEL_ROW: u32 = 1024u;
 
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var dst_texels: texture_storage_2d<rgba32float, write>;

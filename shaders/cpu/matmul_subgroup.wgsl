@@ -41,7 +41,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
-const TEXEL_ROW: u32 = 1024u;
 
 override A_K: bool = true;
 override B_K: bool = false;
