@@ -2,7 +2,8 @@
 //! batch that dispatches are recorded into, buffer allocation and readback.
 //!
 //! Every kernel has the same binding layout: binding 0 is a small uniform struct of parameters
-//! (sizes, shapes, flags), addressed with a dynamic offset into one per-batch parameter buffer;
+//! (sizes, shapes, flags; a [`KernelParams`] struct on the host, declared with
+//! [`kernel_params!`] next to its op), addressed with a dynamic offset into one per-batch parameter buffer;
 //! bindings 1.. are the tensors' buffers, read-only or read-write, or textures holding a
 //! tensor's values (`backend/cpu/texels.rs`), which kernels for CPU adapters read their operands from. Parameters are uniforms, not
 //! storage: a storage read cannot be hoisted out of a loop past the kernel's storage writes (they
@@ -39,6 +40,44 @@ macro_rules! shader {
     };
 }
 pub(crate) use shader;
+
+/// A kernel's parameters: the Rust mirror of one shader's `struct Params`, bound at binding 0.
+/// Declare one with [`kernel_params!`], next to the op that fills it.
+pub(crate) trait KernelParams: bytemuck::Pod {
+    /// The shaders (their names in [`shader!`]) whose `Params` struct this mirrors: one,
+    /// or several whose structs are the same (matmul's portable and subgroup kernels).
+    const SHADERS: &'static [&'static str];
+    /// (field name, byte offset) of each field, in declaration order. Fields named `_pad*`
+    /// are explicit padding (WGSL rounds a struct holding `vec4`s up to 16 bytes).
+    #[allow(dead_code)] // for checking the layouts against the shaders
+    const FIELDS: &'static [(&'static str, usize)];
+}
+
+/// Declares a kernel's `#[repr(C)]` parameter struct and its [`KernelParams`] impl:
+/// `kernel_params! { pub(crate) struct PoolParams for "pool" { planes: u32, .. } }`. Field
+/// names are the WGSL member names; `u32`/`i32`/`f32` as in WGSL, `vec4<u32>` as `[u32; 4]`.
+macro_rules! kernel_params {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident for $($shader:literal),+ {
+            $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $($(#[$fmeta])* pub $field: $ty),*
+        }
+
+        impl crate::kernel::KernelParams for $name {
+            const SHADERS: &'static [&'static str] = &[$($shader),+];
+            const FIELDS: &'static [(&'static str, usize)] =
+                &[$((stringify!($field), ::core::mem::offset_of!($name, $field))),*];
+        }
+    };
+}
+pub(crate) use kernel_params;
 
 /// How a kernel binds a buffer or a texture (see `backend/cpu/texels.rs`).
 pub(crate) enum Bind<'a> {
@@ -257,13 +296,13 @@ impl Device {
     }
 
     /// Records one dispatch of `entry` over `workgroups` workgroups (folded into 2-D).
-    /// `params` are the u32 words of the shader's `Params` struct, in declaration order.
-    pub(crate) fn dispatch(
+    /// `params` is the shader's `Params` struct (see [`KernelParams`]).
+    pub(crate) fn dispatch<P: KernelParams>(
         &self,
         shader: &Shader,
         entry: &'static str,
         binds: &[Bind],
-        params: &[u32],
+        params: &P,
         workgroups: u32,
     ) -> Result<()> {
         self.dispatch_with(shader, entry, &[], binds, params, workgroups)
@@ -273,16 +312,23 @@ impl Device {
     /// (op codes and flags), so a shader's `switch` on them is resolved when it is compiled
     /// rather than evaluated per element (llvmpipe runs every branch of a switch it cannot
     /// prove uniform).
-    pub(crate) fn dispatch_with(
+    pub(crate) fn dispatch_with<P: KernelParams>(
         &self,
         shader: &Shader,
         entry: &'static str,
         constants: &[(&'static str, u32)],
         binds: &[Bind],
-        params: &[u32],
+        params: &P,
         workgroups: u32,
     ) -> Result<()> {
-        debug_assert!(params.len() * 4 <= PARAM_SLOT as usize);
+        const { assert!(size_of::<P>() <= PARAM_SLOT as usize) };
+        if !P::SHADERS.contains(&shader.name) {
+            return Err(Error::Invalid(format!(
+                "kernel {}::{entry} given the parameters of {:?}",
+                shader.name,
+                P::SHADERS
+            )));
+        }
         if workgroups == 0 {
             return Ok(());
         }
@@ -293,7 +339,7 @@ impl Device {
             self.flush_locked(&mut batch)?;
         }
         let offset = batch.params.len() as u64;
-        batch.params.extend_from_slice(bytemuck::cast_slice(params));
+        batch.params.extend_from_slice(bytemuck::bytes_of(params));
         let end = (offset + batch.slot) as usize;
         batch.params.resize(end, 0);
 
@@ -373,14 +419,14 @@ impl Device {
     /// tensor). `params(start)`
     /// gives each its parameters, `start` being the first element the scalar kernel covers.
     /// (On llvmpipe a vec4 load costs far less than four scalar ones.)
-    pub(crate) fn dispatch_vec4(
+    pub(crate) fn dispatch_vec4<P: KernelParams>(
         &self,
         shader: &Shader,
         entries: (&'static str, &'static str),
         constants: &[(&'static str, u32)],
         binds: &[Bind],
         n: usize,
-        params: impl Fn(usize) -> Vec<u32>,
+        params: impl Fn(usize) -> P,
     ) -> Result<()> {
         // Small tensors: one scalar dispatch where a dispatch costs more than the vec4 loads
         // would save (see the policy).

@@ -2,11 +2,22 @@
 
 use crate::device::Device;
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
 static SHADER: Shader = shader!("unary");
+
+kernel_params! {
+    /// `Params` of `shaders/unary.wgsl`.
+    pub(crate) struct UnaryParams for "unary" {
+        len: u32,
+        scalar: f32,
+        start: u32,
+        /// relu_backward_sum_rows: the columns of its [len, cols] operands.
+        cols: u32,
+    }
+}
 
 /// Op codes shared with the shader's `switch`.
 #[derive(Clone, Copy, Debug)]
@@ -73,7 +84,12 @@ fn dispatch_vec4(
         &[("OP", code)],
         binds,
         n,
-        |start| vec![n as u32, scalar.to_bits(), start as u32],
+        |start| UnaryParams {
+            len: n as u32,
+            scalar,
+            start: start as u32,
+            cols: 0,
+        },
     )
 }
 
@@ -176,7 +192,11 @@ pub(crate) fn relu_backward_sum_rows(
             Bind::Write(gx.buffer()),
             Bind::Write(sums.buffer()),
         ],
-        &[rows as u32, 0, 0, cols as u32],
+        &UnaryParams {
+            len: rows as u32,
+            cols: cols as u32,
+            ..Default::default()
+        },
         workgroups as u32,
     )?;
     Ok(Some((gx, sums)))

@@ -11,7 +11,7 @@ use crate::backend::cpu::texels::{Texels, TEXEL_ROW};
 use crate::backend::policy::ConvLowering;
 use crate::device::Device;
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::conv::Geometry;
 use crate::tensor::{Storage, Tensor};
 
@@ -129,40 +129,74 @@ fn weight_parts(geo: &Geometry, limit: usize) -> Option<(usize, usize, usize)> {
     (parts <= limit).then_some((quads_per_part, rows_per_part, parts))
 }
 
-/// The kernels' parameters.
-/// The kernels' parameters; the last one (relu) is 0 here, set by the callers that use it.
+kernel_params! {
+    /// `Params` of `shaders/cpu/conv_implicit.wgsl`.
+    pub(crate) struct ConvImplicitParams for "cpu/conv_implicit" {
+        n: u32,
+        c: u32,
+        h: u32,
+        w: u32,
+        c_out: u32,
+        kh: u32,
+        kw: u32,
+        ho: u32,
+        wo: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        dh: u32,
+        dw: u32,
+        groups: u32,
+        has_bias: u32,
+        /// Image quads (images padded to a multiple of 4, divided by 4).
+        nq: u32,
+        /// conv_backward_weight: a part is a group of quads x a band of output rows.
+        rows_per_part: u32,
+        quads_per_part: u32,
+        /// sum_parts: number of parts.
+        parts: u32,
+        /// images_inner: channels x pixels of the tensor being re-laid out.
+        planes: u32,
+        /// conv_forward: ReLU after the bias.
+        relu: u32,
+    }
+}
+
+/// The kernels' parameters, `parts` being (quads per part, rows per part, parts); relu is 0
+/// here, set by the callers that use it.
 fn params(
     geo: &Geometry,
     has_bias: bool,
     parts: (usize, usize, usize),
     planes: usize,
-) -> [u32; 23] {
+) -> ConvImplicitParams {
     let p = &geo.p;
-    [
-        geo.n as u32,
-        geo.c as u32,
-        geo.h as u32,
-        geo.w as u32,
-        geo.c_out as u32,
-        geo.kh as u32,
-        geo.kw as u32,
-        geo.ho as u32,
-        geo.wo as u32,
-        p.stride.0 as u32,
-        p.stride.1 as u32,
-        p.padding.0 as u32,
-        p.padding.1 as u32,
-        p.dilation.0 as u32,
-        p.dilation.1 as u32,
-        p.groups as u32,
-        has_bias as u32,
-        quads(geo) as u32,
-        parts.1 as u32,
-        parts.0 as u32,
-        parts.2 as u32,
-        planes as u32,
-        0,
-    ]
+    ConvImplicitParams {
+        n: geo.n as u32,
+        c: geo.c as u32,
+        h: geo.h as u32,
+        w: geo.w as u32,
+        c_out: geo.c_out as u32,
+        kh: geo.kh as u32,
+        kw: geo.kw as u32,
+        ho: geo.ho as u32,
+        wo: geo.wo as u32,
+        sh: p.stride.0 as u32,
+        sw: p.stride.1 as u32,
+        ph: p.padding.0 as u32,
+        pw: p.padding.1 as u32,
+        dh: p.dilation.0 as u32,
+        dw: p.dilation.1 as u32,
+        groups: p.groups as u32,
+        has_bias: has_bias as u32,
+        nq: quads(geo) as u32,
+        rows_per_part: parts.1 as u32,
+        quads_per_part: parts.0 as u32,
+        parts: parts.2 as u32,
+        planes: planes as u32,
+        relu: 0,
+    }
 }
 
 /// Workgroups of 64 invocations for `n` invocations.
@@ -295,7 +329,7 @@ pub(crate) fn forward(
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
     let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
-    params[22] = relu as u32;
+    params.relu = relu as u32;
     let (wf, wb) = forward_layouts(dev, w, geo, input_grad)?;
     let cout_g = geo.c_out / g;
     let invocations = quads(geo).div_ceil(4) * g * channel_blocks(cout_g) * geo.ho * geo.wo;
