@@ -3,7 +3,8 @@
 //!
 //! Every kernel has the same binding layout: binding 0 is a small uniform struct of parameters
 //! (sizes, shapes, flags; a [`KernelParams`] struct on the host, declared with
-//! [`kernel_params!`] next to its op), addressed with a dynamic offset into one per-batch parameter buffer;
+//! [`kernel_params!`] next to its op and checked against the WGSL by a unit test), addressed
+//! with a dynamic offset into one per-batch parameter buffer;
 //! bindings 1.. are the tensors' buffers, read-only or read-write, or textures holding a
 //! tensor's values (`backend/cpu/texels.rs`), which kernels for CPU adapters read their operands from. Parameters are uniforms, not
 //! storage: a storage read cannot be hoisted out of a loop past the kernel's storage writes (they
@@ -42,14 +43,16 @@ macro_rules! shader {
 pub(crate) use shader;
 
 /// A kernel's parameters: the Rust mirror of one shader's `struct Params`, bound at binding 0.
-/// Declare one with [`kernel_params!`], next to the op that fills it.
+/// Declare one with [`kernel_params!`], next to the op that fills it; the unit test
+/// `kernel::tests::params_structs_match_the_shaders` parses every shader with naga and checks
+/// each struct's field names, offsets and size against the WGSL uniform layout.
 pub(crate) trait KernelParams: bytemuck::Pod {
     /// The shaders (their names in [`shader!`]) whose `Params` struct this mirrors: one,
     /// or several whose structs are the same (matmul's portable and subgroup kernels).
     const SHADERS: &'static [&'static str];
     /// (field name, byte offset) of each field, in declaration order. Fields named `_pad*`
     /// are explicit padding (WGSL rounds a struct holding `vec4`s up to 16 bytes).
-    #[allow(dead_code)] // for checking the layouts against the shaders
+    #[allow(dead_code)] // read by the layout test
     const FIELDS: &'static [(&'static str, usize)];
 }
 
@@ -724,7 +727,149 @@ impl Device {
 
 #[cfg(test)]
 mod tests {
-    use super::fold_grid;
+    use super::{fold_grid, KernelParams, PARAM_SLOT};
+    use std::path::Path;
+
+    /// A Rust parameter struct as the layout test sees it.
+    struct Mirror {
+        name: &'static str,
+        shaders: &'static [&'static str],
+        fields: &'static [(&'static str, usize)],
+        size: usize,
+    }
+
+    fn mirror<P: KernelParams>() -> Mirror {
+        Mirror {
+            name: std::any::type_name::<P>(),
+            shaders: P::SHADERS,
+            fields: P::FIELDS,
+            size: size_of::<P>(),
+        }
+    }
+
+    /// Every [`KernelParams`] struct (a new one is added here).
+    fn mirrors() -> Vec<Mirror> {
+        use crate::backend::cpu::conv_implicit::ConvImplicitParams;
+        use crate::ops::{batch_norm, binary, conv, dropout, fill, layout, loss, matmul};
+        use crate::ops::{pool, reduce, softmax, unary};
+        vec![
+            mirror::<batch_norm::BatchNormParams>(),
+            mirror::<binary::BinaryParams>(),
+            mirror::<conv::ConvParams>(),
+            mirror::<dropout::DropoutParams>(),
+            mirror::<fill::FillParams>(),
+            mirror::<layout::LayoutParams>(),
+            mirror::<loss::LossParams>(),
+            mirror::<matmul::MatmulParams>(),
+            mirror::<crate::optim::OptimParams>(),
+            mirror::<pool::PoolParams>(),
+            mirror::<reduce::ReduceParams>(),
+            mirror::<softmax::SoftmaxParams>(),
+            mirror::<unary::UnaryParams>(),
+            mirror::<ConvImplicitParams>(),
+        ]
+    }
+
+    /// Every `shaders/**/*.wgsl`, as (name as in `shader!`, source).
+    fn shader_files(dir: &Path, prefix: &str, out: &mut Vec<(String, String)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            if path.is_dir() {
+                shader_files(&path, &format!("{prefix}{stem}/"), out);
+            } else if path.extension().is_some_and(|e| e == "wgsl") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                out.push((format!("{prefix}{stem}"), source));
+            }
+        }
+    }
+
+    /// A shader's `Params` struct with naga's layout: (member name, offset) in order, size.
+    fn wgsl_params(name: &str, source: &str) -> Option<(Vec<(String, usize)>, usize)> {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(source)));
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (handle, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))?;
+        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+            panic!("{name}.wgsl: Params is not a struct");
+        };
+        let mut end = 0;
+        let mut fields = Vec::new();
+        for m in members {
+            let layout = layouter[m.ty];
+            let offset = layout.alignment.round_up(end);
+            // The front end's own offsets agree with the layouter's.
+            assert_eq!(offset, m.offset, "{name}.wgsl: Params member offsets");
+            fields.push((m.name.clone().unwrap(), offset as usize));
+            end = offset + layout.size;
+        }
+        Some((fields, layouter[handle].size as usize))
+    }
+
+    /// The names, offsets and size of each Rust parameter struct are those of its shaders'
+    /// `Params` (WGSL's uniform layout, from naga), and every shader with a `Params` has one.
+    #[test]
+    fn params_structs_match_the_shaders() {
+        let mut shaders = Vec::new();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        shader_files(&dir, "", &mut shaders);
+        let mirrors = mirrors();
+        let mut checked = 0;
+        for (shader, source) in &shaders {
+            let Some((wgsl, size)) = wgsl_params(shader, source) else {
+                continue;
+            };
+            let mine: Vec<&Mirror> = mirrors
+                .iter()
+                .filter(|m| m.shaders.contains(&shader.as_str()))
+                .collect();
+            let [m] = mine[..] else {
+                panic!(
+                    "{shader}.wgsl's Params has {} Rust structs, not one",
+                    mine.len()
+                );
+            };
+            let rust: Vec<(String, usize)> = m
+                .fields
+                .iter()
+                .filter(|(f, _)| !f.starts_with("_pad"))
+                .map(|&(f, o)| (f.to_owned(), o))
+                .collect();
+            assert_eq!(
+                rust, wgsl,
+                "{} against {shader}.wgsl's Params: (field, offset)",
+                m.name
+            );
+            assert_eq!(
+                m.size, size,
+                "{} against {shader}.wgsl's Params: size",
+                m.name
+            );
+            assert!(
+                size <= PARAM_SLOT as usize,
+                "{shader}.wgsl: Params past the slot"
+            );
+            checked += 1;
+        }
+        for m in &mirrors {
+            for s in m.shaders {
+                assert!(
+                    shaders.iter().any(|(name, _)| name == s),
+                    "{}: no shader {s}",
+                    m.name
+                );
+            }
+        }
+        assert_eq!(checked, 15, "shaders with a Params struct");
+    }
 
     #[test]
     fn fold_grid_stays_within_limit_and_covers_all() {
