@@ -593,6 +593,21 @@ impl Device {
         }
     }
 
+    /// The device's one buffer for a binding a kernel leaves alone (an optional operand's
+    /// slot that a pipeline constant turns off): 256 bytes, never read or written by a kernel,
+    /// made once rather than a placeholder per dispatch. It may fill one writable slot of a
+    /// dispatch, not two ([`check_binds`]).
+    pub(crate) fn dummy_buffer(&self) -> &wgpu::Buffer {
+        self.0.dummy.get_or_init(|| {
+            self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("webgrad unused binding"),
+                size: 256,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
     pub(crate) fn release(&self, buf: wgpu::Buffer, class: u64) {
         if class == 0 {
             return; // a placeholder, not the pool's

@@ -249,12 +249,7 @@ impl Tensor {
             _ => None,
         };
         let l = dev.storage(outputs)?;
-        // Without the saved gradient a one-element placeholder fills its slot (unwritten), so
-        // that no buffer is bound twice.
-        let placeholder = match (reduced, &unit_grad) {
-            (Some(_), None) => Some(dev.storage(1)?),
-            _ => None,
-        };
+        // Without the saved gradient the device's dummy buffer fills its slot (unwritten).
         let mut binds = vec![
             Bind::Read(self.buffer()),
             Bind::Read(targets.buffer()),
@@ -263,8 +258,8 @@ impl Tensor {
         ];
         if let Some(saved) = unit_grad.as_ref().map(|t| t.buffer()) {
             binds.push(Bind::Write(saved));
-        } else if let Some(placeholder) = &placeholder {
-            binds.push(Bind::Write(placeholder.buffer()));
+        } else if reduced.is_some() {
+            binds.push(Bind::Write(dev.dummy_buffer()));
         }
         dev.dispatch_with(
             &SHADER,

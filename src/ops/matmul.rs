@@ -299,33 +299,29 @@ impl<'a> Gemm<'a> {
             _ => &SHADER,
         };
         // matmul_subgroup stores C as vec4s (binding 5) when its rows and offsets allow (C4),
-        // else as floats (binding 3); the other slot holds a placeholder.
+        // else as floats (binding 3); the other slot holds the device's dummy buffer.
         let subgroup = kernel == GemmKernel::Subgroup8;
         let c4 = subgroup
             && [self.n, piece.c_off, self.c_batch_stride]
                 .iter()
                 .all(|v| v % 4 == 0);
         let rows = kernel == GemmKernel::Rows;
-        let placeholder = match subgroup || (rows && self.a_row_sums.is_none()) {
-            true => Some(dev.storage(4)?),
-            false => None,
-        };
-        let unused = placeholder.as_ref().map(|s| s.buffer());
+        let unused = dev.dummy_buffer();
         let mut binds = vec![
             a,
             b,
-            Bind::Write(if c4 { unused.unwrap() } else { self.c }),
+            Bind::Write(if c4 { unused } else { self.c }),
             // Without a bias the slot holds A (unread).
             Bind::Read(self.bias.unwrap_or(self.a.buf)),
         ];
         if subgroup {
             constants.push(("C4", c4 as u32));
-            binds.push(Bind::Write(if c4 { self.c } else { unused.unwrap() }));
+            binds.push(Bind::Write(if c4 { self.c } else { unused }));
         }
         if rows {
             constants.push(("ROW_SUMS", self.a_row_sums.is_some() as u32));
-            // Without row sums the slot holds the placeholder (unwritten).
-            binds.push(Bind::Write(self.a_row_sums.or(unused).unwrap()));
+            // Without row sums the slot holds the dummy buffer (unwritten).
+            binds.push(Bind::Write(self.a_row_sums.unwrap_or(unused)));
         }
         dev.dispatch_with(shader, entry, &constants, &binds, &params, tiles as u32)
     }

@@ -382,9 +382,12 @@ pub(crate) fn forward_relu_pool(
     let cout_g = geo.c_out / g;
     let windows = (geo.ho / 2) * (geo.wo / 2);
     let invocations = quads(geo) * g * channel_blocks(cout_g) * windows;
-    // Without the winners, a one-element placeholder fills their slot (unwritten).
+    // Without the winners, the device's dummy buffer fills their slot (unwritten).
     let per_window = geo.c_out * windows * quads(geo) * 4;
-    let winners = dev.storage(if save_winners { per_window / 4 } else { 1 })?;
+    let winners = match save_winners {
+        true => Some(dev.storage(per_window / 4)?),
+        false => None,
+    };
     let out_inner = texels(dev, per_window);
     dev.dispatch_with(
         &SHADER,
@@ -400,7 +403,7 @@ pub(crate) fn forward_relu_pool(
             Bind::Texels(wf.view()),
             Bind::Read(bias.unwrap_or(w).buffer()),
             Bind::Write(out),
-            Bind::Write(winners.buffer()),
+            Bind::Write(winners.as_ref().map_or(dev.dummy_buffer(), |w| w.buffer())),
             Bind::WriteTexels(out_inner.view()),
         ],
         &params(geo, bias.is_some(), (0, 0, 0), 0),
@@ -409,7 +412,7 @@ pub(crate) fn forward_relu_pool(
     Ok(ReluPool {
         xt,
         out_inner,
-        winners: save_winners.then_some(winners),
+        winners,
         wb,
     })
 }
@@ -546,10 +549,6 @@ pub(crate) fn backward_weight(
     let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
     let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(geo).0);
     let params = params(geo, with_bias, parts, 0);
-    let placeholder = match winners {
-        Some(_) => None,
-        None => Some(dev.storage(1)?),
-    };
     // Workgroups of 32: its grid is small (about 128-320 invocations), and lavapipe runs each
     // workgroup on one thread, so halves split it more evenly between the threads.
     let invocations = parts.2 * per_part;
@@ -567,10 +566,8 @@ pub(crate) fn backward_weight(
             Bind::Texels(xt.view()),
             Bind::Texels(gt.view()),
             Bind::Write(partial.buffer()),
-            // Without pooling the codes' slot holds a placeholder (unread).
-            Bind::Read(
-                winners.map_or_else(|| placeholder.as_ref().unwrap().buffer(), |w| w.buffer()),
-            ),
+            // Without pooling the codes' slot holds the dummy buffer (unread).
+            Bind::Read(winners.map_or_else(|| dev.dummy_buffer(), |w| w.buffer())),
         ],
         &params,
         invocations.div_ceil(32) as u32,
