@@ -6,7 +6,7 @@
 //! [`Device::sync`], or every `ops_per_submit` dispatches.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::backend::caps::{AdapterClass, AdapterReport, Caps, Limits};
 use crate::backend::policy::Policy;
@@ -126,6 +126,8 @@ pub(crate) struct DeviceInner {
     /// Per-kernel times when `WEBGRAD_PROFILE` is set.
     pub profile: Option<Profiler>,
     next_tensor_id: AtomicU64,
+    /// [`Device::dummy_buffer`], made when first asked for.
+    pub dummy: OnceLock<wgpu::Buffer>,
 }
 
 impl std::fmt::Debug for Device {
@@ -300,6 +302,7 @@ impl Device {
             ops_per_submit: opts.ops_per_submit.max(1),
             profile: opts.profile.then(|| Profiler::new(&device, &queue)),
             next_tensor_id: AtomicU64::new(1),
+            dummy: OnceLock::new(),
             device,
             queue,
             info,

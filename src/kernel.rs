@@ -2,7 +2,9 @@
 //! batch that dispatches are recorded into, buffer allocation and readback.
 //!
 //! Every kernel has the same binding layout: binding 0 is a small uniform struct of parameters
-//! (sizes, shapes, flags), addressed with a dynamic offset into one per-batch parameter buffer;
+//! (sizes, shapes, flags; a [`KernelParams`] struct on the host, declared with
+//! [`kernel_params!`] next to its op and checked against the WGSL by a unit test), addressed
+//! with a dynamic offset into one per-batch parameter buffer;
 //! bindings 1.. are the tensors' buffers, read-only or read-write, or textures holding a
 //! tensor's values (`backend/cpu/texels.rs`), which kernels for CPU adapters read their operands from. Parameters are uniforms, not
 //! storage: a storage read cannot be hoisted out of a loop past the kernel's storage writes (they
@@ -56,6 +58,46 @@ macro_rules! shader {
     };
 }
 pub(crate) use shader;
+
+/// A kernel's parameters: the Rust mirror of one shader's `struct Params`, bound at binding 0.
+/// Declare one with [`kernel_params!`], next to the op that fills it; the unit test
+/// `kernel::tests::params_structs_match_the_shaders` parses every shader with naga and checks
+/// each struct's field names, offsets and size against the WGSL uniform layout.
+pub(crate) trait KernelParams: bytemuck::Pod {
+    /// The shaders (their names in [`shader!`]) whose `Params` struct this mirrors: one,
+    /// or several whose structs are the same (matmul's portable and subgroup kernels).
+    const SHADERS: &'static [&'static str];
+    /// (field name, byte offset) of each field, in declaration order. Fields named `_pad*`
+    /// are explicit padding (WGSL rounds a struct holding `vec4`s up to 16 bytes).
+    #[allow(dead_code)] // read by the layout test
+    const FIELDS: &'static [(&'static str, usize)];
+}
+
+/// Declares a kernel's `#[repr(C)]` parameter struct and its [`KernelParams`] impl:
+/// `kernel_params! { pub(crate) struct PoolParams for "pool" { planes: u32, .. } }`. Field
+/// names are the WGSL member names; `u32`/`i32`/`f32` as in WGSL, `vec4<u32>` as `[u32; 4]`.
+macro_rules! kernel_params {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident for $($shader:literal),+ {
+            $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $($(#[$fmeta])* pub $field: $ty),*
+        }
+
+        impl crate::kernel::KernelParams for $name {
+            const SHADERS: &'static [&'static str] = &[$($shader),+];
+            const FIELDS: &'static [(&'static str, usize)] =
+                &[$((stringify!($field), ::core::mem::offset_of!($name, $field))),*];
+        }
+    };
+}
+pub(crate) use kernel_params;
 
 /// How a kernel binds a buffer or a texture (see `backend/cpu/texels.rs`).
 pub(crate) enum Bind<'a> {
@@ -167,6 +209,27 @@ impl Batch {
     }
 }
 
+/// A dispatch's bindings must not hold one buffer in two writable slots: the kernel's writes
+/// through one would race with (or be lost to) those through the other. Checked on every
+/// dispatch (a few pointer comparisons beside a dispatch's tens of microseconds), so release
+/// test runs catch it too; an error naming the kernel, not a panic.
+fn check_binds(shader: &Shader, entry: &str, binds: &[Bind]) -> Result<()> {
+    for (i, a) in binds.iter().enumerate() {
+        let Bind::Write(a) = a else { continue };
+        for (j, b) in binds.iter().enumerate().skip(i + 1) {
+            if matches!(b, Bind::Write(b) if *b == *a) {
+                return Err(Error::Invalid(format!(
+                    "kernel {}::{entry} binds one buffer to the writable bindings {} and {}",
+                    shader.name,
+                    i + 1,
+                    j + 1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Splits `n` workgroups into an (x, y) grid with x within the per-dimension limit.
 pub(crate) fn fold_grid(n: u32, max_dim: u32) -> (u32, u32) {
     if n <= max_dim {
@@ -274,13 +337,13 @@ impl Device {
     }
 
     /// Records one dispatch of `entry` over `workgroups` workgroups (folded into 2-D).
-    /// `params` are the u32 words of the shader's `Params` struct, in declaration order.
-    pub(crate) fn dispatch(
+    /// `params` is the shader's `Params` struct (see [`KernelParams`]).
+    pub(crate) fn dispatch<P: KernelParams>(
         &self,
         shader: &Shader,
         entry: &'static str,
         binds: &[Bind],
-        params: &[u32],
+        params: &P,
         workgroups: u32,
     ) -> Result<()> {
         self.dispatch_with(shader, entry, &[], binds, params, workgroups)
@@ -290,19 +353,27 @@ impl Device {
     /// (op codes and flags), so a shader's `switch` on them is resolved when it is compiled
     /// rather than evaluated per element (llvmpipe runs every branch of a switch it cannot
     /// prove uniform).
-    pub(crate) fn dispatch_with(
+    pub(crate) fn dispatch_with<P: KernelParams>(
         &self,
         shader: &Shader,
         entry: &'static str,
         constants: &[(&'static str, u32)],
         binds: &[Bind],
-        params: &[u32],
+        params: &P,
         workgroups: u32,
     ) -> Result<()> {
-        debug_assert!(params.len() * 4 <= PARAM_SLOT as usize);
+        const { assert!(size_of::<P>() <= PARAM_SLOT as usize) };
+        if !P::SHADERS.contains(&shader.name) {
+            return Err(Error::Invalid(format!(
+                "kernel {}::{entry} given the parameters of {:?}",
+                shader.name,
+                P::SHADERS
+            )));
+        }
         if workgroups == 0 {
             return Ok(());
         }
+        check_binds(shader, entry, binds)?;
         let pipeline = self.pipeline(shader, entry, constants, binds);
         let inner = &self.0;
         let mut batch = inner.batch.lock().unwrap();
@@ -310,7 +381,7 @@ impl Device {
             self.flush_locked(&mut batch)?;
         }
         let offset = batch.params.len() as u64;
-        batch.params.extend_from_slice(bytemuck::cast_slice(params));
+        batch.params.extend_from_slice(bytemuck::bytes_of(params));
         let end = (offset + batch.slot) as usize;
         batch.params.resize(end, 0);
 
@@ -390,14 +461,14 @@ impl Device {
     /// tensor). `params(start)`
     /// gives each its parameters, `start` being the first element the scalar kernel covers.
     /// (On llvmpipe a vec4 load costs far less than four scalar ones.)
-    pub(crate) fn dispatch_vec4(
+    pub(crate) fn dispatch_vec4<P: KernelParams>(
         &self,
         shader: &Shader,
         entries: (&'static str, &'static str),
         constants: &[(&'static str, u32)],
         binds: &[Bind],
         n: usize,
-        params: impl Fn(usize) -> Vec<u32>,
+        params: impl Fn(usize) -> P,
     ) -> Result<()> {
         // Small tensors: one scalar dispatch where a dispatch costs more than the vec4 loads
         // would save (see the policy).
@@ -537,6 +608,21 @@ impl Device {
                 (placeholder, 0)
             }
         }
+    }
+
+    /// The device's one buffer for a binding a kernel leaves alone (an optional operand's
+    /// slot that a pipeline constant turns off): 256 bytes, never read or written by a kernel,
+    /// made once rather than a placeholder per dispatch. It may fill one writable slot of a
+    /// dispatch, not two ([`check_binds`]).
+    pub(crate) fn dummy_buffer(&self) -> &wgpu::Buffer {
+        self.0.dummy.get_or_init(|| {
+            self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("webgrad unused binding"),
+                size: 256,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        })
     }
 
     pub(crate) fn release(&self, buf: wgpu::Buffer, class: u64) {
@@ -695,7 +781,199 @@ impl Device {
 
 #[cfg(test)]
 mod tests {
-    use super::fold_grid;
+    use super::{check_binds, fold_grid, Bind, KernelParams, Shader, PARAM_SLOT};
+    use std::path::Path;
+
+    /// A Rust parameter struct as the layout test sees it.
+    struct Mirror {
+        name: &'static str,
+        shaders: &'static [&'static str],
+        fields: &'static [(&'static str, usize)],
+        size: usize,
+    }
+
+    fn mirror<P: KernelParams>() -> Mirror {
+        Mirror {
+            name: std::any::type_name::<P>(),
+            shaders: P::SHADERS,
+            fields: P::FIELDS,
+            size: size_of::<P>(),
+        }
+    }
+
+    /// Every [`KernelParams`] struct (a new one is added here).
+    fn mirrors() -> Vec<Mirror> {
+        use crate::backend::cpu::conv_implicit::ConvImplicitParams;
+        use crate::ops::{batch_norm, binary, conv, dropout, fill, layout, loss, matmul};
+        use crate::ops::{pool, reduce, softmax, unary};
+        vec![
+            mirror::<batch_norm::BatchNormParams>(),
+            mirror::<binary::BinaryParams>(),
+            mirror::<conv::ConvParams>(),
+            mirror::<dropout::DropoutParams>(),
+            mirror::<fill::FillParams>(),
+            mirror::<layout::LayoutParams>(),
+            mirror::<loss::LossParams>(),
+            mirror::<matmul::MatmulParams>(),
+            mirror::<crate::optim::OptimParams>(),
+            mirror::<pool::PoolParams>(),
+            mirror::<reduce::ReduceParams>(),
+            mirror::<softmax::SoftmaxParams>(),
+            mirror::<unary::UnaryParams>(),
+            mirror::<ConvImplicitParams>(),
+        ]
+    }
+
+    /// Every `shaders/**/*.wgsl`, as (name as in `shader!`, source).
+    fn shader_files(dir: &Path, prefix: &str, out: &mut Vec<(String, String)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            if path.is_dir() {
+                shader_files(&path, &format!("{prefix}{stem}/"), out);
+            } else if path.extension().is_some_and(|e| e == "wgsl") && stem != "prelude" {
+                // The module as it is compiled: prelude, file, and what a table generates.
+                let name = format!("{prefix}{stem}");
+                let shader = Shader {
+                    name: "",
+                    source: std::fs::read_to_string(&path).unwrap().leak(),
+                    generated: (name == "unary").then_some(crate::ops::unary::table_wgsl),
+                };
+                out.push((name, shader.full_source()));
+            }
+        }
+    }
+
+    /// A shader's `Params` struct with naga's layout: (member name, offset) in order, size.
+    fn wgsl_params(name: &str, source: &str) -> Option<(Vec<(String, usize)>, usize)> {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(source)));
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (handle, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))?;
+        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+            panic!("{name}.wgsl: Params is not a struct");
+        };
+        let mut end = 0;
+        let mut fields = Vec::new();
+        for m in members {
+            let layout = layouter[m.ty];
+            let offset = layout.alignment.round_up(end);
+            // The front end's own offsets agree with the layouter's.
+            assert_eq!(offset, m.offset, "{name}.wgsl: Params member offsets");
+            fields.push((m.name.clone().unwrap(), offset as usize));
+            end = offset + layout.size;
+        }
+        Some((fields, layouter[handle].size as usize))
+    }
+
+    /// The names, offsets and size of each Rust parameter struct are those of its shaders'
+    /// `Params` (WGSL's uniform layout, from naga), and every shader with a `Params` has one.
+    #[test]
+    fn params_structs_match_the_shaders() {
+        let mut shaders = Vec::new();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        shader_files(&dir, "", &mut shaders);
+        let mirrors = mirrors();
+        let mut checked = 0;
+        for (shader, source) in &shaders {
+            let Some((wgsl, size)) = wgsl_params(shader, source) else {
+                continue;
+            };
+            let mine: Vec<&Mirror> = mirrors
+                .iter()
+                .filter(|m| m.shaders.contains(&shader.as_str()))
+                .collect();
+            let [m] = mine[..] else {
+                panic!(
+                    "{shader}.wgsl's Params has {} Rust structs, not one",
+                    mine.len()
+                );
+            };
+            let rust: Vec<(String, usize)> = m
+                .fields
+                .iter()
+                .filter(|(f, _)| !f.starts_with("_pad"))
+                .map(|&(f, o)| (f.to_owned(), o))
+                .collect();
+            assert_eq!(
+                rust, wgsl,
+                "{} against {shader}.wgsl's Params: (field, offset)",
+                m.name
+            );
+            assert_eq!(
+                m.size, size,
+                "{} against {shader}.wgsl's Params: size",
+                m.name
+            );
+            assert!(
+                size <= PARAM_SLOT as usize,
+                "{shader}.wgsl: Params past the slot"
+            );
+            checked += 1;
+        }
+        for m in &mirrors {
+            for s in m.shaders {
+                assert!(
+                    shaders.iter().any(|(name, _)| name == s),
+                    "{}: no shader {s}",
+                    m.name
+                );
+            }
+        }
+        assert_eq!(checked, 15, "shaders with a Params struct");
+    }
+
+    /// One buffer in two writable bindings: an error naming the kernel, from the dispatch
+    /// itself (before any pipeline is built); a read binding may repeat a buffer.
+    #[test]
+    fn one_buffer_in_two_writable_bindings_is_an_error() {
+        use crate::ops::dropout::DropoutParams;
+        static DROPOUT: Shader = super::shader!("dropout");
+        let dev = crate::Device::new().unwrap();
+        let (x, y, mask) = (
+            dev.storage(4).unwrap(),
+            dev.storage(4).unwrap(),
+            dev.storage(4).unwrap(),
+        );
+        let p = DropoutParams {
+            len: 4,
+            seed: 1,
+            p: 0.5,
+            scale: 2.0,
+        };
+        let aliased = [
+            Bind::Read(x.buffer()),
+            Bind::Write(y.buffer()),
+            Bind::Write(y.buffer()),
+        ];
+        let err = dev
+            .dispatch(&DROPOUT, "dropout_forward", &aliased, &p, 1)
+            .unwrap_err();
+        assert!(matches!(err, crate::Error::Invalid(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("dropout::dropout_forward"), "{message}");
+        assert!(message.contains("bindings 2 and 3"), "{message}");
+
+        let distinct = [
+            Bind::Read(x.buffer()),
+            Bind::Write(y.buffer()),
+            Bind::Write(mask.buffer()),
+        ];
+        assert!(check_binds(&DROPOUT, "dropout_forward", &distinct).is_ok());
+        let reads = [Bind::Read(x.buffer()), Bind::Read(x.buffer())];
+        assert!(check_binds(&DROPOUT, "dropout_forward", &reads).is_ok());
+        dev.dispatch(&DROPOUT, "dropout_forward", &distinct, &p, 1)
+            .unwrap();
+        dev.sync().unwrap();
+    }
 
     #[test]
     fn fold_grid_stays_within_limit_and_covers_all() {

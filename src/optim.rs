@@ -2,7 +2,7 @@
 //! (`shaders/optim.wgsl`), and learning-rate schedules.
 
 use crate::error::{Error, Result};
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::tensor::Tensor;
 
 static SHADER: Shader = shader!("optim");
@@ -29,9 +29,29 @@ pub trait Optimizer {
     fn load_state(&mut self, state: &[(String, Tensor)], steps: u64) -> Result<()>;
 }
 
-/// The kernels' parameters after `len` (see `Params` in the shader).
+kernel_params! {
+    /// `Params` of `shaders/optim.wgsl`, shared by SGD and Adam.
+    pub(crate) struct OptimParams for "optim" {
+        len: u32,
+        lr: f32,
+        momentum: f32,
+        dampening: f32,
+        weight_decay: f32,
+        nesterov: u32,
+        first_step: u32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        bias_correction1: f32,
+        bias_correction2: f32,
+        decoupled: u32,
+        start: u32,
+    }
+}
+
+/// The kernels' parameters but `len` and `start` (set per dispatch).
 #[allow(clippy::too_many_arguments)]
-fn params_words(
+fn update_params(
     lr: f32,
     momentum: f32,
     dampening: f32,
@@ -42,21 +62,23 @@ fn params_words(
     eps: f32,
     bc: (f32, f32),
     decoupled: bool,
-) -> [u32; 12] {
-    [
-        lr.to_bits(),
-        momentum.to_bits(),
-        dampening.to_bits(),
-        weight_decay.to_bits(),
-        nesterov as u32,
-        first_step as u32,
-        betas.0.to_bits(),
-        betas.1.to_bits(),
-        eps.to_bits(),
-        bc.0.to_bits(),
-        bc.1.to_bits(),
-        decoupled as u32,
-    ]
+) -> OptimParams {
+    OptimParams {
+        len: 0,
+        lr,
+        momentum,
+        dampening,
+        weight_decay,
+        nesterov: nesterov as u32,
+        first_step: first_step as u32,
+        beta1: betas.0,
+        beta2: betas.1,
+        eps,
+        bias_correction1: bc.0,
+        bias_correction2: bc.1,
+        decoupled: decoupled as u32,
+        start: 0,
+    }
 }
 
 /// One parameter's update: its element count and buffers (gradient, parameter, then the
@@ -67,13 +89,13 @@ struct Update<'a> {
 }
 
 /// Records the updates of the parameters that have a gradient, with an optimizer's (scalar,
-/// vec4) kernels; `states[k][i]` is the k-th state tensor of parameter i, `words` the
-/// kernels' parameters after `len`.
+/// vec4) kernels; `states[k][i]` is the k-th state tensor of parameter i, `kernel_params` the
+/// kernels' parameters but `len` and `start`.
 fn record_updates(
     params: &[Tensor],
     states: &[&[Tensor]],
     entries: (&'static str, &'static str),
-    words: &[u32],
+    kernel_params: &OptimParams,
 ) -> Result<()> {
     let Some(dev) = params.first().map(|p| p.device()) else {
         return Ok(());
@@ -101,7 +123,7 @@ fn record_updates(
             })
         })
         .collect();
-    record_dispatches(dev, entries, words, &updates)
+    record_dispatches(dev, entries, kernel_params, &updates)
 }
 
 /// record_updates' dispatches: the small parameters (below the policy's
@@ -111,7 +133,7 @@ fn record_updates(
 fn record_dispatches<'a>(
     dev: &crate::Device,
     entries: (&'static str, &'static str),
-    words: &[u32],
+    params: &OptimParams,
     updates: &[Update<'a>],
 ) -> Result<()> {
     let per = updates.first().map_or(0, |u| u.buffers.len());
@@ -119,13 +141,13 @@ fn record_dispatches<'a>(
     let (flat, alone): (Vec<&Update>, Vec<&Update>) =
         updates.iter().partition(|u| u.n < flat_below);
     let alone: Vec<&Update> = if flat.len() >= 2 {
-        record_flat(dev, entries, words, &flat, per)?;
+        record_flat(dev, entries, params, &flat, per)?;
         alone
     } else {
         alone.into_iter().chain(flat).collect()
     };
     for u in alone {
-        update_kernels(dev, entries, words, &u.buffers, u.n)?;
+        update_kernels(dev, entries, params, &u.buffers, u.n)?;
     }
     Ok(())
 }
@@ -135,14 +157,16 @@ fn record_dispatches<'a>(
 fn update_kernels(
     dev: &crate::Device,
     entries: (&'static str, &'static str),
-    words: &[u32],
+    params: &OptimParams,
     buffers: &[&wgpu::Buffer],
     n: usize,
 ) -> Result<()> {
     let mut binds: Vec<Bind> = buffers.iter().map(|&b| Bind::Write(b)).collect();
     binds[0] = Bind::Read(buffers[0]);
-    dev.dispatch_vec4(&SHADER, entries, &[], &binds, n, |start| {
-        [&[n as u32][..], words, &[start as u32]].concat()
+    dev.dispatch_vec4(&SHADER, entries, &[], &binds, n, |start| OptimParams {
+        len: n as u32,
+        start: start as u32,
+        ..*params
     })
 }
 
@@ -152,7 +176,7 @@ fn update_kernels(
 fn record_flat(
     dev: &crate::Device,
     entries: (&'static str, &'static str),
-    words: &[u32],
+    params: &OptimParams,
     updates: &[&Update],
     per: usize,
 ) -> Result<()> {
@@ -171,7 +195,7 @@ fn record_flat(
         }
     }
     let buffers: Vec<&wgpu::Buffer> = flats.iter().map(|f| f.buffer()).collect();
-    update_kernels(dev, entries, words, &buffers, total)?;
+    update_kernels(dev, entries, params, &buffers, total)?;
     for (u, &at) in updates.iter().zip(&offsets) {
         for (dst, flat) in u.buffers.iter().zip(&flats).skip(1) {
             dev.copy_range(flat.buffer(), at as u64 * 4, dst, 0, u.n as u64 * 4);
@@ -269,7 +293,7 @@ impl Optimizer for Sgd {
                 "SGD: Nesterov momentum requires a momentum and zero dampening".into(),
             ));
         }
-        let words = params_words(
+        let params = update_params(
             self.lr,
             self.momentum,
             self.dampening,
@@ -285,7 +309,7 @@ impl Optimizer for Sgd {
             &self.params,
             &[&self.momentum_buffers],
             ("sgd_step", "sgd_step4"),
-            &words,
+            &params,
         )?;
         self.steps += 1;
         Ok(())
@@ -371,7 +395,7 @@ impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         let t = (self.steps + 1) as i32;
         let bc = (1.0 - self.betas.0.powi(t), 1.0 - self.betas.1.powi(t));
-        let words = params_words(
+        let params = update_params(
             self.lr,
             0.0,
             0.0,
@@ -387,7 +411,7 @@ impl Optimizer for Adam {
             &self.params,
             &[&self.exp_avg, &self.exp_avg_sq],
             ("adam_step", "adam_step4"),
-            &words,
+            &params,
         )?;
         self.steps += 1;
         Ok(())

@@ -121,11 +121,12 @@ pub fn pad_shape(shape: &[usize], rank: usize) -> Vec<usize> {
     v
 }
 
-/// Pads a list of u32 words to `MAX_RANK` entries for a shader's `array<u32, 8>`.
-pub fn words8(v: &[usize]) -> [u32; MAX_RANK] {
-    let mut w = [0u32; MAX_RANK];
+/// Pads a list to `MAX_RANK` entries for a shader's `array<vec4<u32>, 2>` (uniform arrays
+/// need 16-byte elements; entry d is `v[d >> 2][d & 3]`).
+pub fn vec4x2(v: &[usize]) -> [[u32; 4]; MAX_RANK / 4] {
+    let mut w = [[0u32; 4]; MAX_RANK / 4];
     for (i, x) in v.iter().enumerate() {
-        w[i] = *x as u32;
+        w[i / 4][i % 4] = *x as u32;
     }
     w
 }

@@ -2,7 +2,7 @@
 //! the per-channel finish and the elementwise parts, the reduction kernels for the sums.
 
 use crate::error::{shape_err, Error, Result};
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::unary::groups;
 use crate::tape::{no_grad, Op};
 use crate::tensor::Tensor;
@@ -39,12 +39,26 @@ pub(crate) struct Saved {
     x: Tensor,
     stats: Tensor,
     weight: Tensor,
-    params: [u32; 7],
+    params: BatchNormParams,
 }
 
 /// Sum over N, H and W of an [N, C, HW] tensor: [C].
 fn channel_sum(t: &Tensor, n: usize, c: usize, hw: usize) -> Result<Tensor> {
     t.reshape(&[n, c, hw])?.sum_dim(2, false)?.sum_dim(0, false)
+}
+
+kernel_params! {
+    /// `Params` of `shaders/batch_norm.wgsl`.
+    pub(crate) struct BatchNormParams for "batch_norm" {
+        len: u32,
+        c: u32,
+        hw: u32,
+        training: u32,
+        momentum: f32,
+        eps: f32,
+        /// Elements per channel (N * H * W).
+        m: f32,
+    }
 }
 
 fn params(
@@ -55,16 +69,16 @@ fn params(
     momentum: f32,
     eps: f32,
     m: usize,
-) -> [u32; 7] {
-    [
-        len as u32,
-        c as u32,
-        hw as u32,
-        training as u32,
-        momentum.to_bits(),
-        eps.to_bits(),
-        (m as f32).to_bits(),
-    ]
+) -> BatchNormParams {
+    BatchNormParams {
+        len: len as u32,
+        c: c as u32,
+        hw: hw as u32,
+        training: training as u32,
+        momentum,
+        eps,
+        m: m as f32,
+    }
 }
 
 impl Tensor {
@@ -209,9 +223,9 @@ impl Tensor {
 pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
     let dev = g.device();
     let (len, c, hw) = (
-        s.params[0] as usize,
-        s.params[1] as usize,
-        s.params[2] as usize,
+        s.params.len as usize,
+        s.params.c as usize,
+        s.params.hw as usize,
     );
     let n = len / (c * hw).max(1);
     let prod = Tensor::uninit(dev, g.shape())?;

@@ -2,10 +2,10 @@
 //! The backward undoes broadcasting by summing over the broadcast dims inside the kernel.
 
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::reduce::sum_to;
 use crate::ops::unary::groups;
-use crate::shape::{broadcast, broadcast_strides, numel, pad_shape, words8};
+use crate::shape::{broadcast, broadcast_strides, numel, pad_shape, vec4x2};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
@@ -37,27 +37,40 @@ pub(crate) struct Saved {
     out_shape: Vec<usize>,
 }
 
-/// The broadcast parameters, in the shader's order: out_shape, a/b strides and t_shape (8
-/// entries each), then len, rank, red_count.
-fn params(len: usize, out: &[usize], a: &[usize], b: &[usize], target: &[usize]) -> Vec<u32> {
-    let mut p = Vec::with_capacity(35);
-    p.extend(words8(out));
-    p.extend(words8(&broadcast_strides(a, out)));
-    p.extend(words8(&broadcast_strides(b, out)));
-    p.extend(words8(&pad_shape(target, out.len())));
-    p.extend([
-        len as u32,
-        out.len() as u32,
-        (numel(out) / numel(target).max(1)) as u32,
-    ]);
-    p
+kernel_params! {
+    /// `Params` of `shaders/binary.wgsl`: shapes and strides of rank up to 8.
+    pub(crate) struct BinaryParams for "binary" {
+        out_shape: [[u32; 4]; 2],
+        a_strides: [[u32; 4]; 2],
+        b_strides: [[u32; 4]; 2],
+        t_shape: [[u32; 4]; 2],
+        len: u32,
+        rank: u32,
+        red_count: u32,
+        _pad: u32,
+    }
 }
 
-/// Parameters of the same-shape kernels: only `len` (after the unused shape arrays).
-fn same_params(len: usize) -> Vec<u32> {
-    let mut p = vec![0; 32];
-    p.push(len as u32);
-    p
+/// The broadcast parameters.
+fn params(len: usize, out: &[usize], a: &[usize], b: &[usize], target: &[usize]) -> BinaryParams {
+    BinaryParams {
+        out_shape: vec4x2(out),
+        a_strides: vec4x2(&broadcast_strides(a, out)),
+        b_strides: vec4x2(&broadcast_strides(b, out)),
+        t_shape: vec4x2(&pad_shape(target, out.len())),
+        len: len as u32,
+        rank: out.len() as u32,
+        red_count: (numel(out) / numel(target).max(1)) as u32,
+        ..Default::default()
+    }
+}
+
+/// Parameters of the same-shape kernels: only `len`.
+fn same_params(len: usize) -> BinaryParams {
+    BinaryParams {
+        len: len as u32,
+        ..Default::default()
+    }
 }
 
 fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {

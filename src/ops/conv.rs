@@ -9,7 +9,7 @@ use crate::backend::cpu::texels::Texels;
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
 use crate::fusion::{self, Producer};
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::matmul::{Gemm, Operand};
 use crate::ops::pool::Pool2dParams;
 use crate::ops::unary::groups;
@@ -105,6 +105,33 @@ pub fn receptive_field(layers: &[(usize, usize)]) -> usize {
     field
 }
 
+kernel_params! {
+    /// `Params` of `shaders/conv.wgsl`.
+    pub(crate) struct ConvParams for "conv" {
+        n0: u32,
+        nb: u32,
+        c: u32,
+        h: u32,
+        w: u32,
+        kh: u32,
+        kw: u32,
+        ho: u32,
+        wo: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        dh: u32,
+        dw: u32,
+        /// epilogue / bias_grad: output channels and the number of images.
+        c_out: u32,
+        n: u32,
+        /// epilogue: add the bias; apply ReLU.
+        has_bias: u32,
+        relu: u32,
+    }
+}
+
 /// The sizes of one convolution, shared by forward and backward.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Geometry {
@@ -129,27 +156,29 @@ impl Geometry {
     fn pixels(&self) -> usize {
         self.ho * self.wo
     }
-    fn params(&self, n0: usize, nb: usize) -> [u32; 17] {
+    fn params(&self, n0: usize, nb: usize) -> ConvParams {
         let p = &self.p;
-        [
-            n0 as u32,
-            nb as u32,
-            self.c as u32,
-            self.h as u32,
-            self.w as u32,
-            self.kh as u32,
-            self.kw as u32,
-            self.ho as u32,
-            self.wo as u32,
-            p.stride.0 as u32,
-            p.stride.1 as u32,
-            p.padding.0 as u32,
-            p.padding.1 as u32,
-            p.dilation.0 as u32,
-            p.dilation.1 as u32,
-            self.c_out as u32,
-            self.n as u32,
-        ]
+        ConvParams {
+            n0: n0 as u32,
+            nb: nb as u32,
+            c: self.c as u32,
+            h: self.h as u32,
+            w: self.w as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            ho: self.ho as u32,
+            wo: self.wo as u32,
+            sh: p.stride.0 as u32,
+            sw: p.stride.1 as u32,
+            ph: p.padding.0 as u32,
+            pw: p.padding.1 as u32,
+            dh: p.dilation.0 as u32,
+            dw: p.dilation.1 as u32,
+            c_out: self.c_out as u32,
+            n: self.n as u32,
+            has_bias: 0,
+            relu: 0,
+        }
     }
     /// The (first image, count) of each im2col chunk.
     fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -436,8 +465,11 @@ fn explicit_forward(
         }
     }
     if bias.is_some() || relu {
-        let mut params = geo.params(0, geo.n).to_vec();
-        params.extend([bias.is_some() as u32, relu as u32]);
+        let params = ConvParams {
+            has_bias: bias.is_some() as u32,
+            relu: relu as u32,
+            ..geo.params(0, geo.n)
+        };
         dev.dispatch(
             &SHADER,
             "epilogue",

@@ -1,12 +1,22 @@
 //! `dropout`: a seeded mask generated on the GPU, `shaders/dropout.wgsl`.
 
 use crate::error::{Error, Result};
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::unary::groups;
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
 static SHADER: Shader = shader!("dropout");
+
+kernel_params! {
+    /// `Params` of `shaders/dropout.wgsl`.
+    pub(crate) struct DropoutParams for "dropout" {
+        len: u32,
+        seed: u32,
+        p: f32,
+        scale: f32,
+    }
+}
 
 pub(crate) struct Saved {
     mask: Tensor,
@@ -24,7 +34,10 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
             Bind::Read(s.mask.buffer()),
             Bind::Write(gx.buffer()),
         ],
-        &[n as u32, 0, 0, 0],
+        &DropoutParams {
+            len: n as u32,
+            ..Default::default()
+        },
         groups(n),
     )?;
     Ok(gx)
@@ -60,7 +73,12 @@ impl Tensor {
                 Bind::Write(y.buffer()),
                 Bind::Write(mask.buffer()),
             ],
-            &[n as u32, seed, p.to_bits(), scale.to_bits()],
+            &DropoutParams {
+                len: n as u32,
+                seed,
+                p,
+                scale,
+            },
             groups(n),
         )?;
         Ok(Tensor::from_op(y, self.shape().to_vec(), &[self], || {

@@ -2,13 +2,24 @@
 //! `expand` (strided copies through `shaders/layout.wgsl`).
 
 use crate::error::{shape_err, Result};
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::unary::groups;
-use crate::shape::{broadcast_strides, numel, resolve_dim, strides, words8};
+use crate::shape::{broadcast_strides, numel, resolve_dim, strides, vec4x2};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
 static SHADER: Shader = shader!("layout");
+
+kernel_params! {
+    /// `Params` of `shaders/layout.wgsl`.
+    pub(crate) struct LayoutParams for "layout" {
+        out_shape: [[u32; 4]; 2],
+        src_strides: [[u32; 4]; 2],
+        len: u32,
+        rank: u32,
+        _pad: [u32; 2],
+    }
+}
 
 pub(crate) struct PermuteSaved {
     inverse: Vec<usize>,
@@ -20,10 +31,13 @@ fn strided_copy(src: &Tensor, out_shape: &[usize], src_strides: &[usize]) -> Res
     let dev = src.device();
     let out = Tensor::uninit(dev, out_shape)?;
     let n = out.numel();
-    // Params: out_shape, src_strides (8 entries each), then len, rank.
-    let mut p = words8(out_shape).to_vec();
-    p.extend(words8(src_strides));
-    p.extend([n as u32, out_shape.len() as u32]);
+    let p = LayoutParams {
+        out_shape: vec4x2(out_shape),
+        src_strides: vec4x2(src_strides),
+        len: n as u32,
+        rank: out_shape.len() as u32,
+        ..Default::default()
+    };
     dev.dispatch(
         &SHADER,
         "strided_copy",

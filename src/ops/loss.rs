@@ -2,7 +2,7 @@
 //! log-softmax + NLL `cross_entropy`: `shaders/loss.wgsl`.
 
 use crate::error::{shape_err, Error, Result};
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::unary::groups;
 use crate::tape::Op;
 use crate::tensor::Tensor;
@@ -25,6 +25,16 @@ fn reduce(l: Tensor, r: Reduction) -> Result<Tensor> {
         Reduction::Mean => l.mean(),
         Reduction::Sum => l.sum(),
         Reduction::None => Ok(l),
+    }
+}
+
+kernel_params! {
+    /// `Params` of `shaders/loss.wgsl`.
+    pub(crate) struct LossParams for "loss" {
+        len: u32,
+        classes: u32,
+        /// cross_entropy with a reduction: 1 / rows (mean) or 1 (sum).
+        scale: f32,
     }
 }
 
@@ -83,7 +93,10 @@ fn elementwise(x: &Tensor, t: &Tensor, kind: Elementwise, r: Reduction) -> Resul
             Bind::Read(t.buffer()),
             Bind::Write(l.buffer()),
         ],
-        &[n as u32, 0],
+        &LossParams {
+            len: n as u32,
+            ..Default::default()
+        },
         groups(n),
     )?;
     let l = Tensor::from_op(l, x.shape().to_vec(), &[x, t], || {
@@ -115,7 +128,10 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
             Bind::Write(gx.buffer()),
             Bind::Write(gt.buffer()),
         ],
-        &[n as u32, 0],
+        &LossParams {
+            len: n as u32,
+            ..Default::default()
+        },
         groups(n),
     )?;
     Ok(vec![Some(gx), Some(gt)])
@@ -140,7 +156,11 @@ pub(crate) fn cross_entropy_backward(s: &CrossEntropySaved, g: &Tensor) -> Resul
             Bind::Read(s.lse.buffer()),
             Bind::Write(gx.buffer()),
         ],
-        &[rows as u32, classes as u32, scale.to_bits()],
+        &LossParams {
+            len: rows as u32,
+            classes: classes as u32,
+            scale,
+        },
         groups(rows * classes),
     )?;
     Ok(gx)
@@ -229,12 +249,7 @@ impl Tensor {
             _ => None,
         };
         let l = dev.storage(outputs)?;
-        // Without the saved gradient a one-element placeholder fills its slot (unwritten), so
-        // that no buffer is bound twice.
-        let placeholder = match (reduced, &unit_grad) {
-            (Some(_), None) => Some(dev.storage(1)?),
-            _ => None,
-        };
+        // Without the saved gradient the device's dummy buffer fills its slot (unwritten).
         let mut binds = vec![
             Bind::Read(self.buffer()),
             Bind::Read(targets.buffer()),
@@ -243,19 +258,19 @@ impl Tensor {
         ];
         if let Some(saved) = unit_grad.as_ref().map(|t| t.buffer()) {
             binds.push(Bind::Write(saved));
-        } else if let Some(placeholder) = &placeholder {
-            binds.push(Bind::Write(placeholder.buffer()));
+        } else if reduced.is_some() {
+            binds.push(Bind::Write(dev.dummy_buffer()));
         }
         dev.dispatch_with(
             &SHADER,
             entry,
             &[("SAVE_GRAD", unit_grad.is_some() as u32)],
             &binds,
-            &[
-                rows as u32,
-                classes as u32,
-                reduced.unwrap_or(1.0).to_bits(),
-            ],
+            &LossParams {
+                len: rows as u32,
+                classes: classes as u32,
+                scale: reduced.unwrap_or(1.0),
+            },
             workgroups as u32,
         )?;
         let l = Tensor::from_op(l, shape, &[self], || {

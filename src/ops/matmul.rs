@@ -7,7 +7,7 @@ use crate::backend::policy::GemmKernel;
 use crate::device::Device;
 use crate::error::{shape_err, Result};
 use crate::fusion::{self, Producer};
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::shape::{broadcast, numel};
 use crate::tape::Op;
 use crate::tensor::{Storage, Tensor};
@@ -15,6 +15,32 @@ use std::sync::Arc;
 
 static SHADER: Shader = shader!("matmul");
 static SUBGROUP_SHADER: Shader = shader!("cpu/matmul_subgroup");
+
+kernel_params! {
+    /// `Params` of `shaders/matmul.wgsl` and `shaders/cpu/matmul_subgroup.wgsl` (the same
+    /// struct): C[bi] = A[bi] B[bi] over strided operands.
+    pub(crate) struct MatmulParams for "matmul", "cpu/matmul_subgroup" {
+        batch: u32,
+        m: u32,
+        n: u32,
+        k: u32,
+        a_off: u32,
+        a_bs: u32,
+        a_rs: u32,
+        a_cs: u32,
+        b_off: u32,
+        b_bs: u32,
+        b_rs: u32,
+        b_cs: u32,
+        c_off: u32,
+        c_bs: u32,
+        sum_batch: u32,
+        /// Unread: the pipeline constants ACCUMULATE, HAS_BIAS and RELU hold these.
+        accumulate: u32,
+        has_bias: u32,
+        relu: u32,
+    }
+}
 
 /// One operand of a strided batched product: element (bi, r, c) is at
 /// `offset + bi * batch_stride + r * row_stride + c * col_stride`.
@@ -231,26 +257,26 @@ impl<'a> Gemm<'a> {
     /// Records one kernel over `piece`: matmul_vec4 in the given form, or the adapter's
     /// scalar kernel.
     fn record(&self, dev: &Device, piece: &Piece, vec4: Option<Vec4>) -> Result<()> {
-        let params = [
-            piece.batch as u32,
-            self.m as u32,
-            self.n as u32,
-            piece.k as u32,
-            piece.a_off as u32,
-            self.a.batch_stride as u32,
-            self.a.row_stride as u32,
-            self.a.col_stride as u32,
-            piece.b_off as u32,
-            self.b.batch_stride as u32,
-            self.b.row_stride as u32,
-            self.b.col_stride as u32,
-            piece.c_off as u32,
-            self.c_batch_stride as u32,
-            self.sum_batch as u32,
-            piece.accumulate as u32,
-            piece.bias as u32,
-            piece.relu as u32,
-        ];
+        let params = MatmulParams {
+            batch: piece.batch as u32,
+            m: self.m as u32,
+            n: self.n as u32,
+            k: piece.k as u32,
+            a_off: piece.a_off as u32,
+            a_bs: self.a.batch_stride as u32,
+            a_rs: self.a.row_stride as u32,
+            a_cs: self.a.col_stride as u32,
+            b_off: piece.b_off as u32,
+            b_bs: self.b.batch_stride as u32,
+            b_rs: self.b.row_stride as u32,
+            b_cs: self.b.col_stride as u32,
+            c_off: piece.c_off as u32,
+            c_bs: self.c_batch_stride as u32,
+            sum_batch: self.sum_batch as u32,
+            accumulate: piece.accumulate as u32,
+            has_bias: piece.bias as u32,
+            relu: piece.relu as u32,
+        };
         let kernel = dev.policy().gemm_kernel(self.m, vec4.is_some());
         let (entry, (tile_m, tile_n)) = (kernel.entry(), kernel.tile());
         let out_batches = if self.sum_batch { 1 } else { piece.batch };
@@ -273,33 +299,29 @@ impl<'a> Gemm<'a> {
             _ => &SHADER,
         };
         // matmul_subgroup stores C as vec4s (binding 5) when its rows and offsets allow (C4),
-        // else as floats (binding 3); the other slot holds a placeholder.
+        // else as floats (binding 3); the other slot holds the device's dummy buffer.
         let subgroup = kernel == GemmKernel::Subgroup8;
         let c4 = subgroup
             && [self.n, piece.c_off, self.c_batch_stride]
                 .iter()
                 .all(|v| v % 4 == 0);
         let rows = kernel == GemmKernel::Rows;
-        let placeholder = match subgroup || (rows && self.a_row_sums.is_none()) {
-            true => Some(dev.storage(4)?),
-            false => None,
-        };
-        let unused = placeholder.as_ref().map(|s| s.buffer());
+        let unused = dev.dummy_buffer();
         let mut binds = vec![
             a,
             b,
-            Bind::Write(if c4 { unused.unwrap() } else { self.c }),
+            Bind::Write(if c4 { unused } else { self.c }),
             // Without a bias the slot holds A (unread).
             Bind::Read(self.bias.unwrap_or(self.a.buf)),
         ];
         if subgroup {
             constants.push(("C4", c4 as u32));
-            binds.push(Bind::Write(if c4 { self.c } else { unused.unwrap() }));
+            binds.push(Bind::Write(if c4 { self.c } else { unused }));
         }
         if rows {
             constants.push(("ROW_SUMS", self.a_row_sums.is_some() as u32));
-            // Without row sums the slot holds the placeholder (unwritten).
-            binds.push(Bind::Write(self.a_row_sums.or(unused).unwrap()));
+            // Without row sums the slot holds the dummy buffer (unwritten).
+            binds.push(Bind::Write(self.a_row_sums.unwrap_or(unused)));
         }
         dev.dispatch_with(shader, entry, &constants, &binds, &params, tiles as u32)
     }

@@ -1,7 +1,7 @@
 //! `max_pool2d` and `avg_pool2d` with their backward: `shaders/pool.wgsl`.
 
 use crate::error::{shape_err, Result};
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::conv::conv2d_output_size;
 use crate::ops::unary::groups;
 use crate::tape::Op;
@@ -43,6 +43,24 @@ impl Pool2dParams {
     }
 }
 
+kernel_params! {
+    /// `Params` of `shaders/pool.wgsl`.
+    pub(crate) struct PoolParams for "pool" {
+        planes: u32,
+        h: u32,
+        w: u32,
+        ho: u32,
+        wo: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        count_include_pad: u32,
+    }
+}
+
 #[derive(Clone, Copy)]
 pub(crate) struct PoolGeometry {
     planes: usize,
@@ -63,22 +81,22 @@ impl PoolGeometry {
             && self.w == self.wo * self.p.kernel.1
     }
 
-    fn params(&self) -> [u32; 12] {
+    fn params(&self) -> PoolParams {
         let p = &self.p;
-        [
-            self.planes as u32,
-            self.h as u32,
-            self.w as u32,
-            self.ho as u32,
-            self.wo as u32,
-            p.kernel.0 as u32,
-            p.kernel.1 as u32,
-            p.stride.0 as u32,
-            p.stride.1 as u32,
-            p.padding.0 as u32,
-            p.padding.1 as u32,
-            p.count_include_pad as u32,
-        ]
+        PoolParams {
+            planes: self.planes as u32,
+            h: self.h as u32,
+            w: self.w as u32,
+            ho: self.ho as u32,
+            wo: self.wo as u32,
+            kh: p.kernel.0 as u32,
+            kw: p.kernel.1 as u32,
+            sh: p.stride.0 as u32,
+            sw: p.stride.1 as u32,
+            ph: p.padding.0 as u32,
+            pw: p.padding.1 as u32,
+            count_include_pad: p.count_include_pad as u32,
+        }
     }
 }
 

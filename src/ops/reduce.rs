@@ -4,14 +4,33 @@ use crate::error::{shape_err, Result};
 use std::sync::Arc;
 
 use crate::device::Device;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::unary::groups;
-use crate::shape::{numel, pad_shape, resolve_dim, words8};
+use crate::shape::{numel, pad_shape, resolve_dim, vec4x2};
 use crate::tape::Op;
 use crate::tensor::Storage;
 use crate::tensor::Tensor;
 
 static SHADER: Shader = shader!("reduce");
+
+kernel_params! {
+    /// `Params` of `shaders/reduce.wgsl`.
+    pub(crate) struct ReduceParams for "reduce" {
+        /// sum_to only: the source and target shapes, its size, rank and number of summed
+        /// positions.
+        src_shape: [[u32; 4]; 2],
+        t_shape: [[u32; 4]; 2],
+        len: u32,
+        rank: u32,
+        red_count: u32,
+        /// The rows kernels: [outer, n, inner] -> [outer, inner], times scale, in chunks.
+        outer: u32,
+        n: u32,
+        inner: u32,
+        scale: f32,
+        chunk: u32,
+    }
+}
 
 /// A reduction seen as [outer, n, inner] -> [outer, inner].
 #[derive(Clone, Copy, Debug)]
@@ -36,21 +55,18 @@ impl Rows {
             inner: 1,
         }
     }
-    fn params(&self, scale: f32) -> Vec<u32> {
+    fn params(&self, scale: f32) -> ReduceParams {
         self.chunked(scale, self.n)
     }
-    /// The shader's Params: 16 words of sum_to shapes and 3 of its sizes (unused here), then
-    /// outer, n, inner, scale, chunk.
-    fn chunked(&self, scale: f32, chunk: usize) -> Vec<u32> {
-        let mut p = vec![0; 19];
-        p.extend([
-            self.outer as u32,
-            self.n as u32,
-            self.inner as u32,
-            scale.to_bits(),
-            chunk as u32,
-        ]);
-        p
+    fn chunked(&self, scale: f32, chunk: usize) -> ReduceParams {
+        ReduceParams {
+            outer: self.outer as u32,
+            n: self.n as u32,
+            inner: self.inner as u32,
+            scale,
+            chunk: chunk as u32,
+            ..Default::default()
+        }
     }
 }
 
@@ -179,10 +195,14 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let dev = g.device();
     let out = Tensor::uninit(dev, shape)?;
     let n = out.numel();
-    // Params: src_shape, t_shape (8 entries each), then len, rank, red_count.
-    let mut p = words8(g.shape()).to_vec();
-    p.extend(words8(&t));
-    p.extend([n as u32, rank as u32, red_count as u32]);
+    let p = ReduceParams {
+        src_shape: vec4x2(g.shape()),
+        t_shape: vec4x2(&t),
+        len: n as u32,
+        rank: rank as u32,
+        red_count: red_count as u32,
+        ..Default::default()
+    };
     dev.dispatch(
         &SHADER,
         "sum_to",

@@ -1,16 +1,26 @@
 //! `softmax` and `log_softmax` over a dimension: `shaders/softmax.wgsl`.
 
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::shape::resolve_dim;
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
 static SHADER: Shader = shader!("softmax");
 
+kernel_params! {
+    /// `Params` of `shaders/softmax.wgsl`: rows [outer, n, inner] along n.
+    pub(crate) struct SoftmaxParams for "softmax" {
+        outer: u32,
+        n: u32,
+        inner: u32,
+        log: u32,
+    }
+}
+
 pub(crate) struct Saved {
     y: Tensor,
-    params: [u32; 4],
+    params: SoftmaxParams,
     rows: usize,
 }
 
@@ -38,7 +48,12 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
     }
     let dev = x.device();
     let storage = dev.storage(x.numel())?;
-    let params = [outer as u32, n as u32, inner as u32, log as u32];
+    let params = SoftmaxParams {
+        outer: outer as u32,
+        n: n as u32,
+        inner: inner as u32,
+        log: log as u32,
+    };
     let rows = outer * inner;
     if n > 0 {
         dev.dispatch(
@@ -58,7 +73,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
 pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     let dev = g.device();
     let gx = Tensor::uninit(dev, g.shape())?;
-    if s.params[1] > 0 {
+    if s.params.n > 0 {
         dev.dispatch(
             &SHADER,
             "softmax_backward",

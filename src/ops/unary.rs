@@ -2,11 +2,22 @@
 
 use crate::device::Device;
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
 static SHADER: Shader = shader!("unary", Some(table_wgsl));
+
+kernel_params! {
+    /// `Params` of `shaders/unary.wgsl`.
+    pub(crate) struct UnaryParams for "unary" {
+        len: u32,
+        scalar: f32,
+        start: u32,
+        /// relu_backward_sum_rows: the columns of its [len, cols] operands.
+        cols: u32,
+    }
+}
 
 /// One elementwise op: WGSL expressions for its value y = f(x) and for its derivative dy/dx,
 /// over the input `x`, the output `y` and the op's scalar `s` (helpers such as `relu`,
@@ -40,7 +51,7 @@ const TABLE: &[Row] = &[
 
 /// The WGSL the table generates: a code constant per op (`const RELU: u32 = 1u;`) and the
 /// `forward(op, x, s)` and `derivative(op, x, y, s)` switches over them.
-fn table_wgsl() -> String {
+pub(crate) fn table_wgsl() -> String {
     let mut out = String::from("// Generated from the op table in src/ops/unary.rs.\n");
     for (code, row) in TABLE.iter().enumerate() {
         out += &format!("const {}: u32 = {code}u;\n", row.name.to_uppercase());
@@ -143,7 +154,12 @@ fn dispatch_vec4(
         &[("OP", code)],
         binds,
         n,
-        |start| vec![n as u32, scalar.to_bits(), start as u32],
+        |start| UnaryParams {
+            len: n as u32,
+            scalar,
+            start: start as u32,
+            cols: 0,
+        },
     )
 }
 
@@ -246,7 +262,11 @@ pub(crate) fn relu_backward_sum_rows(
             Bind::Write(gx.buffer()),
             Bind::Write(sums.buffer()),
         ],
-        &[rows as u32, 0, 0, cols as u32],
+        &UnaryParams {
+            len: rows as u32,
+            cols: cols as u32,
+            ..Default::default()
+        },
         workgroups as u32,
     )?;
     Ok(Some((gx, sums)))

@@ -11,7 +11,7 @@ use crate::backend::cpu::texels::{Texels, TEXEL_ROW};
 use crate::backend::policy::ConvLowering;
 use crate::device::Device;
 use crate::error::Result;
-use crate::kernel::{shader, Bind, Shader};
+use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::conv::Geometry;
 use crate::tensor::{Storage, Tensor};
 
@@ -129,40 +129,74 @@ fn weight_parts(geo: &Geometry, limit: usize) -> Option<(usize, usize, usize)> {
     (parts <= limit).then_some((quads_per_part, rows_per_part, parts))
 }
 
-/// The kernels' parameters.
-/// The kernels' parameters; the last one (relu) is 0 here, set by the callers that use it.
+kernel_params! {
+    /// `Params` of `shaders/cpu/conv_implicit.wgsl`.
+    pub(crate) struct ConvImplicitParams for "cpu/conv_implicit" {
+        n: u32,
+        c: u32,
+        h: u32,
+        w: u32,
+        c_out: u32,
+        kh: u32,
+        kw: u32,
+        ho: u32,
+        wo: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        dh: u32,
+        dw: u32,
+        groups: u32,
+        has_bias: u32,
+        /// Image quads (images padded to a multiple of 4, divided by 4).
+        nq: u32,
+        /// conv_backward_weight: a part is a group of quads x a band of output rows.
+        rows_per_part: u32,
+        quads_per_part: u32,
+        /// sum_parts: number of parts.
+        parts: u32,
+        /// images_inner: channels x pixels of the tensor being re-laid out.
+        planes: u32,
+        /// conv_forward: ReLU after the bias.
+        relu: u32,
+    }
+}
+
+/// The kernels' parameters, `parts` being (quads per part, rows per part, parts); relu is 0
+/// here, set by the callers that use it.
 fn params(
     geo: &Geometry,
     has_bias: bool,
     parts: (usize, usize, usize),
     planes: usize,
-) -> [u32; 23] {
+) -> ConvImplicitParams {
     let p = &geo.p;
-    [
-        geo.n as u32,
-        geo.c as u32,
-        geo.h as u32,
-        geo.w as u32,
-        geo.c_out as u32,
-        geo.kh as u32,
-        geo.kw as u32,
-        geo.ho as u32,
-        geo.wo as u32,
-        p.stride.0 as u32,
-        p.stride.1 as u32,
-        p.padding.0 as u32,
-        p.padding.1 as u32,
-        p.dilation.0 as u32,
-        p.dilation.1 as u32,
-        p.groups as u32,
-        has_bias as u32,
-        quads(geo) as u32,
-        parts.1 as u32,
-        parts.0 as u32,
-        parts.2 as u32,
-        planes as u32,
-        0,
-    ]
+    ConvImplicitParams {
+        n: geo.n as u32,
+        c: geo.c as u32,
+        h: geo.h as u32,
+        w: geo.w as u32,
+        c_out: geo.c_out as u32,
+        kh: geo.kh as u32,
+        kw: geo.kw as u32,
+        ho: geo.ho as u32,
+        wo: geo.wo as u32,
+        sh: p.stride.0 as u32,
+        sw: p.stride.1 as u32,
+        ph: p.padding.0 as u32,
+        pw: p.padding.1 as u32,
+        dh: p.dilation.0 as u32,
+        dw: p.dilation.1 as u32,
+        groups: p.groups as u32,
+        has_bias: has_bias as u32,
+        nq: quads(geo) as u32,
+        rows_per_part: parts.1 as u32,
+        quads_per_part: parts.0 as u32,
+        parts: parts.2 as u32,
+        planes: planes as u32,
+        relu: 0,
+    }
 }
 
 /// Workgroups of 64 invocations for `n` invocations.
@@ -295,7 +329,7 @@ pub(crate) fn forward(
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
     let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
-    params[22] = relu as u32;
+    params.relu = relu as u32;
     let (wf, wb) = forward_layouts(dev, w, geo, input_grad)?;
     let cout_g = geo.c_out / g;
     let invocations = quads(geo).div_ceil(4) * g * channel_blocks(cout_g) * geo.ho * geo.wo;
@@ -348,9 +382,12 @@ pub(crate) fn forward_relu_pool(
     let cout_g = geo.c_out / g;
     let windows = (geo.ho / 2) * (geo.wo / 2);
     let invocations = quads(geo) * g * channel_blocks(cout_g) * windows;
-    // Without the winners, a one-element placeholder fills their slot (unwritten).
+    // Without the winners, the device's dummy buffer fills their slot (unwritten).
     let per_window = geo.c_out * windows * quads(geo) * 4;
-    let winners = dev.storage(if save_winners { per_window / 4 } else { 1 })?;
+    let winners = match save_winners {
+        true => Some(dev.storage(per_window / 4)?),
+        false => None,
+    };
     let out_inner = texels(dev, per_window);
     dev.dispatch_with(
         &SHADER,
@@ -366,7 +403,7 @@ pub(crate) fn forward_relu_pool(
             Bind::Texels(wf.view()),
             Bind::Read(bias.unwrap_or(w).buffer()),
             Bind::Write(out),
-            Bind::Write(winners.buffer()),
+            Bind::Write(winners.as_ref().map_or(dev.dummy_buffer(), |w| w.buffer())),
             Bind::WriteTexels(out_inner.view()),
         ],
         &params(geo, bias.is_some(), (0, 0, 0), 0),
@@ -375,7 +412,7 @@ pub(crate) fn forward_relu_pool(
     Ok(ReluPool {
         xt,
         out_inner,
-        winners: save_winners.then_some(winners),
+        winners,
         wb,
     })
 }
@@ -512,10 +549,6 @@ pub(crate) fn backward_weight(
     let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
     let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(geo).0);
     let params = params(geo, with_bias, parts, 0);
-    let placeholder = match winners {
-        Some(_) => None,
-        None => Some(dev.storage(1)?),
-    };
     // Workgroups of 32: its grid is small (about 128-320 invocations), and lavapipe runs each
     // workgroup on one thread, so halves split it more evenly between the threads.
     let invocations = parts.2 * per_part;
@@ -533,10 +566,8 @@ pub(crate) fn backward_weight(
             Bind::Texels(xt.view()),
             Bind::Texels(gt.view()),
             Bind::Write(partial.buffer()),
-            // Without pooling the codes' slot holds a placeholder (unread).
-            Bind::Read(
-                winners.map_or_else(|| placeholder.as_ref().unwrap().buffer(), |w| w.buffer()),
-            ),
+            // Without pooling the codes' slot holds the dummy buffer (unread).
+            Bind::Read(winners.map_or_else(|| dev.dummy_buffer(), |w| w.buffer())),
         ],
         &params,
         invocations.div_ceil(32) as u32,
