@@ -89,9 +89,12 @@ struct TrainArgs {
     /// Folder for the checkpoint, the optimizer state and the curves.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
-    /// Continue from the checkpoint and optimizer state in --out.
+    /// Continue from the last complete epoch saved in --out.
     #[arg(long)]
     resume: bool,
+    /// Save the checkpoint every this many epochs (and after the last).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    save_every: u32,
     /// Do not draw the training curves.
     #[arg(long)]
     no_plot: bool,
@@ -150,6 +153,7 @@ struct Args {
     out: PathBuf,
     weights: Option<PathBuf>,
     resume: bool,
+    save_every: usize,
     plot: bool,
     files: Vec<PathBuf>,
 }
@@ -186,10 +190,72 @@ impl Args {
             out: train.out,
             weights,
             resume: train.resume,
+            save_every: train.save_every as usize,
             plot: !train.no_plot,
             files,
         }
     }
+}
+
+/// The training state of a checkpoint: model and optimizer in one file, so that a resume never
+/// pairs weights with another epoch's optimizer state (each file is written atomically).
+const TRAINING_STATE: &str = "lenet5-training.safetensors";
+
+/// Writes the model (`lenet5.safetensors`, PyTorch's names, for eval, predict and PyTorch) and
+/// the training state (model and optimizer under `model.` and `optimizer.`, with the epoch and
+/// step counts) after `epochs` complete epochs.
+fn save_checkpoint(
+    out: &Path,
+    model: &dyn Module,
+    opt: &dyn Optimizer,
+    epochs: usize,
+) -> Result<()> {
+    weights::save_module(out.join("lenet5.safetensors"), model)?;
+    let mut tensors: Vec<(String, Tensor)> = model
+        .state_dict()
+        .into_iter()
+        .map(|(k, t)| (format!("model.{k}"), t))
+        .collect();
+    tensors.extend(
+        opt.state()
+            .into_iter()
+            .map(|(k, t)| (format!("optimizer.{k}"), t)),
+    );
+    let meta: HashMap<String, String> = [
+        ("steps".to_string(), opt.steps().to_string()),
+        ("epochs".to_string(), epochs.to_string()),
+    ]
+    .into();
+    weights::save(out.join(TRAINING_STATE), &tensors, &meta)
+}
+
+/// Loads a training state into the model and optimizer; the number of epochs it completed.
+fn resume(dev: &Device, file: &Path, model: &dyn Module, opt: &mut dyn Optimizer) -> Result<usize> {
+    let name = file.display().to_string();
+    let (all, meta) = weights::load(file)?;
+    let count = |key: &str| -> Result<u64> {
+        meta.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| {
+            Error::Io(format!(
+                "{name}: no '{key}' count in its metadata: not a training state of this example"
+            ))
+        })
+    };
+    let (epochs, steps) = (count("epochs")?, count("steps")?);
+    let part = |prefix: &str| -> HashMap<String, weights::HostTensor> {
+        all.iter()
+            .filter_map(|(k, t)| {
+                let k = k.strip_prefix(prefix)?;
+                Some((k.to_string(), t.clone()))
+            })
+            .collect()
+    };
+    weights::load_into(model, &part("model."), &name)?;
+    let state: Vec<(String, Tensor)> = part("optimizer.")
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), weights::to_device(dev, t)?)))
+        .collect::<Result<_>>()?;
+    opt.load_state(&state, steps)?;
+    Ok(epochs as usize)
 }
 
 fn main() {
@@ -291,19 +357,14 @@ fn train(dev: &Device, mut model: Sequential, args: &Args) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::Io(format!("{}: {e}", args.out.display())))?;
     let ckpt = args.out.join("lenet5.safetensors");
-    let opt_file = args.out.join("lenet5-optimizer.safetensors");
+    let state_file = args.out.join(TRAINING_STATE);
     let mut first_epoch = 0;
     if args.resume {
-        weights::load_module(&ckpt, &model)?;
-        let (state, meta) = weights::load(&opt_file)?;
-        let state: Vec<(String, Tensor)> = state
-            .iter()
-            .map(|(k, t)| Ok((k.clone(), weights::to_device(dev, t)?)))
-            .collect::<Result<_>>()?;
-        let steps = meta.get("steps").and_then(|s| s.parse().ok()).unwrap_or(0);
-        opt.load_state(&state, steps)?;
-        first_epoch = meta.get("epochs").and_then(|s| s.parse().ok()).unwrap_or(0);
-        println!("resumed from {} after {first_epoch} epochs", ckpt.display());
+        first_epoch = resume(dev, &state_file, &model, opt.as_mut())?;
+        println!(
+            "resumed from {} after {first_epoch} epochs",
+            state_file.display()
+        );
     }
     println!(
         "training: {} epochs, batch {}, {} lr {lr}, seed {}",
@@ -376,19 +437,15 @@ fn train(dev: &Device, mut model: Sequential, args: &Args) -> Result<()> {
             images as f64 / secs
         );
         history.push((train_loss, train_acc, test_acc));
+        let done = epoch + 1;
+        if (done - first_epoch) % args.save_every == 0 || done == first_epoch + args.epochs {
+            save_checkpoint(&args.out, &model, opt.as_ref(), done)?;
+        }
     }
-    let last_epoch = first_epoch + args.epochs;
-    weights::save_module(&ckpt, &model)?;
-    let meta: HashMap<String, String> = [
-        ("steps".to_string(), opt.steps().to_string()),
-        ("epochs".to_string(), last_epoch.to_string()),
-    ]
-    .into();
-    weights::save(&opt_file, &opt.state(), &meta)?;
     println!(
-        "checkpoint: {} (optimizer state: {})",
+        "checkpoint: {} (training state: {})",
         ckpt.display(),
-        opt_file.display()
+        state_file.display()
     );
     if let Some((_, _, acc)) = history.last() {
         println!("final test accuracy: {:.2}%", acc * 100.0);
@@ -624,6 +681,7 @@ mod tests {
             ("--adapter", "[default: the preferred adapter]"),
             ("--backend", "[default: every backend is tried]"),
             ("--resume", ""),
+            ("--save-every", "[default: 1]"),
             ("--no-plot", ""),
         ] {
             let at = help
@@ -637,6 +695,47 @@ mod tests {
         for command in ["train", "eval", "predict"] {
             assert!(help.contains(command), "{command}:\n{help}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_resumes_model_and_optimizer_of_the_same_epoch() {
+        let dev = Device::new().unwrap();
+        let dir = std::env::temp_dir().join(format!("webgrad-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let model = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
+        let mut opt = Adam::new(model.parameters(), 1e-3).unwrap();
+        let x = Tensor::rand(&dev, &[4, 1, 28, 28]).unwrap();
+        for _ in 0..3 {
+            let loss = model.forward(&x).unwrap();
+            let loss = loss.cross_entropy(&[1, 2, 3, 4], Reduction::Mean).unwrap();
+            opt.zero_grad();
+            loss.backward().unwrap();
+            opt.step().unwrap();
+        }
+        save_checkpoint(&dir, &model, &opt, 7).unwrap();
+
+        dev.manual_seed(99);
+        let fresh = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
+        let mut fresh_opt = Adam::new(fresh.parameters(), 1e-3).unwrap();
+        let epochs = resume(&dev, &dir.join(TRAINING_STATE), &fresh, &mut fresh_opt).unwrap();
+        assert_eq!((epochs, fresh_opt.steps()), (7, 3));
+        for ((name, a), (_, b)) in model.state_dict().iter().zip(fresh.state_dict()) {
+            assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap(), "{name}");
+        }
+        for ((name, a), (_, b)) in opt.state().iter().zip(fresh_opt.state()) {
+            assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap(), "{name}");
+        }
+        // A file without the counts (the model-only checkpoint) is refused, not started at 0.
+        let err = resume(
+            &dev,
+            &dir.join("lenet5.safetensors"),
+            &fresh,
+            &mut fresh_opt,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("'epochs'"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A PNG of `width` x `height` 8-bit gray pixels whose image data is one empty stored
