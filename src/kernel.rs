@@ -573,8 +573,8 @@ impl Device {
             class = bytes.div_ceil(4) * 4;
         }
         let mut pool = self.0.pool.lock().unwrap();
-        if let Some(buf) = pool.take(class, gpu_written) {
-            return Ok((buf, class));
+        if let Some(taken) = pool.take(class, gpu_written) {
+            return Ok(taken);
         }
         pool.note_new(class);
         drop(pool);

@@ -36,18 +36,24 @@ impl BufferPool {
     /// output leaves them to the uploads. (Taking `free` first made a training loop with batch
     /// uploads and periodic readbacks grow its pool for hundreds of steps, as kernels took the
     /// buffers the next uploads needed.)
-    pub fn take(&mut self, class: u64, gpu_written: bool) -> Option<wgpu::Buffer> {
-        let recent = match gpu_written {
-            true => self.recent.get_mut(&class).and_then(|v| v.pop()),
-            false => None,
-        };
-        let buf = match recent {
-            Some(b) => b,
-            None => self.free.get_mut(&class)?.pop()?,
-        };
-        self.in_use += class;
-        self.peak_in_use = self.peak_in_use.max(self.in_use);
-        Some(buf)
+    ///
+    /// A request may also take a buffer of the next size class up (one step: 256 bytes up to
+    /// 4 KiB, a quarter octave above): a batch a little smaller than the usual one (an epoch's last) then
+    /// reuses the usual batch's buffers instead of adding a set of its own.
+    pub fn take(&mut self, class: u64, gpu_written: bool) -> Option<(wgpu::Buffer, u64)> {
+        let up = size_class(class + 1);
+        for c in [class, up] {
+            let recent = match gpu_written {
+                true => self.recent.get_mut(&c).and_then(|v| v.pop()),
+                false => None,
+            };
+            if let Some(b) = recent.or_else(|| self.free.get_mut(&c).and_then(|v| v.pop())) {
+                self.in_use += c;
+                self.peak_in_use = self.peak_in_use.max(self.in_use);
+                return Some((b, c));
+            }
+        }
+        None
     }
 
     pub fn note_new(&mut self, class: u64) {

@@ -68,14 +68,24 @@ impl Device {
             return None;
         }
         let rows = rows_class(rows as u32).min(max as u32);
-        let pooled = self.0.pool.lock().unwrap().take_texture(rows);
-        let texture = pooled.unwrap_or_else(|| {
+        // An idle texture of this class, or of the next one up (a batch a little smaller than
+        // the usual one then reuses the usual one's textures).
+        let pooled = {
+            let mut pool = self.0.pool.lock().unwrap();
+            let up = rows_class(rows + 1);
+            match pool.take_texture(rows) {
+                Some(t) => Some((t, rows)),
+                None if up <= max as u32 => pool.take_texture(up).map(|t| (t, up)),
+                None => None,
+            }
+        };
+        let (texture, rows) = pooled.unwrap_or_else(|| {
             self.0
                 .pool
                 .lock()
                 .unwrap()
                 .note_new_texture(rows as u64 * TEXEL_ROW as u64 * TEXEL_BYTES);
-            self.0.device.create_texture(&wgpu::TextureDescriptor {
+            let texture = self.0.device.create_texture(&wgpu::TextureDescriptor {
                 label: Some("webgrad texels"),
                 size: wgpu::Extent3d {
                     width: TEXEL_ROW,
@@ -90,7 +100,8 @@ impl Device {
                     | wgpu::TextureUsages::STORAGE_BINDING
                     | wgpu::TextureUsages::COPY_DST,
                 view_formats: &[],
-            })
+            });
+            (texture, rows)
         });
         Some(Texels {
             view: texture.create_view(&wgpu::TextureViewDescriptor::default()),
