@@ -738,6 +738,55 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The PNG path under random mutations of a valid 28 x 28 digit (bit flips, extreme bytes,
+    /// truncation, appended bytes): pixels or an error, never a panic
+    /// (`WEBGRAD_FUZZ_ITERS` cases, 300 by default).
+    #[test]
+    fn mutated_pngs_are_errors_or_pixels_never_panics() {
+        let mut valid = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut valid, 28, 28);
+            enc.set_color(png::ColorType::Grayscale);
+            enc.set_depth(png::BitDepth::Eight);
+            let pixels: Vec<u8> = (0..784).map(|i| (i * 7 % 256) as u8).collect();
+            enc.write_header()
+                .unwrap()
+                .write_image_data(&pixels)
+                .unwrap();
+        }
+        assert_eq!(png_pixels("seed", &valid[..]).unwrap().len(), 784);
+        let iterations: usize = std::env::var("WEBGRAD_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        let mut r = webgrad::Rng::new(17);
+        let mut refused = 0;
+        for i in 0..iterations {
+            let mut b = valid.clone();
+            let at = |r: &mut webgrad::Rng, n: usize| (r.uniform() * n as f32) as usize % n;
+            match at(&mut r, 4) {
+                0 => {
+                    let k = at(&mut r, b.len());
+                    b[k] ^= 1 << at(&mut r, 8);
+                }
+                1 => {
+                    let k = at(&mut r, b.len());
+                    b[k] = 0xff;
+                }
+                2 => b.truncate(at(&mut r, b.len())),
+                _ => b.extend((0..at(&mut r, 64)).map(|v| v as u8)),
+            }
+            match png_pixels(&format!("case {i}"), &b[..]) {
+                Ok(p) => assert_eq!(p.len(), 784, "case {i}"),
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            refused > 0,
+            "no mutation was refused: the fuzzer is not biting"
+        );
+    }
+
     /// A PNG of `width` x `height` 8-bit gray pixels whose image data is one empty stored
     /// deflate block: only the header is valid.
     fn png_header_only(width: u32, height: u32) -> Vec<u8> {

@@ -2,67 +2,16 @@
 //! (truncated, wrong magic, wrong type, mismatched counts, bad gzip) is an error naming the
 //! file, never a panic.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::PathBuf;
 
+mod common;
+
 use webgrad::data::{parse_idx, read_idx, DataLoader, Dataset, Mnist};
 
-/// Counts the bytes each thread has allocated, so a test can bound a call's peak memory.
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn note(delta: isize) {
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + delta;
-        live.set(now);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = System.alloc(l);
-        if !p.is_null() {
-            note(l.size() as isize);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(l);
-        if !p.is_null() {
-            note(l.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l);
-        note(-(l.size() as isize));
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = System.realloc(p, l, new);
-        if !q.is_null() {
-            note(new as isize - l.size() as isize);
-        }
-        q
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// The most bytes this thread held at once during `f`, above what it held before.
-fn peak_bytes<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let start = LIVE.with(|l| l.get());
-    PEAK.with(|p| p.set(start));
-    let r = f();
-    (r, (PEAK.with(|p| p.get()) - start) as usize)
-}
+static ALLOC: common::alloc::Counting = common::alloc::Counting;
+use common::alloc::peak_bytes;
 
 fn gzip(chunks: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

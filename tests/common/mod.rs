@@ -2,6 +2,8 @@
 //! float64 CPU references, tolerant comparisons and the PyTorch reference cases.
 #![allow(dead_code)]
 
+pub mod alloc;
+
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
