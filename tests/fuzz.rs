@@ -30,7 +30,7 @@ fn mutate(r: &mut Rng, seed: &[u8]) -> Vec<u8> {
         match (r.uniform() * 6.0) as usize {
             0 if !b.is_empty() => {
                 let i = pos(r, b.len());
-                b[i] ^= 1 << (r.uniform() * 8.0) as u32 % 8;
+                b[i] ^= 1 << ((r.uniform() * 8.0) as u32 % 8);
             }
             1 if !b.is_empty() => {
                 let i = pos(r, b.len());
