@@ -154,6 +154,21 @@ fn parse_backend(name: &str) -> Result<wgpu::Backends> {
     }
 }
 
+/// An error's message followed by each of its causes (wgpu's top-level message alone is often
+/// just "Validation Error").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text += &format!(": {line}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Lower is better: real GPUs first, software adapters last; native APIs before GL.
 fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let kind = match info.device_type {
@@ -262,14 +277,20 @@ impl Device {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| Error::Device(format!("{} refused to open a device: {e}", ai.name)))?;
+        .map_err(|e| {
+            Error::Device(format!(
+                "{} refused to open a device: {}",
+                ai.name,
+                with_causes(&e)
+            ))
+        })?;
 
         let wgpu_error = Arc::new(Mutex::new(None::<String>));
         let sink = wgpu_error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let mut slot = sink.lock().unwrap();
             if slot.is_none() {
-                *slot = Some(e.to_string());
+                *slot = Some(with_causes(&e));
             }
         }));
 
@@ -439,5 +460,30 @@ impl Device {
         } else {
             Err(Error::DeviceMismatch(op))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Device;
+
+    /// wgpu's uncaptured errors say only "Validation Error" at the top; the cause names the
+    /// problem, and the error a caller gets keeps it.
+    #[test]
+    fn device_errors_keep_their_causes() {
+        let dev = Device::new().unwrap();
+        let buffer = || {
+            dev.0.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: 16,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let (a, b) = (buffer(), buffer());
+        // A copy of 3 bytes breaks wgpu's 4-byte copy alignment.
+        dev.copy_range(&a, 0, &b, 0, 3);
+        let err = dev.sync().unwrap_err().to_string();
+        assert!(err.to_lowercase().contains("align"), "{err}");
     }
 }
