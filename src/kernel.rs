@@ -841,7 +841,13 @@ mod tests {
                 let shader = Shader {
                     name: "",
                     source: std::fs::read_to_string(&path).unwrap().leak(),
-                    generated: (name == "unary").then_some(crate::ops::unary::table_wgsl),
+                    generated: match name.as_str() {
+                        "unary" => Some(crate::ops::unary::table_wgsl),
+                        "cpu/conv_implicit" => {
+                            Some(crate::backend::cpu::conv_weight_gen::conv_backward_weight)
+                        }
+                        _ => None,
+                    },
                 };
                 out.push((name, shader.full_source()));
             }

@@ -15,7 +15,10 @@ use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::conv::Geometry;
 use crate::tensor::{Storage, Tensor};
 
-static SHADER: Shader = shader!("cpu/conv_implicit");
+static SHADER: Shader = shader!(
+    "cpu/conv_implicit",
+    Some(super::conv_weight_gen::conv_backward_weight)
+);
 
 /// Whether this convolution runs as an implicit GEMM: where the policy lowers it so.
 pub(crate) fn applies(dev: &Device, geo: &Geometry) -> bool {

@@ -6,4 +6,5 @@
 //! they run; the portable kernels (workgroup tiles, im2col) stay in `ops/` and `shaders/`.
 
 pub(crate) mod conv_implicit;
+pub(crate) mod conv_weight_gen;
 pub(crate) mod texels;
