@@ -843,9 +843,7 @@ mod tests {
                     source: std::fs::read_to_string(&path).unwrap().leak(),
                     generated: match name.as_str() {
                         "unary" => Some(crate::ops::unary::table_wgsl),
-                        "cpu/conv_implicit" => {
-                            Some(crate::backend::cpu::conv_weight_gen::conv_backward_weight)
-                        }
+                        "cpu/conv_implicit" => Some(crate::backend::cpu::conv_implicit::generated),
                         _ => None,
                     },
                 };

@@ -15,10 +15,19 @@ use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::conv::Geometry;
 use crate::tensor::{Storage, Tensor};
 
-static SHADER: Shader = shader!(
-    "cpu/conv_implicit",
-    Some(super::conv_weight_gen::conv_backward_weight)
-);
+static SHADER: Shader = shader!("cpu/conv_implicit", Some(generated));
+
+/// The module's generated WGSL: the accumulators and their helpers, and the weight-gradient
+/// kernel (see `conv_acc_gen.rs` and `conv_weight_gen.rs`).
+pub(crate) fn generated() -> String {
+    use super::{conv_acc_gen, conv_weight_gen};
+    [
+        conv_acc_gen::accumulators(),
+        conv_acc_gen::fma_helpers(),
+        conv_weight_gen::conv_backward_weight(),
+    ]
+    .join("\n")
+}
 
 /// Whether this convolution runs as an implicit GEMM: where the policy lowers it so.
 pub(crate) fn applies(dev: &Device, geo: &Geometry) -> bool {

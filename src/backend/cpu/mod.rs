@@ -5,6 +5,7 @@
 //! subgroups share fetched rows (`shaders/cpu/matmul_subgroup.wgsl`). The policy decides when
 //! they run; the portable kernels (workgroup tiles, im2col) stay in `ops/` and `shaders/`.
 
+pub(crate) mod conv_acc_gen;
 pub(crate) mod conv_implicit;
 pub(crate) mod conv_weight_gen;
 pub(crate) mod texels;
