@@ -389,32 +389,9 @@ fn store_channel(nb: u32, index: u32, count: u32, ch: u32, chans: u32, pixels: u
     store8(nb * 2u + 1u, ch, chans, pixels, pix, c, d, bv);
 }
 
-// The accumulators of channels first .. first + CH - 1 (of `count` in the group; ch0 is
-// channel `first` in the output tensor).
-fn store16(nb: u32, first: u32, count: u32, ch0: u32, chans: u32, pixels: u32, pix: u32) {
-    store_channel(nb, first + 0u, count, ch0 + 0u, chans, pixels, pix, acc00, acc01, acc02, acc03);
-    if (CH > 1u) {
-        store_channel(nb, first + 1u, count, ch0 + 1u, chans, pixels, pix, acc10, acc11, acc12, acc13);
-    }
-    if (CH > 2u) {
-        store_channel(nb, first + 2u, count, ch0 + 2u, chans, pixels, pix, acc20, acc21, acc22, acc23);
-    }
-    if (CH > 3u) {
-        store_channel(nb, first + 3u, count, ch0 + 3u, chans, pixels, pix, acc30, acc31, acc32, acc33);
-    }
-    if (CH > 4u) {
-        store_channel(nb, first + 4u, count, ch0 + 4u, chans, pixels, pix, acc40, acc41, acc42, acc43);
-    }
-    if (CH > 5u) {
-        store_channel(nb, first + 5u, count, ch0 + 5u, chans, pixels, pix, acc50, acc51, acc52, acc53);
-    }
-    if (CH > 6u) {
-        store_channel(nb, first + 6u, count, ch0 + 6u, chans, pixels, pix, acc60, acc61, acc62, acc63);
-    }
-    if (CH > 7u) {
-        store_channel(nb, first + 7u, count, ch0 + 7u, chans, pixels, pix, acc70, acc71, acc72, acc73);
-    }
-}
+// store16, store_pairs and store_pooled_all (generated, see conv_acc_gen.rs) store the
+// accumulators of channels first .. first + CH - 1 (of `count` in the group; ch0 is channel
+// `first` in the output tensor) through store_channel, store_pair and store_pooled.
 
 @compute @workgroup_size(64)
 fn conv_forward(
@@ -619,28 +596,7 @@ fn conv_relu_pool_forward(
             }
         }
     }
-    store_pooled(q, cb * CH + 0u, cout_g, g * cout_g + cb * CH + 0u, pp, acc00, acc01, acc02, acc03);
-    if (CH > 1u) {
-        store_pooled(q, cb * CH + 1u, cout_g, g * cout_g + cb * CH + 1u, pp, acc10, acc11, acc12, acc13);
-    }
-    if (CH > 2u) {
-        store_pooled(q, cb * CH + 2u, cout_g, g * cout_g + cb * CH + 2u, pp, acc20, acc21, acc22, acc23);
-    }
-    if (CH > 3u) {
-        store_pooled(q, cb * CH + 3u, cout_g, g * cout_g + cb * CH + 3u, pp, acc30, acc31, acc32, acc33);
-    }
-    if (CH > 4u) {
-        store_pooled(q, cb * CH + 4u, cout_g, g * cout_g + cb * CH + 4u, pp, acc40, acc41, acc42, acc43);
-    }
-    if (CH > 5u) {
-        store_pooled(q, cb * CH + 5u, cout_g, g * cout_g + cb * CH + 5u, pp, acc50, acc51, acc52, acc53);
-    }
-    if (CH > 6u) {
-        store_pooled(q, cb * CH + 6u, cout_g, g * cout_g + cb * CH + 6u, pp, acc60, acc61, acc62, acc63);
-    }
-    if (CH > 7u) {
-        store_pooled(q, cb * CH + 7u, cout_g, g * cout_g + cb * CH + 7u, pp, acc70, acc71, acc72, acc73);
-    }
+    store_pooled_all(q, cb * CH, cout_g, g * cout_g + cb * CH, pp);
 }
 
 // Quad q of the images at input pixel (ih, iw) of channel plane `plane` (zero outside).
@@ -955,30 +911,6 @@ fn store_inner(t: u32, q: u32, lo: vec4<f32>, hi: vec4<f32>) {
     }
 }
 
-fn store_pairs(nb2: u32, first: u32, count: u32, ch0: u32, pix: u32, second: bool) {
-    store_pair(nb2, first + 0u, count, ch0 + 0u, pix, second, acc00, acc01, acc02, acc03);
-    if (CH > 1u) {
-        store_pair(nb2, first + 1u, count, ch0 + 1u, pix, second, acc10, acc11, acc12, acc13);
-    }
-    if (CH > 2u) {
-        store_pair(nb2, first + 2u, count, ch0 + 2u, pix, second, acc20, acc21, acc22, acc23);
-    }
-    if (CH > 3u) {
-        store_pair(nb2, first + 3u, count, ch0 + 3u, pix, second, acc30, acc31, acc32, acc33);
-    }
-    if (CH > 4u) {
-        store_pair(nb2, first + 4u, count, ch0 + 4u, pix, second, acc40, acc41, acc42, acc43);
-    }
-    if (CH > 5u) {
-        store_pair(nb2, first + 5u, count, ch0 + 5u, pix, second, acc50, acc51, acc52, acc53);
-    }
-    if (CH > 6u) {
-        store_pair(nb2, first + 6u, count, ch0 + 6u, pix, second, acc60, acc61, acc62, acc63);
-    }
-    if (CH > 7u) {
-        store_pair(nb2, first + 7u, count, ch0 + 7u, pix, second, acc70, acc71, acc72, acc73);
-    }
-}
 
 // ---- the weight gradient ----
 

@@ -67,6 +67,61 @@ fn fma_row(taps: usize) -> String {
     out + "}\n"
 }
 
+/// `fn {name}({params})` calling `call(c)` for each channel c: channel 0 always, the others
+/// behind `if (CH > c)`.
+fn for_each_channel(name: &str, params: &str, call: impl Fn(usize) -> String) -> String {
+    let mut out = format!("fn {name}({params}) {{\n    {}\n", call(0));
+    for c in 1..CHANNELS {
+        out += &format!("    if (CH > {c}u) {{\n        {}\n    }}\n", call(c));
+    }
+    out + "}\n"
+}
+
+/// Channel c's four accumulators as arguments.
+fn quads_of(c: usize) -> String {
+    (0..QUADS)
+        .map(|j| format!("acc{c}{j}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The helpers storing every channel's accumulators: store16 (conv_forward,
+/// conv_backward_input), store_pairs (conv_backward_input_pairs), store_pooled_all
+/// (conv_relu_pool_forward).
+pub(crate) fn store_helpers() -> String {
+    let store16 = for_each_channel(
+        "store16",
+        "nb: u32, first: u32, count: u32, ch0: u32, chans: u32, pixels: u32, pix: u32",
+        |c| {
+            format!(
+                "store_channel(nb, first + {c}u, count, ch0 + {c}u, chans, pixels, pix, {});",
+                quads_of(c)
+            )
+        },
+    );
+    let pairs = for_each_channel(
+        "store_pairs",
+        "nb2: u32, first: u32, count: u32, ch0: u32, pix: u32, second: bool",
+        |c| {
+            format!(
+                "store_pair(nb2, first + {c}u, count, ch0 + {c}u, pix, second, {});",
+                quads_of(c)
+            )
+        },
+    );
+    let pooled = for_each_channel(
+        "store_pooled_all",
+        "q: u32, first: u32, count: u32, ch0: u32, pp: u32",
+        |c| {
+            format!(
+                "store_pooled(q, first + {c}u, count, ch0 + {c}u, pp, {});",
+                quads_of(c)
+            )
+        },
+    );
+    [store16, pairs, pooled].join("\n")
+}
+
 /// The accumulator declarations.
 pub(crate) fn accumulators() -> String {
     (0..CHANNELS)
@@ -112,5 +167,14 @@ mod tests {
         }
         assert_eq!(helpers.matches("if (CH > 7u)").count(), 4);
         assert!(helpers.contains("fn fma16x5(") && helpers.contains("w4h.w * b5;"));
+        let stores = super::store_helpers();
+        for f in ["fn store16(", "fn store_pairs(", "fn store_pooled_all("] {
+            assert!(stores.contains(f), "{f}");
+        }
+        assert_eq!(
+            stores.matches("acc73);").count(),
+            3,
+            "channel 7 stored by each"
+        );
     }
 }

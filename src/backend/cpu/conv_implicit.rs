@@ -24,6 +24,7 @@ pub(crate) fn generated() -> String {
     [
         conv_acc_gen::accumulators(),
         conv_acc_gen::fma_helpers(),
+        conv_acc_gen::store_helpers(),
         conv_weight_gen::conv_backward_weight(),
     ]
     .join("\n")
