@@ -307,7 +307,7 @@ impl Device {
             device_type: ai.device_type,
             subgroup_sizes: (ai.subgroup_min_size, ai.subgroup_max_size),
             subgroups_enabled: !subgroups.is_empty(),
-            limits: Limits::from(&limits),
+            limits: Limits::from_wgpu(&limits),
         });
         let policy = Policy::new(caps, forced).map_err(Error::Invalid)?;
         let batch = Batch::new(&device, &policy.caps().limits, opts.ops_per_submit.max(1));

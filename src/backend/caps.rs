@@ -65,8 +65,10 @@ impl Limits {
     }
 }
 
-impl From<&wgpu::Limits> for Limits {
-    fn from(l: &wgpu::Limits) -> Limits {
+impl Limits {
+    /// webgrad's view of wgpu's limits (crate-internal, so that no wgpu type is part of the
+    /// public API).
+    pub(crate) fn from_wgpu(l: &wgpu::Limits) -> Limits {
         Limits {
             max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
             max_buffer_size: l.max_buffer_size,
