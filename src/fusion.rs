@@ -126,8 +126,17 @@ fn deferred_producer(t: &Tensor) -> Option<(Producer, Vec<usize>)> {
     })?
 }
 
+/// The scope t's op was recorded in: an op fused into it is drawn under both names.
+fn producer_scope(t: &Tensor) -> Option<&str> {
+    t.0.node.as_ref().and_then(|n| n.scope())
+}
+
 /// `relu(t)` folded into t's producer, if t is a deferred conv or linear output.
 pub(crate) fn relu(t: &Tensor) -> Result<Option<Tensor>> {
+    crate::graph::fused_scope(producer_scope(t), || fold_relu(t))
+}
+
+fn fold_relu(t: &Tensor) -> Result<Option<Tensor>> {
     match deferred_producer(t) {
         Some((
             Producer::Conv {
@@ -172,7 +181,9 @@ pub(crate) fn max_pool2d(t: &Tensor, pool: Pool2dParams) -> Result<Option<Tensor
                 relu: true,
             },
             _,
-        )) if two_by_two => conv::conv_relu_pool(&x, &w, b.as_ref(), p),
+        )) if two_by_two => crate::graph::fused_scope(producer_scope(t), || {
+            conv::conv_relu_pool(&x, &w, b.as_ref(), p)
+        }),
         _ => Ok(None),
     }
 }

@@ -27,6 +27,7 @@ mod device;
 mod error;
 mod fusion;
 mod gradcheck;
+pub mod graph;
 mod kernel;
 pub mod models;
 pub mod nn;

@@ -21,7 +21,22 @@ pub(crate) struct Node {
     seq: u64,
     /// `None` once backward has replayed (and freed) this node.
     state: Mutex<Option<NodeState>>,
+    /// The `graph::scope` (layer) the op was recorded in, for drawing the graph.
+    scope: Option<Arc<str>>,
+    /// Gradients kept for a drawing of the graph (`graph::Graph::capture` asks for them).
+    trace: Mutex<Option<Trace>>,
 }
+
+/// What backward passed through a node, kept for small tensors when the graph is drawn: the
+/// upstream gradient (of the op's output) and the downstream gradient sent to each input.
+#[derive(Default, Clone)]
+pub(crate) struct Trace {
+    pub upstream: Option<Tensor>,
+    pub downstream: Vec<Option<Tensor>>,
+}
+
+/// Gradients of at most this many elements are kept in a `Trace`.
+const TRACE_MAX_ELEMENTS: usize = 8;
 
 struct NodeState {
     op: Op,
@@ -90,6 +105,15 @@ impl Op {
         }
     }
 
+    /// The op's name with the epilogues fused into it, for drawings of the graph.
+    fn label(&self) -> String {
+        match self {
+            Op::Conv2d(s) => format!("conv2d{}", s.epilogue()),
+            Op::Linear(s) => format!("linear{}", s.epilogue()),
+            _ => self.name(),
+        }
+    }
+
     /// The tensors whose values the backward reads (an in-place write to any of them between
     /// forward and backward makes the gradient wrong).
     fn saved(&self) -> SavedTensors {
@@ -144,6 +168,29 @@ impl Op {
 }
 
 impl Node {
+    /// The op's label (its name and fused epilogues) and its inputs, or `None` once backward
+    /// has freed the node.
+    pub(crate) fn describe(&self) -> Option<(String, Vec<Tensor>)> {
+        let state = self.state.lock().unwrap();
+        let state = state.as_ref()?;
+        Some((state.op.label(), state.inputs.clone()))
+    }
+
+    /// The scope the op was recorded in.
+    pub(crate) fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// Makes the next backward through this node keep its (small) gradients.
+    pub(crate) fn start_trace(&self) {
+        *self.trace.lock().unwrap() = Some(Trace::default());
+    }
+
+    /// What the last backward passed through the node, if it was traced.
+    pub(crate) fn trace(&self) -> Option<Trace> {
+        self.trace.lock().unwrap().clone()
+    }
+
     /// Replaces a deferred op once its output is computed.
     pub(crate) fn set_op(&self, op: Op) {
         if let Some(state) = self.state.lock().unwrap().as_mut() {
@@ -247,6 +294,8 @@ pub(crate) fn record(
     }
     Some(Arc::new(Node {
         seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
+        scope: crate::graph::current_scope(),
+        trace: Mutex::new(None),
         state: Mutex::new(Some(NodeState {
             op: make_op(),
             inputs: inputs.iter().map(|t| (*t).clone()).collect(),
@@ -358,6 +407,14 @@ impl Tensor {
             state.check_versions(out)?;
             let NodeState { op, inputs, .. } = state;
             let input_grads = op.backward(&g, &inputs)?;
+            if let Some(trace) = node.trace.lock().unwrap().as_mut() {
+                let small = |t: &Tensor| (t.numel() <= TRACE_MAX_ELEMENTS).then(|| t.clone());
+                trace.upstream = small(&g);
+                trace.downstream = input_grads
+                    .iter()
+                    .map(|t| t.as_ref().and_then(small))
+                    .collect();
+            }
             for (input, ig) in inputs.iter().zip(input_grads) {
                 let Some(ig) = ig else { continue };
                 if !input.is_requires_grad() {

@@ -41,8 +41,8 @@ impl Module for Sequential {
     /// MaxPool2d, run as fused kernels whatever module calls them: see `fusion.rs`.)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        for (_, layer) in &self.layers {
-            h = layer.forward(&h)?;
+        for (name, layer) in &self.layers {
+            h = crate::graph::scope(name, || layer.forward(&h))?;
         }
         Ok(h)
     }

@@ -769,3 +769,16 @@ impl Tensor {
         conv2d(self, weight, bias, params, true)
     }
 }
+
+impl Saved {
+    /// The epilogues fused into the convolution, as a drawing of the graph names them.
+    pub(crate) fn epilogue(&self) -> &'static str {
+        if self.pool.is_some() {
+            "+relu+max_pool2d"
+        } else if self.relu_y.is_some() {
+            "+relu"
+        } else {
+            ""
+        }
+    }
+}

@@ -859,3 +859,14 @@ mod tests {
         }
     }
 }
+
+impl LinearSaved {
+    /// The epilogue fused into the product, as a drawing of the graph names it.
+    pub(crate) fn epilogue(&self) -> &'static str {
+        if self.relu_y.is_some() {
+            "+relu"
+        } else {
+            ""
+        }
+    }
+}
