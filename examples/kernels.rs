@@ -6,7 +6,12 @@
 //!
 //! `cargo run --release --example kernels [-- [--out DIR] [IMAGE.png ...]]`
 
+#[path = "common/figures.rs"]
+mod figures;
+
 use std::path::{Path, PathBuf};
+
+use figures::{Figure, Panel};
 
 use webgrad::data::Mnist;
 use webgrad::{conv2d_output_size, receptive_field, Conv2dParams, Device, Error, Result, Tensor};
@@ -102,7 +107,7 @@ fn run() -> Result<()> {
         }
         let figure = figure(&dev, image)?;
         let path = out.join(format!("kernels_{name}.png"));
-        render(&figure, &path)?;
+        figure.write_png(&path)?;
         println!("  wrote {}", path.display());
     }
 
@@ -129,21 +134,6 @@ struct Image {
     pixels: Vec<f32>,
 }
 
-/// One labelled panel: an image scaled to gray levels 0..=255.
-struct Panel {
-    label: String,
-    h: usize,
-    w: usize,
-    gray: Vec<u8>,
-}
-
-/// Rows of panels: per setting, the input and the three kernels' outputs.
-struct Figure {
-    rows: Vec<Vec<Panel>>,
-    /// Every panel pixel is drawn as a scale x scale square.
-    scale: usize,
-}
-
 /// Convolves `image` with the three kernels (one conv2d with three output channels) under each
 /// setting.
 fn figure(dev: &Device, image: &Image) -> Result<Figure> {
@@ -158,7 +148,7 @@ fn figure(dev: &Device, image: &Image) -> Result<Figure> {
         let y = x.conv2d(&w, None, Conv2dParams::default().padding(p).stride(s))?;
         let (ho, wo) = (y.shape()[2], y.shape()[3]);
         let values = y.to_vec()?;
-        let mut row = vec![to_panel(
+        let mut row = vec![Panel::scaled(
             format!("input, P={p} S={s}"),
             image.h,
             image.w,
@@ -166,118 +156,12 @@ fn figure(dev: &Device, image: &Image) -> Result<Figure> {
         )];
         for (k, (name, _)) in KERNELS.iter().enumerate() {
             let plane = &values[k * ho * wo..(k + 1) * ho * wo];
-            row.push(to_panel(format!("{name} {ho}x{wo}"), ho, wo, plane));
+            row.push(Panel::scaled(format!("{name} {ho}x{wo}"), ho, wo, plane));
         }
         rows.push(row);
     }
-    let scale = (168 / image.h.max(image.w)).max(1);
+    let scale = Figure::scale_for(&rows, 168);
     Ok(Figure { rows, scale })
-}
-
-/// Maps a plane's [min, max] to gray levels [0, 255].
-fn to_panel(label: String, h: usize, w: usize, v: &[f32]) -> Panel {
-    let lo = v.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let range = hi - lo;
-    let gray = v
-        .iter()
-        .map(|x| {
-            if range > 0.0 {
-                ((x - lo) / range * 255.0).round() as u8
-            } else {
-                0
-            }
-        })
-        .collect();
-    Panel { label, h, w, gray }
-}
-
-/// Pixel geometry of the figure: label band above each cell, a gap around cells.
-const LABEL: usize = 20;
-const GAP: usize = 10;
-
-impl Figure {
-    /// The cell size: the largest panel, scaled.
-    fn cell(&self) -> (usize, usize) {
-        let panels = self.rows.iter().flatten();
-        let h = panels.clone().map(|p| p.h).max().unwrap_or(0) * self.scale;
-        let w = panels.map(|p| p.w).max().unwrap_or(0) * self.scale;
-        (h.max(1), w.max(160))
-    }
-
-    fn size(&self) -> (usize, usize) {
-        let (ch, cw) = self.cell();
-        let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        (
-            GAP + self.rows.len() * (LABEL + ch + GAP),
-            GAP + cols * (cw + GAP),
-        )
-    }
-
-    /// The top-left pixel of panel (row, col)'s image.
-    fn origin(&self, row: usize, col: usize) -> (usize, usize) {
-        let (ch, cw) = self.cell();
-        (
-            GAP + row * (LABEL + ch + GAP) + LABEL,
-            GAP + col * (cw + GAP),
-        )
-    }
-}
-
-/// Writes the figure as an RGB PNG: white background, panels in gray, labels above them
-/// (labels need a system font; without one the panels are written unlabelled).
-fn render(f: &Figure, path: &Path) -> Result<()> {
-    let (height, width) = f.size();
-    let mut rgb = vec![255u8; height * width * 3];
-    for (r, row) in f.rows.iter().enumerate() {
-        for (c, panel) in row.iter().enumerate() {
-            let (y0, x0) = f.origin(r, c);
-            for y in 0..panel.h * f.scale {
-                for x in 0..panel.w * f.scale {
-                    let g = panel.gray[(y / f.scale) * panel.w + x / f.scale];
-                    let i = ((y0 + y) * width + x0 + x) * 3;
-                    rgb[i..i + 3].copy_from_slice(&[g, g, g]);
-                }
-            }
-        }
-    }
-    if let Err(e) = draw_labels(f, &mut rgb, width, height) {
-        eprintln!("warning: labels not drawn ({e})");
-    }
-    write_png(path, &rgb, width, height)
-}
-
-fn draw_labels(
-    f: &Figure,
-    rgb: &mut [u8],
-    width: usize,
-    height: usize,
-) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    use plotters::prelude::*;
-    let area = BitMapBackend::with_buffer(rgb, (width as u32, height as u32)).into_drawing_area();
-    let style = ("sans-serif", 14).into_font().color(&BLACK);
-    for (r, row) in f.rows.iter().enumerate() {
-        for (c, panel) in row.iter().enumerate() {
-            let (y0, x0) = f.origin(r, c);
-            area.draw(&Text::new(
-                panel.label.clone(),
-                (x0 as i32, (y0 - LABEL + 3) as i32),
-                style.clone(),
-            ))?;
-        }
-    }
-    area.present()?;
-    Ok(())
-}
-
-fn write_png(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result<()> {
-    let io = |e: &dyn std::fmt::Display| Error::Io(format!("{}: {e}", path.display()));
-    let file = std::fs::File::create(path).map_err(|e| io(&e))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut w = enc.write_header().map_err(|e| io(&e))?;
-    w.write_image_data(rgb).map_err(|e| io(&e))
 }
 
 /// A PNG as gray levels in [0, 1]; its size is checked from the header before decoding.
@@ -358,23 +242,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("webgrad-kernels-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("kernels_test.png");
-        render(&fig, &path).unwrap();
+        fig.write_png(&path).unwrap();
 
-        let decoder =
-            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
-        let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size()];
-        let info = reader.next_frame(&mut buf).unwrap();
+        let (got_h, got_w, buf) = figures::read_rgb_png(&path);
         // scale 168 / 9 = 18; cells 162 x 160 (the label width floor); 3 rows of 4 panels.
         assert_eq!(fig.scale, 18);
         let (height, width) = (10 + 3 * (20 + 162 + 10), 10 + 4 * (160 + 10));
-        assert_eq!((info.height as usize, info.width as usize), (height, width));
-        assert_eq!(info.color_type, png::ColorType::Rgb);
+        assert_eq!((got_h, got_w), (height, width));
 
         for (r, (p, s)) in SETTINGS.into_iter().enumerate() {
             for (c, (_, k)) in KERNELS.iter().enumerate() {
                 let (ho, wo, want) = cpu_conv(&image, k, p, s);
-                let want = to_panel(String::new(), ho, wo, &want);
+                let want = Panel::scaled("", ho, wo, &want);
                 let (y0, x0) = fig.origin(r, c + 1);
                 for oy in 0..ho {
                     for ox in 0..wo {

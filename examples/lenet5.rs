@@ -9,6 +9,9 @@
 //! ```
 //! Without a command, the options are `train`'s.
 
+#[path = "common/figures.rs"]
+mod figures;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -98,6 +101,10 @@ struct TrainArgs {
     /// Do not draw the training curves.
     #[arg(long)]
     no_plot: bool,
+    /// Also write PNG figures to this folder: the learned conv1 kernels, the conv1 and conv2
+    /// feature maps of one test digit, and the test set's confusion matrix.
+    #[arg(long)]
+    save_figures: Option<PathBuf>,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -107,6 +114,9 @@ struct EvalArgs {
     /// The checkpoint (safetensors) to evaluate.
     #[arg(long)]
     weights: PathBuf,
+    /// Also write the figures (as train's --save-figures) to this folder.
+    #[arg(long)]
+    save_figures: Option<PathBuf>,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -155,21 +165,35 @@ struct Args {
     resume: bool,
     save_every: usize,
     plot: bool,
+    save_figures: Option<PathBuf>,
     files: Vec<PathBuf>,
 }
 
 impl Args {
     fn from_cli(cli: Cli) -> Args {
-        let (command, common, train, weights, files) = match cli.command {
-            None => ("train", None, Some(cli.train), None, vec![]),
-            Some(Command::Train(t)) => ("train", None, Some(t), None, vec![]),
-            Some(Command::Eval(e)) => ("eval", Some(e.common), None, Some(e.weights), vec![]),
-            Some(Command::Predict(p)) => {
-                ("predict", Some(p.common), None, Some(p.weights), p.files)
-            }
+        let (command, common, train, weights, files, eval_figures) = match cli.command {
+            None => ("train", None, Some(cli.train), None, vec![], None),
+            Some(Command::Train(t)) => ("train", None, Some(t), None, vec![], None),
+            Some(Command::Eval(e)) => (
+                "eval",
+                Some(e.common),
+                None,
+                Some(e.weights),
+                vec![],
+                e.save_figures,
+            ),
+            Some(Command::Predict(p)) => (
+                "predict",
+                Some(p.common),
+                None,
+                Some(p.weights),
+                p.files,
+                None,
+            ),
         };
         // Commands other than train take train's defaults for its options (unused).
         let train = train.unwrap_or_else(|| Cli::parse_from(["lenet5"]).train);
+        let save_figures = eval_figures.or(train.save_figures);
         let common = common.unwrap_or(train.common);
         Args {
             command: command.into(),
@@ -192,6 +216,7 @@ impl Args {
             resume: train.resume,
             save_every: train.save_every as usize,
             plot: !train.no_plot,
+            save_figures,
             files,
         }
     }
@@ -295,7 +320,10 @@ fn run(args: Args) -> Result<()> {
                 acc * 100.0,
                 data.test.len()
             );
-            Ok(())
+            match &args.save_figures {
+                Some(dir) => save_figures(&dev, &model, &data.test, dir),
+                None => Ok(()),
+            }
         }
         "predict" => {
             let w = args
@@ -457,7 +485,144 @@ fn train(dev: &Device, mut model: Sequential, args: &Args) -> Result<()> {
             Err(e) => eprintln!("warning: could not draw {}: {e}", png.display()),
         }
     }
+    if let Some(dir) = &args.save_figures {
+        save_figures(dev, &model, &data.test, dir)?;
+    }
     Ok(())
+}
+
+/// Writes `conv1_kernels.png` (the learned 5 x 5 kernels on one shared gray scale),
+/// `feature_maps_conv1.png` and `feature_maps_conv2.png` (what the convolutions compute from a
+/// test digit, before their activation) and `confusion.png` (test counts: rows the true class,
+/// columns the predicted one, darker = a larger share of the row).
+fn save_figures(dev: &Device, model: &Sequential, test: &Dataset, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+    let mut figures = vec![("conv1_kernels.png", kernel_figure(model)?)];
+    for (layer, figure) in feature_map_figures(dev, model, test)? {
+        figures.push((layer, figure));
+    }
+    figures.push((
+        "confusion.png",
+        confusion_figure(&confusion(dev, model, test)?),
+    ));
+    for (file, figure) in figures {
+        let path = dir.join(file);
+        figure.write_png(&path)?;
+        println!("figure: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Panels in rows of at most 8.
+fn in_rows(panels: Vec<figures::Panel>) -> Vec<Vec<figures::Panel>> {
+    let mut rows: Vec<Vec<figures::Panel>> = Vec::new();
+    for p in panels {
+        match rows.last_mut() {
+            Some(r) if r.len() < 8 => r.push(p),
+            _ => rows.push(vec![p]),
+        }
+    }
+    rows
+}
+
+/// conv1's kernels, on one gray scale symmetric about 0 (mid-gray = 0).
+fn kernel_figure(model: &Sequential) -> Result<figures::Figure> {
+    let params: HashMap<String, Tensor> = model.named_parameters().into_iter().collect();
+    let conv1 = &params["conv1.weight"];
+    let (k, kh, kw) = (conv1.shape()[0], conv1.shape()[2], conv1.shape()[3]);
+    let w = conv1.to_vec()?;
+    let bound = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let kernels = (0..k)
+        .map(|i| {
+            let plane = &w[i * kh * kw..(i + 1) * kh * kw];
+            figures::Panel::in_range(format!("conv1 kernel {i}"), kh, kw, plane, -bound, bound)
+        })
+        .collect();
+    let rows = in_rows(kernels);
+    let scale = figures::Figure::scale_for(&rows, 120);
+    Ok(figures::Figure { rows, scale })
+}
+
+/// The first 7 of the test set (as the kernels example) through the layers: per convolution,
+/// its output channels (conv1's figure starts with the digit itself).
+fn feature_map_figures(
+    dev: &Device,
+    model: &Sequential,
+    test: &Dataset,
+) -> Result<Vec<(&'static str, figures::Figure)>> {
+    use figures::{Figure, Panel};
+    let i = test.labels.iter().position(|&l| l == 7).unwrap_or(0);
+    let (h0, w0) = (test.rows, test.cols);
+    let digit = test.image(i);
+    let mut panels = vec![Panel::scaled(
+        format!("digit (label {})", test.labels[i]),
+        h0,
+        w0,
+        digit,
+    )];
+    let mut out = Vec::new();
+    no_grad(|| -> Result<()> {
+        let mut h = Tensor::from_slice(dev, digit, &[1, 1, h0, w0])?;
+        for (name, layer) in model.layers() {
+            h = layer.forward(&h)?;
+            let file = match name {
+                "conv1" => "feature_maps_conv1.png",
+                "conv2" => "feature_maps_conv2.png",
+                _ => continue,
+            };
+            let (c, mh, mw) = (h.shape()[1], h.shape()[2], h.shape()[3]);
+            let v = h.to_vec()?;
+            for ch in 0..c {
+                let plane = &v[ch * mh * mw..(ch + 1) * mh * mw];
+                panels.push(Panel::scaled(format!("{name} map {ch}"), mh, mw, plane));
+            }
+            let rows = in_rows(std::mem::take(&mut panels));
+            let scale = Figure::scale_for(&rows, 112);
+            out.push((file, Figure { rows, scale }));
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The confusion matrix as a 10 x 10 panel with the counts written in.
+fn confusion_figure(counts: &[[usize; 10]; 10]) -> figures::Figure {
+    let mut shade = Vec::with_capacity(100);
+    let mut marks = Vec::new();
+    for (t, row) in counts.iter().enumerate() {
+        let total = row.iter().sum::<usize>().max(1) as f32;
+        for (p, &n) in row.iter().enumerate() {
+            shade.push(1.0 - n as f32 / total);
+            if n > 0 {
+                marks.push((t, p, n.to_string()));
+            }
+        }
+    }
+    let label = "rows: true 0-9, columns: predicted 0-9";
+    let mut panel = figures::Panel::in_range(label, 10, 10, &shade, 0.0, 1.0);
+    panel.marks = marks;
+    figures::Figure {
+        rows: vec![vec![panel]],
+        scale: 40,
+    }
+}
+
+/// counts[true class][predicted class] over `data` (eval mode, no tape).
+fn confusion(dev: &Device, model: &Sequential, data: &Dataset) -> Result<[[usize; 10]; 10]> {
+    let mut counts = [[0usize; 10]; 10];
+    no_grad(|| -> Result<()> {
+        for batch in DataLoader::new(data, 1000)?.epoch(0) {
+            let pred = model
+                .forward(&batch.images_on(dev)?)?
+                .argmax(1, false)?
+                .to_vec()?;
+            for (p, &l) in pred.iter().zip(&batch.labels) {
+                counts[l.min(9)][(*p as usize).min(9)] += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(counts)
 }
 
 fn plot(
@@ -835,5 +1000,61 @@ mod tests {
         w.write_image_data(&[255; 784]).unwrap();
         drop(w);
         assert_eq!(png_pixels("ok.png", &bytes[..]).unwrap(), vec![1.0; 784]);
+    }
+
+    #[test]
+    fn figures_hold_the_kernels_maps_and_a_consistent_confusion_matrix() {
+        let dev = Device::new().expect("tests need a wgpu adapter");
+        let model = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
+        let full = Mnist::load(BUNDLED).unwrap().test;
+        let n = 50;
+        let test = Dataset {
+            images: full.images[..n * 784].to_vec(),
+            labels: full.labels[..n].to_vec(),
+            rows: 28,
+            cols: 28,
+        };
+        let dir = std::env::temp_dir().join(format!("webgrad-figures-{}", std::process::id()));
+        save_figures(&dev, &model, &test, &dir).unwrap();
+
+        // 6 kernels 5 x 5 at scale 24; the digit and 6 conv1 maps (28 x 28) at scale 4; 16
+        // conv2 maps (10 x 10) in rows of 8 at scale 11; the 10 x 10 matrix at scale 40.
+        let sizes = [
+            ("conv1_kernels.png", (10 + 150, 10 + 6 * 170)),
+            (
+                "feature_maps_conv1.png",
+                (10 + (20 + 112 + 10), 10 + 7 * 170),
+            ),
+            (
+                "feature_maps_conv2.png",
+                (10 + 2 * (20 + 110 + 10), 10 + 8 * 170),
+            ),
+            ("confusion.png", (10 + 430, 10 + 410)),
+        ];
+        for (file, size) in sizes {
+            let (h, w, _) = figures::read_rgb_png(&dir.join(file));
+            assert_eq!((h, w), size, "{file}");
+        }
+        // The kernel with the largest |weight| reaches black or white on the shared scale.
+        let (_, w, px) = figures::read_rgb_png(&dir.join("conv1_kernels.png"));
+        let weights = model.named_parameters()[0].1.to_vec().unwrap();
+        let (at, v) = weights.iter().enumerate().fold((0, 0.0f32), |b, (i, &v)| {
+            if v.abs() > b.1.abs() {
+                (i, v)
+            } else {
+                b
+            }
+        });
+        let (k, ky, kx) = (at / 25, at % 25 / 5, at % 5);
+        let (y, x) = (10 + 20 + ky * 24 + 12, 10 + k * 170 + kx * 24 + 12);
+        let expected = if v > 0.0 { 255 } else { 0 };
+        assert_eq!(px[(y * w + x) * 3] as i32, expected);
+
+        let counts = confusion(&dev, &model, &test).unwrap();
+        assert_eq!(counts.iter().flatten().sum::<usize>(), n);
+        let diagonal: usize = (0..10).map(|i| counts[i][i]).sum();
+        let acc = evaluate(&dev, &model, &test).unwrap();
+        assert!((diagonal as f64 / n as f64 - acc).abs() < 1e-9);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
