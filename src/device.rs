@@ -86,9 +86,13 @@ impl DeviceOptions {
 /// What adapter a [`Device`] runs on.
 #[derive(Clone, Debug)]
 pub struct DeviceInfo {
+    /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
     pub name: String,
+    /// The wgpu backend: Vulkan, Metal, Dx12 or Gl.
     pub backend: String,
+    /// Discrete, integrated or virtual GPU, or CPU (a software adapter).
     pub device_type: String,
+    /// The driver's name and version.
     pub driver: String,
 }
 
@@ -193,6 +197,7 @@ impl Device {
         Device::with_options(DeviceOptions::default())
     }
 
+    /// Opens a device with the given options (backend, adapter name, batching, profiling).
     pub fn with_options(opts: DeviceOptions) -> Result<Device> {
         let backends = match &opts.backend {
             Some(b) => parse_backend(b)?,
@@ -391,6 +396,7 @@ impl Device {
         self.0.pool.lock().unwrap().peak_in_use()
     }
 
+    /// Starts peak-memory tracking afresh from the memory in use now.
     pub fn reset_peak_memory(&self) {
         self.0.pool.lock().unwrap().reset_peak();
     }

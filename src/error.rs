@@ -10,7 +10,12 @@ pub enum Error {
     /// The adapter refused to open a device, or the device reported an error.
     Device(String),
     /// Shapes that do not fit together, e.g. `add` of [2, 3] and [4, 3].
-    Shape { op: &'static str, msg: String },
+    Shape {
+        /// The op that refused the shapes.
+        op: &'static str,
+        /// What does not fit, naming the shapes.
+        msg: String,
+    },
     /// A tensor is larger than the adapter can bind or allocate.
     TooLarge(String),
     /// Two tensors live on different devices.
@@ -40,6 +45,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// webgrad's `Result`, with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Shorthand for a shape error.

@@ -19,7 +19,9 @@ pub trait Optimizer {
             p.zero_grad();
         }
     }
+    /// The learning rate used by the next step.
     fn learning_rate(&self) -> f32;
+    /// Changes the learning rate (schedules call it between epochs).
     fn set_learning_rate(&mut self, lr: f32);
     /// The optimizer's state tensors, named `PARAM_INDEX.NAME` (for checkpoints).
     fn state(&self) -> Vec<(String, Tensor)>;
@@ -245,10 +247,15 @@ fn load_named(dst: &[Tensor], name: &str, state: &[(String, Tensor)]) -> Result<
 pub struct Sgd {
     params: Vec<Tensor>,
     momentum_buffers: Vec<Tensor>,
+    /// Learning rate.
     pub lr: f32,
+    /// Momentum factor (0: plain gradient descent).
     pub momentum: f32,
+    /// Dampening of the momentum's gradient term.
     pub dampening: f32,
+    /// L2 penalty added to the gradient (PyTorch's `weight_decay`).
     pub weight_decay: f32,
+    /// Nesterov momentum.
     pub nesterov: bool,
     steps: u64,
 }
@@ -268,18 +275,22 @@ impl Sgd {
             steps: 0,
         })
     }
+    /// Momentum factor `m`.
     pub fn with_momentum(mut self, m: f32) -> Self {
         self.momentum = m;
         self
     }
+    /// Nesterov momentum on or off (needs momentum and no dampening).
     pub fn with_nesterov(mut self, on: bool) -> Self {
         self.nesterov = on;
         self
     }
+    /// L2 penalty `wd` added to the gradient.
     pub fn with_weight_decay(mut self, wd: f32) -> Self {
         self.weight_decay = wd;
         self
     }
+    /// Dampening `d` of the momentum's gradient term.
     pub fn with_dampening(mut self, d: f32) -> Self {
         self.dampening = d;
         self
@@ -345,9 +356,13 @@ pub struct Adam {
     params: Vec<Tensor>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
+    /// Learning rate.
     pub lr: f32,
+    /// Decay rates of the first and second moment estimates.
     pub betas: (f32, f32),
+    /// Added to the denominator for numerical stability.
     pub eps: f32,
+    /// Weight decay: L2 in the gradient (Adam) or decoupled (AdamW).
     pub weight_decay: f32,
     /// AdamW: decay the weights directly instead of adding to the gradient.
     pub decoupled: bool,
@@ -377,14 +392,17 @@ impl Adam {
         a.weight_decay = 0.01;
         Ok(a)
     }
+    /// The moment decay rates (default 0.9, 0.999).
     pub fn with_betas(mut self, b1: f32, b2: f32) -> Self {
         self.betas = (b1, b2);
         self
     }
+    /// The stability term (default 1e-8).
     pub fn with_eps(mut self, eps: f32) -> Self {
         self.eps = eps;
         self
     }
+    /// Weight decay `wd`.
     pub fn with_weight_decay(mut self, wd: f32) -> Self {
         self.weight_decay = wd;
         self
@@ -446,14 +464,18 @@ impl Optimizer for Adam {
 
 /// A learning rate as a function of the epoch (or step) index.
 pub trait LrSchedule {
+    /// The learning rate for epoch `epoch` (counted from 0).
     fn lr_at(&self, epoch: usize) -> f32;
 }
 
 /// Multiplies the base rate by `gamma` every `step_size` epochs (`torch.optim.lr_scheduler.StepLR`).
 #[derive(Clone, Copy, Debug)]
 pub struct StepLr {
+    /// The learning rate of the first epochs.
     pub base_lr: f32,
+    /// Epochs between decays.
     pub step_size: usize,
+    /// Factor applied at each decay.
     pub gamma: f32,
 }
 
@@ -467,8 +489,11 @@ impl LrSchedule for StepLr {
 /// (`torch.optim.lr_scheduler.CosineAnnealingLR`, closed form).
 #[derive(Clone, Copy, Debug)]
 pub struct CosineLr {
+    /// The learning rate at epoch 0.
     pub base_lr: f32,
+    /// Epochs of the half cosine period.
     pub t_max: usize,
+    /// The learning rate at the end of the period.
     pub eta_min: f32,
 }
 

@@ -1,18 +1,22 @@
 //! A small seeded generator (SplitMix64) so `rand`, `randn`, initialisation and shuffling are
 //! reproducible from one seed on every platform.
 
+/// A small seeded random number generator (SplitMix64): reproducible initial weights, data
+/// order and dropout masks.
 #[derive(Clone, Debug)]
 pub struct Rng {
     state: u64,
 }
 
 impl Rng {
+    /// A generator whose sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng {
             state: seed ^ 0x853c_49e6_748f_ea9b,
         }
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.state;

@@ -270,6 +270,7 @@ pub struct NoGradGuard {
 }
 
 impl NoGradGuard {
+    /// Turns recording off until the guard is dropped.
     #[allow(clippy::new_without_default)]
     pub fn new() -> NoGradGuard {
         let previous = GRAD_ENABLED.with(|g| g.replace(false));

@@ -272,6 +272,7 @@ impl Tensor {
         Tensor::from_slice(dev, &data, shape)
     }
 
+    /// A tensor with a copy of `data` (row-major; its length must match the shape).
     pub fn from_slice(dev: &Device, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         check_rank(shape, "from_vec")?;
         if data.len() != numel(shape) {
@@ -298,16 +299,19 @@ impl Tensor {
         Tensor::from_slice(dev, &[value], &[])
     }
 
+    /// A tensor of zeros.
     pub fn zeros(dev: &Device, shape: &[usize]) -> Result<Tensor> {
         let t = Tensor::uninit(dev, shape)?;
         dev.clear(t.buffer(), t.numel() as u64 * 4);
         Ok(t)
     }
 
+    /// A tensor of ones.
     pub fn ones(dev: &Device, shape: &[usize]) -> Result<Tensor> {
         Tensor::full(dev, shape, 1.0)
     }
 
+    /// A tensor with every element `value`.
     pub fn full(dev: &Device, shape: &[usize], value: f32) -> Result<Tensor> {
         let t = Tensor::uninit(dev, shape)?;
         crate::ops::fill::fill(&t, value)?;
@@ -360,6 +364,7 @@ impl Tensor {
         Ok(self.to_vec()?[0])
     }
 
+    /// The size of each dimension.
     pub fn shape(&self) -> &[usize] {
         &self.0.shape
     }
@@ -369,14 +374,17 @@ impl Tensor {
         &self.0.shape
     }
 
+    /// The number of dimensions.
     pub fn rank(&self) -> usize {
         self.0.shape.len()
     }
 
+    /// The number of elements.
     pub fn numel(&self) -> usize {
         numel(&self.0.shape)
     }
 
+    /// The device whose memory holds the tensor.
     pub fn device(&self) -> &Device {
         &self.0.storage.device
     }

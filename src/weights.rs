@@ -128,7 +128,9 @@ fn remove_stale_temporaries(dir: &Path, file_name: &str) {
 /// A tensor read from a file, still on the host.
 #[derive(Clone, Debug)]
 pub struct HostTensor {
+    /// The size of each dimension.
     pub shape: Vec<usize>,
+    /// The values, row-major, converted to f32.
     pub data: Vec<f32>,
 }
 

@@ -18,7 +18,9 @@ const MAX_DEFLATE_RATIO: u64 = 1032;
 /// An IDX array of unsigned bytes (the only type MNIST uses).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxArray {
+    /// The size of each dimension, outermost first.
     pub dims: Vec<usize>,
+    /// The elements as bytes, row-major.
     pub data: Vec<u8>,
 }
 

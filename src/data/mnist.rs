@@ -11,16 +11,22 @@ use crate::tensor::Tensor;
 /// Images (N x rows x cols, scaled to [0, 1], optionally normalised) and their labels.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// Pixels of every image, row-major, image after image.
     pub images: Vec<f32>,
+    /// The class of each image.
     pub labels: Vec<u8>,
+    /// Pixel rows per image.
     pub rows: usize,
+    /// Pixel columns per image.
     pub cols: usize,
 }
 
 impl Dataset {
+    /// The number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
+    /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -75,7 +81,9 @@ impl Dataset {
 /// The train and test splits of an MNIST-format directory.
 #[derive(Clone, Debug)]
 pub struct Mnist {
+    /// The training images (`train-*` files).
     pub train: Dataset,
+    /// The test images (`t10k-*` files).
     pub test: Dataset,
 }
 
@@ -114,8 +122,11 @@ impl Mnist {
 /// One batch on the host: images [b, 1, rows, cols] and labels.
 #[derive(Clone, Debug)]
 pub struct Batch {
+    /// Pixels, row-major, image after image.
     pub images: Vec<f32>,
+    /// The class of each image.
     pub labels: Vec<usize>,
+    /// `[images, 1, rows, cols]`.
     pub shape: [usize; 4],
 }
 

@@ -12,12 +12,16 @@ use crate::tensor::Tensor;
 /// Options of [`Linear`] with PyTorch's defaults (bias on).
 #[derive(Clone, Copy, Debug)]
 pub struct LinearConfig {
+    /// Size of each input row.
     pub in_features: usize,
+    /// Size of each output row.
     pub out_features: usize,
+    /// Whether the layer adds a learned bias (default true).
     pub bias: bool,
 }
 
 impl LinearConfig {
+    /// A layer from `in_features` to `out_features`, with a bias.
     pub fn new(in_features: usize, out_features: usize) -> Self {
         LinearConfig {
             in_features,
@@ -25,10 +29,12 @@ impl LinearConfig {
             bias: true,
         }
     }
+    /// With or without the bias.
     pub fn with_bias(mut self, bias: bool) -> Self {
         self.bias = bias;
         self
     }
+    /// The layer, initialised as PyTorch does, from the device's seeded generator.
     pub fn init(self, dev: &Device) -> Result<Linear> {
         Linear::new(dev, self)
     }
@@ -36,11 +42,14 @@ impl LinearConfig {
 
 /// y = x W^T + b, weight [out, in].
 pub struct Linear {
+    /// `[out_features, in_features]`.
     pub weight: Tensor,
+    /// `[out_features]`, if the layer has one.
     pub bias: Option<Tensor>,
 }
 
 impl Linear {
+    /// The layer described by `c` (the same as `c.init(dev)`).
     pub fn new(dev: &Device, c: LinearConfig) -> Result<Linear> {
         let bound = kaiming_bound(c.in_features);
         let weight = uniform(dev, &[c.out_features, c.in_features], bound)?;
@@ -73,14 +82,21 @@ impl Module for Linear {
 /// Options of [`Conv2d`] with PyTorch's defaults: stride 1, no padding, bias on.
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2dConfig {
+    /// Channels of the input.
     pub in_channels: usize,
+    /// Channels of the output (the number of kernels).
     pub out_channels: usize,
+    /// Kernel height and width.
     pub kernel: (usize, usize),
+    /// Stride, padding, dilation and groups.
     pub params: Conv2dParams,
+    /// Whether the layer adds a learned bias (default true).
     pub bias: bool,
 }
 
 impl Conv2dConfig {
+    /// A `kernel` x `kernel` convolution from `in_channels` to `out_channels`, stride 1, no
+    /// padding, with a bias.
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
         Conv2dConfig {
             in_channels,
@@ -90,26 +106,32 @@ impl Conv2dConfig {
             bias: true,
         }
     }
+    /// Zero padding `p` on every side.
     pub fn with_padding(mut self, p: usize) -> Self {
         self.params.padding = (p, p);
         self
     }
+    /// Stride `s` along both axes.
     pub fn with_stride(mut self, s: usize) -> Self {
         self.params.stride = (s, s);
         self
     }
+    /// Dilation `d` along both axes.
     pub fn with_dilation(mut self, d: usize) -> Self {
         self.params.dilation = (d, d);
         self
     }
+    /// `g` groups: input and output channels split into `g` independent convolutions.
     pub fn with_groups(mut self, g: usize) -> Self {
         self.params.groups = g;
         self
     }
+    /// With or without the bias.
     pub fn with_bias(mut self, bias: bool) -> Self {
         self.bias = bias;
         self
     }
+    /// The layer, initialised as PyTorch does, from the device's seeded generator.
     pub fn init(self, dev: &Device) -> Result<Conv2d> {
         Conv2d::new(dev, self)
     }
@@ -117,12 +139,16 @@ impl Conv2dConfig {
 
 /// 2-D convolution, weight [C_out, C_in/groups, KH, KW].
 pub struct Conv2d {
+    /// `[out_channels, in_channels / groups, kernel height, kernel width]`.
     pub weight: Tensor,
+    /// `[out_channels]`, if the layer has one.
     pub bias: Option<Tensor>,
+    /// Stride, padding, dilation and groups.
     pub params: Conv2dParams,
 }
 
 impl Conv2d {
+    /// The layer described by `c` (the same as `c.init(dev)`).
     pub fn new(dev: &Device, c: Conv2dConfig) -> Result<Conv2d> {
         let groups = c.params.groups.max(1);
         if !c.in_channels.is_multiple_of(groups) || !c.out_channels.is_multiple_of(groups) {
@@ -209,6 +235,7 @@ impl Module for MaxPool2d {
 pub struct AvgPool2d(pub Pool2dParams);
 
 impl AvgPool2d {
+    /// A `k` x `k` window with stride `k`, no padding.
     pub fn new(k: usize) -> Self {
         AvgPool2d(Pool2dParams::new(k))
     }
@@ -262,11 +289,13 @@ impl Module for Flatten {
 
 /// Dropout with probability `p` in training mode, identity in eval mode.
 pub struct Dropout {
+    /// The probability of zeroing an element in training.
     pub p: f32,
     training: bool,
 }
 
 impl Dropout {
+    /// Dropout with probability `p` (in [0, 1)).
     pub fn new(p: f32) -> Self {
         Dropout { p, training: true }
     }
@@ -286,16 +315,23 @@ impl Module for Dropout {
 
 /// Batch normalization over channels, with affine weight and bias and running statistics.
 pub struct BatchNorm2d {
+    /// The learned scale, per channel (initially 1).
     pub weight: Tensor,
+    /// The learned shift, per channel (initially 0).
     pub bias: Tensor,
+    /// The running mean used in eval mode (a buffer, saved with the model).
     pub running_mean: Tensor,
+    /// The running (unbiased) variance used in eval mode (a buffer).
     pub running_var: Tensor,
+    /// How fast the running statistics follow the batch's (PyTorch's default 0.1).
     pub momentum: f32,
+    /// Added to the variance before the square root (default 1e-5).
     pub eps: f32,
     training: bool,
 }
 
 impl BatchNorm2d {
+    /// Batch normalisation over `channels` channels with PyTorch's defaults.
     pub fn new(dev: &Device, channels: usize) -> Result<BatchNorm2d> {
         Ok(BatchNorm2d {
             weight: Tensor::ones(dev, &[channels])?.requires_grad(),

@@ -19,6 +19,8 @@ use crate::tensor::Tensor;
 /// A layer or a model: a forward pass plus its named parameters and buffers. Modules are
 /// `Send + Sync`, so a model can move to (or be shared with) a worker thread.
 pub trait Module: Send + Sync {
+    /// The module's output for input `x` (recorded on the tape when its parameters require
+    /// grad).
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 
     /// Trainable tensors with their `state_dict` names, in registration order.

@@ -12,6 +12,7 @@ pub struct Sequential {
 }
 
 impl Sequential {
+    /// An empty model.
     pub fn new() -> Sequential {
         Sequential::default()
     }

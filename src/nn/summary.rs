@@ -8,9 +8,13 @@ use crate::tensor::Tensor;
 /// One row of a [`summary`].
 #[derive(Clone, Debug)]
 pub struct LayerSummary {
+    /// The layer's name in the model (`conv1`).
     pub name: String,
+    /// What the layer is, e.g. `Conv2d(1, 6, k=5, s=1, p=2)`.
     pub layer: String,
+    /// The layer's output shape for the given input shape.
     pub output_shape: Vec<usize>,
+    /// The layer's trainable values.
     pub parameters: usize,
     /// Receptive field (pixels along one axis) of one output value of this layer.
     pub receptive_field: usize,
