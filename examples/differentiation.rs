@@ -165,6 +165,7 @@ fn plot(
         .build_cartesian_2d(-12.0..0.0, -17.0..1.0)?;
     chart
         .configure_mesh()
+        .light_line_style(WHITE)
         .x_desc("log10 step h")
         .y_desc("log10 |error|")
         .draw()?;

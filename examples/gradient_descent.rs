@@ -356,6 +356,7 @@ fn plot(path: &str, results: &Results) -> std::result::Result<(), Box<dyn std::e
                 .build_cartesian_2d(0.0..x_max, 0.0..max_loss * 1.05)?;
             chart
                 .configure_mesh()
+                .light_line_style(WHITE)
                 .x_desc(if by_time { "seconds" } else { "iterations" })
                 .y_desc("loss")
                 .draw()?;
