@@ -390,7 +390,7 @@ impl Device {
         self.0.pool.lock().unwrap().allocated_bytes()
     }
 
-    /// The most bytes held by live tensors at once since [`reset_peak_memory`]
+    /// The most bytes held by live tensors at once since [`reset_peak_memory`](Device::reset_peak_memory)
     /// (Self::reset_peak_memory) or the device's creation.
     pub fn peak_memory_in_use(&self) -> u64 {
         self.0.pool.lock().unwrap().peak_in_use()
