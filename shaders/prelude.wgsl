@@ -65,3 +65,21 @@ fn sigmoid(x: f32) -> f32 {
     let e = exp(x);
     return e / (1.0 + e);
 }
+
+// The sum of one value per invocation of a 256-invocation workgroup, by a tree in workgroup
+// memory; every invocation gets the total. It holds barriers: call it from every invocation
+// (uniform control flow). A pipeline whose entry point never calls it allocates nothing for
+// `tree_sums` (only the globals an entry point uses reach its compiled module).
+var<workgroup> tree_sums: array<f32, 256>;
+
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    tree_sums[lid] = v;
+    workgroupBarrier();
+    for (var step = 128u; step > 0u; step = step / 2u) {
+        if (lid < step) {
+            tree_sums[lid] += tree_sums[lid + step];
+        }
+        workgroupBarrier();
+    }
+    return tree_sums[0];
+}
