@@ -7,7 +7,8 @@
 // with stride 0 on broadcast dims. The backward is a gather: one invocation per element of the
 // input whose gradient it computes (the "target", SIDE 0 = a, 1 = b), summing over the output
 // positions that element was broadcast to (the dims where `t_shape` is 1 and the output is
-// not), so it is deterministic and needs no atomics.
+// not), so it is deterministic and needs no atomics. With OP add and SIDE 0 it sums g down to
+// t_shape and reads neither a nor b: that is also `sum_to`, the backward of `expand`.
 
 override OP: u32;
 override SIDE: u32 = 0u;
@@ -25,8 +26,14 @@ struct Params {
     red_count: u32,
 }
 
-
 @group(0) @binding(0) var<uniform> p: Params;
+// Forward: a, b, out. Backward: a, b, g (upstream gradient, output-shaped), gt (the target's
+// gradient).
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gt: array<f32>;
 
 fn apply(op: u32, a: f32, b: f32) -> f32 {
     switch op {
@@ -47,35 +54,26 @@ fn local_grad(op: u32, side: u32, g: f32, a: f32, b: f32) -> f32 {
     }
 }
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
-
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
 // Same shapes: no index arithmetic.
 @compute @workgroup_size(256)
-fn binary_same(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wid, nwg, lid);
-    if (i >= p.len) {
-        return;
+fn binary_same(inv: Invocation) {
+    let i = flat_index(inv, 256u);
+    if (i < p.len) {
+        out[i] = apply(OP, a[i], b[i]);
     }
-    out[i] = apply(OP, a[i], b[i]);
 }
 
 @compute @workgroup_size(256)
-fn binary_broadcast(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wid, nwg, lid);
+fn binary_backward_same(inv: Invocation) {
+    let i = flat_index(inv, 256u);
+    if (i < p.len) {
+        gt[i] = local_grad(OP, SIDE, g[i], a[i], b[i]);
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary_broadcast(inv: Invocation) {
+    let i = flat_index(inv, 256u);
     if (i >= p.len) {
         return;
     }
@@ -91,30 +89,9 @@ fn binary_broadcast(
     out[i] = apply(OP, a[ao], b[bo]);
 }
 
-// Backward bindings: a, b, g (upstream gradient, output-shaped), gt (the target's gradient).
-@group(0) @binding(3) var<storage, read> g: array<f32>;
-@group(0) @binding(4) var<storage, read_write> gt: array<f32>;
-
 @compute @workgroup_size(256)
-fn binary_backward_same(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wid, nwg, lid);
-    if (i >= p.len) {
-        return;
-    }
-    gt[i] = local_grad(OP, SIDE, g[i], a[i], b[i]);
-}
-
-@compute @workgroup_size(256)
-fn binary_backward_broadcast(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wid, nwg, lid);
+fn binary_backward_broadcast(inv: Invocation) {
+    let i = flat_index(inv, 256u);
     if (i >= p.len) {
         return;
     }

@@ -20,43 +20,29 @@ fn hash(v: u32) -> u32 {
     return (word >> 22u) ^ word;
 }
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
-
+// Forward: x, y, mask (written). Backward: g, the saved mask, gx.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> mask: array<f32>;
-
-@compute @workgroup_size(256)
-fn dropout_forward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wid, nwg, lid);
-    if (i >= prm.len) {
-        return;
-    }
-    let u = f32(hash(hash(i) ^ prm.seed) >> 8u) * (1.0 / 16777216.0);
-    let m = select(0.0, prm.scale, u >= prm.p);
-    mask[i] = m;
-    y[i] = x[i] * m;
-}
-
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read> saved_mask: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gx: array<f32>;
 
 @compute @workgroup_size(256)
-fn dropout_backward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wid, nwg, lid);
-    if (i >= prm.len) {
-        return;
+fn dropout_forward(inv: Invocation) {
+    let i = flat_index(inv, 256u);
+    if (i < prm.len) {
+        let u = f32(hash(hash(i) ^ prm.seed) >> 8u) * (1.0 / 16777216.0);
+        let m = select(0.0, prm.scale, u >= prm.p);
+        mask[i] = m;
+        y[i] = x[i] * m;
     }
-    gx[i] = g[i] * saved_mask[i];
+}
+
+@compute @workgroup_size(256)
+fn dropout_backward(inv: Invocation) {
+    let i = flat_index(inv, 256u);
+    if (i < prm.len) {
+        gx[i] = g[i] * saved_mask[i];
+    }
 }

@@ -10,12 +10,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 
 @compute @workgroup_size(256)
-fn fill(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+fn fill(inv: Invocation) {
+    let i = flat_index(inv, 256u);
     if (i < p.len) {
         dst[i] = p.value;
     }

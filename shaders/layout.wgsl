@@ -1,6 +1,6 @@
 // Strided copies that change a tensor's layout: permute (transpose) and expand (broadcast_to).
 // The backward of permute is the inverse permute (the same kernel); the backward of expand is
-// reduce.wgsl's sum_to.
+// binary.wgsl's broadcast backward (`sum_to`).
 //
 // Indexing: one invocation per output element i; its multi-index over `out_shape` (rank dims)
 // is mapped to the source offset sum(idx[d] * src_strides[d]), where src_strides are the
@@ -15,18 +15,13 @@ struct Params {
     rank: u32,
 }
 
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 @compute @workgroup_size(256)
-fn strided_copy(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+fn strided_copy(inv: Invocation) {
+    let i = flat_index(inv, 256u);
     if (i >= p.len) {
         return;
     }

@@ -1,7 +1,7 @@
 // Losses computed per element (or per row) before the reduction, and their backward.
 //
-// - bce_logits: l = max(x, 0) - x t + log(1 + exp(-|x|)), the logistic loss written so no
-//   exp overflows; dl/dx = sigmoid(x) - t, dl/dt = -x.
+// - bce_logits (LOGITS): l = max(x, 0) - x t + log(1 + exp(-|x|)), the logistic loss written
+//   so no exp overflows; dl/dx = sigmoid(x) - t, dl/dt = -x.
 // - bce: l = -(t log p + (1 - t) log(1 - p)) with each log clamped at -100, as PyTorch;
 //   dl/dp = (p - t) / max(p (1 - p), 1e-12), dl/dt = log(1 - p) - log(p) (clamped logs).
 // - cross_entropy: one invocation per row i of [rows, classes] logits x and class target t_i:
@@ -24,89 +24,58 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
+// Bindings: x (the input: probabilities, logits), t (the targets), then
+//   forwards                 3 l (the losses), cross_entropy: 4 lse, 5 unit_gx (SAVE_GRAD)
+//   bce backward             3 g (upstream, per element), 4 gx, 5 gt
+//   cross_entropy_backward   3 g (per row, or with REDUCED one for all), 4 gx, 5 saved lse
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> t: array<f32>;
+@group(0) @binding(3) var<storage, read_write> l: array<f32>;
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(5) var<storage, read_write> unit_gx: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> gt: array<f32>;
+@group(0) @binding(5) var<storage, read> saved_lse: array<f32>;
 
-fn sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
+// The binary cross-entropies, each loss beside its gradients (d/dx, d/dt).
+override LOGITS: bool = false;
 
 fn clamped_log(v: f32) -> f32 {
     return max(log(v), -100.0);
 }
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> t: array<f32>;
-@group(0) @binding(3) var<storage, read_write> l: array<f32>;
-
-@compute @workgroup_size(256)
-fn bce_logits_forward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
-    if (e >= p.len) {
-        return;
+fn bce_loss(v: f32, t: f32) -> f32 {
+    if (LOGITS) {
+        return max(v, 0.0) - v * t + log(1.0 + exp(-abs(v)));
     }
-    let v = x[e];
-    l[e] = max(v, 0.0) - v * t[e] + log(1.0 + exp(-abs(v)));
+    return -(t * clamped_log(v) + (1.0 - t) * clamped_log(1.0 - v));
+}
+
+fn bce_grads(v: f32, t: f32) -> vec2<f32> {
+    if (LOGITS) {
+        return vec2<f32>(sigmoid(v) - t, -v);
+    }
+    return vec2<f32>((v - t) / max(v * (1.0 - v), 1e-12), clamped_log(1.0 - v) - clamped_log(v));
 }
 
 @compute @workgroup_size(256)
-fn bce_forward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
-    if (e >= p.len) {
-        return;
+fn bce_forward(inv: Invocation) {
+    let e = flat_index(inv, 256u);
+    if (e < p.len) {
+        l[e] = bce_loss(x[e], t[e]);
     }
-    l[e] = -(t[e] * clamped_log(x[e]) + (1.0 - t[e]) * clamped_log(1.0 - x[e]));
-}
-
-// Backward bindings: x, t, g (upstream, per element), gx, gt.
-@group(0) @binding(3) var<storage, read> g: array<f32>;
-@group(0) @binding(4) var<storage, read_write> gx: array<f32>;
-@group(0) @binding(5) var<storage, read_write> gt: array<f32>;
-
-@compute @workgroup_size(256)
-fn bce_logits_backward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
-    if (e >= p.len) {
-        return;
-    }
-    gx[e] = g[e] * (sigmoid(x[e]) - t[e]);
-    gt[e] = -g[e] * x[e];
 }
 
 @compute @workgroup_size(256)
-fn bce_backward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
-    if (e >= p.len) {
-        return;
+fn bce_backward(inv: Invocation) {
+    let e = flat_index(inv, 256u);
+    if (e < p.len) {
+        let d = g[e] * bce_grads(x[e], t[e]);
+        gx[e] = d.x;
+        gt[e] = d.y;
     }
-    let v = x[e];
-    gx[e] = g[e] * (v - t[e]) / max(v * (1.0 - v), 1e-12);
-    gt[e] = g[e] * (clamped_log(1.0 - v) - clamped_log(v));
 }
-
-// cross_entropy_forward: l (per row loss) and lse (per row log-sum-exp) outputs.
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 
 // The loss of row i, saving its log-sum-exp.
 fn row_loss(i: u32) -> f32 {
@@ -124,17 +93,18 @@ fn row_loss(i: u32) -> f32 {
     return ls - (x[base + u32(t[i])] - m);
 }
 
+// d l_i / d x_ic at element e = i * classes + c, for class c, t_i = label and lse_i:
+// softmax(x_i)_c - [c == t_i].
+fn ce_grad(e: u32, c: u32, label: u32, row_lse: f32) -> f32 {
+    return exp(x[e] - row_lse) - select(0.0, 1.0, c == label);
+}
+
 @compute @workgroup_size(64)
-fn cross_entropy_forward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = (wid.x + wid.y * nwg.x) * 64u + lid;
-    if (i >= p.len) {
-        return;
+fn cross_entropy_forward(inv: Invocation) {
+    let i = flat_index(inv, 64u);
+    if (i < p.len) {
+        l[i] = row_loss(i);
     }
-    l[i] = row_loss(i);
 }
 
 var<workgroup> partial_loss: array<f32, 64>;
@@ -143,7 +113,6 @@ var<workgroup> partial_loss: array<f32, 64>;
 // 1 (the seed of backward() on the loss itself): scale * (softmax - onehot), which the
 // backward then returns without a dispatch of its own.
 override SAVE_GRAD: bool = false;
-@group(0) @binding(5) var<storage, read_write> unit_gx: array<f32>;
 
 // l[0] = scale * sum of the rows' losses (one workgroup of 64).
 @compute @workgroup_size(64)
@@ -154,9 +123,9 @@ fn cross_entropy_reduced_forward(@builtin(local_invocation_index) lid: u32) {
         if (SAVE_GRAD) {
             let base = i * p.classes;
             let label = u32(t[i]);
+            let row_lse = lse[i];
             for (var c = 0u; c < p.classes; c++) {
-                let onehot = select(0.0, 1.0, c == label);
-                unit_gx[base + c] = p.scale * (exp(x[base + c] - lse[i]) - onehot);
+                unit_gx[base + c] = p.scale * ce_grad(base + c, c, label, row_lse);
             }
         }
     }
@@ -171,30 +140,14 @@ fn cross_entropy_reduced_forward(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-// Backward bindings: x, t, g (one per row, or with REDUCED one for all), saved lse, gx.
 override REDUCED: bool = false;
-@group(0) @binding(3) var<storage, read> row_g: array<f32>;
-@group(0) @binding(4) var<storage, read> saved_lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ce_gx: array<f32>;
 
 @compute @workgroup_size(256)
-fn cross_entropy_backward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
-    if (e >= p.len * p.classes) {
-        return;
+fn cross_entropy_backward(inv: Invocation) {
+    let e = flat_index(inv, 256u);
+    if (e < p.len * p.classes) {
+        let i = e / p.classes;
+        let gi = select(g[i], g[0] * p.scale, REDUCED);
+        gx[e] = gi * ce_grad(e, e % p.classes, u32(t[i]), saved_lse[i]);
     }
-    let i = e / p.classes;
-    let c = e % p.classes;
-    let onehot = select(0.0, 1.0, u32(t[i]) == c);
-    var gi: f32;
-    if (REDUCED) {
-        gi = row_g[0] * p.scale;
-    } else {
-        gi = row_g[i];
-    }
-    ce_gx[e] = gi * (exp(x[e] - saved_lse[i]) - onehot);
 }

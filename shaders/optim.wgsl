@@ -7,10 +7,10 @@
 // adam_step: AdamW first decays p *= 1 - lr * weight_decay; Adam adds weight_decay * p to g.
 //            m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //            p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), bc_i = 1 - b_i^t (from the host)
-// Indexing: the *4 kernels handle vec4s, 4 per invocation: workgroup t covers vec4s t * 1024
-// .. + 1024, invocation l those at t * 1024 + l + 256 j, j = 0..3. The scalar kernels take the
-// last len % 4 elements, one per invocation from `start`. Grids are folded into 2-D. (Several
-// small parameters are updated as one: the host copies them side by side, src/optim.rs.)
+// Indexing: the *4 kernels handle vec4s, four per invocation as the prelude's `quad_index`
+// lays them out. The scalar kernels take the last len % 4 elements, one per invocation from
+// `start`. (Several small parameters are updated as one: the host copies them side by side,
+// src/optim.rs.)
 
 struct Params {
     len: u32,
@@ -39,7 +39,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> buf4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> buf24: array<vec4<f32>>;
 
-// The updates, on 4 elements at a time (the scalar kernels use the first lane).
+// The updates, on 4 elements at a time (the scalar kernels use the first lane). `buf` is read
+// only after the first step, and only with momentum.
 struct Sgd {
     param: vec4<f32>,
     buf: vec4<f32>,
@@ -78,42 +79,37 @@ fn adam(grad: vec4<f32>, param: vec4<f32>, m_old: vec4<f32>, v_old: vec4<f32>) -
     return Adam(w - p.lr / p.bias_correction1 * m / denom, m, v);
 }
 
-fn scalar_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return p.start + (wid.x + wid.y * nwg.x) * 256u + lid;
-}
-
-fn vec4_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, j: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 1024u + lid + j * 256u;
+// sgd_step and adam_step read and write the elements' 4 operands (gradient, parameter and the
+// states: momentum buffer, or Adam's m and v) as f32 (from `start`), the *4 kernels as vec4s.
+@compute @workgroup_size(256)
+fn sgd_step(inv: Invocation) {
+    let i = p.start + flat_index(inv, 256u);
+    if (i < p.len) {
+        let r = sgd(vec4<f32>(grad[i]), vec4<f32>(param[i]), vec4<f32>(buf[i]));
+        if (p.momentum != 0.0) {
+            buf[i] = r.buf.x;
+        }
+        param[i] = r.param.x;
+    }
 }
 
 @compute @workgroup_size(256)
-fn sgd_step(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = scalar_index(wid, nwg, lid);
-    if (i >= p.len) {
-        return;
+fn adam_step(inv: Invocation) {
+    let i = p.start + flat_index(inv, 256u);
+    if (i < p.len) {
+        let r = adam(vec4<f32>(grad[i]), vec4<f32>(param[i]), vec4<f32>(buf[i]), vec4<f32>(buf2[i]));
+        buf[i] = r.m.x;
+        buf2[i] = r.v.x;
+        param[i] = r.param.x;
     }
-    let r = sgd(vec4<f32>(grad[i]), vec4<f32>(param[i]), sgd_buf_in(buf[i]));
-    if (p.momentum != 0.0) {
-        buf[i] = r.buf.x;
-    }
-    param[i] = r.param.x;
 }
 
 @compute @workgroup_size(256)
-fn sgd_step4(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+fn sgd_step4(inv: Invocation) {
     for (var j = 0u; j < 4u; j++) {
-        let i = vec4_index(wid, nwg, lid, j);
+        let i = quad_index(inv, j);
         if (i < p.len / 4u) {
-            let b = select(vec4<f32>(0.0), buf4[i], p.momentum != 0.0 && p.first_step == 0u);
-            let r = sgd(grad4[i], param4[i], b);
+            let r = sgd(grad4[i], param4[i], buf4[i]);
             if (p.momentum != 0.0) {
                 buf4[i] = r.buf;
             }
@@ -123,29 +119,9 @@ fn sgd_step4(
 }
 
 @compute @workgroup_size(256)
-fn adam_step(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = scalar_index(wid, nwg, lid);
-    if (i >= p.len) {
-        return;
-    }
-    let r = adam(vec4<f32>(grad[i]), vec4<f32>(param[i]), vec4<f32>(buf[i]), vec4<f32>(buf2[i]));
-    buf[i] = r.m.x;
-    buf2[i] = r.v.x;
-    param[i] = r.param.x;
-}
-
-@compute @workgroup_size(256)
-fn adam_step4(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+fn adam_step4(inv: Invocation) {
     for (var j = 0u; j < 4u; j++) {
-        let i = vec4_index(wid, nwg, lid, j);
+        let i = quad_index(inv, j);
         if (i < p.len / 4u) {
             let r = adam(grad4[i], param4[i], buf4[i], buf24[i]);
             buf4[i] = r.m;
@@ -153,9 +129,4 @@ fn adam_step4(
             param4[i] = r.param;
         }
     }
-}
-
-// The momentum buffer as sgd() reads it: only after the first step, and only with momentum.
-fn sgd_buf_in(b: f32) -> vec4<f32> {
-    return vec4<f32>(select(0.0, b, p.momentum != 0.0 && p.first_step == 0u));
 }

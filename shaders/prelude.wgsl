@@ -27,3 +27,59 @@ fn divmod(a: u32, b: u32) -> vec2<u32> {
 // Tensors held in textures (src/backend/cpu/texels.rs) are TEXEL_ROW texels wide: vec4 i of
 // a buffer is the texel at (i % TEXEL_ROW, i / TEXEL_ROW).
 const TEXEL_ROW: u32 = 1024u;
+
+// ---- Grid indexing and shared math (the elementwise, reduction, loss and optimizer shaders) ----
+
+// A compute entry point's position in the grid, taken as one parameter: `fn k(inv: Invocation)`.
+// Kernels with barriers take these builtins one by one instead: WGSL's uniformity analysis (as
+// Chromium's Tint runs it) counts a struct holding `lid` as non-uniform as a whole.
+struct Invocation {
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+}
+
+// The workgroup's index in the 1-D grid the host asked for (kernel.rs folds a grid past
+// 65,535 workgroups into 2-D: x fastest).
+fn workgroup_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// The invocation's index in the 1-D grid, for `size` invocations per workgroup.
+fn flat_index(inv: Invocation, size: u32) -> u32 {
+    return workgroup_index(inv.wid, inv.nwg) * size + inv.lid;
+}
+
+// The vec4 kernels of 256 invocations (unary, optim): workgroup w covers vec4s w * 1024 ..
+// + 1024, invocation l the vec4s w * 1024 + l + 256 j for j = 0..3, so that each of the four
+// loads of a workgroup reads 256 neighbouring vec4s.
+fn quad_index(inv: Invocation, j: u32) -> u32 {
+    return workgroup_index(inv.wid, inv.nwg) * 1024u + inv.lid + j * 256u;
+}
+
+// The logistic function, stable for large |x|: never evaluates exp of a large positive number.
+fn sigmoid(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+// The sum of one value per invocation of a 256-invocation workgroup, by a tree in workgroup
+// memory; every invocation gets the total. It holds barriers: call it from every invocation
+// (uniform control flow). A pipeline whose entry point never calls it allocates nothing for
+// `tree_sums` (only the globals an entry point uses reach its compiled module).
+var<workgroup> tree_sums: array<f32, 256>;
+
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    tree_sums[lid] = v;
+    workgroupBarrier();
+    for (var step = 128u; step > 0u; step = step / 2u) {
+        if (lid < step) {
+            tree_sums[lid] += tree_sums[lid + step];
+        }
+        workgroupBarrier();
+    }
+    return tree_sums[0];
+}

@@ -3,11 +3,10 @@
 // so each op is its own compiled pipeline; `scalar` is the constant of powf and of the scalar
 // arithmetic ops.
 //
-// Indexing: the workgroup index is wid.x + wid.y * num_workgroups.x (the host folds large grids
-// into 2-D). The *4 kernels read and write vec4s (on llvmpipe a vec4 load costs far less than 4
-// scalar ones): workgroup t covers vec4s t * 1024 .. + 1024, invocation l the vec4s
-// t * 1024 + l + 256 j for j = 0..3. The scalar kernels, one invocation per element from
-// `start`, take the last len % 4 elements (or everything when the host prefers).
+// Indexing: the *4 kernels read and write vec4s (on llvmpipe a vec4 load costs far less than 4
+// scalar ones), four per invocation as the prelude's `quad_index` lays them out. The scalar
+// kernels, one invocation per element from `start`, take the last len % 4 elements (or
+// everything when the host prefers).
 
 override OP: u32;
 
@@ -20,6 +19,22 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// Forward bindings: x (input), y (output); backward: x, y, g (upstream gradient), gx (input
+// gradient), and relu_backward_sum_rows's col_sums. Each as f32s and as vec4s.
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> bx: array<f32>;
+@group(0) @binding(2) var<storage, read> by: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(1) var<storage, read> bx4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> by4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> g4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> gx4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> col_sums: array<f32>;
 
 // The op codes (`const NEG`, `const RELU`, ...) and the functions `forward(op, x, s)` and
 // `derivative(op, x, y, s)` are generated from the op table in src/ops/unary.rs, one row per op
@@ -37,99 +52,53 @@ fn signed_pow(x: f32, s: f32) -> f32 {
     return pow(x, s);
 }
 
-fn sigmoid(x: f32) -> f32 {
-    // Stable for large |x|: never evaluates exp of a large positive number.
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-
-@compute @workgroup_size(256)
-fn unary_forward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = p.start + (wid.x + wid.y * nwg.x) * 256u + lid;
-    if (i >= p.len) {
-        return;
-    }
-    y[i] = forward(OP, x[i], p.scalar);
-}
-
+// forward and derivative on four elements.
 fn forward4(v: vec4<f32>) -> vec4<f32> {
     let s = p.scalar;
     return vec4<f32>(forward(OP, v.x, s), forward(OP, v.y, s), forward(OP, v.z, s), forward(OP, v.w, s));
 }
 
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+fn derivative4(a: vec4<f32>, b: vec4<f32>, s: f32) -> vec4<f32> {
+    return vec4<f32>(
+        derivative(OP, a.x, b.x, s),
+        derivative(OP, a.y, b.y, s),
+        derivative(OP, a.z, b.z, s),
+        derivative(OP, a.w, b.w, s),
+    );
+}
 
 @compute @workgroup_size(256)
-fn unary_forward4(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let first = (wid.x + wid.y * nwg.x) * 1024u + lid;
-    let quads = p.len / 4u;
+fn unary_forward(inv: Invocation) {
+    let i = p.start + flat_index(inv, 256u);
+    if (i < p.len) {
+        y[i] = forward(OP, x[i], p.scalar);
+    }
+}
+
+@compute @workgroup_size(256)
+fn unary_backward(inv: Invocation) {
+    let i = p.start + flat_index(inv, 256u);
+    if (i < p.len) {
+        gx[i] = g[i] * derivative(OP, bx[i], by[i], p.scalar);
+    }
+}
+
+@compute @workgroup_size(256)
+fn unary_forward4(inv: Invocation) {
     for (var j = 0u; j < 4u; j++) {
-        let i = first + j * 256u;
-        if (i < quads) {
+        let i = quad_index(inv, j);
+        if (i < p.len / 4u) {
             y4[i] = forward4(x4[i]);
         }
     }
 }
 
-// Backward bindings: x (input), y (output), g (upstream gradient), gx (input gradient).
-@group(0) @binding(1) var<storage, read> bx: array<f32>;
-@group(0) @binding(2) var<storage, read> by: array<f32>;
-@group(0) @binding(3) var<storage, read> g: array<f32>;
-@group(0) @binding(4) var<storage, read_write> gx: array<f32>;
-
 @compute @workgroup_size(256)
-fn unary_backward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = p.start + (wid.x + wid.y * nwg.x) * 256u + lid;
-    if (i >= p.len) {
-        return;
-    }
-    gx[i] = g[i] * derivative(OP, bx[i], by[i], p.scalar);
-}
-
-@group(0) @binding(1) var<storage, read> bx4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> by4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> g4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> gx4: array<vec4<f32>>;
-
-@compute @workgroup_size(256)
-fn unary_backward4(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let first = (wid.x + wid.y * nwg.x) * 1024u + lid;
-    let quads = p.len / 4u;
-    let s = p.scalar;
+fn unary_backward4(inv: Invocation) {
     for (var j = 0u; j < 4u; j++) {
-        let i = first + j * 256u;
-        if (i < quads) {
-            let a = bx4[i];
-            let b = by4[i];
-            gx4[i] = g4[i] * vec4<f32>(
-                derivative(OP, a.x, b.x, s),
-                derivative(OP, a.y, b.y, s),
-                derivative(OP, a.z, b.z, s),
-                derivative(OP, a.w, b.w, s),
-            );
+        let i = quad_index(inv, j);
+        if (i < p.len / 4u) {
+            gx4[i] = g4[i] * derivative4(bx4[i], by4[i], p.scalar);
         }
     }
 }
@@ -139,22 +108,16 @@ fn unary_backward4(
 // unary_backward with OP = RELU, y bound as both x and y) and col_sums[c] = the sum of gx[:, c]
 // over the rows in order (the bias gradient, added as sum_dim(0) adds it). One invocation per
 // column: lanes read neighbouring columns of a row.
-@group(0) @binding(5) var<storage, read_write> col_sums: array<f32>;
-
 @compute @workgroup_size(64)
-fn relu_backward_sum_rows(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let c = (wid.x + wid.y * nwg.x) * 64u + lid;
+fn relu_backward_sum_rows(inv: Invocation) {
+    let c = flat_index(inv, 64u);
     if (c >= p.cols) {
         return;
     }
     var acc = 0.0;
     for (var r = 0u; r < p.len; r++) {
         let i = r * p.cols + c;
-        let v = g[i] * derivative(RELU, bx[i], by[i], 0.0);
+        let v = g[i] * derivative(OP, bx[i], by[i], 0.0);
         gx[i] = v;
         acc += v;
     }
@@ -165,30 +128,18 @@ fn relu_backward_sum_rows(
 // loads and stores (llvmpipe pays per load instruction, not per float), in workgroups of 16 so
 // that a layer's few column quads still spread over the adapter's threads.
 @compute @workgroup_size(16)
-fn relu_backward_sum_rows4(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let c4 = (wid.x + wid.y * nwg.x) * 16u + lid;
+fn relu_backward_sum_rows4(inv: Invocation) {
     let quads = p.cols / 4u;
-    if (c4 >= quads) {
-        return;
-    }
-    var acc = vec4<f32>(0.0);
-    for (var r = 0u; r < p.len; r++) {
-        let i = r * quads + c4;
-        let y = bx4[i];
-        let v = g4[i] * vec4<f32>(
-            derivative(OP, y.x, y.x, 0.0),
-            derivative(OP, y.y, y.y, 0.0),
-            derivative(OP, y.z, y.z, 0.0),
-            derivative(OP, y.w, y.w, 0.0),
-        );
-        gx4[i] = v;
-        acc += v;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        col_sums[c4 * 4u + j] = acc[j];
+    let c4 = flat_index(inv, 16u);
+    if (c4 < quads) {
+        var acc = vec4<f32>(0.0);
+        for (var i = c4; i < p.len * quads; i += quads) {
+            let v = g4[i] * derivative4(bx4[i], by4[i], 0.0);
+            gx4[i] = v;
+            acc += v;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            col_sums[c4 * 4u + j] = acc[j];
+        }
     }
 }

@@ -29,7 +29,8 @@ pub(crate) struct Shader {
     pub generated: Option<fn() -> String>,
 }
 
-/// Helpers every shader may use (`relu`, `is_nan`, `divmod`, `TEXEL_ROW`), written once.
+/// Helpers every shader may use (`relu`, `sigmoid`, `is_nan`, `divmod`, `TEXEL_ROW`, the grid
+/// indexing, `workgroup_sum`), written once.
 const PRELUDE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/prelude.wgsl"));
 
 impl Shader {

@@ -156,7 +156,7 @@ impl Op {
             Op::Linear(s) => ops::matmul::linear_backward(s, grad, &needs(inputs))?,
             Op::Softmax(s) => vec![Some(ops::softmax::backward(s, grad)?)],
             Op::Permute(s) => vec![Some(ops::layout::permute_backward(s, grad)?)],
-            Op::Expand => vec![Some(ops::reduce::sum_to(grad, inputs[0].shape())?)],
+            Op::Expand => vec![Some(ops::binary::sum_to(grad, inputs[0].shape())?)],
             Op::Conv2d(s) => ops::conv::backward(s, grad, &needs(inputs))?,
             Op::Pool(s) => vec![Some(ops::pool::backward(s, grad)?)],
             Op::BatchNorm(s) => ops::batch_norm::backward(s, grad, &needs(inputs))?,

@@ -232,10 +232,12 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
     dev.dispatch(
         &SHADER,
         "bn_g_xhat",
+        // The elementwise kernels' one layout: x, stats, weight (unread here), g, the output.
         &[
-            Bind::Read(g.buffer()),
             Bind::Read(s.x.buffer()),
             Bind::Read(s.stats.buffer()),
+            Bind::Read(s.weight.buffer()),
+            Bind::Read(g.buffer()),
             Bind::Write(prod.buffer()),
         ],
         &s.params,
@@ -249,10 +251,10 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
             &SHADER,
             "bn_backward",
             &[
-                Bind::Read(g.buffer()),
                 Bind::Read(s.x.buffer()),
                 Bind::Read(s.stats.buffer()),
                 Bind::Read(s.weight.buffer()),
+                Bind::Read(g.buffer()),
                 Bind::Read(sum_g.buffer()),
                 Bind::Read(sum_g_xhat.buffer()),
                 Bind::Write(gx.buffer()),

@@ -1,9 +1,8 @@
 //! `add`, `sub`, `mul`, `div` with NumPy/PyTorch broadcasting: `shaders/binary.wgsl`.
 //! The backward undoes broadcasting by summing over the broadcast dims inside the kernel.
 
-use crate::error::Result;
+use crate::error::{shape_err, Result};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
-use crate::ops::reduce::sum_to;
 use crate::ops::unary::groups;
 use crate::shape::{broadcast, broadcast_strides, numel, pad_shape, vec4x2};
 use crate::tape::Op;
@@ -172,6 +171,49 @@ pub(crate) fn backward(
         None
     };
     Ok(vec![ga, gb])
+}
+
+/// Sums `g` down to `shape` over the dims it was broadcast along: the backward of `expand`,
+/// and the gradient of `a` in a broadcast `a + b` (the add's backward kernel, which reads
+/// neither `a` nor `b`).
+pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g.clone());
+    }
+    let rank = g.rank();
+    if shape.len() > rank {
+        return shape_err("sum_to", format!("cannot sum {:?} to {shape:?}", g.shape()));
+    }
+    let t = pad_shape(shape, rank);
+    let red_count = g.numel() / numel(shape).max(1);
+    let dev = g.device();
+    if red_count * (rank + 1) > dev.policy().loop_limit() {
+        // Too many positions for one invocation: sum one broadcast dim at a time instead.
+        let mut acc = g.clone();
+        for (d, (&td, &gd)) in t.iter().zip(g.shape()).enumerate() {
+            if td == 1 && gd != 1 {
+                acc = acc.sum_dim(d as isize, true)?;
+            }
+        }
+        return acc.reshape(shape);
+    }
+    let out = Tensor::uninit(dev, shape)?;
+    let n = out.numel();
+    let unread = dev.dummy_buffer();
+    dev.dispatch_with(
+        &SHADER,
+        "binary_backward_broadcast",
+        &[("OP", BinaryOp::Add as u32), ("SIDE", 0)],
+        &[
+            Bind::Read(unread),
+            Bind::Read(unread),
+            Bind::Read(g.buffer()),
+            Bind::Write(out.buffer()),
+        ],
+        &params(n, g.shape(), &t, &t, &t),
+        groups(n),
+    )?;
+    Ok(out)
 }
 
 impl Tensor {

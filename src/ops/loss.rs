@@ -44,6 +44,13 @@ enum Elementwise {
     Bce,
 }
 
+impl Elementwise {
+    /// The shader's pipeline constants: which of the binary cross-entropies.
+    fn constants(self) -> [(&'static str, u32); 1] {
+        [("LOGITS", matches!(self, Elementwise::BceLogits) as u32)]
+    }
+}
+
 pub(crate) struct Saved {
     kind: Elementwise,
     x: Tensor,
@@ -77,17 +84,18 @@ fn same_shape(x: &Tensor, t: &Tensor, op: &'static str) -> Result<()> {
 }
 
 fn elementwise(x: &Tensor, t: &Tensor, kind: Elementwise, r: Reduction) -> Result<Tensor> {
-    let (name, entry) = match kind {
-        Elementwise::BceLogits => ("binary_cross_entropy_with_logits", "bce_logits_forward"),
-        Elementwise::Bce => ("binary_cross_entropy", "bce_forward"),
+    let name = match kind {
+        Elementwise::BceLogits => "binary_cross_entropy_with_logits",
+        Elementwise::Bce => "binary_cross_entropy",
     };
     same_shape(x, t, name)?;
     let dev = x.device();
     let n = x.numel();
     let l = dev.storage(n)?;
-    dev.dispatch(
+    dev.dispatch_with(
         &SHADER,
-        entry,
+        "bce_forward",
+        &kind.constants(),
         &[
             Bind::Read(x.buffer()),
             Bind::Read(t.buffer()),
@@ -114,13 +122,10 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
     let n = g.numel();
     let gx = Tensor::uninit(dev, g.shape())?;
     let gt = Tensor::uninit(dev, g.shape())?;
-    let entry = match s.kind {
-        Elementwise::BceLogits => "bce_logits_backward",
-        Elementwise::Bce => "bce_backward",
-    };
-    dev.dispatch(
+    dev.dispatch_with(
         &SHADER,
-        entry,
+        "bce_backward",
+        &s.kind.constants(),
         &[
             Bind::Read(s.x.buffer()),
             Bind::Read(s.t.buffer()),
@@ -153,8 +158,8 @@ pub(crate) fn cross_entropy_backward(s: &CrossEntropySaved, g: &Tensor) -> Resul
             Bind::Read(s.x.buffer()),
             Bind::Read(s.targets.buffer()),
             Bind::Read(g.buffer()),
-            Bind::Read(s.lse.buffer()),
             Bind::Write(gx.buffer()),
+            Bind::Read(s.lse.buffer()),
         ],
         &LossParams {
             len: rows as u32,

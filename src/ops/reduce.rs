@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::device::Device;
 use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::unary::groups;
-use crate::shape::{numel, pad_shape, resolve_dim, vec4x2};
+use crate::shape::{numel, resolve_dim};
 use crate::tape::Op;
 use crate::tensor::Storage;
 use crate::tensor::Tensor;
@@ -16,14 +16,7 @@ static SHADER: Shader = shader!("reduce");
 kernel_params! {
     /// `Params` of `shaders/reduce.wgsl`.
     pub(crate) struct ReduceParams for "reduce" {
-        /// sum_to only: the source and target shapes, its size, rank and number of summed
-        /// positions.
-        src_shape: [[u32; 4]; 2],
-        t_shape: [[u32; 4]; 2],
-        len: u32,
-        rank: u32,
-        red_count: u32,
-        /// The rows kernels: [outer, n, inner] -> [outer, inner], times scale, in chunks.
+        /// [outer, n, inner] -> [outer, inner], times scale, in chunks.
         outer: u32,
         n: u32,
         inner: u32,
@@ -65,7 +58,6 @@ impl Rows {
             inner: self.inner as u32,
             scale,
             chunk: chunk as u32,
-            ..Default::default()
         }
     }
 }
@@ -169,48 +161,6 @@ pub(crate) fn max_backward(s: &MaxSaved, g: &Tensor) -> Result<Tensor> {
         groups(gx.numel()),
     )?;
     Ok(gx)
-}
-
-/// Sums `g` down to `shape` over the dims it was broadcast along (the backward of `expand`).
-pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
-    if g.shape() == shape {
-        return Ok(g.clone());
-    }
-    let rank = g.rank();
-    if shape.len() > rank {
-        return shape_err("sum_to", format!("cannot sum {:?} to {shape:?}", g.shape()));
-    }
-    let t = pad_shape(shape, rank);
-    let red_count = g.numel() / numel(shape).max(1);
-    if red_count * (rank + 1) > g.device().policy().loop_limit() {
-        // Too many positions for one invocation: sum one broadcast dim at a time instead.
-        let mut acc = g.clone();
-        for (d, (&td, &gd)) in t.iter().zip(g.shape()).enumerate() {
-            if td == 1 && gd != 1 {
-                acc = acc.sum_dim(d as isize, true)?;
-            }
-        }
-        return acc.reshape(shape);
-    }
-    let dev = g.device();
-    let out = Tensor::uninit(dev, shape)?;
-    let n = out.numel();
-    let p = ReduceParams {
-        src_shape: vec4x2(g.shape()),
-        t_shape: vec4x2(&t),
-        len: n as u32,
-        rank: rank as u32,
-        red_count: red_count as u32,
-        ..Default::default()
-    };
-    dev.dispatch(
-        &SHADER,
-        "sum_to",
-        &[Bind::Read(g.buffer()), Bind::Write(out.buffer())],
-        &p,
-        groups(n),
-    )?;
-    Ok(out)
 }
 
 impl Tensor {

@@ -20,8 +20,8 @@ kernel_params! {
 }
 
 /// One elementwise op: WGSL expressions for its value y = f(x) and for its derivative dy/dx,
-/// over the input `x`, the output `y` and the op's scalar `s` (helpers such as `relu`,
-/// `sigmoid` and `signed_pow` are in `shaders/unary.wgsl`).
+/// over the input `x`, the output `y` and the op's scalar `s` (`relu` and `sigmoid` are in
+/// `shaders/prelude.wgsl`, `signed_pow` in `shaders/unary.wgsl`).
 struct Row {
     name: &'static str,
     forward: &'static str,
