@@ -27,3 +27,16 @@ fn divmod(a: u32, b: u32) -> vec2<u32> {
 // Tensors held in textures (src/backend/cpu/texels.rs) are TEXEL_ROW texels wide: vec4 i of
 // a buffer is the texel at (i % TEXEL_ROW, i / TEXEL_ROW).
 const TEXEL_ROW: u32 = 1024u;
+
+// The builtins that number an entry point's invocations: `fn kernel(id: Invocation)`.
+struct Invocation {
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+}
+
+// The invocation's index in a grid of workgroups of `size` invocations, which the host folds
+// into 2-D past 65,535 workgroups (src/kernel.rs).
+fn invocation_index(id: Invocation, size: u32) -> u32 {
+    return (id.wid.x + id.wid.y * id.nwg.x) * size + id.lid;
+}

@@ -192,39 +192,26 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     let gx = Tensor::uninit(dev, &s.in_shape)?;
     let n = gx.numel();
     let geo = &s.geo;
-    // Windows that tile the input exactly: one invocation per window (see the shader).
-    let tiled = geo.tiled();
-    match &s.argmax {
-        Some(idx) => dev.dispatch(
-            &SHADER,
-            if tiled && geo.p.kernel == (2, 2) {
-                "max_pool_backward_2x2"
-            } else if tiled {
-                "max_pool_backward_disjoint"
-            } else {
-                "max_pool_backward"
-            },
-            &[
-                Bind::Read(g.buffer()),
-                Bind::Read(idx.buffer()),
-                Bind::Write(gx.buffer()),
-            ],
-            &geo.params(),
-            groups(if tiled { g.numel() } else { n }),
-        )?,
-        // Binding 2 (the argmax) is unused by the average's backward: g fills the slot.
-        None => dev.dispatch(
-            &SHADER,
-            "avg_pool_backward",
-            &[
-                Bind::Read(g.buffer()),
-                Bind::Read(g.buffer()),
-                Bind::Write(gx.buffer()),
-            ],
-            &s.geo.params(),
-            groups(n),
-        )?,
-    }
+    let binds = [
+        Bind::Read(g.buffer()),
+        // Average pooling reads no argmax: the device's dummy buffer fills its slot.
+        Bind::Read(s.argmax.as_ref().map_or(dev.dummy_buffer(), |a| a.buffer())),
+        Bind::Write(gx.buffer()),
+    ];
+    // Max pooling over windows that tile the input: one invocation per window (see the shader).
+    let (entry, invocations) = match (s.argmax.is_some(), geo.tiled(), geo.p.kernel) {
+        (true, true, (2, 2)) => ("max_pool_backward_2x2", g.numel()),
+        (true, true, _) => ("max_pool_backward_disjoint", g.numel()),
+        _ => ("pool_backward", n),
+    };
+    dev.dispatch_with(
+        &SHADER,
+        entry,
+        &[("MAX", s.argmax.is_some() as u32)],
+        &binds,
+        &geo.params(),
+        groups(invocations),
+    )?;
     Ok(gx)
 }
 
@@ -243,23 +230,23 @@ impl Tensor {
         let dev = self.device();
         let shape = vec![self.shape()[0], self.shape()[1], geo.ho, geo.wo];
         let out = dev.storage(geo.planes * geo.ho * geo.wo)?;
-        // The argmax is kept for the backward only (under no_grad a one-element placeholder
+        // The argmax is kept for the backward only (under no_grad the device's dummy buffer
         // fills its slot).
         let save = crate::tape::is_grad_enabled() && self.is_requires_grad();
-        let argmax = Tensor::uninit(dev, if save { &shape } else { &[1] })?;
+        let argmax = save.then(|| Tensor::uninit(dev, &shape)).transpose()?;
         let entry = if geo.tiled() && geo.p.kernel == (2, 2) {
             "max_pool_forward_2x2"
         } else {
-            "max_pool_forward"
+            "pool_forward"
         };
         dev.dispatch_with(
             &SHADER,
             entry,
-            &[("SAVE_ARGMAX", save as u32)],
+            &[("MAX", 1), ("SAVE_ARGMAX", save as u32)],
             &[
                 Bind::Read(self.buffer()),
                 Bind::Write(out.buffer()),
-                Bind::Write(argmax.buffer()),
+                Bind::Write(argmax.as_ref().map_or(dev.dummy_buffer(), |a| a.buffer())),
             ],
             &geo.params(),
             groups(geo.planes * geo.ho * geo.wo),
@@ -267,7 +254,7 @@ impl Tensor {
         Ok(Tensor::from_op(out, shape, &[self], || {
             Op::Pool(Saved {
                 geo,
-                argmax: Some(argmax),
+                argmax,
                 in_shape: self.shape().to_vec(),
             })
         }))
@@ -282,10 +269,16 @@ impl Tensor {
         let dev = self.device();
         let shape = vec![self.shape()[0], self.shape()[1], geo.ho, geo.wo];
         let out = dev.storage(geo.planes * geo.ho * geo.wo)?;
-        dev.dispatch(
+        dev.dispatch_with(
             &SHADER,
-            "avg_pool_forward",
-            &[Bind::Read(self.buffer()), Bind::Write(out.buffer())],
+            "pool_forward",
+            &[("MAX", 0), ("SAVE_ARGMAX", 0)],
+            &[
+                Bind::Read(self.buffer()),
+                Bind::Write(out.buffer()),
+                // No argmax: the device's dummy buffer fills its slot.
+                Bind::Write(dev.dummy_buffer()),
+            ],
             &geo.params(),
             groups(geo.planes * geo.ho * geo.wo),
         )?;
