@@ -35,25 +35,15 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
-
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> cols: array<f32>;
 
 @compute @workgroup_size(256)
-fn im2col(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
+fn im2col(id: Invocation) {
+    let e = invocation_index(id, 256u);
     let pixels = p.ho * p.wo;
     let rows = p.c * p.kh * p.kw;
-    if (e >= p.nb * rows * pixels) {
-        return;
-    }
+    if (e >= p.nb * rows * pixels) { return; }
     let pix = e % pixels;
     let row = (e / pixels) % rows;
     let ni = e / (pixels * rows);
@@ -75,16 +65,10 @@ fn im2col(
 
 // The output positions o with o*S - P + k*D == i for some tap k: o*S = i + P - k*D.
 @compute @workgroup_size(256)
-fn col2im(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
+fn col2im(id: Invocation) {
+    let e = invocation_index(id, 256u);
     let plane = p.h * p.w;
-    if (e >= p.nb * p.c * plane) {
-        return;
-    }
+    if (e >= p.nb * p.c * plane) { return; }
     let iw = i32(e % p.w);
     let ih = i32((e / p.w) % p.h);
     let c = (e / plane) % p.c;
@@ -117,16 +101,10 @@ fn col2im(
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(256)
-fn epilogue(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
+fn epilogue(id: Invocation) {
+    let e = invocation_index(id, 256u);
     let pixels = p.ho * p.wo;
-    if (e >= p.n * p.c_out * pixels) {
-        return;
-    }
+    if (e >= p.n * p.c_out * pixels) { return; }
     var v = out[e];
     if (p.has_bias == 1u) {
         v += bias[(e / pixels) % p.c_out];
@@ -144,15 +122,10 @@ fn epilogue(
 var<workgroup> partial: array<f32, 256>;
 
 @compute @workgroup_size(256)
-fn bias_grad(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let co = wid.x + wid.y * nwg.x;
-    if (co >= p.c_out) {
-        return;
-    }
+fn bias_grad(id: Invocation) {
+    let co = id.wid.x + id.wid.y * id.nwg.x;
+    let lid = id.lid;
+    if (co >= p.c_out) { return; }
     let pixels = p.ho * p.wo;
     var acc = 0.0;
     for (var j = lid; j < p.n * pixels; j += 256u) {
