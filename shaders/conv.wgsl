@@ -9,29 +9,10 @@
 // col2im is a gather: one invocation per input pixel sums the column entries that read it, so
 // no two invocations write the same place (deterministic, no float atomics).
 
-struct Params {
-    n0: u32,
-    nb: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    kh: u32,
-    kw: u32,
-    ho: u32,
-    wo: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    // epilogue / bias_grad: output channels and the number of images.
-    c_out: u32,
-    n: u32,
-    // epilogue: add the bias; apply ReLU.
-    has_bias: u32,
-    relu: u32,
-}
+// Params (binding 0): the convolution's geometry (n, c, h, w, c_out, kh, kw, ho, wo, strides
+// sh, sw, padding ph, pw, dilation dh, dw, groups), the chunk n0, nb, and the epilogue's
+// has_bias, relu. The struct is `ConvParams` in src/backend/conv.rs, shared with
+// cpu/conv_implicit.wgsl and appended to this module from there.
 
 @group(0) @binding(0) var<uniform> p: Params;
 

@@ -3,7 +3,9 @@
 //! Ops ask the policy and never look at the adapter. [`cpu`] holds the CPU-adapter kernels.
 
 pub(crate) mod caps;
+pub(crate) mod conv;
 pub(crate) mod cpu;
 pub(crate) mod policy;
+pub(crate) mod portable;
 
 pub use caps::{AdapterClass, Limits};
