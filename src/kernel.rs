@@ -805,7 +805,7 @@ mod tests {
     fn mirrors() -> Vec<Mirror> {
         use crate::backend::conv::ConvParams;
         use crate::ops::{batch_norm, binary, dropout, fill, layout, loss, matmul};
-        use crate::ops::{pool, reduce, softmax, unary};
+        use crate::ops::{reduce, softmax, unary};
         vec![
             mirror::<batch_norm::BatchNormParams>(),
             mirror::<binary::BinaryParams>(),
@@ -816,7 +816,7 @@ mod tests {
             mirror::<loss::LossParams>(),
             mirror::<matmul::MatmulParams>(),
             mirror::<crate::optim::OptimParams>(),
-            mirror::<pool::PoolParams>(),
+            mirror::<crate::backend::pool::PoolParams>(),
             mirror::<reduce::ReduceParams>(),
             mirror::<softmax::SoftmaxParams>(),
             mirror::<unary::UnaryParams>(),

@@ -8,4 +8,7 @@ pub(crate) mod cpu;
 pub(crate) mod policy;
 pub(crate) mod portable;
 
+/// Pooling: every adapter runs the portable kernels.
+pub(crate) use portable::pool;
+
 pub use caps::{AdapterClass, Limits};

@@ -2,3 +2,4 @@
 //! adapter where the policy chooses them.
 
 pub(crate) mod conv;
+pub(crate) mod pool;
