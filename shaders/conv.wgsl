@@ -16,8 +16,18 @@
 
 @group(0) @binding(0) var<uniform> p: Params;
 
+// Bindings 1 and 2 of each kernel: im2col reads x and writes the chunk's column matrix cols;
+// col2im reads the chunk's column gradient gcols and writes the input gradient gx (whole
+// batch); epilogue reads the bias and updates out in place; bias_grad reads the output
+// gradient g and writes the bias gradient gb.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> cols: array<f32>;
+@group(0) @binding(1) var<storage, read> gcols: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gb: array<f32>;
 
 @compute @workgroup_size(256)
 fn im2col(id: Invocation) {
@@ -39,10 +49,6 @@ fn im2col(id: Invocation) {
     }
     cols[e] = v;
 }
-
-// col2im bindings: the column gradient of the chunk, and the input gradient (whole batch).
-@group(0) @binding(1) var<storage, read> gcols: array<f32>;
-@group(0) @binding(2) var<storage, read_write> gx: array<f32>;
 
 // The output positions o with o*S - P + k*D == i for some tap k: o*S = i + P - k*D.
 @compute @workgroup_size(256)
@@ -78,9 +84,6 @@ fn col2im(id: Invocation) {
 
 // epilogue: out [N, C_out, HO*WO] += bias[c] (with has_bias), then max(out, 0) (with relu),
 // in place.
-@group(0) @binding(1) var<storage, read> bias: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
 @compute @workgroup_size(256)
 fn epilogue(id: Invocation) {
     let e = invocation_index(id, 256u);
@@ -96,10 +99,7 @@ fn epilogue(id: Invocation) {
     out[e] = v;
 }
 
-// bias_grad: one workgroup per output channel sums g over images and pixels.
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> gb: array<f32>;
-
+// bias_grad: one workgroup per output channel sums g over images and pixels (HO * WO of them).
 var<workgroup> partial: array<f32, 256>;
 
 @compute @workgroup_size(256)
