@@ -9,51 +9,32 @@
 // col2im is a gather: one invocation per input pixel sums the column entries that read it, so
 // no two invocations write the same place (deterministic, no float atomics).
 
-struct Params {
-    n0: u32,
-    nb: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    kh: u32,
-    kw: u32,
-    ho: u32,
-    wo: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    // epilogue / bias_grad: output channels and the number of images.
-    c_out: u32,
-    n: u32,
-    // epilogue: add the bias; apply ReLU.
-    has_bias: u32,
-    relu: u32,
-}
+// Params (binding 0): the convolution's geometry (n, c, h, w, c_out, kh, kw, ho, wo, strides
+// sh, sw, padding ph, pw, dilation dh, dw, groups), the chunk n0, nb, and the epilogue's
+// has_bias, relu. The struct is `ConvParams` in src/backend/conv.rs, shared with
+// cpu/conv_implicit.wgsl and appended to this module from there.
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
-
+// Bindings 1 and 2 of each kernel: im2col reads x and writes the chunk's column matrix cols;
+// col2im reads the chunk's column gradient gcols and writes the input gradient gx (whole
+// batch); epilogue reads the bias and updates out in place; bias_grad reads the output
+// gradient g and writes the bias gradient gb.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> cols: array<f32>;
+@group(0) @binding(1) var<storage, read> gcols: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gb: array<f32>;
 
 @compute @workgroup_size(256)
-fn im2col(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
+fn im2col(id: Invocation) {
+    let e = flat_index(id, 256u);
     let pixels = p.ho * p.wo;
     let rows = p.c * p.kh * p.kw;
-    if (e >= p.nb * rows * pixels) {
-        return;
-    }
+    if (e >= p.nb * rows * pixels) { return; }
     let pix = e % pixels;
     let row = (e / pixels) % rows;
     let ni = e / (pixels * rows);
@@ -69,22 +50,12 @@ fn im2col(
     cols[e] = v;
 }
 
-// col2im bindings: the column gradient of the chunk, and the input gradient (whole batch).
-@group(0) @binding(1) var<storage, read> gcols: array<f32>;
-@group(0) @binding(2) var<storage, read_write> gx: array<f32>;
-
 // The output positions o with o*S - P + k*D == i for some tap k: o*S = i + P - k*D.
 @compute @workgroup_size(256)
-fn col2im(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
+fn col2im(id: Invocation) {
+    let e = flat_index(id, 256u);
     let plane = p.h * p.w;
-    if (e >= p.nb * p.c * plane) {
-        return;
-    }
+    if (e >= p.nb * p.c * plane) { return; }
     let iw = i32(e % p.w);
     let ih = i32((e / p.w) % p.h);
     let c = (e / plane) % p.c;
@@ -113,20 +84,11 @@ fn col2im(
 
 // epilogue: out [N, C_out, HO*WO] += bias[c] (with has_bias), then max(out, 0) (with relu),
 // in place.
-@group(0) @binding(1) var<storage, read> bias: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
 @compute @workgroup_size(256)
-fn epilogue(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_index(wid, nwg, lid);
+fn epilogue(id: Invocation) {
+    let e = flat_index(id, 256u);
     let pixels = p.ho * p.wo;
-    if (e >= p.n * p.c_out * pixels) {
-        return;
-    }
+    if (e >= p.n * p.c_out * pixels) { return; }
     var v = out[e];
     if (p.has_bias == 1u) {
         v += bias[(e / pixels) % p.c_out];
@@ -137,37 +99,24 @@ fn epilogue(
     out[e] = v;
 }
 
-// bias_grad: one workgroup per output channel sums g over images and pixels.
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> gb: array<f32>;
-
-var<workgroup> partial: array<f32, 256>;
-
+// bias_grad: one workgroup per output channel sums g over images and pixels (HO * WO of them).
+// It holds barriers, so it takes the builtins one by one (see the prelude's Invocation).
 @compute @workgroup_size(256)
 fn bias_grad(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let co = wid.x + wid.y * nwg.x;
-    if (co >= p.c_out) {
-        return;
-    }
+    let co = workgroup_index(wid, nwg);
+    if (co >= p.c_out) { return; }
     let pixels = p.ho * p.wo;
     var acc = 0.0;
     for (var j = lid; j < p.n * pixels; j += 256u) {
         acc += g[((j / pixels) * p.c_out + co) * pixels + j % pixels];
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var step = 128u; step > 0u; step = step / 2u) {
-        if (lid < step) {
-            partial[lid] += partial[lid + step];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid, acc);
     if (lid == 0u) {
-        gb[co] = partial[0];
+        gb[co] = total;
     }
 }
 

@@ -804,24 +804,23 @@ mod tests {
 
     /// Every [`KernelParams`] struct (a new one is added here).
     fn mirrors() -> Vec<Mirror> {
-        use crate::backend::cpu::conv_implicit::ConvImplicitParams;
-        use crate::ops::{batch_norm, binary, conv, dropout, fill, layout, loss, matmul};
-        use crate::ops::{pool, reduce, softmax, unary};
+        use crate::backend::conv::ConvParams;
+        use crate::ops::{batch_norm, binary, dropout, fill, layout, loss, matmul};
+        use crate::ops::{reduce, softmax, unary};
         vec![
             mirror::<batch_norm::BatchNormParams>(),
             mirror::<binary::BinaryParams>(),
-            mirror::<conv::ConvParams>(),
+            mirror::<ConvParams>(),
             mirror::<dropout::DropoutParams>(),
             mirror::<fill::FillParams>(),
             mirror::<layout::LayoutParams>(),
             mirror::<loss::LossParams>(),
             mirror::<matmul::MatmulParams>(),
             mirror::<crate::optim::OptimParams>(),
-            mirror::<pool::PoolParams>(),
+            mirror::<crate::backend::pool::PoolParams>(),
             mirror::<reduce::ReduceParams>(),
             mirror::<softmax::SoftmaxParams>(),
             mirror::<unary::UnaryParams>(),
-            mirror::<ConvImplicitParams>(),
         ]
     }
 
@@ -844,6 +843,7 @@ mod tests {
                     source: std::fs::read_to_string(&path).unwrap().leak(),
                     generated: match name.as_str() {
                         "unary" => Some(crate::ops::unary::table_wgsl),
+                        "conv" => Some(crate::backend::conv::params_wgsl),
                         "cpu/conv_implicit" => Some(crate::backend::cpu::conv_implicit::generated),
                         _ => None,
                     },

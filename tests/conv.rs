@@ -489,6 +489,10 @@ fn conv_pool_cases() -> Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> {
             Conv2dParams::default().padding(3),
         ),
         (vec![3, 5, 6, 6], vec![4, 5, 1, 1], Conv2dParams::default()),
+        // The other unrolled widths: 2, 4 (fma16x4 alone) and 6 (fma16x4 and two taps).
+        (vec![2, 2, 7, 7], vec![3, 2, 2, 2], Conv2dParams::default()),
+        (vec![2, 2, 9, 9], vec![3, 2, 4, 4], Conv2dParams::default()),
+        (vec![2, 2, 8, 11], vec![3, 2, 3, 6], Conv2dParams::default()),
         // Groups under ROW_SLIDE (each group's weights start elsewhere in the layout).
         (
             vec![3, 4, 10, 10],

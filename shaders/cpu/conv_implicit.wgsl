@@ -42,36 +42,13 @@
 // one pixel pair and skip the same taps that reach no output pixel). Accumulators are separate
 // variables: llvmpipe keeps dynamically indexed arrays in memory.
 
-struct Params {
-    n: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    kh: u32,
-    kw: u32,
-    ho: u32,
-    wo: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    groups: u32,
-    has_bias: u32,
-    // Image quads (images padded to a multiple of 4, divided by 4).
-    nq: u32,
-    // conv_backward_weight: a part is a group of quads x a band of output rows.
-    rows_per_part: u32,
-    quads_per_part: u32,
-    // sum_parts: number of parts.
-    parts: u32,
-    // images_inner: channels x pixels of the tensor being re-laid out.
-    planes: u32,
-    // conv_forward: ReLU after the bias. (images_inner's mask is the constant RELU_MASK.)
-    relu: u32,
-}
+// Params (binding 0): the convolution's geometry (n, c, h, w, c_out, kh, kw, ho, wo, strides
+// sh, sw, padding ph, pw, dilation dh, dw, groups), has_bias and relu (conv_forward; the
+// images_inner mask is the constant RELU_MASK), the image quads nq (images padded to a multiple
+// of 4, divided by 4), conv_backward_weight's parts (a part is a group of quads_per_part quads
+// x a band of rows_per_part output rows; sum_parts adds `parts` of them) and images_inner's
+// planes (channels x pixels of the tensor re-laid out). The struct is `ConvParams` in
+// src/backend/conv.rs, shared with conv.wgsl and appended to this module from there.
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -91,8 +68,9 @@ fn channel_blocks(c: u32) -> u32 {
 // between the adapter's threads (lavapipe runs a workgroup on one thread).
 override WG: u32 = 64u;
 
-fn invocation(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + li;
+// The invocation's index (in workgroups of WG).
+fn invocation(id: Invocation) -> u32 {
+    return flat_index(id, WG);
 }
 
 // ---- layouts ----
@@ -104,8 +82,13 @@ fn invocation(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
 @group(0) @binding(2) var dst_texels: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(3) var<storage, read> relu_out: array<f32>;
 
+// The coordinates of vec4 i in a texture.
+fn texel_at(i: u32) -> vec2<u32> {
+    return vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW);
+}
+
 fn store_texel(i: u32, v: vec4<f32>) {
-    textureStore(dst_texels, vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW), v);
+    textureStore(dst_texels, texel_at(i), v);
 }
 
 // With RELU_MASK (a pipeline constant: a masked load costs as much as a real one on
@@ -115,15 +98,9 @@ override RELU_MASK: bool = false;
 // texel plane * nq + q = src[(4q + j) * planes + plane] for j = 0..3 (0 past the last image):
 // an [N, planes] tensor (planes = C * H * W) as [planes, NQ * 4].
 @compute @workgroup_size(64)
-fn images_inner(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let v = invocation(wid, nwg, li);
-    if (v >= p.planes * p.nq) {
-        return;
-    }
+fn images_inner(id: Invocation) {
+    let v = invocation(id);
+    if (v >= p.planes * p.nq) { return; }
     let plane = v / p.nq;
     let n0 = (v % p.nq) * 4u;
     var out = vec4<f32>(0.0);
@@ -155,16 +132,10 @@ fn image_row(n: u32, pb: u32, blocks: u32) -> vec4<f32> {
 // images_inner when planes is a multiple of 4: each invocation moves a 4 x 4 block (4 planes
 // of 4 images) with 4 vec4 loads and 4 vec4 stores, a transpose in registers.
 @compute @workgroup_size(64)
-fn images_inner4(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let v = invocation(wid, nwg, li);
+fn images_inner4(id: Invocation) {
+    let v = invocation(id);
     let blocks = p.planes / 4u;
-    if (v >= blocks * p.nq) {
-        return;
-    }
+    if (v >= blocks * p.nq) { return; }
     let q = v % p.nq;
     let pb = v / p.nq;
     let r0 = image_row(q * 4u, pb, blocks);
@@ -238,56 +209,26 @@ fn backward_slots(u: u32, ch: u32) -> Slots {
     return load_slots((co_t.x * cin_g + c) * taps + co_t.y, taps, cin_g - c, ch);
 }
 
-@compute @workgroup_size(64)
-fn weight_forward_layout(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let u = invocation(wid, nwg, li);
-    if (u < forward_groups(CH)) {
-        let s = forward_slots(u, CH);
-        store_texel(2u * u, s.lo);
-        store_texel(2u * u + 1u, s.hi);
-    }
-}
-
-@compute @workgroup_size(64)
-fn weight_backward_layout(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let u = invocation(wid, nwg, li);
-    if (u < backward_groups(CH)) {
-        let s = backward_slots(u, CH);
-        store_texel(2u * u, s.lo);
-        store_texel(2u * u + 1u, s.hi);
-    }
-}
-
-// Both layouts in one dispatch (a training forward whose input needs its gradient): the
-// forward one (blocks of CH) at binding 2, the backward one (blocks of CH_B) at binding 4.
+// The layouts one dispatch writes (pipeline constants): the forward one (blocks of CH) to
+// binding 2, the backward one (blocks of CH_B) to binding 4; both in a training forward whose
+// input needs its gradient (each dispatch has a fixed cost).
+override FORWARD_LAYOUT: bool = true;
+override BACKWARD_LAYOUT: bool = false;
 override CH_B: u32 = 8u;
 @group(0) @binding(4) var dst_texels_b: texture_storage_2d<rgba32float, write>;
 
 @compute @workgroup_size(64)
-fn weight_layouts(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let u = invocation(wid, nwg, li);
-    if (u < forward_groups(CH)) {
+fn weight_layouts(id: Invocation) {
+    let u = invocation(id);
+    if (FORWARD_LAYOUT && u < forward_groups(CH)) {
         let s = forward_slots(u, CH);
-        store_texel(2u * u, s.lo);
-        store_texel(2u * u + 1u, s.hi);
+        textureStore(dst_texels, texel_at(2u * u), s.lo);
+        textureStore(dst_texels, texel_at(2u * u + 1u), s.hi);
     }
-    if (u < backward_groups(CH_B)) {
+    if (BACKWARD_LAYOUT && u < backward_groups(CH_B)) {
         let s = backward_slots(u, CH_B);
-        let at = 2u * u;
-        textureStore(dst_texels_b, vec2<u32>(at % TEXEL_ROW, at / TEXEL_ROW), s.lo);
-        textureStore(dst_texels_b, vec2<u32>((at + 1u) % TEXEL_ROW, (at + 1u) / TEXEL_ROW), s.hi);
+        textureStore(dst_texels_b, texel_at(2u * u), s.lo);
+        textureStore(dst_texels_b, texel_at(2u * u + 1u), s.hi);
     }
 }
 
@@ -301,7 +242,7 @@ fn weight_layouts(
 @group(0) @binding(2) var texels2: texture_2d<f32>;
 
 fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW), 0);
+    return textureLoad(t, texel_at(i), 0);
 }
 
 // Activation quads (x, or g in conv_backward_input) and weight quads.
@@ -315,17 +256,42 @@ fn wq(i: u32) -> vec4<f32> {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-// Invocation v's work, pixel fastest: (pixel, channel block, group, image block).
-fn work_of(v: u32, pixels: u32, cb_count: u32) -> vec4<u32> {
-    let rest = v / pixels;
-    return vec4<u32>(v % pixels, rest % cb_count, (rest / cb_count) % p.groups, rest / (cb_count * p.groups));
+// An invocation's work: a place (a pixel, a pair of pixels or a pooling window), a block of
+// CH of a group's channels (`blocks` blocks per group), the group, and a block of images (16,
+// 8 or 4 images: `images` counts blocks).
+struct Work {
+    place: u32,
+    cb: u32,
+    blocks: u32,
+    g: u32,
+    images: u32,
+}
+
+// Invocation v's work over `places` places and `chans` channels, place fastest (the 8 lanes
+// of a SIMD group work on neighbouring pixels).
+fn work_places_fastest(v: u32, places: u32, chans: u32) -> Work {
+    let blocks = channel_blocks(chans / p.groups);
+    let rest = v / places;
+    let g_i = rest / blocks;
+    return Work(v % places, rest % blocks, blocks, g_i % p.groups, g_i / p.groups);
+}
+
+// Invocation v's work over `units` blocks of images, `places` places and `chans` channels,
+// image blocks fastest (the 8 lanes of a SIMD group fetch neighbouring texels); past the
+// last group when g >= groups.
+fn work_images_fastest(v: u32, units: u32, places: u32, chans: u32) -> Work {
+    let blocks = channel_blocks(chans / p.groups);
+    let rest = v / units;
+    let cb_g = rest / places;
+    return Work(rest % places, cb_g % blocks, blocks, cb_g / blocks, v % units);
 }
 
 // conv_forward and conv_backward_input: one invocation accumulates 16 images (4 quads) x 8
 // channels, acc{channel}{quad}, per tap from 4 vec4 loads of activations and 2 of weights.
 // Module-scope private variables so that the helpers below can update them.
 // (acc00 .. acc73 and the helpers fma16, fma16x2, fma16x4 and fma16x5 that add products into
-// them are generated by src/backend/cpu/conv_acc_gen.rs and appended to this module.)
+// them, and conv_relu_pool_forward's WindowRow, window_row and fma_row, are generated by
+// src/backend/cpu/conv_acc_gen.rs and appended to this module.)
 
 // The 4 quads of images 16 nb .. 16 nb + 15 at quad index q of an images-inner tensor; zeros
 // when `inside` is false (padding) or for quads past the batch.
@@ -349,9 +315,9 @@ fn load16(q: u32, nb: u32, inside: bool) -> Quads {
 // The fma16 helpers (generated, see above): fma16 adds the 8 channels' weights (wl: channels
 // 0-3, wh: 4-7) x the 16 images of one tap; fma16x2 two channel sets' (the taps of two output
 // channels in conv_backward_input_pairs); fma16x4 and fma16x5 four or five consecutive taps of
-// one kernel row under ROW_SLIDE (tap i: weights w{i}l, w{i}h; the window's columns i and
-// i + 1 of rows t and b). Each accumulator is written once per call (they live in memory on
-// llvmpipe).
+// one kernel row under ROW_SLIDE (tap i: weights at wi + i * k_step; the window's columns i
+// and i + 1 of rows t and b), which fma_row combines for the row's KW taps. Each accumulator
+// is written once per call (they live in memory on llvmpipe).
 
 // Stores channel `ch`'s 8 images (lo, hi) of block nb8 (images 8 nb8 ..) at `pix` of an NCHW
 // tensor with `chans` channels and `pixels` pixels, adding `b` (and applying the ReLU with
@@ -378,9 +344,7 @@ fn store8(nb8: u32, ch: u32, chans: u32, pixels: u32, pix: u32, lo: vec4<f32>, h
 // `count` channels, `ch` in the output tensor.
 fn store_channel(nb: u32, index: u32, count: u32, ch: u32, chans: u32, pixels: u32, pix: u32,
                  a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
-    if (index >= count) {
-        return;
-    }
+    if (index >= count) { return; }
     var bv = 0.0;
     if (p.has_bias == 1u) {
         bv = bias[ch];
@@ -394,44 +358,34 @@ fn store_channel(nb: u32, index: u32, count: u32, ch: u32, chans: u32, pixels: u
 // `first` in the output tensor) through store_channel, store_pair and store_pooled.
 
 @compute @workgroup_size(64)
-fn conv_forward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+fn conv_forward(id: Invocation) {
+    let at = work_places_fastest(invocation(id), p.ho * p.wo, p.c_out);
+    if (at.images * 4u >= p.nq) { return; }
+    let nb = at.images;
     let cin_g = p.c / p.groups;
-    let cout_g = p.c_out / p.groups;
-    let cb_count = channel_blocks(cout_g);
-    let pixels = p.ho * p.wo;
-    let at = work_of(invocation(wid, nwg, li), pixels, cb_count);
-    let pix = at.x;
-    let cb = at.y;
-    let g = at.z;
-    let nb = at.w;
-    if (nb * 4u >= p.nq) {
-        return;
-    }
     let k_len = cin_g * p.kh * p.kw;
     // Weight quads of this group and channel block, for tap k: (g * K + k) * blocks * 2 + cb * 2.
-    let w_base = g * k_len * cb_count * 2u + cb * 2u;
-    let ih0 = i32((pix / p.wo) * p.sh) - i32(p.ph);
-    let iw0 = i32((pix % p.wo) * p.sw) - i32(p.pw);
+    let k_step = at.blocks * 2u;
+    let w_base = at.g * k_len * k_step + at.cb * 2u;
+    let ih0 = i32((at.place / p.wo) * p.sh) - i32(p.ph);
+    let iw0 = i32((at.place % p.wo) * p.sw) - i32(p.pw);
     var k = 0u;
     for (var c = 0u; c < cin_g; c++) {
-        let plane = (g * cin_g + c) * p.h;
+        let plane = (at.g * cin_g + c) * p.h;
         for (var kh = 0u; kh < p.kh; kh++) {
             let ih = ih0 + i32(kh * p.dh);
             for (var kw = 0u; kw < p.kw; kw++) {
                 let iw = iw0 + i32(kw * p.dw);
                 let inside = u32(ih) < p.h && u32(iw) < p.w;
                 let q = ((plane + u32(ih)) * p.w + u32(iw)) * p.nq + nb * 4u;
-                let wi = w_base + k * cb_count * 2u;
+                let wi = w_base + k * k_step;
                 fma16(wq(wi), wq(wi + 1u), load16(q, nb, inside));
                 k++;
             }
         }
     }
-    store16(nb, cb * CH, cout_g, g * cout_g + cb * CH, p.c_out, pixels, pix);
+    let cout_g = p.c_out / p.groups;
+    store16(nb, at.cb * CH, cout_g, at.g * cout_g + at.cb * CH, p.c_out, p.ho * p.wo, at.place);
 }
 
 // conv_relu_pool_forward: max_pool2d(relu(conv2d(x) + bias), 2) in one pass, the
@@ -466,108 +420,33 @@ fn unpack_codes(packed: u32) -> vec4<u32> {
 @group(0) @binding(6) var out_inner: texture_storage_2d<rgba32float, write>;
 
 @compute @workgroup_size(64)
-fn conv_relu_pool_forward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+fn conv_relu_pool_forward(id: Invocation) {
+    let at = work_images_fastest(invocation(id), p.nq, (p.ho / 2u) * (p.wo / 2u), p.c_out);
+    if (at.g >= p.groups) { return; }
+    let q = at.images;
+    let pp = at.place;
+    let g = at.g;
     let cin_g = p.c / p.groups;
-    let cout_g = p.c_out / p.groups;
-    let cb_count = channel_blocks(cout_g);
-    let pooled = (p.ho / 2u) * (p.wo / 2u);
-    // Image quads fastest: the 8 lanes of a SIMD group fetch neighbouring texels.
-    let v = invocation(wid, nwg, li);
-    let q = v % p.nq;
-    let rest = v / p.nq;
-    let pp = rest % pooled;
-    let cb = (rest / pooled) % cb_count;
-    let g = rest / (pooled * cb_count);
-    if (g >= p.groups) {
-        return;
-    }
     let k_len = cin_g * p.kh * p.kw;
-    let w_base = g * k_len * cb_count * 2u + cb * 2u;
+    let k_step = at.blocks * 2u;
+    let w_base = g * k_len * k_step + at.cb * 2u;
     // The window's top-left conv pixel; its 4 pixels are (0, 0), (0, 1), (1, 0), (1, 1) from it.
     let ih0 = i32((pp / (p.wo / 2u)) * 2u * p.sh) - i32(p.ph);
     let iw0 = i32((pp % (p.wo / 2u)) * 2u * p.sw) - i32(p.pw);
     let sh = i32(p.sh);
     let sw = i32(p.sw);
-    let k_step = cb_count * 2u;
-    let dw = i32(p.dw);
     if (ROW_SLIDE > 0u) {
-        // Columns j = 0 .. KW of the window's top row (t{j}) and bottom row (b{j}) at this
-        // kernel row: tap kw reads columns kw and kw + 1 of both rows.
+        // The window's top row (t) and bottom row (b) of pixels at kernel row kh, columns
+        // 0 .. KW (WindowRow): tap kw reads columns kw and kw + 1 of both rows, and the bottom
+        // row at kh is the top row at kh + 1.
         let k_row = p.kw * k_step;
         for (var c = 0u; c < cin_g; c++) {
             let plane = (g * cin_g + c) * p.h;
-            var t0 = pixel_quad(plane, ih0, iw0, q);
-            var t1 = pixel_quad(plane, ih0, iw0 + dw, q);
-            var t2 = vec4<f32>(0.0);
-            var t3 = vec4<f32>(0.0);
-            var t4 = vec4<f32>(0.0);
-            var t5 = vec4<f32>(0.0);
-            var t6 = vec4<f32>(0.0);
-            var t7 = vec4<f32>(0.0);
-            if (ROW_SLIDE > 1u) { t2 = pixel_quad(plane, ih0, iw0 + 2 * dw, q); }
-            if (ROW_SLIDE > 2u) { t3 = pixel_quad(plane, ih0, iw0 + 3 * dw, q); }
-            if (ROW_SLIDE > 3u) { t4 = pixel_quad(plane, ih0, iw0 + 4 * dw, q); }
-            if (ROW_SLIDE > 4u) { t5 = pixel_quad(plane, ih0, iw0 + 5 * dw, q); }
-            if (ROW_SLIDE > 5u) { t6 = pixel_quad(plane, ih0, iw0 + 6 * dw, q); }
-            if (ROW_SLIDE > 6u) { t7 = pixel_quad(plane, ih0, iw0 + 7 * dw, q); }
+            var t = window_row(plane, ih0, iw0, q);
             for (var kh = 0u; kh < p.kh; kh++) {
-                let ib = ih0 + i32((kh + 1u) * p.dh);
-                let wi = w_base + (c * p.kh + kh) * k_row;
-                let b0 = pixel_quad(plane, ib, iw0, q);
-                let b1 = pixel_quad(plane, ib, iw0 + dw, q);
-                var b2 = vec4<f32>(0.0);
-                var b3 = vec4<f32>(0.0);
-                var b4 = vec4<f32>(0.0);
-                var b5 = vec4<f32>(0.0);
-                var b6 = vec4<f32>(0.0);
-                var b7 = vec4<f32>(0.0);
-                if (ROW_SLIDE > 1u) { b2 = pixel_quad(plane, ib, iw0 + 2 * dw, q); }
-                if (ROW_SLIDE > 2u) { b3 = pixel_quad(plane, ib, iw0 + 3 * dw, q); }
-                if (ROW_SLIDE > 3u) { b4 = pixel_quad(plane, ib, iw0 + 4 * dw, q); }
-                if (ROW_SLIDE > 4u) { b5 = pixel_quad(plane, ib, iw0 + 5 * dw, q); }
-                if (ROW_SLIDE > 5u) { b6 = pixel_quad(plane, ib, iw0 + 6 * dw, q); }
-                if (ROW_SLIDE > 6u) { b7 = pixel_quad(plane, ib, iw0 + 7 * dw, q); }
-                if (ROW_SLIDE == 5u) {
-                    fma16x5(wq(wi), wq(wi + 1u), wq(wi + k_step), wq(wi + k_step + 1u),
-                            wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u),
-                            wq(wi + 3u * k_step), wq(wi + 3u * k_step + 1u),
-                            wq(wi + 4u * k_step), wq(wi + 4u * k_step + 1u),
-                            t0, t1, t2, t3, t4, t5, b0, b1, b2, b3, b4, b5);
-                } else if (ROW_SLIDE >= 4u) {
-                    fma16x4(wq(wi), wq(wi + 1u), wq(wi + k_step), wq(wi + k_step + 1u),
-                            wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u),
-                            wq(wi + 3u * k_step), wq(wi + 3u * k_step + 1u),
-                            t0, t1, t2, t3, t4, b0, b1, b2, b3, b4);
-                } else {
-                    fma16(wq(wi), wq(wi + 1u), Quads(t0, t1, b0, b1));
-                    if (ROW_SLIDE > 1u) {
-                        fma16(wq(wi + k_step), wq(wi + k_step + 1u), Quads(t1, t2, b1, b2));
-                    }
-                    if (ROW_SLIDE > 2u) {
-                        fma16(wq(wi + 2u * k_step), wq(wi + 2u * k_step + 1u), Quads(t2, t3, b2, b3));
-                    }
-                }
-                if (ROW_SLIDE > 5u) {
-                    fma16(wq(wi + 4u * k_step), wq(wi + 4u * k_step + 1u), Quads(t4, t5, b4, b5));
-                }
-                if (ROW_SLIDE > 5u) {
-                    fma16(wq(wi + 5u * k_step), wq(wi + 5u * k_step + 1u), Quads(t5, t6, b5, b6));
-                }
-                if (ROW_SLIDE > 6u) {
-                    fma16(wq(wi + 6u * k_step), wq(wi + 6u * k_step + 1u), Quads(t6, t7, b6, b7));
-                }
-                t0 = b0;
-                t1 = b1;
-                t2 = b2;
-                t3 = b3;
-                t4 = b4;
-                t5 = b5;
-                t6 = b6;
-                t7 = b7;
+                let b = window_row(plane, ih0 + i32((kh + 1u) * p.dh), iw0, q);
+                fma_row(w_base + (c * p.kh + kh) * k_row, k_step, t, b);
+                t = b;
             }
         }
     } else {
@@ -581,7 +460,7 @@ fn conv_relu_pool_forward(
                 var left_bottom = pixel_quad(plane, ih + sh, iw0, q);
                 for (var kw = 0u; kw < p.kw; kw++) {
                     let iw = iw0 + i32(kw * p.dw);
-                    let wi = w_base + k * cb_count * 2u;
+                    let wi = w_base + k * k_step;
                     if (!SLIDE) {
                         left_top = pixel_quad(plane, ih, iw, q);
                         left_bottom = pixel_quad(plane, ih + sh, iw, q);
@@ -596,7 +475,8 @@ fn conv_relu_pool_forward(
             }
         }
     }
-    store_pooled_all(q, cb * CH, cout_g, g * cout_g + cb * CH, pp);
+    let cout_g = p.c_out / p.groups;
+    store_pooled_all(q, at.cb * CH, cout_g, g * cout_g + at.cb * CH, pp);
 }
 
 // Quad q of the images at input pixel (ih, iw) of channel plane `plane` (zero outside).
@@ -620,9 +500,7 @@ fn is_nan4(v: vec4<f32>) -> vec4<bool> {
 // of the window, for the quad's images.
 fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
                 a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
-    if (index >= count) {
-        return;
-    }
+    if (index >= count) { return; }
     var bv = 0.0;
     if (p.has_bias == 1u) {
         bv = bias[ch];
@@ -649,9 +527,8 @@ fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
         }
     }
     let texel = (ch * pooled + pp) * p.nq + q;
-    let at = vec2<u32>(texel % TEXEL_ROW, texel / TEXEL_ROW);
     let in_batch = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n);
-    textureStore(out_inner, at, select(vec4<f32>(0.0), best, in_batch));
+    textureStore(out_inner, texel_at(texel), select(vec4<f32>(0.0), best, in_batch));
     if (SAVE_ARGMAX) {
         let code = select(vec4<u32>(4u), vec4<u32>(won), best > vec4<f32>(0.0));
         winners_out[texel] = code.x | (code.y << 8u) | (code.z << 16u) | (code.w << 24u);
@@ -668,21 +545,15 @@ fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
 @group(0) @binding(3) var gt_texels: texture_storage_2d<rgba32float, write>;
 
 fn store_gt(i: u32, v: vec4<f32>) {
-    textureStore(gt_texels, vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW), v);
+    textureStore(gt_texels, texel_at(i), v);
 }
 
 @compute @workgroup_size(64)
-fn pool_grad_images_inner(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let v = invocation(wid, nwg, li);
+fn pool_grad_images_inner(id: Invocation) {
+    let v = invocation(id);
     let pw_n = p.wo / 2u;
     let pooled = (p.ho / 2u) * pw_n;
-    if (v >= p.c_out * pooled * p.nq) {
-        return;
-    }
+    if (v >= p.c_out * pooled * p.nq) { return; }
     let q = v % p.nq;
     let pp = (v / p.nq) % pooled;
     let ch = v / (p.nq * pooled);
@@ -722,52 +593,46 @@ fn grad_index(t: i32, stride: u32, size: u32) -> GradIndex {
     return GradIndex(u32(t), u32(t) < size);
 }
 
+// The kernel rows [first, end) that may reach an output row from input row th0 - PH:
+// unstrided, only those with 0 <= th0 - kh * DH < HO, about half of them on a small image;
+// strided, all of them (grad_index tests each).
+fn kernel_rows(th0: i32) -> vec2<u32> {
+    if (STRIDED) {
+        return vec2<u32>(0u, p.kh);
+    }
+    let first = u32(max(0, th0 - i32(p.ho) + i32(p.dh))) / p.dh;
+    return vec2<u32>(first, min(p.kh, u32(th0) / p.dh + 1u));
+}
+
 // Here xq holds g (the output gradient, images inner) and wq the backward weight layout.
 @compute @workgroup_size(64)
-fn conv_backward_input(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let cin_g = p.c / p.groups;
+fn conv_backward_input(id: Invocation) {
+    let at = work_places_fastest(invocation(id), p.h * p.w, p.c);
+    if (at.images * 4u >= p.nq) { return; }
+    let nb = at.images;
+    let th0 = i32(at.place / p.w + p.ph);
+    let tw0 = i32(at.place % p.w + p.pw);
+    // (Lanes are neighbouring pixels of one row, so the range of kernel rows is the same across
+    // a SIMD group.)
+    let kh_range = kernel_rows(th0);
     let cout_g = p.c_out / p.groups;
-    let cb_count = channel_blocks(cin_g);
-    let pixels = p.h * p.w;
-    let at = work_of(invocation(wid, nwg, li), pixels, cb_count);
-    let pix = at.x;
-    let cb = at.y;
-    let g = at.z;
-    let nb = at.w;
-    if (nb * 4u >= p.nq) {
-        return;
-    }
-    let taps = p.kh * p.kw;
-    let th0 = i32(pix / p.w + p.ph);
-    let tw0 = i32(pix % p.w + p.pw);
-    // Unstrided, only kernel rows with 0 <= th0 - kh * DH < HO reach an output row: about
-    // half of them on a small image. (Lanes are neighbouring pixels of one row, so the range
-    // is the same across a SIMD group; the strided case tests every row.)
-    var kh_first = 0u;
-    var kh_end = p.kh;
-    if (!STRIDED) {
-        kh_first = u32(max(0, th0 - i32(p.ho) + i32(p.dh))) / p.dh;
-        kh_end = min(p.kh, u32(th0) / p.dh + 1u);
-    }
+    let k_step = at.blocks * 2u;
     for (var co = 0u; co < cout_g; co++) {
-        let co_abs = g * cout_g + co;
+        let co_abs = at.g * cout_g + co;
         // Weight quads for (co_abs, tap t): (co_abs * taps + t) * blocks * 2 + cb * 2.
-        let w_base = co_abs * taps * cb_count * 2u + cb * 2u;
-        for (var kh = kh_first; kh < kh_end; kh++) {
+        let w_base = co_abs * p.kh * p.kw * k_step + at.cb * 2u;
+        for (var kh = kh_range.x; kh < kh_range.y; kh++) {
             let r = grad_index(th0 - i32(kh * p.dh), p.sh, p.ho);
             for (var kw = 0u; kw < p.kw; kw++) {
                 let c = grad_index(tw0 - i32(kw * p.dw), p.sw, p.wo);
                 let q = ((co_abs * p.ho + r.o) * p.wo + c.o) * p.nq + nb * 4u;
-                let wi = w_base + (kh * p.kw + kw) * cb_count * 2u;
+                let wi = w_base + (kh * p.kw + kw) * k_step;
                 fma16(wq(wi), wq(wi + 1u), load16(q, nb, r.ok && c.ok));
             }
         }
     }
-    store16(nb, cb * CH, cin_g, g * cin_g + cb * CH, p.c, pixels, pix);
+    let cin_g = p.c / p.groups;
+    store16(nb, at.cb * CH, cin_g, at.g * cin_g + at.cb * CH, p.c, p.h * p.w, at.place);
 }
 
 // conv_backward_input_pairs, for unit stride and dilation along the width: one invocation
@@ -792,52 +657,38 @@ fn quad_pair(row_q: u32, tw: i32, nb2: u32, ok_h: bool) -> QuadPair {
 }
 
 @compute @workgroup_size(64)
-fn conv_backward_input_pairs(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let cin_g = p.c / p.groups;
-    let cout_g = p.c_out / p.groups;
-    let cb_count = channel_blocks(cin_g);
+fn conv_backward_input_pairs(id: Invocation) {
     let pairs_w = (p.w + 1u) / 2u;
-    let pairs = p.h * pairs_w;
     // Image pairs of quads fastest: the 8 lanes of a SIMD group share a pixel pair (when the
     // batch has 64 images or more), so the ranges of taps below are the same across them and
     // their fetches are 8 neighbouring texel pairs.
-    let nb2_count = (p.nq + 1u) / 2u;
-    let v = invocation(wid, nwg, li);
-    let nb2 = v % nb2_count;
-    let rest = v / nb2_count;
-    let pair = rest % pairs;
-    let cb = (rest / pairs) % cb_count;
-    let g = rest / (pairs * cb_count);
-    if (g >= p.groups) {
-        return;
-    }
+    let at = work_images_fastest(invocation(id), (p.nq + 1u) / 2u, p.h * pairs_w, p.c);
+    if (at.g >= p.groups) { return; }
+    let nb2 = at.images;
+    let pair = at.place;
+    let cb = at.cb;
+    let g = at.g;
+    let cin_g = p.c / p.groups;
+    let cout_g = p.c_out / p.groups;
     let ih = pair / pairs_w;
     let iw = (pair % pairs_w) * 2u;
     let taps = p.kh * p.kw;
     let th0 = i32(ih + p.ph);
     let tw0 = i32(iw + p.pw);
-    var kh_first = 0u;
-    var kh_end = p.kh;
-    if (!STRIDED) {
-        kh_first = u32(max(0, th0 - i32(p.ho) + i32(p.dh))) / p.dh;
-        kh_end = min(p.kh, u32(th0) / p.dh + 1u);
-    }
+    let kh_range = kernel_rows(th0);
     // Only the kernel columns where one of the two pixels reaches an output column
     // (0 <= tw0 + 1 - kw and tw0 - kw < WO; unit stride and dilation along the width).
     let kw_first = u32(max(0, tw0 + 1 - i32(p.wo)));
     let kw_end = min(p.kw, u32(tw0) + 2u);
     // Output channels two at a time: each accumulator takes both channels' products in one
     // write (llvmpipe keeps the accumulators in memory), then the odd last channel alone.
-    let w_step = taps * cb_count * 2u;
+    let k_step = at.blocks * 2u;
+    let w_step = taps * k_step;
     var co = 0u;
     for (; co + 1u < cout_g; co += 2u) {
         let co_abs = g * cout_g + co;
         let w_base = co_abs * w_step + cb * 2u;
-        for (var kh = kh_first; kh < kh_end; kh++) {
+        for (var kh = kh_range.x; kh < kh_range.y; kh++) {
             let r = grad_index(th0 - i32(kh * p.dh), p.sh, p.ho);
             let row0 = (co_abs * p.ho + r.o) * p.wo;
             let row1 = row0 + p.ho * p.wo;
@@ -848,7 +699,7 @@ fn conv_backward_input_pairs(
             for (var kw = kw_first; kw < kw_end; kw++) {
                 let first0 = quad_pair(row0, tw0 - i32(kw), nb2, r.ok);
                 let first1 = quad_pair(row1, tw0 - i32(kw), nb2, r.ok);
-                let wi = w_base + (kh * p.kw + kw) * cb_count * 2u;
+                let wi = w_base + (kh * p.kw + kw) * k_step;
                 fma16x2(wq(wi), wq(wi + 1u), Quads(first0.q0, first0.q1, second0.q0, second0.q1),
                         wq(wi + w_step), wq(wi + w_step + 1u),
                         Quads(first1.q0, first1.q1, second1.q0, second1.q1));
@@ -860,13 +711,13 @@ fn conv_backward_input_pairs(
     if (co < cout_g) {
         let co_abs = g * cout_g + co;
         let w_base = co_abs * w_step + cb * 2u;
-        for (var kh = kh_first; kh < kh_end; kh++) {
+        for (var kh = kh_range.x; kh < kh_range.y; kh++) {
             let r = grad_index(th0 - i32(kh * p.dh), p.sh, p.ho);
             let row_q = (co_abs * p.ho + r.o) * p.wo;
             var second = quad_pair(row_q, tw0 + 1 - i32(kw_first), nb2, r.ok);
             for (var kw = kw_first; kw < kw_end; kw++) {
                 let first = quad_pair(row_q, tw0 - i32(kw), nb2, r.ok);
-                let wi = w_base + (kh * p.kw + kw) * cb_count * 2u;
+                let wi = w_base + (kh * p.kw + kw) * k_step;
                 fma16(wq(wi), wq(wi + 1u), Quads(first.q0, first.q1, second.q0, second.q1));
                 second = first;
             }
@@ -879,9 +730,7 @@ fn conv_backward_input_pairs(
 // 8 nb2 + 7 at pix (a0, a1) and, when `second`, at pix + 1 (b0, b1).
 fn store_pair(nb2: u32, index: u32, count: u32, ch: u32, pix: u32, second: bool,
               a0: vec4<f32>, a1: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>) {
-    if (index >= count) {
-        return;
-    }
+    if (index >= count) { return; }
     let pixels = p.h * p.w;
     store8(nb2, ch, p.c, pixels, pix, a0, a1, 0.0);
     if (second) {
@@ -903,11 +752,10 @@ override WRITE_INNER: bool = false;
 // Quads q and q + 1 (texels t and t + 1) of the input gradient, zeros past the batch.
 fn store_inner(t: u32, q: u32, lo: vec4<f32>, hi: vec4<f32>) {
     let images = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-    textureStore(out_inner, vec2<u32>(t % TEXEL_ROW, t / TEXEL_ROW),
-                 select(vec4<f32>(0.0), lo, images < vec4<u32>(p.n)));
+    textureStore(out_inner, texel_at(t), select(vec4<f32>(0.0), lo, images < vec4<u32>(p.n)));
     if (q + 1u < p.nq) {
-        textureStore(out_inner, vec2<u32>((t + 1u) % TEXEL_ROW, (t + 1u) / TEXEL_ROW),
-                     select(vec4<f32>(0.0), hi, images + vec4<u32>(4u) < vec4<u32>(p.n)));
+        let in_batch = images + vec4<u32>(4u) < vec4<u32>(p.n);
+        textureStore(out_inner, texel_at(t + 1u), select(vec4<f32>(0.0), hi, in_batch));
     }
 }
 
@@ -995,9 +843,7 @@ fn slide(s: u32, next: vec4<f32>, tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> ve
 // Channel co's sums for taps k0 .. k0 + TAPS - 1, skipping channels and taps past the ends.
 fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32,
             a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
-    if (co >= cout_g) {
-        return;
-    }
+    if (co >= cout_g) { return; }
     let row = base + (co_first + co) * k_len + k0;
     for (var j = 0u; j < 4u; j++) {
         if (j < TAPS && k0 + j < k_len) {
@@ -1022,17 +868,11 @@ fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32,
 // gradient dst [C_out * K] and, with has_bias, the bias gradient [C_out]. One invocation per
 // output element.
 @compute @workgroup_size(64)
-fn sum_parts(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let e = invocation(wid, nwg, li);
+fn sum_parts(id: Invocation) {
+    let e = invocation(id);
     let w_len = p.c_out * (p.c / p.groups) * p.kh * p.kw;
     let row_len = w_len + select(0u, p.c_out, p.has_bias == 1u);
-    if (e >= row_len) {
-        return;
-    }
+    if (e >= row_len) { return; }
     var acc = 0.0;
     for (var part = 0u; part < p.parts; part++) {
         acc += src[part * row_len + e];
@@ -1048,17 +888,11 @@ fn sum_parts(
 // elements, reading them as one vec4 per part (a storage load costs per instruction, not per
 // float, on llvmpipe).
 @compute @workgroup_size(64)
-fn sum_parts4(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let e4 = invocation(wid, nwg, li);
+fn sum_parts4(id: Invocation) {
+    let e4 = invocation(id);
     let w_len = p.c_out * (p.c / p.groups) * p.kh * p.kw;
     let row_len = w_len + select(0u, p.c_out, p.has_bias == 1u);
-    if (e4 * 4u >= row_len) {
-        return;
-    }
+    if (e4 * 4u >= row_len) { return; }
     var acc = vec4<f32>(0.0);
     for (var part = 0u; part < p.parts; part++) {
         acc += src4[part * (row_len / 4u) + e4];

@@ -1,13 +1,11 @@
-//! `max_pool2d` and `avg_pool2d` with their backward: `shaders/pool.wgsl`.
+//! `max_pool2d` and `avg_pool2d` with their backward: the autograd rule. The kernels run
+//! behind the backend's pooling functions (`backend/portable/pool.rs`).
 
+use crate::backend::pool::{pool2d_backward, pool2d_forward, PoolGeometry};
 use crate::error::{shape_err, Result};
-use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::conv::conv2d_output_size;
-use crate::ops::unary::groups;
 use crate::tape::Op;
 use crate::tensor::Tensor;
-
-static SHADER: Shader = shader!("pool");
 
 /// Window, stride and padding (each per axis: height, width) of a 2-D pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,63 +38,6 @@ impl Pool2dParams {
     pub fn count_include_pad(mut self, yes: bool) -> Self {
         self.count_include_pad = yes;
         self
-    }
-}
-
-kernel_params! {
-    /// `Params` of `shaders/pool.wgsl`.
-    pub(crate) struct PoolParams for "pool" {
-        planes: u32,
-        h: u32,
-        w: u32,
-        ho: u32,
-        wo: u32,
-        kh: u32,
-        kw: u32,
-        sh: u32,
-        sw: u32,
-        ph: u32,
-        pw: u32,
-        count_include_pad: u32,
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(crate) struct PoolGeometry {
-    planes: usize,
-    h: usize,
-    w: usize,
-    ho: usize,
-    wo: usize,
-    p: Pool2dParams,
-}
-
-impl PoolGeometry {
-    /// Whether the windows tile the input exactly (kernel = stride, no padding, no rows or
-    /// columns left over).
-    fn tiled(&self) -> bool {
-        self.p.kernel == self.p.stride
-            && self.p.padding == (0, 0)
-            && self.h == self.ho * self.p.kernel.0
-            && self.w == self.wo * self.p.kernel.1
-    }
-
-    fn params(&self) -> PoolParams {
-        let p = &self.p;
-        PoolParams {
-            planes: self.planes as u32,
-            h: self.h as u32,
-            w: self.w as u32,
-            ho: self.ho as u32,
-            wo: self.wo as u32,
-            kh: p.kernel.0 as u32,
-            kw: p.kernel.1 as u32,
-            sh: p.stride.0 as u32,
-            sw: p.stride.1 as u32,
-            ph: p.padding.0 as u32,
-            pw: p.padding.1 as u32,
-            count_include_pad: p.count_include_pad as u32,
-        }
     }
 }
 
@@ -187,45 +128,10 @@ pub(crate) struct Saved {
     in_shape: Vec<usize>,
 }
 
+/// dL/dx from g = dL/dy: each window's g to its argmax (max), or spread evenly over the
+/// window (average).
 pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
-    let dev = g.device();
-    let gx = Tensor::uninit(dev, &s.in_shape)?;
-    let n = gx.numel();
-    let geo = &s.geo;
-    // Windows that tile the input exactly: one invocation per window (see the shader).
-    let tiled = geo.tiled();
-    match &s.argmax {
-        Some(idx) => dev.dispatch(
-            &SHADER,
-            if tiled && geo.p.kernel == (2, 2) {
-                "max_pool_backward_2x2"
-            } else if tiled {
-                "max_pool_backward_disjoint"
-            } else {
-                "max_pool_backward"
-            },
-            &[
-                Bind::Read(g.buffer()),
-                Bind::Read(idx.buffer()),
-                Bind::Write(gx.buffer()),
-            ],
-            &geo.params(),
-            groups(if tiled { g.numel() } else { n }),
-        )?,
-        // Binding 2 (the argmax) is unused by the average's backward: g fills the slot.
-        None => dev.dispatch(
-            &SHADER,
-            "avg_pool_backward",
-            &[
-                Bind::Read(g.buffer()),
-                Bind::Read(g.buffer()),
-                Bind::Write(gx.buffer()),
-            ],
-            &s.geo.params(),
-            groups(n),
-        )?,
-    }
-    Ok(gx)
+    pool2d_backward(g, s.argmax.as_ref(), &s.geo, &s.in_shape)
 }
 
 impl Tensor {
@@ -243,31 +149,14 @@ impl Tensor {
         let dev = self.device();
         let shape = vec![self.shape()[0], self.shape()[1], geo.ho, geo.wo];
         let out = dev.storage(geo.planes * geo.ho * geo.wo)?;
-        // The argmax is kept for the backward only (under no_grad a one-element placeholder
-        // fills its slot).
+        // The argmax is kept for the backward only.
         let save = crate::tape::is_grad_enabled() && self.is_requires_grad();
-        let argmax = Tensor::uninit(dev, if save { &shape } else { &[1] })?;
-        let entry = if geo.tiled() && geo.p.kernel == (2, 2) {
-            "max_pool_forward_2x2"
-        } else {
-            "max_pool_forward"
-        };
-        dev.dispatch_with(
-            &SHADER,
-            entry,
-            &[("SAVE_ARGMAX", save as u32)],
-            &[
-                Bind::Read(self.buffer()),
-                Bind::Write(out.buffer()),
-                Bind::Write(argmax.buffer()),
-            ],
-            &geo.params(),
-            groups(geo.planes * geo.ho * geo.wo),
-        )?;
+        let argmax = save.then(|| Tensor::uninit(dev, &shape)).transpose()?;
+        pool2d_forward(dev, self, out.buffer(), &geo, true, argmax.as_ref())?;
         Ok(Tensor::from_op(out, shape, &[self], || {
             Op::Pool(Saved {
                 geo,
-                argmax: Some(argmax),
+                argmax,
                 in_shape: self.shape().to_vec(),
             })
         }))
@@ -282,13 +171,7 @@ impl Tensor {
         let dev = self.device();
         let shape = vec![self.shape()[0], self.shape()[1], geo.ho, geo.wo];
         let out = dev.storage(geo.planes * geo.ho * geo.wo)?;
-        dev.dispatch(
-            &SHADER,
-            "avg_pool_forward",
-            &[Bind::Read(self.buffer()), Bind::Write(out.buffer())],
-            &geo.params(),
-            groups(geo.planes * geo.ho * geo.wo),
-        )?;
+        pool2d_forward(dev, self, out.buffer(), &geo, false, None)?;
         Ok(Tensor::from_op(out, shape, &[self], || {
             Op::Pool(Saved {
                 geo,

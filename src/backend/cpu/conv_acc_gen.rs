@@ -36,34 +36,67 @@ fn per_channel(line: impl Fn(usize, usize) -> String) -> String {
     out
 }
 
-/// `fma16x{taps}`: taps 0 .. taps - 1 of a kernel row (weights `w{i}l`, `w{i}h`); quads 0 and
-/// 1 take the window's top row `t` at columns i and i + 1, quads 2 and 3 its bottom row `b`.
-fn fma_row(taps: usize) -> String {
+/// `fma16x{taps}`: taps 0 .. taps - 1 of a kernel row, the weights of tap i at wi + i * k_step
+/// (`w{i}l`, `w{i}h`); quads 0 and 1 take the window's top row `t` at columns i and i + 1,
+/// quads 2 and 3 its bottom row `b`.
+fn fma_taps(taps: usize) -> String {
     let sum = |c: usize, row: &str, shift: usize| -> String {
         (0..taps)
-            .map(|i| format!(" + {} * {row}{}", lane(&format!("w{i}"), c), i + shift))
+            .map(|i| format!(" + {} * {row}.c{}", lane(&format!("w{i}"), c), i + shift))
             .collect()
     };
-    let weights: Vec<String> = (0..taps)
-        .map(|i| format!("w{i}l: vec4<f32>, w{i}h: vec4<f32>"))
-        .collect();
-    let weight_lines: Vec<String> = weights.chunks(2).map(|p| p.join(", ")).collect();
-    let window = |row: &str| -> String {
-        (0..=taps)
-            .map(|i| format!("{row}{i}: vec4<f32>"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let indent = " ".repeat(format!("fn fma16x{taps}(").len());
-    let mut out = format!(
-        "fn fma16x{taps}({}",
-        weight_lines.join(&format!(",\n{indent}"))
-    );
-    out += &format!(",\n{indent}{},\n{indent}{}) {{\n", window("t"), window("b"));
+    let mut out = format!("fn fma16x{taps}(wi: u32, k_step: u32, t: WindowRow, b: WindowRow) {{\n");
+    for i in 0..taps {
+        let at = format!("wi + {i}u * k_step");
+        out += &format!("    let w{i}l = wq({at});\n    let w{i}h = wq({at} + 1u);\n");
+    }
     out += &per_channel(|c, j| {
         let (row, shift) = [("t", 0), ("t", 1), ("b", 0), ("b", 1)][j];
         format!("acc{c}{j} = acc{c}{j}{};", sum(c, row, shift))
     });
+    out + "}\n"
+}
+
+/// Most taps of a kernel row that conv_relu_pool_forward unrolls (its ROW_SLIDE).
+const ROW_TAPS: usize = 7;
+
+/// conv_relu_pool_forward's window rows: `WindowRow` (columns 0 .. ROW_TAPS of one row of the
+/// 2 x 2 window's pixels at one kernel row, columns past ROW_SLIDE zero), `window_row` (one
+/// row's fetch) and `fma_row` (the products of one kernel row's taps: fma16x5 or fma16x4
+/// where they apply, then one fma16 per tap they leave).
+pub(crate) fn window_rows() -> String {
+    let columns = 0..=ROW_TAPS;
+    let mut out = String::from("struct WindowRow {\n");
+    out += &columns
+        .clone()
+        .map(|j| format!("    c{j}: vec4<f32>,\n"))
+        .collect::<String>();
+    out += "}\n\nfn window_row(plane: u32, ih: i32, iw0: i32, q: u32) -> WindowRow {\n";
+    out += "    let dw = i32(p.dw);\n    var r = WindowRow();\n";
+    for j in columns {
+        let fetch = format!("r.c{j} = pixel_quad(plane, ih, iw0 + {j} * dw, q);");
+        out += &match j {
+            0 | 1 => format!("    {fetch}\n"),
+            _ => format!("    if (ROW_SLIDE > {}u) {{ {fetch} }}\n", j - 1),
+        };
+    }
+    out += "    return r;\n}\n\nfn fma_row(wi: u32, k_step: u32, t: WindowRow, b: WindowRow) {\n";
+    out += "    if (ROW_SLIDE == 5u) {\n        fma16x5(wi, k_step, t, b);\n    }\n";
+    out +=
+        "    if (ROW_SLIDE == 4u || ROW_SLIDE > 5u) {\n        fma16x4(wi, k_step, t, b);\n    }\n";
+    for i in 0..ROW_TAPS {
+        // Tap i alone: below 4 taps, and the taps after fma16x4's.
+        let alone = match i {
+            0..=2 => format!("ROW_SLIDE > {i}u && ROW_SLIDE < 4u"),
+            3 => continue,
+            _ => format!("ROW_SLIDE > {}u", i.max(5)),
+        };
+        let at = format!("wi + {i}u * k_step");
+        let (l, r) = (i, i + 1);
+        out += &format!(
+            "    if ({alone}) {{\n        fma16(wq({at}), wq({at} + 1u), Quads(t.c{l}, t.c{r}, b.c{l}, b.c{r}));\n    }}\n"
+        );
+    }
     out + "}\n"
 }
 
@@ -141,7 +174,7 @@ pub(crate) fn fma_helpers() -> String {
             lane("v", c)
         )
     });
-    out + "}\n\n" + &fma_row(4) + "\n" + &fma_row(5)
+    out + "}\n\n" + &fma_taps(4) + "\n" + &fma_taps(5)
 }
 
 #[cfg(test)]
@@ -166,7 +199,14 @@ mod tests {
             }
         }
         assert_eq!(helpers.matches("if (CH > 7u)").count(), 4);
-        assert!(helpers.contains("fn fma16x5(") && helpers.contains("w4h.w * b5;"));
+        assert!(helpers.contains("fn fma16x5(") && helpers.contains("w4h.w * b.c5;"));
+        let rows = super::window_rows();
+        assert!(rows.contains("if (ROW_SLIDE > 6u) { r.c7 = "));
+        assert_eq!(
+            rows.matches("fma16(wq(").count(),
+            6,
+            "taps 0-2 and 4-6 alone"
+        );
         let stores = super::store_helpers();
         for f in ["fn store16(", "fn store_pairs(", "fn store_pooled_all("] {
             assert!(stores.contains(f), "{f}");

@@ -7,32 +7,29 @@
 use std::sync::Arc;
 
 use crate::backend::caps::LLVMPIPE_LOOP_BUDGET;
+use crate::backend::conv::{params_wgsl, ConvParams, Geometry};
 use crate::backend::cpu::texels::{Texels, TEXEL_ROW};
-use crate::backend::policy::ConvLowering;
 use crate::device::Device;
 use crate::error::Result;
-use crate::kernel::{kernel_params, shader, Bind, Shader};
-use crate::ops::conv::Geometry;
+use crate::kernel::{shader, Bind, Shader};
 use crate::tensor::{Storage, Tensor};
 
 static SHADER: Shader = shader!("cpu/conv_implicit", Some(generated));
 
-/// The module's generated WGSL: the accumulators and their helpers, and the weight-gradient
-/// kernel (see `conv_acc_gen.rs` and `conv_weight_gen.rs`).
+/// The module's generated WGSL: its `Params` (shared with im2col's shader), the accumulators
+/// and their helpers, and the weight-gradient kernel (see `conv_acc_gen.rs` and
+/// `conv_weight_gen.rs`).
 pub(crate) fn generated() -> String {
     use super::{conv_acc_gen, conv_weight_gen};
     [
+        params_wgsl(),
         conv_acc_gen::accumulators(),
         conv_acc_gen::fma_helpers(),
         conv_acc_gen::store_helpers(),
+        conv_acc_gen::window_rows(),
         conv_weight_gen::conv_backward_weight(),
     ]
     .join("\n")
-}
-
-/// Whether this convolution runs as an implicit GEMM: where the policy lowers it so.
-pub(crate) fn applies(dev: &Device, geo: &Geometry) -> bool {
-    dev.policy().conv_lowering(fits(dev, geo)) == ConvLowering::Implicit
 }
 
 /// Most loop iterations of one invocation of these kernels: the driver's budget, and where
@@ -41,9 +38,13 @@ fn loop_limit(dev: &Device) -> usize {
     dev.policy().loop_limit().min(LLVMPIPE_LOOP_BUDGET)
 }
 
-/// Whether the implicit kernels can run this convolution: each invocation's loops stay within
-/// the loop limit, the operands fit in textures, and index arithmetic in u32.
-fn fits(dev: &Device, geo: &Geometry) -> bool {
+/// Whether the implicit kernels can run this convolution: a batch of images (an empty one
+/// runs nothing), each invocation's loops within the loop limit, the operands in textures,
+/// and index arithmetic in u32.
+pub(crate) fn fits(dev: &Device, geo: &Geometry) -> bool {
+    if geo.n == 0 {
+        return false;
+    }
     let g = geo.p.groups;
     let taps = geo.kh * geo.kw;
     let loops = |k: usize| k * 2 + 16;
@@ -73,10 +74,10 @@ fn largest_operand(geo: &Geometry) -> usize {
     (images * planes).max(weights)
 }
 
-/// A texture for `floats` values of a re-laid-out operand; `applies` checked that it fits.
+/// A texture for `floats` values of a re-laid-out operand; `fits` checked that it fits.
 fn texels(dev: &Device, floats: usize) -> Texels {
     dev.texels(floats.div_ceil(4) as u64)
-        .expect("applies() checked that the operands fit in textures")
+        .expect("fits() checked that the operands fit in textures")
 }
 
 /// Channels per block (the kernels' override CH) for a group of `c` channels: ceil(c / 8)
@@ -142,40 +143,6 @@ fn weight_parts(geo: &Geometry, limit: usize) -> Option<(usize, usize, usize)> {
     (parts <= limit).then_some((quads_per_part, rows_per_part, parts))
 }
 
-kernel_params! {
-    /// `Params` of `shaders/cpu/conv_implicit.wgsl`.
-    pub(crate) struct ConvImplicitParams for "cpu/conv_implicit" {
-        n: u32,
-        c: u32,
-        h: u32,
-        w: u32,
-        c_out: u32,
-        kh: u32,
-        kw: u32,
-        ho: u32,
-        wo: u32,
-        sh: u32,
-        sw: u32,
-        ph: u32,
-        pw: u32,
-        dh: u32,
-        dw: u32,
-        groups: u32,
-        has_bias: u32,
-        /// Image quads (images padded to a multiple of 4, divided by 4).
-        nq: u32,
-        /// conv_backward_weight: a part is a group of quads x a band of output rows.
-        rows_per_part: u32,
-        quads_per_part: u32,
-        /// sum_parts: number of parts.
-        parts: u32,
-        /// images_inner: channels x pixels of the tensor being re-laid out.
-        planes: u32,
-        /// conv_forward: ReLU after the bias.
-        relu: u32,
-    }
-}
-
 /// The kernels' parameters, `parts` being (quads per part, rows per part, parts); relu is 0
 /// here, set by the callers that use it.
 fn params(
@@ -183,32 +150,15 @@ fn params(
     has_bias: bool,
     parts: (usize, usize, usize),
     planes: usize,
-) -> ConvImplicitParams {
-    let p = &geo.p;
-    ConvImplicitParams {
-        n: geo.n as u32,
-        c: geo.c as u32,
-        h: geo.h as u32,
-        w: geo.w as u32,
-        c_out: geo.c_out as u32,
-        kh: geo.kh as u32,
-        kw: geo.kw as u32,
-        ho: geo.ho as u32,
-        wo: geo.wo as u32,
-        sh: p.stride.0 as u32,
-        sw: p.stride.1 as u32,
-        ph: p.padding.0 as u32,
-        pw: p.padding.1 as u32,
-        dh: p.dilation.0 as u32,
-        dw: p.dilation.1 as u32,
-        groups: p.groups as u32,
+) -> ConvParams {
+    ConvParams {
         has_bias: has_bias as u32,
         nq: quads(geo) as u32,
         rows_per_part: parts.1 as u32,
         quads_per_part: parts.0 as u32,
         parts: parts.2 as u32,
         planes: planes as u32,
-        relu: 0,
+        ..geo.params()
     }
 }
 
@@ -273,57 +223,48 @@ fn layout_size(geo: &Geometry, forward: bool) -> (usize, usize) {
     }
 }
 
-/// The weights re-laid out (in a texture) so that a block of channels at one tap is two texels:
-/// for the forward (`forward`) or for the input gradient.
-fn weight_layout(dev: &Device, w: &Tensor, geo: &Geometry, forward: bool) -> Result<Texels> {
-    let (len, ch) = layout_size(geo, forward);
-    let out = texels(dev, len);
-    let entry = match forward {
-        true => "weight_forward_layout",
-        false => "weight_backward_layout",
-    };
-    dev.dispatch_with(
-        &SHADER,
-        entry,
-        &[("CH", ch as u32)],
-        &[Bind::Read(w.buffer()), Bind::WriteTexels(out.view())],
-        &params(geo, false, (0, 0, 0), 0),
-        // One invocation per group of 8 slots.
-        grid(len / 8),
-    )?;
-    Ok(out)
-}
-
-/// The forward layout, and with `input_grad` (a training forward whose input needs its
-/// gradient) the backward one too, written by the same dispatch: each dispatch has a fixed
-/// cost, and the backward would otherwise run its own.
-fn forward_layouts(
+/// The weights re-laid out (in textures) so that a block of channels at one tap is two texels:
+/// for the forward (`forward`), for the input gradient (`backward`), or both from one
+/// dispatch (each dispatch has a fixed cost, and a training forward whose input needs its
+/// gradient would otherwise leave the backward its own).
+fn weight_layouts(
     dev: &Device,
     w: &Tensor,
     geo: &Geometry,
-    input_grad: bool,
-) -> Result<(Texels, Option<Texels>)> {
-    if !input_grad {
-        return Ok((weight_layout(dev, w, geo, true)?, None));
-    }
+    forward: bool,
+    backward: bool,
+) -> Result<(Option<Texels>, Option<Texels>)> {
     let (len_f, ch_f) = layout_size(geo, true);
     let (len_b, ch_b) = layout_size(geo, false);
-    let (wf, wb) = (texels(dev, len_f), texels(dev, len_b));
+    let layout = |on: bool, len: usize| on.then(|| texels(dev, len));
+    let (wf, wb) = (layout(forward, len_f), layout(backward, len_b));
+    // A layout not asked for: a one-texel placeholder fills its slot (unwritten).
+    let unused = texels(dev, 4);
+    fn view<'a>(t: &'a Option<Texels>, unused: &'a Texels) -> &'a wgpu::TextureView {
+        t.as_ref().unwrap_or(unused).view()
+    }
+    let groups = |on: bool, len: usize| if on { len / 8 } else { 0 };
     dev.dispatch_with(
         &SHADER,
         "weight_layouts",
-        &[("CH", ch_f as u32), ("CH_B", ch_b as u32)],
+        &[
+            ("FORWARD_LAYOUT", forward as u32),
+            ("BACKWARD_LAYOUT", backward as u32),
+            ("CH", ch_f as u32),
+            ("CH_B", ch_b as u32),
+        ],
         &[
             Bind::Read(w.buffer()),
-            Bind::WriteTexels(wf.view()),
+            Bind::WriteTexels(view(&wf, &unused)),
             // Binding 3 is unread here.
             Bind::Read(w.buffer()),
-            Bind::WriteTexels(wb.view()),
+            Bind::WriteTexels(view(&wb, &unused)),
         ],
         &params(geo, false, (0, 0, 0), 0),
-        grid(len_f.max(len_b) / 8),
+        // One invocation per group of 8 slots.
+        grid(groups(forward, len_f).max(groups(backward, len_b))),
     )?;
-    Ok((wf, Some(wb)))
+    Ok((wf, wb))
 }
 
 /// out = conv(x, w) + bias (then ReLU with `relu`), into `out` ([N, C_out, HO, WO]). Returns
@@ -343,7 +284,8 @@ pub(crate) fn forward(
     let xt = images_inner(dev, x, geo, None)?;
     let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
     params.relu = relu as u32;
-    let (wf, wb) = forward_layouts(dev, w, geo, input_grad)?;
+    let (wf, wb) = weight_layouts(dev, w, geo, true, input_grad)?;
+    let wf = wf.expect("asked for");
     let cout_g = geo.c_out / g;
     let invocations = quads(geo).div_ceil(4) * g * channel_blocks(cout_g) * geo.ho * geo.wo;
     dev.dispatch_with(
@@ -390,7 +332,8 @@ pub(crate) fn forward_relu_pool(
     let dev = x.device();
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
-    let (wf, wb) = forward_layouts(dev, w, geo, input_grad)?;
+    let (wf, wb) = weight_layouts(dev, w, geo, true, input_grad)?;
+    let wf = wf.expect("asked for");
     // Invocations: 4 images x CH channels at one 2 x 2 window.
     let cout_g = geo.c_out / g;
     let windows = (geo.ho / 2) * (geo.wo / 2);
@@ -474,8 +417,8 @@ pub(crate) fn backward_input(
     let wb = match wb {
         Some(wb) => wb,
         None => {
-            laid_out = weight_layout(dev, w, geo, false)?;
-            &laid_out
+            laid_out = weight_layouts(dev, w, geo, false, true)?.1;
+            laid_out.as_ref().expect("asked for")
         }
     };
     let strided = geo.p.stride != (1, 1);

@@ -83,11 +83,7 @@ pub(crate) fn conv_backward_weight() -> String {
     }
     let mut out = String::from(
         "@compute @workgroup_size(WG)
-fn conv_backward_weight(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+fn conv_backward_weight(id: Invocation) {
     let cin_g = p.c / p.groups;
     let cout_g = p.c_out / p.groups;
     let k_len = cin_g * p.kh * p.kw;
@@ -96,7 +92,7 @@ fn conv_backward_weight(
     let bands = (p.ho + p.rows_per_part - 1u) / p.rows_per_part;
     let quad_groups = (p.nq + p.quads_per_part - 1u) / p.quads_per_part;
     // Quad groups fastest: the 8 lanes of a SIMD group fetch neighbouring texels of x and g.
-    let v = invocation(wid, nwg, li);
+    let v = invocation(id);
     let qg = v % quad_groups;
     let rest = v / quad_groups;
     let kb = rest % kb_count;

@@ -3,7 +3,8 @@
 //! storage load a loop over the SIMD lanes), convolution as an implicit GEMM with images
 //! innermost (`conv_implicit.rs`, `shaders/cpu/conv_implicit.wgsl`), and products whose 8-lane
 //! subgroups share fetched rows (`shaders/cpu/matmul_subgroup.wgsl`). The policy decides when
-//! they run; the portable kernels (workgroup tiles, im2col) stay in `ops/` and `shaders/`.
+//! they run; the portable kernels (workgroup tiles, im2col) are in `shaders/`, their host code
+//! in `ops/` and `backend/portable/`.
 
 pub(crate) mod conv_acc_gen;
 pub(crate) mod conv_implicit;
