@@ -361,12 +361,11 @@ impl Tensor {
 impl Saved {
     /// The epilogues fused into the convolution, as a drawing of the graph names them.
     pub(crate) fn epilogue(&self) -> &'static str {
-        if self.pool.is_some() {
-            "+relu+max_pool2d"
-        } else if self.relu_y.is_some() {
-            "+relu"
-        } else {
-            ""
+        match &self.relu_out {
+            None => "",
+            // The fused pooling's output is half the convolution's height.
+            Some(y) if y.shape()[2] != self.geo.ho => "+relu+max_pool2d",
+            Some(_) => "+relu",
         }
     }
 }
