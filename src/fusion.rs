@@ -81,7 +81,7 @@ impl Deferred {
         self.producer
             .inputs()
             .iter()
-            .any(|t| std::ptr::eq(Arc::as_ptr(&t.0.storage), input))
+            .any(|t| std::ptr::eq(Arc::as_ptr(t.storage()), input))
     }
 }
 
@@ -94,7 +94,7 @@ pub(crate) fn defer(shape: Vec<usize>, producer: Producer) -> Result<Tensor> {
     storage.set_deferred(Deferred {
         shape,
         tensor_id: t.id(),
-        node: t.0.node.as_ref().map(Arc::downgrade),
+        node: t.node().map(Arc::downgrade),
         grad_enabled: tape::is_grad_enabled(),
         producer,
     });
@@ -120,7 +120,7 @@ pub(crate) fn materialize(storage: &Arc<Storage>) {
 
 /// The producer `t` is the deferred output of, if an epilogue may fold into it.
 fn deferred_producer(t: &Tensor) -> Option<(Producer, Vec<usize>)> {
-    t.0.storage.with_deferred(|d| {
+    t.storage().with_deferred(|d| {
         (d.tensor_id == t.id() && d.grad_enabled == tape::is_grad_enabled())
             .then(|| (d.producer.clone(), d.shape.clone()))
     })?
@@ -128,7 +128,7 @@ fn deferred_producer(t: &Tensor) -> Option<(Producer, Vec<usize>)> {
 
 /// The scope t's op was recorded in: an op fused into it is drawn under both names.
 fn producer_scope(t: &Tensor) -> Option<&str> {
-    t.0.node.as_ref().and_then(|n| n.scope())
+    t.node().and_then(|n| n.scope())
 }
 
 /// `relu(t)` folded into t's producer, if t is a deferred conv or linear output.

@@ -113,7 +113,7 @@ pub struct Graph {
 }
 
 fn key_of(t: &Tensor) -> Key {
-    match &t.0.node {
+    match t.node() {
         Some(n) => Key::Op(Arc::as_ptr(n) as usize),
         None => Key::Leaf(t.id()),
     }
@@ -147,19 +147,19 @@ impl Graph {
             if vertices.contains_key(&key) {
                 continue;
             }
-            let described = t.0.node.as_ref().and_then(|n| n.describe());
+            let described = t.node().and_then(|n| n.describe());
             let (op, inputs) = match &described {
                 Some((label, inputs)) => (Some(label.clone()), inputs.clone()),
                 None => (None, Vec::new()),
             };
-            if let Some(node) = &t.0.node {
+            if let Some(node) = t.node() {
                 node.start_trace();
             }
             let vertex = Vertex {
                 value: small_values(&t)?,
                 tensor: t.clone(),
                 op,
-                node: t.0.node.clone(),
+                node: t.node().cloned(),
                 inputs: inputs.iter().map(key_of).collect(),
             };
             vertices.insert(key, vertex);

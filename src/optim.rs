@@ -110,7 +110,7 @@ fn record_updates(
     }
     // Updated in place.
     for t in params.iter().chain(states.iter().flat_map(|s| s.iter())) {
-        t.0.storage.mark_written();
+        t.storage().mark_written();
     }
     let updates: Vec<Update> = params
         .iter()

@@ -214,12 +214,12 @@ impl NodeState {
             )))
         };
         for &i in saved.inputs {
-            let now = self.inputs[i].0.storage.version();
+            let now = self.inputs[i].storage().version();
             if now != self.input_versions[i] {
                 return stale(format!("input {i}"), self.input_versions[i], now);
             }
         }
-        let now = output.0.storage.version();
+        let now = output.storage().version();
         if saved.output && now != self.output_version {
             return stale("output".into(), self.output_version, now);
         }
@@ -300,7 +300,7 @@ pub(crate) fn record(
         state: Mutex::new(Some(NodeState {
             op: make_op(),
             inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-            input_versions: inputs.iter().map(|t| t.0.storage.version()).collect(),
+            input_versions: inputs.iter().map(|t| t.storage().version()).collect(),
             output_version: output.version(),
         })),
     }))
@@ -360,7 +360,7 @@ impl Tensor {
         }
         let _no_grad = NoGradGuard::new();
         if self.is_leaf() {
-            let mut slot = self.0.grad.lock().unwrap();
+            let mut slot = self.grad_slot().lock().unwrap();
             return accumulate(&mut slot, grad.clone());
         }
 
@@ -369,7 +369,7 @@ impl Tensor {
         let mut seen = std::collections::HashSet::new();
         let mut stack = vec![self.clone()];
         while let Some(t) = stack.pop() {
-            let Some(node) = &t.0.node else { continue };
+            let Some(node) = t.node() else { continue };
             if !seen.insert(Arc::as_ptr(node)) {
                 continue;
             }
@@ -395,9 +395,9 @@ impl Tensor {
         let mut grads: HashMap<u64, Tensor> = HashMap::new();
         grads.insert(self.id(), grad.clone());
         for (_, out) in &nodes {
-            let node = out.0.node.as_ref().expect("collected nodes have a node");
+            let node = out.node().expect("collected nodes have a node");
             // A deferred output that only a view or nothing read yet: compute it (and its op).
-            crate::fusion::materialize(&out.0.storage);
+            crate::fusion::materialize(&out.storage());
             let state = node.state.lock().unwrap().take();
             let Some(state) = state else {
                 continue;
@@ -429,7 +429,7 @@ impl Tensor {
                     )));
                 }
                 if input.is_leaf() {
-                    let mut slot = input.0.grad.lock().unwrap();
+                    let mut slot = input.grad_slot().lock().unwrap();
                     accumulate(&mut slot, ig)?;
                 } else {
                     let mut slot = grads.remove(&input.id());

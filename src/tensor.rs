@@ -191,17 +191,17 @@ impl Device {
 
 /// An n-dimensional array of f32 on a GPU. Cloning is cheap (the data is shared).
 #[derive(Clone)]
-pub struct Tensor(pub(crate) Arc<TensorInner>);
+pub struct Tensor(Arc<TensorInner>);
 
-pub(crate) struct TensorInner {
-    pub id: u64,
-    pub storage: Arc<Storage>,
-    pub shape: Vec<usize>,
-    pub requires_grad: bool,
+struct TensorInner {
+    id: u64,
+    storage: Arc<Storage>,
+    shape: Vec<usize>,
+    requires_grad: bool,
     /// The op that produced this tensor, if it was recorded on the tape.
-    pub node: Option<Arc<Node>>,
+    node: Option<Arc<Node>>,
     /// Accumulated gradient (leaves only).
-    pub grad: Mutex<Option<Tensor>>,
+    grad: Mutex<Option<Tensor>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -395,6 +395,21 @@ impl Tensor {
 
     pub(crate) fn id(&self) -> u64 {
         self.0.id
+    }
+
+    /// The buffer's owner, shared with views of the same data.
+    pub(crate) fn storage(&self) -> &Arc<Storage> {
+        &self.0.storage
+    }
+
+    /// The tape node of the op that produced this tensor, if it was recorded.
+    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
+        self.0.node.as_ref()
+    }
+
+    /// The slot `backward()` accumulates a leaf's gradient in.
+    pub(crate) fn grad_slot(&self) -> &Mutex<Option<Tensor>> {
+        &self.0.grad
     }
 
     /// The same data as a new leaf that does not require grad.

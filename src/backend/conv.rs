@@ -168,7 +168,7 @@ pub(crate) fn conv2d_forward(
     }
     Ok(ConvSaved(match lowering(dev, geo) {
         ConvLowering::Implicit => {
-            let input_inner = x.0.storage.grad_images_inner.load(Ordering::Relaxed);
+            let input_inner = x.storage().grad_images_inner.load(Ordering::Relaxed);
             let (xt, wb) = conv_implicit::forward(x, w, bias, relu, geo, out, input_grad)?;
             Saved::Implicit(Box::new(ImplicitSaved {
                 xt,
@@ -204,7 +204,7 @@ pub(crate) fn conv2d_relu_pool_forward(
     records: bool,
     input_grad: bool,
 ) -> Result<ConvSaved> {
-    let input_inner = x.0.storage.grad_images_inner.load(Ordering::Relaxed);
+    let input_inner = x.storage().grad_images_inner.load(Ordering::Relaxed);
     let fused =
         conv_implicit::forward_relu_pool(x, w, bias, geo, out.buffer(), records, input_grad)?;
     // The next convolution reads the output images-innermost as written here.

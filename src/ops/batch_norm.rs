@@ -164,8 +164,8 @@ impl Tensor {
                     .cloned()
                     .map_or_else(|| Tensor::ones(dev, &[c]), Ok)?;
                 // Updated in place below.
-                rm.0.storage.mark_written();
-                rv.0.storage.mark_written();
+                rm.storage().mark_written();
+                rv.storage().mark_written();
             } else {
                 let (Some(m_), Some(v_)) = (args.running_mean, args.running_var) else {
                     return Err(Error::Invalid(

@@ -75,7 +75,7 @@ impl Tensor {
             );
         }
         Ok(Tensor::from_op(
-            self.0.storage.clone(),
+            self.storage().clone(),
             shape.to_vec(),
             &[self],
             || Op::Reshape,
@@ -128,7 +128,7 @@ impl Tensor {
             inverse[d] = i;
         }
         Ok(Tensor::from_op(
-            out.0.storage.clone(),
+            out.storage().clone(),
             out.shape().to_vec(),
             &[self],
             || Op::Permute(PermuteSaved { inverse }),
@@ -171,7 +171,7 @@ impl Tensor {
         }
         let copy = strided_copy(self, shape, &broadcast_strides(self.shape(), shape))?;
         Ok(Tensor::from_op(
-            copy.0.storage.clone(),
+            copy.storage().clone(),
             shape.to_vec(),
             &[self],
             || Op::Expand,

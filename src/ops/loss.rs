@@ -143,7 +143,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
 }
 
 pub(crate) fn cross_entropy_backward(s: &CrossEntropySaved, g: &Tensor) -> Result<Tensor> {
-    if let (Some(unit), Some(1.0)) = (&s.unit_grad, g.0.storage.known_value()) {
+    if let (Some(unit), Some(1.0)) = (&s.unit_grad, g.storage().known_value()) {
         return Ok(unit.clone());
     }
     let dev = g.device();

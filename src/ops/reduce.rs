@@ -91,7 +91,7 @@ fn sum_rows_raw(x: &wgpu::Buffer, dev: &Device, rows: Rows, scale: f32) -> Resul
     if rows.n == 0 {
         // Empty rows sum to 0 (times scale: a mean's 1/0 gives NaN, as in PyTorch).
         let out = Tensor::full(dev, &[outputs], 0.0 * scale)?;
-        return Ok(out.0.storage.clone());
+        return Ok(out.storage().clone());
     }
     // One workgroup per output (a tree reduction with barriers) where the policy says so.
     let wide = dev.policy().sum_rows_wide(outputs, rows.n);

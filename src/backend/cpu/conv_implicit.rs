@@ -177,7 +177,7 @@ pub(crate) fn images_inner(
     relu_out: Option<&Tensor>,
 ) -> Result<Arc<Texels>> {
     if relu_out.is_none() {
-        if let Some(written) = t.0.storage.images_inner(geo.n) {
+        if let Some(written) = t.storage().images_inner(geo.n) {
             return Ok(written);
         }
     }
@@ -479,7 +479,7 @@ pub(crate) fn backward_input(
         grid(invocations),
     )?;
     if inner_too {
-        gx.0.storage.set_images_inner(geo.n, Arc::new(inner));
+        gx.storage().set_images_inner(geo.n, Arc::new(inner));
     }
     Ok(gx)
 }
