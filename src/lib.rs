@@ -21,6 +21,8 @@
 //! backward entry points side by side) and its tests `tests/NAME.rs`. The tape (`src/tape.rs`)
 //! records ops and replays them in reverse in `backward()`.
 
+#![warn(missing_docs)]
+
 mod backend;
 pub mod data;
 mod device;

@@ -12,12 +12,19 @@ static SHADER: Shader = shader!("batch_norm");
 /// Arguments of [`Tensor::batch_norm2d`], named as in `torch.nn.functional.batch_norm`.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchNormArgs<'a> {
+    /// Running mean per channel, updated in training and used in eval mode.
     pub running_mean: Option<&'a Tensor>,
+    /// Running (unbiased) variance per channel, likewise.
     pub running_var: Option<&'a Tensor>,
+    /// Scale per channel (gamma); `None` for 1.
     pub weight: Option<&'a Tensor>,
+    /// Shift per channel (beta); `None` for 0.
     pub bias: Option<&'a Tensor>,
+    /// Batch statistics (and running-statistics updates) rather than the running ones.
     pub training: bool,
+    /// How fast the running statistics follow the batch's (PyTorch's 0.1).
     pub momentum: f32,
+    /// Added to the variance before the square root (PyTorch's 1e-5).
     pub eps: f32,
 }
 

@@ -14,9 +14,14 @@ use crate::tensor::{Storage, Tensor};
 /// Stride, zero padding, dilation (each per axis: height, width) and groups of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dParams {
+    /// Step between output pixels, per axis.
     pub stride: (usize, usize),
+    /// Zeros added on each side, per axis.
     pub padding: (usize, usize),
+    /// Spacing between kernel taps, per axis (1: dense).
     pub dilation: (usize, usize),
+    /// Channel groups convolved independently (1: every output channel sees every input
+    /// channel).
     pub groups: usize,
 }
 
@@ -32,18 +37,22 @@ impl Default for Conv2dParams {
 }
 
 impl Conv2dParams {
+    /// Stride `s` along both axes.
     pub fn stride(mut self, s: usize) -> Self {
         self.stride = (s, s);
         self
     }
+    /// Zero padding `p` on every side.
     pub fn padding(mut self, p: usize) -> Self {
         self.padding = (p, p);
         self
     }
+    /// Dilation `d` along both axes.
     pub fn dilation(mut self, d: usize) -> Self {
         self.dilation = (d, d);
         self
     }
+    /// `g` channel groups.
     pub fn groups(mut self, g: usize) -> Self {
         self.groups = g;
         self
@@ -309,7 +318,22 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
 
 impl Tensor {
     /// 2-D convolution (cross-correlation, as PyTorch) of an NCHW input with a weight
-    /// [C_out, C_in/groups, KH, KW] and an optional bias [C_out].
+    /// `[C_out, C_in/groups, KH, KW]` and an optional bias `[C_out]`.
+    ///
+    /// ```
+    /// # use webgrad::{Conv2dParams, Device, Tensor};
+    /// let dev = Device::new()?;
+    /// // A 4 x 4 image and a 3 x 3 kernel that sums each window.
+    /// let x = Tensor::from_vec(&dev, (0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4])?;
+    /// let w = Tensor::ones(&dev, &[1, 1, 3, 3])?;
+    /// let y = x.conv2d(&w, None, Conv2dParams::default())?;
+    /// assert_eq!(y.shape(), &[1, 1, 2, 2]); // (4 - 3) / 1 + 1
+    /// assert_eq!(y.to_vec()?, vec![45.0, 54.0, 81.0, 90.0]);
+    /// // Padding 1 and stride 2: (4 + 2 - 3) / 2 + 1 = 2 again, windows centred on 0, 2.
+    /// let y = x.conv2d(&w, None, Conv2dParams::default().padding(1).stride(2))?;
+    /// assert_eq!(y.to_vec()?, vec![10.0, 24.0, 51.0, 90.0]);
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
     ///
     /// ```
     /// # use webgrad::{Device, Tensor, Conv2dParams};

@@ -15,6 +15,7 @@ pub enum Reduction {
     /// The average (the default).
     #[default]
     Mean,
+    /// The total.
     Sum,
     /// No reduction: one loss per element (per row for cross-entropy).
     None,

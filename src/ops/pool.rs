@@ -10,8 +10,11 @@ use crate::tensor::Tensor;
 /// Window, stride and padding (each per axis: height, width) of a 2-D pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2dParams {
+    /// Window height and width.
     pub kernel: (usize, usize),
+    /// Step between windows, per axis.
     pub stride: (usize, usize),
+    /// Implicit padding on each side, per axis (-inf for max, zeros for average pooling).
     pub padding: (usize, usize),
     /// avg_pool2d only: whether padded zeros count in the average (PyTorch's default: true).
     pub count_include_pad: bool,
@@ -27,14 +30,17 @@ impl Pool2dParams {
             count_include_pad: true,
         }
     }
+    /// Stride `s` along both axes.
     pub fn stride(mut self, s: usize) -> Self {
         self.stride = (s, s);
         self
     }
+    /// Padding `p` on every side.
     pub fn padding(mut self, p: usize) -> Self {
         self.padding = (p, p);
         self
     }
+    /// avg_pool2d: whether padded zeros count in the average.
     pub fn count_include_pad(mut self, yes: bool) -> Self {
         self.count_include_pad = yes;
         self

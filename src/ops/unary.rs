@@ -273,6 +273,7 @@ pub(crate) fn relu_backward_sum_rows(
 }
 
 impl Tensor {
+    /// `-x` elementwise.
     pub fn neg(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Neg)
     }
@@ -284,21 +285,37 @@ impl Tensor {
         }
         unary(self, UnaryOp::Relu)
     }
+    /// The logistic function `1 / (1 + exp(-x))` elementwise.
+    ///
+    /// ```
+    /// # use webgrad::{Device, Tensor};
+    /// let dev = Device::new()?;
+    /// let x = Tensor::from_vec(&dev, vec![0.0, 2.0], &[2])?;
+    /// let y = x.sigmoid()?.to_vec()?;
+    /// assert_eq!(y[0], 0.5);
+    /// assert!((y[1] - 0.880797).abs() < 1e-6);
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
     pub fn sigmoid(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Sigmoid)
     }
+    /// `tanh(x)` elementwise.
     pub fn tanh(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Tanh)
     }
+    /// `e^x` elementwise.
     pub fn exp(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Exp)
     }
+    /// The natural logarithm elementwise (NaN below 0, -inf at 0).
     pub fn log(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Log)
     }
+    /// The square root elementwise (NaN below 0).
     pub fn sqrt(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Sqrt)
     }
+    /// `|x|` elementwise (its gradient at 0 is 0, as PyTorch's).
     pub fn abs(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Abs)
     }
@@ -306,15 +323,19 @@ impl Tensor {
     pub fn powf(&self, exponent: f32) -> Result<Tensor> {
         unary(self, UnaryOp::Powf(exponent))
     }
+    /// `x + s` elementwise.
     pub fn add_scalar(&self, s: f32) -> Result<Tensor> {
         unary(self, UnaryOp::AddScalar(s))
     }
+    /// `x - s` elementwise.
     pub fn sub_scalar(&self, s: f32) -> Result<Tensor> {
         unary(self, UnaryOp::SubScalar(s))
     }
+    /// `x * s` elementwise.
     pub fn mul_scalar(&self, s: f32) -> Result<Tensor> {
         unary(self, UnaryOp::MulScalar(s))
     }
+    /// `x / s` elementwise.
     pub fn div_scalar(&self, s: f32) -> Result<Tensor> {
         unary(self, UnaryOp::DivScalar(s))
     }
