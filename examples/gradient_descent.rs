@@ -146,7 +146,7 @@ fn descend(
     );
     let mut spent = 0.0;
     for it in 0..iterations {
-        if (it * batch) % p.n == 0 {
+        if (it * batch).is_multiple_of(p.n) {
             rng.shuffle(&mut order);
         }
         let at = (it * batch) % p.n;
@@ -189,6 +189,7 @@ fn newton(dev: &Device, p: &Problem, iterations: usize) -> Result<Run> {
 }
 
 /// The Hessian at `w`, column j = (g(w + h e_j) - g(w - h e_j)) / 2h, symmetrised.
+#[allow(clippy::needless_range_loop)] // matrix code reads best with its indices
 fn hessian(dev: &Device, p: &Problem, w: &[f32]) -> Result<Vec<Vec<f64>>> {
     let m = w.len();
     let step = 1e-2f32;
@@ -215,6 +216,7 @@ fn hessian(dev: &Device, p: &Problem, w: &[f32]) -> Result<Vec<Vec<f64>>> {
 }
 
 /// Solves (a + damping I) x = b by Gaussian elimination with partial pivoting.
+#[allow(clippy::needless_range_loop)] // matrix code reads best with its indices
 fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>, damping: f64) -> Result<Vec<f64>> {
     let m = b.len();
     for (i, row) in a.iter_mut().enumerate() {

@@ -54,3 +54,7 @@ pub use ops::pool::Pool2dParams;
 pub use rng::Rng;
 pub use tape::{is_grad_enabled, no_grad, NoGradGuard};
 pub use tensor::Tensor;
+
+// The guide's pages (docs/*.md), each Rust block a doc test.
+#[cfg(doctest)]
+pub mod guide;

@@ -38,6 +38,11 @@ pub(crate) struct Trace {
 /// Gradients of at most this many elements are kept in a `Trace`.
 const TRACE_MAX_ELEMENTS: usize = 8;
 
+/// `t`, if it is small enough to keep in a `Trace`.
+fn small_clone(t: &Tensor) -> Option<Tensor> {
+    (t.numel() <= TRACE_MAX_ELEMENTS).then(|| t.clone())
+}
+
 struct NodeState {
     op: Op,
     inputs: Vec<Tensor>,
@@ -397,7 +402,7 @@ impl Tensor {
         for (_, out) in &nodes {
             let node = out.node().expect("collected nodes have a node");
             // A deferred output that only a view or nothing read yet: compute it (and its op).
-            crate::fusion::materialize(&out.storage());
+            crate::fusion::materialize(out.storage());
             let state = node.state.lock().unwrap().take();
             let Some(state) = state else {
                 continue;
@@ -409,11 +414,10 @@ impl Tensor {
             let NodeState { op, inputs, .. } = state;
             let input_grads = op.backward(&g, &inputs)?;
             if let Some(trace) = node.trace.lock().unwrap().as_mut() {
-                let small = |t: &Tensor| (t.numel() <= TRACE_MAX_ELEMENTS).then(|| t.clone());
-                trace.upstream = small(&g);
+                trace.upstream = small_clone(&g);
                 trace.downstream = input_grads
                     .iter()
-                    .map(|t| t.as_ref().and_then(small))
+                    .map(|t| t.as_ref().and_then(small_clone))
                     .collect();
             }
             for (input, ig) in inputs.iter().zip(input_grads) {

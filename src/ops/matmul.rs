@@ -771,6 +771,17 @@ impl Tensor {
     }
 }
 
+impl LinearSaved {
+    /// The epilogue fused into the product, as a drawing of the graph names it.
+    pub(crate) fn epilogue(&self) -> &'static str {
+        if self.relu_y.is_some() {
+            "+relu"
+        } else {
+            ""
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Gemm, Operand};
@@ -856,17 +867,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-}
-
-impl LinearSaved {
-    /// The epilogue fused into the product, as a drawing of the graph names it.
-    pub(crate) fn epilogue(&self) -> &'static str {
-        if self.relu_y.is_some() {
-            "+relu"
-        } else {
-            ""
         }
     }
 }
