@@ -827,7 +827,8 @@ mod tests {
     /// Every [`KernelParams`] struct (a new one is added here).
     fn mirrors() -> Vec<Mirror> {
         use crate::backend::cpu::conv_implicit::ConvImplicitParams;
-        use crate::ops::{batch_norm, binary, conv, dropout, fill, layout, loss, matmul};
+        use crate::backend::gemm::MatmulParams;
+        use crate::ops::{batch_norm, binary, conv, dropout, fill, layout, loss};
         use crate::ops::{pool, reduce, softmax, unary};
         vec![
             mirror::<batch_norm::BatchNormParams>(),
@@ -837,7 +838,7 @@ mod tests {
             mirror::<fill::FillParams>(),
             mirror::<layout::LayoutParams>(),
             mirror::<loss::LossParams>(),
-            mirror::<matmul::MatmulParams>(),
+            mirror::<MatmulParams>(),
             mirror::<crate::optim::OptimParams>(),
             mirror::<pool::PoolParams>(),
             mirror::<reduce::ReduceParams>(),

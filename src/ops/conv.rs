@@ -1,16 +1,16 @@
 //! `conv2d` by im2col + matmul, with its backward (col2im, weight and bias gradients):
-//! `shaders/conv.wgsl` and `shaders/matmul.wgsl`.
+//! `shaders/conv.wgsl`, and the products through `backend::gemm`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::backend::cpu::conv_implicit;
 use crate::backend::cpu::texels::Texels;
+use crate::backend::{gemm, Gemm, Operand};
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
 use crate::fusion::{self, Producer};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
-use crate::ops::matmul::{Gemm, Operand};
 use crate::ops::pool::Pool2dParams;
 use crate::ops::unary::groups;
 use crate::tape::Op;
@@ -461,7 +461,7 @@ fn explicit_forward(
             );
             mm.c_offset = (n0 * geo.c_out + gi * cout_g) * pixels;
             mm.c_batch_stride = geo.c_out * pixels;
-            mm.run(dev)?;
+            gemm(dev, &mm)?;
         }
     }
     if bias.is_some() || relu {
@@ -658,7 +658,7 @@ fn explicit_backward(
                 mm.c_offset = gi * cout_g * rows_g;
                 mm.sum_batch = true;
                 mm.accumulate = ci > 0;
-                mm.run(dev)?;
+                gemm(dev, &mm)?;
             }
         }
         if let Some(gx) = &gx {
@@ -678,7 +678,7 @@ fn explicit_backward(
                 );
                 mm.c_offset = gi * rows_g * pixels;
                 mm.c_batch_stride = rows * pixels;
-                mm.run(dev)?;
+                gemm(dev, &mm)?;
             }
             dev.dispatch(
                 &SHADER,
