@@ -851,9 +851,13 @@ mod tests {
     /// The shared files (`Shader::includes`), and those each module starts with, as its
     /// `shader!` lists them (a file missing here fails to parse below, one missing there when
     /// the kernel is compiled).
-    const SHARED: &[&str] = &[];
-    fn includes(_name: &str) -> &'static [&'static str] {
-        &[]
+    const SHARED: &[&str] = &["matmul_common", "cpu/matmul_registers"];
+    fn includes(name: &str) -> &'static [&'static str] {
+        match name {
+            "matmul" => &["matmul_common"],
+            "cpu/matmul_blocked" | "cpu/matmul_subgroup" => SHARED,
+            _ => &[],
+        }
     }
 
     /// Every `shaders/**/*.wgsl` but the shared files, as (name as in `shader!`, the module's
@@ -890,6 +894,8 @@ mod tests {
                     generated: match name.as_str() {
                         "unary" => Some(crate::ops::unary::table_wgsl),
                         "cpu/conv_implicit" => Some(crate::backend::cpu::conv_implicit::generated),
+                        "cpu/matmul_blocked" => Some(crate::backend::cpu::matmul_gen::blocked),
+                        "cpu/matmul_subgroup" => Some(crate::backend::cpu::matmul_gen::subgroup),
                         _ => None,
                     },
                 };
@@ -978,7 +984,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(checked, 15, "shaders with a Params struct");
+        assert_eq!(checked, 16, "shaders with a Params struct");
     }
 
     /// One buffer in two writable bindings: an error naming the kernel, from the dispatch

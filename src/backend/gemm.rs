@@ -3,7 +3,7 @@
 //! `ops/matmul.rs` (matmul, linear and their gradients) and `ops/conv.rs` (the im2col
 //! lowering) call it. It splits the product into pieces within the loop budget and hands them
 //! to the schedule the policy chooses: workgroup tiles (`portable/matmul.rs`) or register blocks
-//! (`cpu/matmul.rs`). Their shaders have one `Params`.
+//! (`cpu/matmul.rs`). The shaders share `shaders/matmul_common.wgsl`, and with it one `Params`.
 
 use super::policy::{GemmKernel, GemmSchedule};
 use super::{cpu, portable};
@@ -12,9 +12,9 @@ use crate::error::Result;
 use crate::kernel::{kernel_params, Bind, Shader};
 
 kernel_params! {
-    /// `Params` of `shaders/matmul.wgsl` and `shaders/cpu/matmul_subgroup.wgsl` (the same
-    /// struct): C[bi] = A[bi] B[bi] over strided operands.
-    pub(crate) struct MatmulParams for "matmul", "cpu/matmul_subgroup" {
+    /// `Params` of `shaders/matmul_common.wgsl`, which every matrix-product module starts
+    /// with: C[bi] = A[bi] B[bi] over strided operands.
+    pub(crate) struct MatmulParams for "matmul", "cpu/matmul_blocked", "cpu/matmul_subgroup" {
         batch: u32,
         m: u32,
         n: u32,
@@ -210,7 +210,7 @@ impl<'a> Gemm<'a> {
         let (tile_m, tile_n) = kernel.tile();
         let out_batches = if self.sum_batch { 1 } else { piece.batch };
         let tiles = self.m.div_ceil(tile_m) * self.n.div_ceil(tile_n) * out_batches;
-        // The epilogue is compiled into the pipeline (see the shaders' HAS_BIAS).
+        // The epilogue is compiled into the pipeline (see matmul_common.wgsl's HAS_BIAS).
         let mut all = vec![
             ("HAS_BIAS", piece.bias as u32),
             ("ACCUMULATE", piece.accumulate as u32),

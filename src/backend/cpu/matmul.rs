@@ -1,9 +1,10 @@
 //! The matrix product on CPU adapters: register blocks per invocation, no workgroup memory
-//! (matmul_blocked8, matmul_rows in `shaders/matmul.wgsl`), with the operands read as vec4
-//! texels where their strides allow (matmul_vec4, or matmul_subgroup in
+//! (`shaders/cpu/matmul_blocked.wgsl`: matmul_blocked8, matmul_rows), with the operands read
+//! as vec4 texels where their strides allow (matmul_vec4, or matmul_subgroup in
 //! `shaders/cpu/matmul_subgroup.wgsl` where the adapter's subgroups are its 8 SIMD lanes). The
-//! policy picks the kernel.
+//! unrolled parts of the shaders come from `matmul_gen.rs`; the policy picks the kernel.
 
+use super::matmul_gen;
 use super::texels::Texels;
 use crate::backend::gemm::{Gemm, Piece};
 use crate::backend::policy::GemmKernel;
@@ -11,9 +12,16 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader};
 
-// The register-block kernels still share a module with the portable one.
-static BLOCKED: Shader = shader!("matmul");
-static SUBGROUP: Shader = shader!("cpu/matmul_subgroup");
+static BLOCKED: Shader = shader!(
+    "cpu/matmul_blocked",
+    includes = ["matmul_common", "cpu/matmul_registers"],
+    Some(matmul_gen::blocked)
+);
+static SUBGROUP: Shader = shader!(
+    "cpu/matmul_subgroup",
+    includes = ["matmul_common", "cpu/matmul_registers"],
+    Some(matmul_gen::subgroup)
+);
 
 /// Records the pieces of `g`; operands are copied into textures once, for all the pieces.
 pub(crate) fn run(dev: &Device, g: &Gemm, pieces: &[Piece]) -> Result<()> {

@@ -3,11 +3,12 @@
 //! storage load a loop over the SIMD lanes), convolution as an implicit GEMM with images
 //! innermost (`conv_implicit.rs`, `shaders/cpu/conv_implicit.wgsl`), and matrix products in
 //! register blocks, some with 8-lane subgroups sharing fetched rows (`matmul.rs`,
-//! `shaders/cpu/matmul_subgroup.wgsl`). The policy decides when they run; the portable kernels are in
+//! `shaders/cpu/matmul_*.wgsl`). The policy decides when they run; the portable kernels are in
 //! `backend/portable/` (the product's) and `ops/` (im2col), with their shaders in `shaders/`.
 
 pub(crate) mod conv_acc_gen;
 pub(crate) mod conv_implicit;
 pub(crate) mod conv_weight_gen;
 pub(crate) mod matmul;
+pub(crate) mod matmul_gen;
 pub(crate) mod texels;
