@@ -21,10 +21,13 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pool::size_class;
 
-/// A WGSL source file: one op family, forward and backward entry points side by side; plus,
-/// for a family defined by a table (the elementwise ops), the WGSL that table generates.
+/// A WGSL source file: one op family, forward and backward entry points side by side; the
+/// shared files it starts with (`includes`: what several modules of a family have in common,
+/// such as `matmul_common.wgsl`); plus, for a family defined by a table (the elementwise ops)
+/// or unrolled code, the WGSL that a generator writes.
 pub(crate) struct Shader {
     pub name: &'static str,
+    pub includes: &'static [&'static str],
     pub source: &'static str,
     pub generated: Option<fn() -> String>,
 }
@@ -34,31 +37,51 @@ pub(crate) struct Shader {
 const PRELUDE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/prelude.wgsl"));
 
 impl Shader {
-    /// The whole WGSL module: the prelude, the file, then what its table generates.
+    /// The whole WGSL module: the prelude, the shared files, the file, then what its
+    /// generator writes.
     pub fn full_source(&self) -> String {
         let generated = self.generated.map(|g| g()).unwrap_or_default();
-        format!("{PRELUDE}\n{}\n{generated}", self.source)
+        let includes = self.includes.join("\n");
+        format!("{PRELUDE}\n{includes}\n{}\n{generated}", self.source)
     }
 }
 
+/// `shader!("family")`, `shader!("family", generator)`, and either with the shared files it
+/// starts with: `shader!("matmul", includes = ["matmul_common"])` (names as the files', under
+/// `shaders/`, without `.wgsl`).
 macro_rules! shader {
     ($name:literal) => {
-        shader!($name, None)
+        shader!($name, includes = [], None)
     };
-    ($name:literal, $generated:expr) => {
+    ($name:literal, includes = [$($include:literal),*]) => {
+        shader!($name, includes = [$($include),*], None)
+    };
+    ($name:literal, includes = [$($include:literal),*], $generated:expr) => {
         crate::kernel::Shader {
             name: $name,
-            source: include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/shaders/",
-                $name,
-                ".wgsl"
-            )),
+            includes: &[$(crate::kernel::shader_file!($include)),*],
+            source: crate::kernel::shader_file!($name),
             generated: $generated,
         }
     };
+    ($name:literal, $generated:expr) => {
+        shader!($name, includes = [], $generated)
+    };
 }
 pub(crate) use shader;
+
+/// The text of `shaders/{name}.wgsl`, compiled in.
+macro_rules! shader_file {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/",
+            $name,
+            ".wgsl"
+        ))
+    };
+}
+pub(crate) use shader_file;
 
 /// A kernel's parameters: the Rust mirror of one shader's `struct Params`, bound at binding 0.
 /// Declare one with [`kernel_params!`], next to the op that fills it; the unit test
@@ -805,7 +828,8 @@ mod tests {
     /// Every [`KernelParams`] struct (a new one is added here).
     fn mirrors() -> Vec<Mirror> {
         use crate::backend::conv::ConvParams;
-        use crate::ops::{batch_norm, binary, dropout, fill, layout, loss, matmul};
+        use crate::backend::gemm::MatmulParams;
+        use crate::ops::{batch_norm, binary, dropout, fill, layout, loss};
         use crate::ops::{reduce, softmax, unary};
         vec![
             mirror::<batch_norm::BatchNormParams>(),
@@ -815,7 +839,7 @@ mod tests {
             mirror::<fill::FillParams>(),
             mirror::<layout::LayoutParams>(),
             mirror::<loss::LossParams>(),
-            mirror::<matmul::MatmulParams>(),
+            mirror::<MatmulParams>(),
             mirror::<crate::optim::OptimParams>(),
             mirror::<crate::backend::pool::PoolParams>(),
             mirror::<reduce::ReduceParams>(),
@@ -824,7 +848,20 @@ mod tests {
         ]
     }
 
-    /// Every `shaders/**/*.wgsl`, as (name as in `shader!`, source).
+    /// The shared files (`Shader::includes`), and those each module starts with, as its
+    /// `shader!` lists them (a file missing here fails to parse below, one missing there when
+    /// the kernel is compiled).
+    const SHARED: &[&str] = &["matmul_common", "cpu/matmul_registers"];
+    fn includes(name: &str) -> &'static [&'static str] {
+        match name {
+            "matmul" => &["matmul_common"],
+            "cpu/matmul_blocked" | "cpu/matmul_subgroup" => SHARED,
+            _ => &[],
+        }
+    }
+
+    /// Every `shaders/**/*.wgsl` but the shared files, as (name as in `shader!`, the module's
+    /// whole source).
     fn shader_files(dir: &Path, prefix: &str, out: &mut Vec<(String, String)>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -836,15 +873,30 @@ mod tests {
             if path.is_dir() {
                 shader_files(&path, &format!("{prefix}{stem}/"), out);
             } else if path.extension().is_some_and(|e| e == "wgsl") && stem != "prelude" {
-                // The module as it is compiled: prelude, file, and what a table generates.
+                // The module as it is compiled: prelude, shared files, file, and what a generator
+                // writes. The shared files are checked as parts of the modules that use them.
                 let name = format!("{prefix}{stem}");
+                if SHARED.contains(&name.as_str()) {
+                    continue;
+                }
+                let file = |name: &str| -> &'static str {
+                    let path = format!("{}/shaders/{name}.wgsl", env!("CARGO_MANIFEST_DIR"));
+                    std::fs::read_to_string(path).unwrap().leak()
+                };
                 let shader = Shader {
                     name: "",
-                    source: std::fs::read_to_string(&path).unwrap().leak(),
+                    includes: includes(&name)
+                        .iter()
+                        .map(|i| file(i))
+                        .collect::<Vec<_>>()
+                        .leak(),
+                    source: file(&name),
                     generated: match name.as_str() {
                         "unary" => Some(crate::ops::unary::table_wgsl),
                         "conv" => Some(crate::backend::conv::params_wgsl),
                         "cpu/conv_implicit" => Some(crate::backend::cpu::conv_implicit::generated),
+                        "cpu/matmul_blocked" => Some(crate::backend::cpu::matmul_gen::blocked),
+                        "cpu/matmul_subgroup" => Some(crate::backend::cpu::matmul_gen::subgroup),
                         _ => None,
                     },
                 };
@@ -933,7 +985,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(checked, 15, "shaders with a Params struct");
+        assert_eq!(checked, 16, "shaders with a Params struct");
     }
 
     /// One buffer in two writable bindings: an error naming the kernel, from the dispatch

@@ -23,7 +23,8 @@ pub enum GemmSchedule {
     Blocks,
 }
 
-/// The kernel (entry point of `shaders/matmul*.wgsl`) that computes one piece of a product.
+/// The kernel (entry point of `shaders/matmul.wgsl` or `shaders/cpu/matmul_*.wgsl`) that
+/// computes one piece of a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmKernel {
     /// Operands as textures, 8 lanes of a subgroup sharing fetched values.

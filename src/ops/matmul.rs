@@ -1,389 +1,20 @@
-//! `matmul` (2-D, batched, broadcast batch dims, 1-D operands as in PyTorch):
-//! `shaders/matmul.wgsl`. The backward multiplies by the transposed operands, which the kernel
-//! reads through strides instead of copying.
+//! `matmul` (2-D, batched, broadcast batch dims, 1-D operands as in PyTorch) and `linear`:
+//! the tensor API, its validation, and the gradients stated as products. Every product is one
+//! call of the backend's [`gemm`] (`backend/gemm.rs`), which reads transposed operands through
+//! strides instead of copying them and picks the kernel.
 
-use crate::backend::cpu::texels::Texels;
-use crate::backend::policy::GemmKernel;
+use crate::backend::{gemm, Gemm, Operand};
 use crate::device::Device;
 use crate::error::{shape_err, Result};
 use crate::fusion::{self, Producer};
-use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::shape::{broadcast, numel};
 use crate::tape::Op;
 use crate::tensor::{Storage, Tensor};
 use std::sync::Arc;
 
-static SHADER: Shader = shader!("matmul");
-static SUBGROUP_SHADER: Shader = shader!("cpu/matmul_subgroup");
-
-kernel_params! {
-    /// `Params` of `shaders/matmul.wgsl` and `shaders/cpu/matmul_subgroup.wgsl` (the same
-    /// struct): C[bi] = A[bi] B[bi] over strided operands.
-    pub(crate) struct MatmulParams for "matmul", "cpu/matmul_subgroup" {
-        batch: u32,
-        m: u32,
-        n: u32,
-        k: u32,
-        a_off: u32,
-        a_bs: u32,
-        a_rs: u32,
-        a_cs: u32,
-        b_off: u32,
-        b_bs: u32,
-        b_rs: u32,
-        b_cs: u32,
-        c_off: u32,
-        c_bs: u32,
-        sum_batch: u32,
-        /// Unread: the pipeline constants ACCUMULATE, HAS_BIAS and RELU hold these.
-        accumulate: u32,
-        has_bias: u32,
-        relu: u32,
-    }
-}
-
-/// One operand of a strided batched product: element (bi, r, c) is at
-/// `offset + bi * batch_stride + r * row_stride + c * col_stride`.
-#[derive(Clone, Copy)]
-pub(crate) struct Operand<'a> {
-    pub buf: &'a wgpu::Buffer,
-    pub offset: usize,
-    pub batch_stride: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
-}
-
-impl<'a> Operand<'a> {
-    /// A contiguous [batch?, rows, cols] matrix; `batched` false repeats it for every batch.
-    pub fn rows(buf: &'a wgpu::Buffer, rows: usize, cols: usize, batched: bool) -> Self {
-        Operand {
-            buf,
-            offset: 0,
-            batch_stride: if batched { rows * cols } else { 0 },
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-    /// The transpose of a contiguous [batch?, rows, cols] matrix, read in place.
-    pub fn transposed(buf: &'a wgpu::Buffer, rows: usize, cols: usize, batched: bool) -> Self {
-        Operand {
-            buf,
-            offset: 0,
-            batch_stride: if batched { rows * cols } else { 0 },
-            row_stride: 1,
-            col_stride: cols,
-        }
-    }
-    pub fn at(mut self, offset: usize) -> Self {
-        self.offset = offset;
-        self
-    }
-    pub fn batch_stride(mut self, stride: usize) -> Self {
-        self.batch_stride = stride;
-        self
-    }
-}
-
-/// A strided batched product `C[bi] = A[bi] x B[bi]` of [m, k] x [k, n] matrices.
-/// C[bi, r, c] is written at `c_offset + bi * c_batch_stride + r * n + c`.
-pub(crate) struct Gemm<'a> {
-    pub a: Operand<'a>,
-    pub b: Operand<'a>,
-    pub c: &'a wgpu::Buffer,
-    pub batch: usize,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub c_offset: usize,
-    pub c_batch_stride: usize,
-    /// One output: the sum over the batch of the products.
-    pub sum_batch: bool,
-    /// Add to C instead of overwriting it.
-    pub accumulate: bool,
-    /// Added to every row of C ([n]).
-    pub bias: Option<&'a wgpu::Buffer>,
-    /// C = max(C, 0) once the sum is complete.
-    pub relu: bool,
-    /// Also the sums of A's rows over k, into this [m] buffer (a Linear's bias gradient, with
-    /// its weight gradient); only where [`Gemm::sums_rows`] says the kernel does it.
-    pub a_row_sums: Option<&'a wgpu::Buffer>,
-}
-
-impl<'a> Gemm<'a> {
-    /// C contiguous [batch, m, n], overwritten.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        a: Operand<'a>,
-        b: Operand<'a>,
-        c: &'a wgpu::Buffer,
-        batch: usize,
-        m: usize,
-        n: usize,
-        k: usize,
-    ) -> Self {
-        Gemm {
-            a,
-            b,
-            c,
-            batch,
-            m,
-            n,
-            k,
-            c_offset: 0,
-            c_batch_stride: m * n,
-            sum_batch: false,
-            accumulate: false,
-            bias: None,
-            relu: false,
-            a_row_sums: None,
-        }
-    }
-
-    /// Whether a one-batch product of these sizes sums A's rows as it goes (`a_row_sums`):
-    /// where the policy runs it as matmul_rows in one piece.
-    pub fn sums_rows(dev: &Device, m: usize, n: usize, k: usize) -> bool {
-        dev.policy().gemm_sums_rows(m, n, k)
-    }
-
-    /// Records the product on `dev`, split into several dispatches when one invocation's
-    /// loop over k (times the batch, when summing over it) would exceed the loop budget.
-    pub fn run(&self, dev: &Device) -> Result<()> {
-        let out_batches = if self.sum_batch { 1 } else { self.batch };
-        if out_batches * self.m * self.n == 0 {
-            return Ok(());
-        }
-        debug_assert!(
-            self.a_row_sums.is_none()
-                || (self.batch == 1 && Gemm::sums_rows(dev, self.m, self.n, self.k)),
-            "a_row_sums without the kernel that writes them"
-        );
-        if self.k == 0 || self.batch == 0 {
-            if !self.accumulate {
-                // An empty sum: zero the output matrices.
-                for ob in 0..out_batches {
-                    let start = (self.c_offset + ob * self.c_batch_stride) as u64 * 4;
-                    dev.clear_range(self.c, start, (self.m * self.n) as u64 * 4);
-                }
-            }
-            return Ok(());
-        }
-        let budget = dev.policy().gemm_k_step();
-        let k_step = self.k.min(budget);
-        let b_step = if self.sum_batch {
-            (budget / k_step).max(1)
-        } else {
-            self.batch
-        };
-        let mut first = true;
-        let mut texels = Operands::NotYet;
-        for b0 in (0..self.batch).step_by(b_step) {
-            for k0 in (0..self.k).step_by(k_step) {
-                let piece = Piece {
-                    batch: b_step.min(self.batch - b0),
-                    k: k_step.min(self.k - k0),
-                    a_off: self.a.offset + b0 * self.a.batch_stride + k0 * self.a.col_stride,
-                    b_off: self.b.offset + b0 * self.b.batch_stride + k0 * self.b.row_stride,
-                    // Without sum_batch every batch has its own output, so pieces split only k.
-                    c_off: self.c_offset
-                        + if self.sum_batch {
-                            0
-                        } else {
-                            b0 * self.c_batch_stride
-                        },
-                    accumulate: self.accumulate || !first,
-                    // The bias is added once, by the piece that starts each output, and the
-                    // activation by the piece that completes it.
-                    bias: self.bias.is_some() && first,
-                    relu: self.relu && b0 + b_step >= self.batch && k0 + k_step >= self.k,
-                };
-                self.dispatch(dev, &piece, &mut texels)?;
-                first = false;
-            }
-        }
-        Ok(())
-    }
-
-    fn dispatch(&self, dev: &Device, piece: &Piece, texels: &mut Operands) -> Result<()> {
-        // Register blocks: the vec4 kernel over k - k % 4 when the operands' strides allow it
-        // (reading them as textures), then matmul_blocked8 adds the rest.
-        if dev.policy().gemm_texels(self.m, piece.k) {
-            if let (Some(form), Some((a, b))) = (self.vec4_form(piece), texels.get(dev, self)?) {
-                let k4 = piece.k - piece.k % 4;
-                let main = Piece {
-                    k: k4,
-                    relu: piece.relu && k4 == piece.k,
-                    ..*piece
-                };
-                self.record(dev, &main, Some(Vec4 { form, a, b }))?;
-                if k4 == piece.k {
-                    return Ok(());
-                }
-                let tail = Piece {
-                    k: piece.k - k4,
-                    a_off: piece.a_off + k4 * self.a.col_stride,
-                    b_off: piece.b_off + k4 * self.b.row_stride,
-                    accumulate: true,
-                    bias: false,
-                    ..*piece
-                };
-                return self.record(dev, &tail, None);
-            }
-        }
-        self.record(dev, piece, None)
-    }
-
-    /// How matmul_vec4 can read the operands, (A along k, B along k), if it can: each operand
-    /// contiguous along k or across its rows / columns, with offsets and strides multiples of 4.
-    fn vec4_form(&self, piece: &Piece) -> Option<(bool, bool)> {
-        let aligned = |v: &[usize]| v.iter().all(|x| x % 4 == 0);
-        let (a, b) = (&self.a, &self.b);
-        let a_k = if a.col_stride == 1 && aligned(&[piece.a_off, a.batch_stride, a.row_stride]) {
-            true
-        } else if a.row_stride == 1 && aligned(&[piece.a_off, a.batch_stride, a.col_stride]) {
-            false
-        } else {
-            return None;
-        };
-        let b_k = if b.row_stride == 1 && aligned(&[piece.b_off, b.batch_stride, b.col_stride]) {
-            true
-        } else if b.col_stride == 1 && aligned(&[piece.b_off, b.batch_stride, b.row_stride]) {
-            false
-        } else {
-            return None;
-        };
-        Some((a_k, b_k))
-    }
-
-    /// Records one kernel over `piece`: matmul_vec4 in the given form, or the adapter's
-    /// scalar kernel.
-    fn record(&self, dev: &Device, piece: &Piece, vec4: Option<Vec4>) -> Result<()> {
-        let params = MatmulParams {
-            batch: piece.batch as u32,
-            m: self.m as u32,
-            n: self.n as u32,
-            k: piece.k as u32,
-            a_off: piece.a_off as u32,
-            a_bs: self.a.batch_stride as u32,
-            a_rs: self.a.row_stride as u32,
-            a_cs: self.a.col_stride as u32,
-            b_off: piece.b_off as u32,
-            b_bs: self.b.batch_stride as u32,
-            b_rs: self.b.row_stride as u32,
-            b_cs: self.b.col_stride as u32,
-            c_off: piece.c_off as u32,
-            c_bs: self.c_batch_stride as u32,
-            sum_batch: self.sum_batch as u32,
-            accumulate: piece.accumulate as u32,
-            has_bias: piece.bias as u32,
-            relu: piece.relu as u32,
-        };
-        let kernel = dev.policy().gemm_kernel(self.m, vec4.is_some());
-        let (entry, (tile_m, tile_n)) = (kernel.entry(), kernel.tile());
-        let out_batches = if self.sum_batch { 1 } else { piece.batch };
-        let tiles = self.m.div_ceil(tile_m) * self.n.div_ceil(tile_n) * out_batches;
-        // The epilogue is compiled into the pipeline (see the shaders' HAS_BIAS).
-        let mut constants = vec![
-            ("HAS_BIAS", piece.bias as u32),
-            ("ACCUMULATE", piece.accumulate as u32),
-            ("RELU", piece.relu as u32),
-        ];
-        let (a, b) = match &vec4 {
-            Some(v) => {
-                constants.extend([("A_K", v.form.0 as u32), ("B_K", v.form.1 as u32)]);
-                (Bind::Texels(v.a), Bind::Texels(v.b))
-            }
-            None => (Bind::Read(self.a.buf), Bind::Read(self.b.buf)),
-        };
-        let shader = match kernel {
-            GemmKernel::Subgroup8 => &SUBGROUP_SHADER,
-            _ => &SHADER,
-        };
-        // matmul_subgroup stores C as vec4s (binding 5) when its rows and offsets allow (C4),
-        // else as floats (binding 3); the other slot holds the device's dummy buffer.
-        let subgroup = kernel == GemmKernel::Subgroup8;
-        let c4 = subgroup
-            && [self.n, piece.c_off, self.c_batch_stride]
-                .iter()
-                .all(|v| v % 4 == 0);
-        let rows = kernel == GemmKernel::Rows;
-        let unused = dev.dummy_buffer();
-        let mut binds = vec![
-            a,
-            b,
-            Bind::Write(if c4 { unused } else { self.c }),
-            // Without a bias the slot holds A (unread).
-            Bind::Read(self.bias.unwrap_or(self.a.buf)),
-        ];
-        if subgroup {
-            constants.push(("C4", c4 as u32));
-            binds.push(Bind::Write(if c4 { self.c } else { unused }));
-        }
-        if rows {
-            constants.push(("ROW_SUMS", self.a_row_sums.is_some() as u32));
-            // Without row sums the slot holds the dummy buffer (unwritten).
-            binds.push(Bind::Write(self.a_row_sums.unwrap_or(unused)));
-        }
-        dev.dispatch_with(shader, entry, &constants, &binds, &params, tiles as u32)
-    }
-}
-
-/// matmul_vec4's operand form (A along k, B along k) and its operands as textures.
-struct Vec4<'t> {
-    form: (bool, bool),
-    a: &'t wgpu::TextureView,
-    b: &'t wgpu::TextureView,
-}
-
-/// A product's operands as textures, copied once for all its pieces when the first piece needs
-/// them; `Unavailable` when a buffer does not fit in a texture.
-enum Operands {
-    NotYet,
-    Unavailable,
-    Copied(Box<(Texels, Option<Texels>)>),
-}
-
-impl Operands {
-    fn get(
-        &mut self,
-        dev: &Device,
-        gemm: &Gemm,
-    ) -> Result<Option<(&wgpu::TextureView, &wgpu::TextureView)>> {
-        if let Operands::NotYet = self {
-            let a = dev.texels_of(gemm.a.buf)?;
-            // A product of a matrix with itself (or its transpose) copies it once.
-            let b = if gemm.a.buf == gemm.b.buf {
-                None
-            } else {
-                dev.texels_of(gemm.b.buf)?
-            };
-            *self = match (a, b) {
-                (Some(a), Some(b)) => Operands::Copied(Box::new((a, Some(b)))),
-                (Some(a), None) if gemm.a.buf == gemm.b.buf => {
-                    Operands::Copied(Box::new((a, None)))
-                }
-                _ => Operands::Unavailable,
-            };
-        }
-        Ok(match self {
-            Operands::Copied(ab) => Some((ab.0.view(), ab.1.as_ref().unwrap_or(&ab.0).view())),
-            _ => None,
-        })
-    }
-}
-
-/// One dispatch's share of a split product.
-#[derive(Clone, Copy)]
-struct Piece {
-    batch: usize,
-    k: usize,
-    a_off: usize,
-    b_off: usize,
-    c_off: usize,
-    accumulate: bool,
-    bias: bool,
-    relu: bool,
-}
-
+/// What matmul's backward reads: the operands as multiplied (batch-expanded where they were
+/// broadcast only partly) and the sizes. Nothing of the kernel that ran: the gradients are
+/// products of their own, whatever kernel the backend picks for them.
 pub(crate) struct Saved {
     a: Tensor,
     b: Tensor,
@@ -411,9 +42,11 @@ fn product(
 ) -> Result<Tensor> {
     let out_batches = if sum_batch { 1 } else { batch };
     let out = Tensor::uninit(dev, &[out_batches, m, n])?;
-    let mut g = Gemm::new(a, b, out.buffer(), batch, m, n, k);
-    g.sum_batch = sum_batch;
-    g.run(dev)?;
+    let g = Gemm {
+        sum_batch,
+        ..Gemm::new(a, b, out.buffer(), batch, m, n, k)
+    };
+    gemm(dev, &g)?;
     out.reshape(shape)
 }
 
@@ -477,6 +110,8 @@ pub(crate) fn backward(
     Ok(vec![ga, gb])
 }
 
+/// What linear's backward reads: the input, the weight, the sizes, and the output where a
+/// fused ReLU made it the gradient's mask.
 pub(crate) struct LinearSaved {
     x: Tensor,
     w: Tensor,
@@ -521,7 +156,7 @@ pub(crate) fn linear_backward(
     let gx = if need_x {
         // dX = dY [rows, out] x W [out, in]
         let gx = Tensor::uninit(dev, s.x.shape())?;
-        Gemm::new(
+        let dx = Gemm::new(
             Operand::rows(g.buffer(), rows, out, false),
             Operand::rows(s.w.buffer(), out, inp, false),
             gx.buffer(),
@@ -529,8 +164,8 @@ pub(crate) fn linear_backward(
             rows,
             inp,
             out,
-        )
-        .run(dev)?;
+        );
+        gemm(dev, &dx)?;
         Some(gx)
     } else {
         None
@@ -543,7 +178,7 @@ pub(crate) fn linear_backward(
             true => Some(Tensor::uninit(dev, &[out])?),
             false => None,
         };
-        Gemm {
+        let dw = Gemm {
             a_row_sums: sums.as_ref().map(|t| t.buffer()),
             ..Gemm::new(
                 Operand::transposed(g.buffer(), rows, out, false),
@@ -554,8 +189,8 @@ pub(crate) fn linear_backward(
                 inp,
                 rows,
             )
-        }
-        .run(dev)?;
+        };
+        gemm(dev, &dw)?;
         gb = gb.or(sums);
         Some(gw)
     } else {
@@ -626,19 +261,21 @@ pub(crate) fn linear_into(
     let dev = x.device();
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
     let rows = numel(shape) / out.max(1);
-    let mut gemm = Gemm::new(
-        Operand::rows(x.buffer(), rows, inp, false),
-        Operand::transposed(weight.buffer(), out, inp, false),
-        storage.buffer(),
-        1,
-        rows,
-        out,
-        inp,
-    );
-    // The bias is added in the product's epilogue.
-    gemm.bias = bias.map(|b| b.buffer());
-    gemm.relu = relu;
-    gemm.run(dev)?;
+    // The bias (and the ReLU) are applied in the product's epilogue.
+    let y = Gemm {
+        bias: bias.map(|b| b.buffer()),
+        relu,
+        ..Gemm::new(
+            Operand::rows(x.buffer(), rows, inp, false),
+            Operand::transposed(weight.buffer(), out, inp, false),
+            storage.buffer(),
+            1,
+            rows,
+            out,
+            inp,
+        )
+    };
+    gemm(dev, &y)?;
     // The output itself is the ReLU's gradient mask.
     let relu_y = relu.then(|| Tensor::leaf(storage.clone(), shape.to_vec()));
     Ok(Op::Linear(LinearSaved {
@@ -746,7 +383,7 @@ impl Tensor {
         out_shape.extend([m, n]);
         // Checked: with k = 0 the output may hold far more elements than either operand.
         let storage = dev.storage(crate::shape::check_shape(&out_shape, "matmul")?)?;
-        Gemm::new(
+        let mm = Gemm::new(
             Operand::rows(a.buffer(), m, k, a_batched),
             Operand::rows(b.buffer(), k, n, b_batched),
             storage.buffer(),
@@ -754,8 +391,8 @@ impl Tensor {
             m,
             n,
             k,
-        )
-        .run(dev)?;
+        );
+        gemm(dev, &mm)?;
         Ok(Tensor::from_op(storage, out_shape, &[&a, &b], || {
             Op::Matmul(Saved {
                 a: a.detach(),
@@ -778,95 +415,6 @@ impl LinearSaved {
             "+relu"
         } else {
             ""
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Gemm, Operand};
-    use crate::{AdapterClass, Device, DeviceOptions, Rng, Tensor};
-
-    /// Every operand form of the CPU kernels (A along k or across rows, B along k or across
-    /// columns), with k % 4 tails, a batch, and edges past the 8 x 8 blocks, against float64.
-    /// Operand matrices are stored either [rows, cols] or transposed, and read in place.
-    #[test]
-    fn every_operand_form_matches_float64() {
-        // The CPU schedules: matmul_vec4, and matmul_subgroup where the adapter has 8-lane
-        // subgroups.
-        let classes = Device::new().unwrap().runnable_kernel_classes();
-        for class in classes.into_iter().filter(|c| c.is_cpu()) {
-            every_operand_form_on(class);
-        }
-    }
-
-    fn every_operand_form_on(class: AdapterClass) {
-        let dev = Device::with_options(DeviceOptions::default().force_kernels(class)).unwrap();
-        let mut rng = Rng::new(5);
-        for &(batch, m, k, n) in &[
-            (1usize, 20usize, 12usize, 36usize),
-            (2, 33, 21, 17),
-            (1, 70, 5, 9),
-            (3, 24, 8, 8),
-        ] {
-            for a_k in [true, false] {
-                for b_k in [true, false] {
-                    // A [batch, m, k] stored as [m, k] (a_k) or [k, m]; likewise B [k, n].
-                    // Row lengths are padded to a multiple of 4 so that the vec4 kernel applies.
-                    let (a_rows, a_cols) = if a_k { (m, k) } else { (k, m) };
-                    let (b_rows, b_cols) = if b_k { (n, k) } else { (k, n) };
-                    let a_ld = a_cols.div_ceil(4) * 4;
-                    let b_ld = b_cols.div_ceil(4) * 4;
-                    let a: Vec<f32> = (0..batch * a_rows * a_ld).map(|_| rng.normal()).collect();
-                    let b: Vec<f32> = (0..batch * b_rows * b_ld).map(|_| rng.normal()).collect();
-                    let at = |bi: usize, r: usize, c: usize| -> f64 {
-                        let (i, j) = if a_k { (r, c) } else { (c, r) };
-                        a[bi * a_rows * a_ld + i * a_ld + j] as f64
-                    };
-                    let bt = |bi: usize, r: usize, c: usize| -> f64 {
-                        let (i, j) = if b_k { (c, r) } else { (r, c) };
-                        b[bi * b_rows * b_ld + i * b_ld + j] as f64
-                    };
-                    let ta = Tensor::from_slice(&dev, &a, &[a.len()]).unwrap();
-                    let tb = Tensor::from_slice(&dev, &b, &[b.len()]).unwrap();
-                    let tc = Tensor::uninit(&dev, &[batch * m * n]).unwrap();
-                    let op = |buf, rows, ld, along_k: bool, first: bool| {
-                        let o = Operand::rows(buf, rows, ld, true);
-                        // along_k: element (r, k) of A (or (k, c) of B) at r * ld + k.
-                        match (along_k, first) {
-                            (true, true) | (false, false) => o,
-                            _ => Operand {
-                                row_stride: 1,
-                                col_stride: ld,
-                                ..o
-                            },
-                        }
-                    };
-                    let gemm = Gemm::new(
-                        op(ta.buffer(), a_rows, a_ld, a_k, true),
-                        op(tb.buffer(), b_rows, b_ld, b_k, false),
-                        tc.buffer(),
-                        batch,
-                        m,
-                        n,
-                        k,
-                    );
-                    gemm.run(&dev).unwrap();
-                    let got = tc.to_vec().unwrap();
-                    for bi in 0..batch {
-                        for r in 0..m {
-                            for c in 0..n {
-                                let want: f64 = (0..k).map(|i| at(bi, r, i) * bt(bi, i, c)).sum();
-                                let g = got[(bi * m + r) * n + c] as f64;
-                                assert!(
-                                    (g - want).abs() < 1e-4 * (1.0 + want.abs()),
-                                    "a_k {a_k} b_k {b_k} {batch}x{m}x{k}x{n} [{bi},{r},{c}]: {g} vs {want}"
-                                );
-                            }
-                        }
-                    }
-                }
-            }
         }
     }
 }

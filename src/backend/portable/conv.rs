@@ -5,10 +5,10 @@
 //! gradient. What GPUs run (`Policy::conv_lowering`).
 
 use crate::backend::conv::{params_wgsl, ConvParams, Geometry};
+use crate::backend::gemm::{gemm, Gemm, Operand};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::kernel::{shader, Bind, Shader};
-use crate::ops::matmul::{Gemm, Operand};
 use crate::ops::unary::groups;
 use crate::tensor::Tensor;
 
@@ -127,7 +127,7 @@ pub(crate) fn forward(
             );
             mm.c_offset = (n0 * geo.c_out + gi * cout_g) * pixels;
             mm.c_batch_stride = geo.c_out * pixels;
-            mm.run(dev)?;
+            gemm(dev, &mm)?;
         }
     }
     if bias.is_some() || relu {
@@ -170,7 +170,7 @@ pub(crate) fn input_grad(dev: &Device, g: &Tensor, w: &Tensor, geo: &Geometry) -
             );
             mm.c_offset = gi * rows_g * pixels;
             mm.c_batch_stride = rows * pixels;
-            mm.run(dev)?;
+            gemm(dev, &mm)?;
         }
         dev.dispatch(
             &SHADER,
@@ -215,7 +215,7 @@ pub(crate) fn weight_grad(
             mm.c_offset = gi * cout_g * rows_g;
             mm.sum_batch = true;
             mm.accumulate = ci > 0;
-            mm.run(dev)?;
+            gemm(dev, &mm)?;
         }
     }
     Ok(gw)
