@@ -108,30 +108,30 @@ impl std::fmt::Display for DeviceInfo {
 
 /// A handle to a GPU device; cheap to clone, all clones share one device.
 #[derive(Clone)]
-pub struct Device(pub(crate) Arc<DeviceInner>);
+pub struct Device(Arc<DeviceInner>);
 
-pub(crate) struct DeviceInner {
-    pub device: wgpu::Device,
-    pub queue: wgpu::Queue,
-    pub info: DeviceInfo,
+struct DeviceInner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: DeviceInfo,
     /// The adapter's capabilities and the kernel choices that follow from them.
-    pub policy: Policy,
-    pub pipelines: PipelineCache,
-    pub batch: Mutex<Batch>,
-    pub pool: Mutex<BufferPool>,
-    pub rng: Mutex<Rng>,
+    policy: Policy,
+    pipelines: PipelineCache,
+    batch: Mutex<Batch>,
+    pool: Mutex<BufferPool>,
+    rng: Mutex<Rng>,
     /// The first uncaptured wgpu error, reported at the next dispatch or readback.
-    pub wgpu_error: Arc<Mutex<Option<String>>>,
+    wgpu_error: Arc<Mutex<Option<String>>>,
     /// The first error of a deferred computation (`fusion.rs`), reported the same way.
     deferred_error: Mutex<Option<Error>>,
     /// Deferred storages, to compute before an in-place write to one of their inputs.
     deferred: Mutex<Vec<Weak<Storage>>>,
-    pub ops_per_submit: usize,
+    ops_per_submit: usize,
     /// Per-kernel times when `WEBGRAD_PROFILE` is set.
-    pub profile: Option<Profiler>,
+    profile: Option<Profiler>,
     next_tensor_id: AtomicU64,
     /// [`Device::dummy_buffer`], made when first asked for.
-    pub dummy: OnceLock<wgpu::Buffer>,
+    dummy: OnceLock<wgpu::Buffer>,
 }
 
 impl std::fmt::Debug for Device {
@@ -409,6 +409,48 @@ impl Device {
     /// Releases the idle buffers held by the pool (as `torch.cuda.empty_cache`).
     pub fn empty_cache(&self) {
         self.0.pool.lock().unwrap().trim();
+    }
+
+    /// The wgpu device (for the kernel mechanics in `kernel.rs` and `backend/cpu/texels.rs`).
+    pub(crate) fn wgpu(&self) -> &wgpu::Device {
+        &self.0.device
+    }
+
+    pub(crate) fn queue(&self) -> &wgpu::Queue {
+        &self.0.queue
+    }
+
+    /// Shader modules and pipelines compiled so far.
+    pub(crate) fn pipelines(&self) -> &PipelineCache {
+        &self.0.pipelines
+    }
+
+    /// The recorded, not yet submitted dispatches.
+    pub(crate) fn batch(&self) -> &Mutex<Batch> {
+        &self.0.batch
+    }
+
+    /// How many dispatches a command batch takes before it is submitted.
+    pub(crate) fn ops_per_submit(&self) -> usize {
+        self.0.ops_per_submit
+    }
+
+    pub(crate) fn buffer_pool(&self) -> &Mutex<BufferPool> {
+        &self.0.pool
+    }
+
+    /// The seeded generator of `rand`, `randn`, initialisation and dropout masks.
+    pub(crate) fn rng(&self) -> &Mutex<Rng> {
+        &self.0.rng
+    }
+
+    pub(crate) fn profiler(&self) -> Option<&Profiler> {
+        self.0.profile.as_ref()
+    }
+
+    /// Where [`Device::dummy_buffer`] keeps its buffer.
+    pub(crate) fn dummy_slot(&self) -> &OnceLock<wgpu::Buffer> {
+        &self.0.dummy
     }
 
     pub(crate) fn next_id(&self) -> u64 {

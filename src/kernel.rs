@@ -272,7 +272,6 @@ impl Device {
         constants: &[(&'static str, u32)],
         binds: &[Bind],
     ) -> Arc<Pipeline> {
-        let inner = &self.0;
         let kinds = binds
             .iter()
             .enumerate()
@@ -284,16 +283,15 @@ impl Device {
             kinds,
             constants.to_vec(),
         );
-        if let Some(p) = inner.pipelines.pipelines.lock().unwrap().get(&key) {
+        if let Some(p) = self.pipelines().pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
         let module = {
-            let mut modules = inner.pipelines.modules.lock().unwrap();
+            let mut modules = self.pipelines().modules.lock().unwrap();
             modules
                 .entry(shader.name)
                 .or_insert_with(|| {
-                    inner
-                        .device
+                    self.wgpu()
                         .create_shader_module(wgpu::ShaderModuleDescriptor {
                             label: Some(shader.name),
                             source: wgpu::ShaderSource::Wgsl(shader.full_source().into()),
@@ -319,22 +317,21 @@ impl Device {
                 count: None,
             });
         }
-        let layout = inner
-            .device
+        let layout = self
+            .wgpu()
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some(entry),
                 entries: &entries,
             });
-        let pipeline_layout =
-            inner
-                .device
-                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(entry),
-                    bind_group_layouts: &[Some(&layout)],
-                    immediate_size: 0,
-                });
-        let pipeline = inner
-            .device
+        let pipeline_layout = self
+            .wgpu()
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(entry),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .wgpu()
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: Some(&pipeline_layout),
@@ -351,8 +348,7 @@ impl Device {
                 cache: None,
             });
         let p = Arc::new(Pipeline { pipeline, layout });
-        inner
-            .pipelines
+        self.pipelines()
             .pipelines
             .lock()
             .unwrap()
@@ -399,8 +395,7 @@ impl Device {
         }
         check_binds(shader, entry, binds)?;
         let pipeline = self.pipeline(shader, entry, constants, binds);
-        let inner = &self.0;
-        let mut batch = inner.batch.lock().unwrap();
+        let mut batch = self.batch().lock().unwrap();
         if batch.params.len() as u64 + batch.slot > batch.capacity {
             self.flush_locked(&mut batch)?;
         }
@@ -423,7 +418,7 @@ impl Device {
                 resource: b.resource(),
             });
         }
-        let bind_group = inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind_group = self.wgpu().create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.layout,
             entries: &entries,
@@ -432,7 +427,7 @@ impl Device {
             workgroups,
             self.limits().max_compute_workgroups_per_dimension,
         );
-        let timer = inner.profile.as_ref().and_then(|p| p.gpu.as_ref());
+        let timer = self.profiler().and_then(|p| p.gpu.as_ref());
         let timed = batch.timed.len() as u32;
         let pass = self.open_pass(&mut batch);
         if let Some(t) = timer {
@@ -446,14 +441,14 @@ impl Device {
             batch.timed.push(entry);
         }
         batch.ops += 1;
-        if let (Some(profile), None) = (&inner.profile, timer) {
+        if let (Some(profile), None) = (self.profiler(), timer) {
             // Profiling without timestamps: run each dispatch alone and time it from the host
             // (includes one submit's overhead, ~0.1 ms on lavapipe).
             self.flush_locked(&mut batch)?;
             let start = std::time::Instant::now();
-            let _ = inner.device.poll(wgpu::PollType::wait_indefinitely());
+            let _ = self.wgpu().poll(wgpu::PollType::wait_indefinitely());
             profile.add(entry, start.elapsed().as_secs_f64());
-        } else if batch.ops >= inner.ops_per_submit
+        } else if batch.ops >= self.ops_per_submit()
             || timer.is_some_and(|t| batch.timed.len() >= t.capacity)
         {
             self.flush_locked(&mut batch)?;
@@ -464,8 +459,7 @@ impl Device {
     fn open_pass<'b>(&self, batch: &'b mut Batch) -> &'b mut wgpu::ComputePass<'static> {
         if batch.pass.is_none() {
             let encoder = batch.encoder.get_or_insert_with(|| {
-                self.0
-                    .device
+                self.wgpu()
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
             });
             let pass = encoder
@@ -525,37 +519,31 @@ impl Device {
     fn encoder<'b>(&self, batch: &'b mut Batch) -> &'b mut wgpu::CommandEncoder {
         batch.pass = None;
         batch.encoder.get_or_insert_with(|| {
-            self.0
-                .device
+            self.wgpu()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
         })
     }
 
     fn flush_locked(&self, batch: &mut Batch) -> Result<()> {
         batch.pass = None;
-        let inner = &self.0;
-        let timer = inner
-            .profile
-            .as_ref()
-            .and_then(|p| Some((p, p.gpu.as_ref()?)));
+        let timer = self.profiler().and_then(|p| Some((p, p.gpu.as_ref()?)));
         if let Some(mut encoder) = batch.encoder.take() {
             if !batch.params.is_empty() {
-                inner
-                    .queue
+                self.queue()
                     .write_buffer(&batch.params_buffer, 0, &batch.params);
             }
             if let Some((_, t)) = timer.filter(|_| !batch.timed.is_empty()) {
                 t.resolve(&mut encoder, batch.timed.len());
             }
-            inner.queue.submit([encoder.finish()]);
+            self.queue().submit([encoder.finish()]);
         }
         if let Some((profile, t)) = timer.filter(|_| !batch.timed.is_empty()) {
-            t.collect(&inner.device, profile, &batch.timed)?;
+            t.collect(self.wgpu(), profile, &batch.timed)?;
             batch.timed.clear();
         }
         batch.params.clear();
         batch.ops = 0;
-        inner.pool.lock().unwrap().recycle_pending();
+        self.buffer_pool().lock().unwrap().recycle_pending();
         self.check_error()
     }
 
@@ -565,12 +553,12 @@ impl Device {
     pub fn profile_report(&self) -> Option<String> {
         // Timestamps of the dispatches recorded so far are read at a flush.
         self.flush().ok()?;
-        Some(self.0.profile.as_ref()?.report())
+        Some(self.profiler()?.report())
     }
 
     /// Clears the profile table (to leave out warm-up and shader compilation).
     pub fn profile_reset(&self) {
-        if let Some(profile) = &self.0.profile {
+        if let Some(profile) = self.profiler() {
             let _ = self.flush();
             profile.table.lock().unwrap().clear();
         }
@@ -578,7 +566,7 @@ impl Device {
 
     /// Submits the recorded commands without waiting for them.
     pub(crate) fn flush(&self) -> Result<()> {
-        let mut batch = self.0.batch.lock().unwrap();
+        let mut batch = self.batch().lock().unwrap();
         self.flush_locked(&mut batch)
     }
 
@@ -589,20 +577,20 @@ impl Device {
         if bytes > max {
             return Err(Error::TooLarge(format!(
                 "{bytes} bytes exceed the adapter's largest storage binding ({max} bytes) on {}",
-                self.0.info.name
+                self.info().name
             )));
         }
         let mut class = size_class(bytes);
         if class > max {
             class = bytes.div_ceil(4) * 4;
         }
-        let mut pool = self.0.pool.lock().unwrap();
+        let mut pool = self.buffer_pool().lock().unwrap();
         if let Some(taken) = pool.take(class, gpu_written) {
             return Ok(taken);
         }
         pool.note_new(class);
         drop(pool);
-        let buf = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+        let buf = self.wgpu().create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: class,
             usage: wgpu::BufferUsages::STORAGE
@@ -621,7 +609,7 @@ impl Device {
             Ok(b) => b,
             Err(e) => {
                 self.record_error(e);
-                let placeholder = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                let placeholder = self.wgpu().create_buffer(&wgpu::BufferDescriptor {
                     label: Some("webgrad placeholder"),
                     size: 16,
                     usage: wgpu::BufferUsages::STORAGE
@@ -639,8 +627,8 @@ impl Device {
     /// made once rather than a placeholder per dispatch. It may fill one writable slot of a
     /// dispatch, not two ([`check_binds`]).
     pub(crate) fn dummy_buffer(&self) -> &wgpu::Buffer {
-        self.0.dummy.get_or_init(|| {
-            self.0.device.create_buffer(&wgpu::BufferDescriptor {
+        self.dummy_slot().get_or_init(|| {
+            self.wgpu().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("webgrad unused binding"),
                 size: 256,
                 usage: wgpu::BufferUsages::STORAGE,
@@ -653,13 +641,13 @@ impl Device {
         if class == 0 {
             return; // a placeholder, not the pool's
         }
-        self.0.pool.lock().unwrap().release(class, buf);
+        self.buffer_pool().lock().unwrap().release(class, buf);
     }
 
     /// Uploads host data; runs at the next submit, before the commands recorded after it.
     pub(crate) fn write(&self, buf: &wgpu::Buffer, data: &[u8]) {
         if !data.is_empty() {
-            self.0.queue.write_buffer(buf, 0, data);
+            self.queue().write_buffer(buf, 0, data);
         }
     }
 
@@ -673,7 +661,7 @@ impl Device {
         if bytes == 0 {
             return;
         }
-        let mut batch = self.0.batch.lock().unwrap();
+        let mut batch = self.batch().lock().unwrap();
         self.encoder(&mut batch)
             .clear_buffer(buf, start, Some(bytes));
     }
@@ -696,7 +684,7 @@ impl Device {
         if bytes == 0 {
             return;
         }
-        let mut batch = self.0.batch.lock().unwrap();
+        let mut batch = self.batch().lock().unwrap();
         self.encoder(&mut batch).copy_buffer_to_buffer(
             src,
             src_offset,
@@ -713,20 +701,20 @@ impl Device {
         dst: wgpu::TexelCopyTextureInfo,
         size: wgpu::Extent3d,
     ) {
-        let mut batch = self.0.batch.lock().unwrap();
+        let mut batch = self.batch().lock().unwrap();
         self.encoder(&mut batch)
             .copy_buffer_to_texture(src, dst, size);
     }
 
     /// Copies `bytes` of `src` into a mappable buffer and submits everything recorded so far.
     fn stage_readback(&self, src: &wgpu::Buffer, bytes: u64) -> Result<wgpu::Buffer> {
-        let staging = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.wgpu().create_buffer(&wgpu::BufferDescriptor {
             label: Some("webgrad readback"),
             size: bytes.max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut batch = self.0.batch.lock().unwrap();
+        let mut batch = self.batch().lock().unwrap();
         self.encoder(&mut batch)
             .copy_buffer_to_buffer(src, 0, &staging, 0, Some(bytes));
         self.flush_locked(&mut batch)?;
@@ -752,8 +740,7 @@ impl Device {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.0
-            .device
+        self.wgpu()
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
         match pollster::block_on(rx.receive()) {
@@ -778,7 +765,7 @@ impl Device {
             let _ = tx.send(r);
         });
         let mut receive = std::pin::pin!(rx.receive());
-        let device = self.0.device.clone();
+        let device = self.wgpu().clone();
         let result = std::future::poll_fn(|cx| {
             let _ = device.poll(wgpu::PollType::Poll);
             match receive.as_mut().poll(cx) {

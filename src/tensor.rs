@@ -322,7 +322,7 @@ impl Tensor {
     pub fn rand(dev: &Device, shape: &[usize]) -> Result<Tensor> {
         check_rank(shape, "rand")?;
         let data: Vec<f32> = {
-            let mut rng = dev.0.rng.lock().unwrap();
+            let mut rng = dev.rng().lock().unwrap();
             (0..numel(shape)).map(|_| rng.uniform()).collect()
         };
         Tensor::from_vec(dev, data, shape)
@@ -332,7 +332,7 @@ impl Tensor {
     pub fn randn(dev: &Device, shape: &[usize]) -> Result<Tensor> {
         check_rank(shape, "randn")?;
         let data: Vec<f32> = {
-            let mut rng = dev.0.rng.lock().unwrap();
+            let mut rng = dev.rng().lock().unwrap();
             (0..numel(shape)).map(|_| rng.normal()).collect()
         };
         Tensor::from_vec(dev, data, shape)

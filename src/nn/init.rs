@@ -8,7 +8,7 @@ use crate::tensor::Tensor;
 pub(crate) fn uniform(dev: &Device, shape: &[usize], bound: f32) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let data: Vec<f32> = {
-        let mut rng = dev.0.rng.lock().unwrap();
+        let mut rng = dev.rng().lock().unwrap();
         (0..n)
             .map(|_| (rng.uniform() * 2.0 - 1.0) * bound)
             .collect()

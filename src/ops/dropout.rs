@@ -60,7 +60,7 @@ impl Tensor {
             return self.mul_scalar(0.0);
         }
         let dev = self.device();
-        let seed = dev.0.rng.lock().unwrap().next_u64() as u32;
+        let seed = dev.rng().lock().unwrap().next_u64() as u32;
         let n = self.numel();
         let y = dev.storage(n)?;
         let mask = Tensor::uninit(dev, self.shape())?;

@@ -34,8 +34,7 @@ impl Drop for Texels {
     fn drop(&mut self) {
         if let Some(t) = self.texture.take() {
             self.device
-                .0
-                .pool
+                .buffer_pool()
                 .lock()
                 .unwrap()
                 .release_texture(self.rows, t);
@@ -71,7 +70,7 @@ impl Device {
         // An idle texture of this class, or of the next one up (a batch a little smaller than
         // the usual one then reuses the usual one's textures).
         let pooled = {
-            let mut pool = self.0.pool.lock().unwrap();
+            let mut pool = self.buffer_pool().lock().unwrap();
             let up = rows_class(rows + 1);
             match pool.take_texture(rows) {
                 Some(t) => Some((t, rows)),
@@ -80,12 +79,11 @@ impl Device {
             }
         };
         let (texture, rows) = pooled.unwrap_or_else(|| {
-            self.0
-                .pool
+            self.buffer_pool()
                 .lock()
                 .unwrap()
                 .note_new_texture(rows as u64 * TEXEL_ROW as u64 * TEXEL_BYTES);
-            let texture = self.0.device.create_texture(&wgpu::TextureDescriptor {
+            let texture = self.wgpu().create_texture(&wgpu::TextureDescriptor {
                 label: Some("webgrad texels"),
                 size: wgpu::Extent3d {
                     width: TEXEL_ROW,
