@@ -290,7 +290,7 @@ pub(crate) fn linear_into(
 
 impl Tensor {
     /// `self x weight^T + bias`, as `torch.nn.functional.linear`: input [..., in], weight
-    /// [out, in] (read transposed in place), bias [out].
+    /// `[out, in]` (read transposed in place), bias `[out]`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         linear(self, weight, bias, false)
     }
