@@ -11,9 +11,17 @@ const TK: u32 = 16u;
 var<workgroup> a_tile: array<f32, 1024>; // [TK][TILE]: a_tile[kk * TILE + row]
 var<workgroup> b_tile: array<f32, 1024>; // [TK][TILE]: b_tile[kk * TILE + col]
 
+// The builtins come one by one, not as an `Invocation`: Chromium's compiler counts a struct
+// holding the (non-uniform) local index as non-uniform, and the barriers below need the tile's
+// validity to be uniform.
 @compute @workgroup_size(16, 16)
-fn matmul_tiled(inv: Invocation, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let tile = tile_of(inv, TILE, TILE);
+fn matmul_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile = tile_of(wid, nwg, TILE, TILE);
     if (!tile.valid) { return; }
     let row0 = tile.row0;
     let col0 = tile.col0;
@@ -24,7 +32,7 @@ fn matmul_tiled(inv: Invocation, @builtin(local_invocation_id) lid: vec3<u32>) {
         for (var k0 = 0u; k0 < p.k; k0 += TK) {
             // 256 invocations load the 1024 values of each tile, 4 each, zero-padded at edges.
             for (var l = 0u; l < 4u; l++) {
-                let e = inv.lid + l * 256u;
+                let e = li + l * 256u;
                 let r = e / TK;
                 let ka = k0 + e % TK;
                 var av = 0.0;

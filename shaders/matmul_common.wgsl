@@ -65,10 +65,10 @@ struct Tile {
 }
 
 // The tile of the invocation's workgroup in a grid of tiles of tile_m x tile_n outputs.
-fn tile_of(inv: Invocation, tile_m: u32, tile_n: u32) -> Tile {
+fn tile_of(wid: vec3<u32>, nwg: vec3<u32>, tile_m: u32, tile_n: u32) -> Tile {
     let tiles_m = (p.m + tile_m - 1u) / tile_m;
     let tiles_n = (p.n + tile_n - 1u) / tile_n;
-    let t = workgroup_index(inv.wid, inv.nwg);
+    let t = workgroup_index(wid, nwg);
     let out_batches = select(p.batch, 1u, p.sum_batch == 1u);
     let ob = t / (tiles_m * tiles_n);
     let rem = t % (tiles_m * tiles_n);

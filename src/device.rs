@@ -12,6 +12,7 @@ use crate::backend::caps::{AdapterClass, AdapterReport, Caps, Limits};
 use crate::backend::policy::Policy;
 use crate::error::{Error, Result};
 use crate::kernel::{Batch, PipelineCache};
+use crate::platform;
 use crate::pool::BufferPool;
 use crate::profile::Profiler;
 use crate::rng::Rng;
@@ -190,43 +191,90 @@ fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (kind, api)
 }
 
+/// Every adapter of `backends`. GL only when no native API has one: probing EGL is slow and
+/// noisy headless.
+#[cfg(not(target_arch = "wasm32"))]
+async fn find_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let enumerate = |backends: wgpu::Backends| {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        // Validation layers are a debugging aid that slows every dispatch; wgpu's own
+        // validation stays on.
+        desc.flags = wgpu::InstanceFlags::empty();
+        wgpu::Instance::new(desc).enumerate_adapters(backends)
+    };
+    let native = backends - wgpu::Backends::GL - wgpu::Backends::BROWSER_WEBGPU;
+    let mut adapters = if native.is_empty() {
+        Vec::new()
+    } else {
+        enumerate(native).await
+    };
+    if adapters.is_empty() && backends.contains(wgpu::Backends::GL) {
+        adapters = enumerate(wgpu::Backends::GL).await;
+    }
+    adapters
+}
+
+/// The page's WebGPU adapter (`navigator.gpu.requestAdapter`), if the browser offers one.
+#[cfg(target_arch = "wasm32")]
+async fn find_adapters(_backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    thread_local! {
+        // One instance for the page's lifetime: Chromium fails a device's buffer mappings
+        // ("A valid external Instance reference no longer exists") once the instance it came
+        // from is collected, and natively wgpu keeps it alive for us.
+        static INSTANCE: wgpu::Instance = {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+            wgpu::Instance::new(desc)
+        };
+    }
+    let instance = INSTANCE.with(|i| i.clone());
+    let options = wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    };
+    instance
+        .request_adapter(&options)
+        .await
+        .into_iter()
+        .collect()
+}
+
 impl Device {
     /// Opens the best adapter: a hardware GPU if there is one, else a software adapter.
-    /// `WEBGRAD_BACKEND` and `WEBGRAD_ADAPTER` narrow the choice.
+    /// `WEBGRAD_BACKEND` and `WEBGRAD_ADAPTER` narrow the choice. Blocks the thread while the
+    /// adapter opens: in a browser use [`new_async`](Self::new_async).
     pub fn new() -> Result<Device> {
         Device::with_options(DeviceOptions::default())
     }
 
     /// Opens a device with the given options (backend, adapter name, batching, profiling).
+    /// Blocking, like [`new`](Self::new).
     pub fn with_options(opts: DeviceOptions) -> Result<Device> {
+        platform::refuse_blocking("Device::new", "Device::new_async")?;
+        platform::block_on(Device::with_options_async(opts))
+    }
+
+    /// Like [`new`](Self::new), but awaits the adapter: the way to open a device in a web
+    /// page (the browser's WebGPU adapter), and usable natively from any executor.
+    pub async fn new_async() -> Result<Device> {
+        Device::with_options_async(DeviceOptions::default()).await
+    }
+
+    /// Like [`with_options`](Self::with_options), awaiting the adapter (see
+    /// [`new_async`](Self::new_async)).
+    pub async fn with_options_async(opts: DeviceOptions) -> Result<Device> {
         let backends = match &opts.backend {
-            Some(b) => parse_backend(b)?,
-            None => {
+            Some(b) if !platform::WEB => parse_backend(b)?,
+            _ => {
                 wgpu::Backends::VULKAN
                     | wgpu::Backends::METAL
                     | wgpu::Backends::DX12
                     | wgpu::Backends::GL
+                    | wgpu::Backends::BROWSER_WEBGPU
             }
         };
-        let enumerate = |backends: wgpu::Backends| {
-            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-            desc.backends = backends;
-            // Validation layers are a debugging aid that slows every dispatch; wgpu's own
-            // validation stays on.
-            desc.flags = wgpu::InstanceFlags::empty();
-            let instance = wgpu::Instance::new(desc);
-            pollster::block_on(instance.enumerate_adapters(backends))
-        };
-        // GL only when no native API has an adapter: probing EGL is slow and noisy headless.
-        let native = backends - wgpu::Backends::GL;
-        let mut adapters = if native.is_empty() {
-            Vec::new()
-        } else {
-            enumerate(native)
-        };
-        if adapters.is_empty() && backends.contains(wgpu::Backends::GL) {
-            adapters = enumerate(wgpu::Backends::GL);
-        }
+        let adapters = find_adapters(backends).await;
         let found: Vec<String> = adapters
             .iter()
             .map(|a| {
@@ -243,8 +291,13 @@ impl Device {
             })
             .min_by_key(|a| adapter_rank(&a.get_info()));
         let Some(adapter) = adapter else {
-            let hint = "on Linux without a GPU, install a software Vulkan driver: \
-                        `apt-get install mesa-vulkan-drivers` (lavapipe)";
+            let hint = if platform::WEB {
+                "the browser offers no WebGPU adapter (Chromium: --enable-unsafe-webgpu where \
+                 it is not on by default)"
+            } else {
+                "on Linux without a GPU, install a software Vulkan driver: \
+                 `apt-get install mesa-vulkan-drivers` (lavapipe)"
+            };
             return Err(Error::NoAdapter(if found.is_empty() {
                 format!("wgpu found no adapter for {backends:?}; {hint}")
             } else {
@@ -274,21 +327,24 @@ impl Device {
             }
             _ => wgpu::Features::empty(),
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("webgrad"),
-            required_features: crate::profile::wanted_features(&adapter, opts.profile) | subgroups,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| {
-            Error::Device(format!(
-                "{} refused to open a device: {}",
-                ai.name,
-                with_causes(&e)
-            ))
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("webgrad"),
+                required_features: crate::profile::wanted_features(&adapter, opts.profile)
+                    | subgroups,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| {
+                Error::Device(format!(
+                    "{} refused to open a device: {}",
+                    ai.name,
+                    with_causes(&e)
+                ))
+            })?;
 
         let wgpu_error = Arc::new(Mutex::new(None::<String>));
         let sink = wgpu_error.clone();
@@ -300,7 +356,11 @@ impl Device {
         }));
 
         let info = DeviceInfo {
-            name: ai.name.clone(),
+            // A browser may keep the adapter's name to itself.
+            name: match ai.name.is_empty() {
+                true => "WebGPU adapter (unnamed)".to_string(),
+                false => ai.name.clone(),
+            },
             backend: format!("{:?}", ai.backend),
             device_type: format!("{:?}", ai.device_type),
             driver: format!("{} {}", ai.driver, ai.driver_info)
@@ -312,6 +372,7 @@ impl Device {
             device_type: ai.device_type,
             subgroup_sizes: (ai.subgroup_min_size, ai.subgroup_max_size),
             subgroups_enabled: !subgroups.is_empty(),
+            browser: ai.backend == wgpu::Backend::BrowserWebGpu,
             limits: Limits::from_wgpu(&limits),
         });
         let policy = Policy::new(caps, forced).map_err(Error::Invalid)?;
@@ -368,8 +429,25 @@ impl Device {
     }
 
     /// Computes every deferred output still held (see [`Tensor::relu`](crate::Tensor::relu)),
-    /// submits all recorded work and waits until the GPU has finished it.
+    /// submits all recorded work and waits until the GPU has finished it. Blocking: in a
+    /// browser use [`sync_async`](Self::sync_async).
     pub fn sync(&self) -> Result<()> {
+        platform::refuse_blocking("Device::sync", "Device::sync_async")?;
+        self.submit_all()?;
+        platform::wait_for_gpu(self.wgpu())?;
+        self.check_error()
+    }
+
+    /// Like [`sync`](Self::sync), but awaits the GPU instead of blocking (natively the wait
+    /// still blocks the thread, as wgpu runs its callbacks only when polled).
+    pub async fn sync_async(&self) -> Result<()> {
+        self.submit_all()?;
+        platform::submitted_work_done(self.wgpu(), self.queue()).await?;
+        self.check_error()
+    }
+
+    /// Computes the deferred outputs still held and submits everything recorded.
+    fn submit_all(&self) -> Result<()> {
         let deferred: Vec<Arc<Storage>> = {
             let list = self.0.deferred.lock().unwrap();
             list.iter().filter_map(|w| w.upgrade()).collect()
@@ -377,12 +455,7 @@ impl Device {
         for s in deferred {
             crate::fusion::materialize(&s);
         }
-        self.flush()?;
-        self.0
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
-        self.check_error()
+        self.flush()
     }
 
     /// Bytes of GPU memory held by tensors and the buffer pool.

@@ -26,6 +26,14 @@ pub enum Error {
     Io(String),
     /// Any other invalid argument (bad dimension index, bad probability, ...).
     Invalid(String),
+    /// A call that waits for the GPU by blocking the thread, made in a browser, whose page
+    /// must never block: use the named `_async` call there.
+    Blocking {
+        /// The blocking call, e.g. `Tensor::to_vec`.
+        call: &'static str,
+        /// Its async twin, e.g. `Tensor::to_vec_async`.
+        instead: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -39,6 +47,11 @@ impl fmt::Display for Error {
             Error::Autograd(m) => write!(f, "autograd: {m}"),
             Error::Io(m) => write!(f, "{m}"),
             Error::Invalid(m) => write!(f, "{m}"),
+            Error::Blocking { call, instead } => write!(
+                f,
+                "{call} blocks until the GPU is done, which a web page cannot do: \
+                 await {instead} instead"
+            ),
         }
     }
 }

@@ -13,12 +13,12 @@
 //! grids past the per-dimension limit (65,535 workgroups) into 2-D.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::Limits;
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::platform;
 use crate::pool::size_class;
 
 /// A WGSL source file: one op family, forward and backward entry points side by side; the
@@ -445,8 +445,8 @@ impl Device {
             // Profiling without timestamps: run each dispatch alone and time it from the host
             // (includes one submit's overhead, ~0.1 ms on lavapipe).
             self.flush_locked(&mut batch)?;
-            let start = std::time::Instant::now();
-            let _ = self.wgpu().poll(wgpu::PollType::wait_indefinitely());
+            let start = platform::Instant::now();
+            platform::wait_for_gpu(self.wgpu())?;
             profile.add(entry, start.elapsed().as_secs_f64());
         } else if batch.ops >= self.ops_per_submit()
             || timer.is_some_and(|t| batch.timed.len() >= t.capacity)
@@ -532,15 +532,15 @@ impl Device {
                 self.queue()
                     .write_buffer(&batch.params_buffer, 0, &batch.params);
             }
-            if let Some((_, t)) = timer.filter(|_| !batch.timed.is_empty()) {
-                t.resolve(&mut encoder, batch.timed.len());
-            }
+            let readback = timer
+                .filter(|_| !batch.timed.is_empty())
+                .map(|(_, t)| t.resolve(self.wgpu(), &mut encoder, batch.timed.len()));
             self.queue().submit([encoder.finish()]);
+            if let (Some((profile, t)), Some(readback)) = (timer, readback) {
+                t.collect(self.wgpu(), profile, &batch.timed, readback)?;
+            }
         }
-        if let Some((profile, t)) = timer.filter(|_| !batch.timed.is_empty()) {
-            t.collect(self.wgpu(), profile, &batch.timed)?;
-            batch.timed.clear();
-        }
+        batch.timed.clear();
         batch.params.clear();
         batch.ops = 0;
         self.buffer_pool().lock().unwrap().recycle_pending();
@@ -730,59 +730,21 @@ impl Device {
         Ok(bytes)
     }
 
-    /// Reads `bytes` of `src` back to the host, blocking until the GPU is done.
+    /// Reads `bytes` of `src` back to the host, blocking until the GPU is done (refused in a
+    /// browser: see [`read_async`](Self::read_async)).
     pub(crate) fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
-        let staging = self.stage_readback(src, bytes)?;
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.wgpu()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
-        match pollster::block_on(rx.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Device(format!("map_async failed: {e}"))),
-            None => return Err(Error::Device("map_async never answered".into())),
-        }
-        self.check_error()?;
-        let mut out = self.finish_readback(&staging)?;
-        out.truncate(bytes as usize);
-        Ok(out)
+        platform::refuse_blocking("Tensor::to_vec", "Tensor::to_vec_async")?;
+        platform::block_on(self.read_async(src, bytes))
     }
 
-    /// Like [`read`](Self::read) but yields to the caller's executor while the GPU works.
+    /// Reads `bytes` of `src` back to the host, awaiting the mapping (see `platform.rs` for
+    /// how that differs between native code and a page).
     pub(crate) async fn read_async(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         if bytes == 0 {
             return Ok(Vec::new());
         }
         let staging = self.stage_readback(src, bytes)?;
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        let mut receive = std::pin::pin!(rx.receive());
-        let device = self.wgpu().clone();
-        let result = std::future::poll_fn(|cx| {
-            let _ = device.poll(wgpu::PollType::Poll);
-            match receive.as_mut().poll(cx) {
-                std::task::Poll::Ready(r) => std::task::Poll::Ready(r),
-                std::task::Poll::Pending => {
-                    // Native wgpu only runs map callbacks when polled: ask to be polled again.
-                    cx.waker().wake_by_ref();
-                    std::task::Poll::Pending
-                }
-            }
-        })
-        .await;
-        match result {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Device(format!("map_async failed: {e}"))),
-            None => return Err(Error::Device("map_async never answered".into())),
-        }
+        platform::map_for_reading(self.wgpu(), &staging, staging.size()).await?;
         self.check_error()?;
         let mut out = self.finish_readback(&staging)?;
         out.truncate(bytes as usize);

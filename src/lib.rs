@@ -26,6 +26,8 @@
 mod backend;
 pub mod data;
 mod device;
+#[doc(hidden)]
+pub mod diagnostics;
 mod error;
 mod fusion;
 mod gradcheck;
@@ -35,6 +37,7 @@ pub mod models;
 pub mod nn;
 mod ops;
 pub mod optim;
+mod platform;
 mod pool;
 mod profile;
 mod rng;

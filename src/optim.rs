@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("optim");
+pub(crate) static SHADER: Shader = shader!("optim");
 
 /// What every optimizer offers.
 pub trait Optimizer {

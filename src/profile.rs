@@ -2,18 +2,27 @@
 //! passes, every dispatch is bracketed by two GPU timestamps and the batch is recorded and
 //! submitted as usual; the timestamps are read back when the batch is flushed. Elsewhere each
 //! dispatch is submitted alone and timed from the host (which adds a submit's overhead).
+//!
+//! In a browser nothing may wait for the GPU: there each flush's timestamps go to a readback
+//! buffer of their own, and the mapping's callback adds them to the table when the page's event
+//! loop delivers it (after `Device::sync_async`, say). Host timing there measures only the
+//! recording, so the table is meaningful on the web where the adapter has timestamp queries.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::platform;
+
+/// Per kernel: calls and seconds.
+type Table = HashMap<&'static str, (u64, f64)>;
 
 /// Most timestamps one query set holds in wgpu.
 const MAX_QUERIES: u32 = 4096;
 
 /// Per-kernel (calls, seconds), and the timestamp queries when the adapter has them.
 pub(crate) struct Profiler {
-    pub table: Mutex<HashMap<&'static str, (u64, f64)>>,
+    pub table: Arc<Mutex<Table>>,
     pub gpu: Option<GpuTimer>,
 }
 
@@ -70,7 +79,7 @@ impl Profiler {
                 }
             });
         Profiler {
-            table: Mutex::new(HashMap::new()),
+            table: Arc::new(Mutex::new(HashMap::new())),
             gpu,
         }
     }
@@ -106,52 +115,71 @@ impl Profiler {
 
 impl GpuTimer {
     /// Records the resolve of the batch's `timed` dispatches (timestamps 2i and 2i + 1) and
-    /// their copy to the readback buffer; call before submitting the encoder.
-    pub fn resolve(&self, encoder: &mut wgpu::CommandEncoder, timed: usize) {
+    /// their copy to a readback buffer, which it returns; call before submitting the encoder.
+    /// Natively one buffer serves every flush (each flush waits for it); on the web each flush
+    /// gets its own, as the previous one may still be waiting for its mapping.
+    pub fn resolve(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        timed: usize,
+    ) -> wgpu::Buffer {
         let n = 2 * timed as u32;
+        let readback = if platform::WEB {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("webgrad timestamps"),
+                size: n as u64 * 8,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        } else {
+            self.readback.clone()
+        };
         encoder.resolve_query_set(&self.queries, 0..n, &self.resolve, 0);
-        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, Some(n as u64 * 8));
+        encoder.copy_buffer_to_buffer(&self.resolve, 0, &readback, 0, Some(n as u64 * 8));
+        readback
     }
 
-    /// After the submit: waits for the timestamps and adds each dispatch's time to the table.
+    /// After the submit: adds each timed dispatch's time to the table, natively at once
+    /// (waiting for the GPU), on the web when the mapping's callback runs.
     pub fn collect(
         &self,
         device: &wgpu::Device,
         profiler: &Profiler,
         timed: &[&'static str],
+        readback: wgpu::Buffer,
     ) -> Result<()> {
         let bytes = timed.len() as u64 * 16;
+        let table = profiler.table.clone();
+        let timed = timed.to_vec();
+        let period_ns = self.period_ns;
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        self.readback
-            .map_async(wgpu::MapMode::Read, ..bytes, move |r| {
-                let _ = tx.send(r);
-            });
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
-        match pollster::block_on(rx.receive()) {
-            Some(Ok(())) => {}
-            _ => {
-                return Err(Error::Device(
-                    "reading the profile's timestamps failed".into(),
-                ))
+        let buffer = readback.clone();
+        readback.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
+            if r.is_ok() {
+                if let Ok(data) = buffer.get_mapped_range(..bytes) {
+                    let ticks: &[u64] = bytemuck::cast_slice(&data);
+                    let mut table = table.lock().unwrap();
+                    for (i, kernel) in timed.iter().enumerate() {
+                        let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period_ns;
+                        let row = table.entry(kernel).or_insert((0, 0.0));
+                        row.0 += 1;
+                        row.1 += dt * 1e-9;
+                    }
+                }
+                buffer.unmap();
             }
+            let _ = tx.send(r.is_ok());
+        });
+        if platform::WEB {
+            return Ok(());
         }
-        {
-            let data = self
-                .readback
-                .get_mapped_range(..bytes)
-                .map_err(|e| Error::Device(format!("reading the profile's timestamps: {e}")))?;
-            let ticks: &[u64] = bytemuck::cast_slice(&data);
-            let mut table = profiler.table.lock().unwrap();
-            for (i, kernel) in timed.iter().enumerate() {
-                let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * self.period_ns;
-                let row = table.entry(kernel).or_insert((0, 0.0));
-                row.0 += 1;
-                row.1 += dt * 1e-9;
-            }
+        platform::wait_for_gpu(device)?;
+        match platform::block_on(rx.receive()) {
+            Some(true) => Ok(()),
+            _ => Err(Error::Device(
+                "reading the profile's timestamps failed".into(),
+            )),
         }
-        self.readback.unmap();
-        Ok(())
     }
 }

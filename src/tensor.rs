@@ -338,13 +338,15 @@ impl Tensor {
         Tensor::from_vec(dev, data, shape)
     }
 
-    /// Copies the values to the host (submits pending work and waits for it).
+    /// Copies the values to the host (submits pending work and waits for it). Blocking: in a
+    /// browser use [`to_vec_async`](Self::to_vec_async).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         let bytes = self.device().read(self.buffer(), self.numel() as u64 * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    /// Like [`to_vec`](Self::to_vec), but awaits the GPU instead of blocking the thread.
+    /// Like [`to_vec`](Self::to_vec), but awaits the GPU: the way to read values in a web page
+    /// (natively the wait still blocks the thread, as wgpu runs its callbacks only when polled).
     pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
         let bytes = self
             .device()
@@ -355,13 +357,25 @@ impl Tensor {
 
     /// The value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
+        crate::platform::refuse_blocking("Tensor::item", "Tensor::item_async")?;
+        self.check_item()?;
+        Ok(self.to_vec()?[0])
+    }
+
+    fn check_item(&self) -> Result<()> {
         if self.numel() != 1 {
             return shape_err(
                 "item",
                 format!("needs a one-element tensor, got shape {:?}", self.shape()),
             );
         }
-        Ok(self.to_vec()?[0])
+        Ok(())
+    }
+
+    /// Like [`item`](Self::item), awaiting the GPU (see [`to_vec_async`](Self::to_vec_async)).
+    pub async fn item_async(&self) -> Result<f32> {
+        self.check_item()?;
+        Ok(self.to_vec_async().await?[0])
     }
 
     /// The size of each dimension.

@@ -34,17 +34,50 @@ pub fn save(
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
     let path = path.as_ref();
+    let bytes = to_bytes(tensors, metadata).map_err(|e| in_file(e, path))?;
+    write_atomically(path, &bytes)
+}
+
+/// The safetensors file [`save`] would write, as bytes (for a download, a network or a web
+/// page's storage). Blocking: in a browser use [`to_bytes_async`].
+pub fn to_bytes(
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let mut host = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let bytes: Vec<u8> = t.to_vec()?.iter().flat_map(|v| v.to_le_bytes()).collect();
-        host.push((name.clone(), t.shape().to_vec(), bytes));
+        host.push((name.clone(), t.shape().to_vec(), t.to_vec()?));
     }
+    serialize(host, metadata)
+}
+
+/// Like [`to_bytes`], awaiting each tensor's readback (the way to save weights in a web page).
+pub async fn to_bytes_async(
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let mut host = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        host.push((name.clone(), t.shape().to_vec(), t.to_vec_async().await?));
+    }
+    serialize(host, metadata)
+}
+
+/// A safetensors file of f32 tensors (name, shape, values) and string metadata.
+fn serialize(
+    host: Vec<(String, Vec<usize>, Vec<f32>)>,
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let host: Vec<(String, Vec<usize>, Vec<u8>)> = host
+        .into_iter()
+        .map(|(n, s, v)| (n, s, bytemuck::pod_collect_to_vec(&v)))
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = host
         .iter()
         .map(|(n, s, b)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Io(format!("{}: tensor {n}: {e}", path.display())))
+                .map_err(|e| Error::Io(format!("tensor {n}: {e}")))
         })
         .collect::<Result<_>>()?;
     let meta = if metadata.is_empty() {
@@ -52,9 +85,15 @@ pub fn save(
     } else {
         Some(metadata.clone())
     };
-    let bytes = safetensors::serialize(views, &meta)
-        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    write_atomically(path, &bytes)
+    safetensors::serialize(views, &meta).map_err(|e| Error::Io(e.to_string()))
+}
+
+/// Prefixes an I/O error's message with the file it concerns.
+fn in_file(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Io(m) => Error::Io(format!("{}: {m}", path.display())),
+        other => other,
+    }
 }
 
 /// Writes `bytes` to `path` through a synced temporary file in the same directory, a rename,
@@ -74,10 +113,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     remove_stale_temporaries(&dir, &file_name);
     let tmp = dir.join(format!(".{file_name}{TMP_MARK}{}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
+        {
+            // Closed before the rename.
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
         // The rename is durable once the directory is synced (where a directory can be
         // opened as a file: not on Windows).
@@ -134,17 +175,25 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
-/// Reads every tensor of a safetensors file and its metadata. f32 is read as is; f64, f16 and
-/// bf16 are converted to f32 (as PyTorch's `tensor.float()`).
+/// Reads every tensor of a safetensors file and its metadata. f32 is read as is; f64, f16,
+/// bf16, i64 and i32 are converted to f32 (as PyTorch's `tensor.float()`).
 pub fn load(
     path: impl AsRef<Path>,
 ) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
     let path = path.as_ref();
-    let name = path.display();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{name}: {e}")))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    load_bytes(&bytes, &path.display().to_string())
+}
+
+/// Reads every tensor of a safetensors file held in memory (fetched by a web page, say) and its
+/// metadata, as [`load`] does; `name` stands for the file in error messages.
+pub fn load_bytes(
+    bytes: &[u8],
+    name: &str,
+) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Error::Io(format!("{name}: not a valid safetensors file: {e}")))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::Io(format!("{name}: {e}")))?;
     let mut out = HashMap::new();
     for (tname, view) in st.tensors() {
@@ -166,10 +215,19 @@ pub fn load(
                 .chunks_exact(2)
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
+            // Integer tensors (class targets, BatchNorm's step count) as PyTorch's `.float()`.
+            safetensors::Dtype::I64 => d
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            safetensors::Dtype::I32 => d
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
             other => {
                 return Err(Error::Io(format!(
-                    "{name}: tensor {tname} has dtype {other:?}; webgrad reads f32, f64, f16 \
-                     and bf16"
+                    "{name}: tensor {tname} has dtype {other:?}; webgrad reads f32, f64, f16, \
+                     bf16, i64 and i32"
                 )))
             }
         };
@@ -187,6 +245,24 @@ pub fn load(
 /// Saves a module's parameters and buffers under their `state_dict` names.
 pub fn save_module(path: impl AsRef<Path>, model: &dyn Module) -> Result<()> {
     save(path, &model.state_dict(), &HashMap::new())
+}
+
+/// A module's parameters and buffers as the bytes of the safetensors file [`save_module`]
+/// writes, awaiting the readbacks (works in a web page).
+pub async fn module_to_bytes_async(model: &dyn Module) -> Result<Vec<u8>> {
+    to_bytes_async(&model.state_dict(), &HashMap::new()).await
+}
+
+/// Loads a module's parameters and buffers from the bytes of a safetensors file, with
+/// PyTorch's `strict` choice (see [`load_into_with`]); `name` stands for the file in errors.
+pub fn load_module_bytes(
+    bytes: &[u8],
+    model: &dyn Module,
+    name: &str,
+    strict: bool,
+) -> Result<LoadReport> {
+    let (tensors, _) = load_bytes(bytes, name)?;
+    load_into_with(model, &tensors, name, strict)
 }
 
 /// The names a load passed over, as PyTorch's `load_state_dict` returns them.

@@ -26,7 +26,7 @@ fn b_at(i: vec4<u32>) -> vec4<f32> {
 // The 8 x 8 block of a 64 x 64 tile that invocation li of its 64 computes (row0 and col0 are
 // the block's: 8 rows of 8 invocations); not valid past the edges.
 fn block8(inv: Invocation) -> Tile {
-    var t = tile_of(inv, 64u, 64u);
+    var t = tile_of(inv.wid, inv.nwg, 64u, 64u);
     t.row0 += (inv.lid / 8u) * 8u;
     t.col0 += (inv.lid % 8u) * 8u;
     t.valid = t.valid && t.row0 < p.m && t.col0 < p.n;
@@ -62,7 +62,7 @@ override ROW_SUMS: bool = false;
 
 @compute @workgroup_size(16)
 fn matmul_rows(inv: Invocation) {
-    let tile = tile_of(inv, 8u, 64u);
+    let tile = tile_of(inv.wid, inv.nwg, 8u, 64u);
     if (!tile.valid) { return; }
     let r0 = tile.row0;
     let c0 = tile.col0 + inv.lid * 4u;

@@ -20,7 +20,7 @@
 
 @compute @workgroup_size(32)
 fn matmul_subgroup(inv: Invocation, @builtin(subgroup_invocation_id) lane: u32) {
-    let tile = tile_of(inv, 64u, 64u);
+    let tile = tile_of(inv.wid, inv.nwg, 64u, 64u);
     if (!tile.valid) { return; }
     let r0 = tile.row0 + (inv.lid / 8u) * 16u;
     let c0 = tile.col0 + lane * 8u;

@@ -29,7 +29,8 @@ impl AdapterClass {
         }
     }
 
-    pub(crate) fn parse(name: &str) -> Option<AdapterClass> {
+    /// The class named `name` (as [`name`](Self::name) spells it, any case).
+    pub fn parse(name: &str) -> Option<AdapterClass> {
         [AdapterClass::Gpu, AdapterClass::Cpu, AdapterClass::CpuSimd8]
             .into_iter()
             .find(|c| c.name().eq_ignore_ascii_case(name.trim()))
@@ -84,6 +85,14 @@ impl Limits {
 /// below that: this many iterations, which leaves room for the loops' own overheads.
 pub const LLVMPIPE_LOOP_BUDGET: usize = 8192;
 
+/// Most slots (taps, channels) a kernel with unrolled slots unrolls, on most adapters.
+pub const UNROLL_SLOTS: usize = 16;
+
+/// The same where the shader compiler's time grows steeply with unrolled code: SwiftShader (the
+/// browser's CPU adapter) took 165 s to compile conv_backward_weight with 16 unrolled taps, and
+/// then its GPU process crashed; with 8 it takes about a second.
+pub const SLOW_COMPILER_UNROLL_SLOTS: usize = 8;
+
 /// Everything about the adapter that kernel choice depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caps {
@@ -93,6 +102,8 @@ pub struct Caps {
     /// Most loop iterations one invocation may run, where the driver cuts longer loops
     /// (llvmpipe, on Vulkan and GL alike); `None` where loops run to completion.
     pub loop_budget: Option<usize>,
+    /// Most slots a kernel with unrolled slots may unroll (see [`UNROLL_SLOTS`]).
+    pub unroll_slots: usize,
     pub limits: Limits,
 }
 
@@ -104,6 +115,8 @@ pub(crate) struct AdapterReport<'a> {
     /// The subgroup width range, and whether subgroup operations were enabled on the device.
     pub subgroup_sizes: (u32, u32),
     pub subgroups_enabled: bool,
+    /// The adapter is the browser's (WebGPU in a page).
+    pub browser: bool,
     pub limits: Limits,
 }
 
@@ -125,6 +138,14 @@ impl Caps {
             // Every software adapter is treated as llvmpipe is: the cut-off is known there,
             // and an untested one may have its own.
             loop_budget: (cpu || llvmpipe).then_some(LLVMPIPE_LOOP_BUDGET),
+            // A browser names no adapter: its CPU adapter is SwiftShader (Chromium's fallback).
+            unroll_slots: if r.name.to_ascii_lowercase().contains("swiftshader")
+                || (r.browser && cpu)
+            {
+                SLOW_COMPILER_UNROLL_SLOTS
+            } else {
+                UNROLL_SLOTS
+            },
             limits: r.limits.clone(),
         }
     }
@@ -158,8 +179,32 @@ pub(crate) mod tests {
             device_type,
             subgroup_sizes: sub,
             subgroups_enabled: on,
+            browser: false,
             limits: limits(),
         })
+    }
+
+    #[test]
+    fn swiftshader_unrolls_less() {
+        let native = report(
+            "SwiftShader Device (Subzero)",
+            wgpu::DeviceType::Cpu,
+            (4, 4),
+            false,
+        );
+        assert_eq!(native.unroll_slots, SLOW_COMPILER_UNROLL_SLOTS);
+        let page = Caps::from_report(&AdapterReport {
+            name: "",
+            device_type: wgpu::DeviceType::Cpu,
+            subgroup_sizes: (4, 4),
+            subgroups_enabled: false,
+            browser: true,
+            limits: limits(),
+        });
+        assert_eq!(page.class, AdapterClass::Cpu);
+        assert_eq!(page.unroll_slots, SLOW_COMPILER_UNROLL_SLOTS);
+        let lavapipe = report("llvmpipe", wgpu::DeviceType::Cpu, (8, 8), true);
+        assert_eq!(lavapipe.unroll_slots, UNROLL_SLOTS);
     }
 
     #[test]

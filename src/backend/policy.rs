@@ -118,6 +118,19 @@ impl Policy {
         self.caps.loop_budget.unwrap_or(UNBUDGETED_LOOP_LIMIT)
     }
 
+    /// conv_backward_weight's taps per block and SLIDE_KW (CPU kernels): blocks of whole
+    /// kernel rows slid along the output columns where `slides` (the column stride equals the
+    /// column dilation) and a row of `kw` taps fits the adapter's unroll width; else as many
+    /// single taps as it allows.
+    pub fn conv_weight_taps(&self, kw: usize, slides: bool) -> (usize, usize) {
+        let most = self.caps.unroll_slots;
+        if slides && kw <= most {
+            (most / kw * kw, kw)
+        } else {
+            (most, 0)
+        }
+    }
+
     // ---- elementwise and optimizers
 
     /// Below this many elements an elementwise op runs as one scalar dispatch instead of a vec4
@@ -239,15 +252,33 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::caps::{tests::limits, LLVMPIPE_LOOP_BUDGET};
+    use crate::backend::caps::{
+        tests::limits, LLVMPIPE_LOOP_BUDGET, SLOW_COMPILER_UNROLL_SLOTS, UNROLL_SLOTS,
+    };
 
     fn caps(class: AdapterClass) -> Caps {
         Caps {
             class,
             subgroup_size: (class == AdapterClass::CpuSimd8).then_some(8),
             loop_budget: class.is_cpu().then_some(LLVMPIPE_LOOP_BUDGET),
+            unroll_slots: UNROLL_SLOTS,
             limits: limits(),
         }
+    }
+
+    #[test]
+    fn conv_weight_taps_slide_whole_rows_within_the_unroll_width() {
+        let p = policy(AdapterClass::CpuSimd8);
+        assert_eq!(p.conv_weight_taps(5, true), (15, 5));
+        assert_eq!(p.conv_weight_taps(3, true), (15, 3));
+        assert_eq!(p.conv_weight_taps(3, false), (16, 0));
+        assert_eq!(p.conv_weight_taps(17, true), (16, 0));
+        let mut slow = caps(AdapterClass::Cpu);
+        slow.unroll_slots = SLOW_COMPILER_UNROLL_SLOTS;
+        let p = Policy::new(slow, None).unwrap();
+        assert_eq!(p.conv_weight_taps(5, true), (5, 5));
+        assert_eq!(p.conv_weight_taps(3, false), (8, 0));
+        assert_eq!(p.conv_weight_taps(9, true), (8, 0));
     }
 
     fn policy(class: AdapterClass) -> Policy {

@@ -124,18 +124,30 @@ fn read_data(r: &mut impl Read, h: Header, io: &str) -> std::result::Result<IdxA
 /// Reads an IDX file of u8 values, raw or gzip-compressed (detected by its magic bytes).
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
-    let name = path.display();
+    let name = path.display().to_string();
+    let io = |e: std::io::Error| Error::Io(format!("{name}: {e}"));
+    let file = File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    read_idx_from(file, size, &name)
+}
+
+/// Reads IDX data held in memory (a page's fetched file, say), raw or gzip-compressed, as
+/// [`read_idx`] does; `name` stands for the file in error messages.
+pub fn read_idx_bytes(bytes: &[u8], name: &str) -> Result<IdxArray> {
+    read_idx_from(std::io::Cursor::new(bytes), bytes.len() as u64, name)
+}
+
+/// The IDX array in `source` of `size` bytes, raw or gzip-compressed.
+fn read_idx_from(mut source: impl Read + Seek, size: u64, name: &str) -> Result<IdxArray> {
     let fail = |m: String| Error::Io(format!("{name}: {m}"));
     let io = |e: std::io::Error| fail(e.to_string());
-    let mut file = File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
     let mut magic = [0u8; 2];
-    let gz = read_full(&mut file, &mut magic).map_err(io)? == 2 && magic == [0x1f, 0x8b];
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let file = BufReader::new(file);
+    let gz = read_full(&mut source, &mut magic).map_err(io)? == 2 && magic == [0x1f, 0x8b];
+    source.seek(SeekFrom::Start(0)).map_err(io)?;
+    let source = BufReader::new(source);
     if gz {
         const IO: &str = "not a valid gzip stream";
-        let mut r = flate2::read::GzDecoder::new(file);
+        let mut r = flate2::read::GzDecoder::new(source);
         let h = read_header(&mut r, IO).map_err(fail)?;
         let max = size.saturating_mul(MAX_DEFLATE_RATIO);
         if (h.len as u64).saturating_add(h.count as u64) > max {
@@ -148,9 +160,9 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
         read_data(&mut r, h, IO).map_err(fail)
     } else {
         const IO: &str = "read error";
-        let mut r = file;
+        let mut r = source;
         let h = read_header(&mut r, IO).map_err(fail)?;
-        // The file's size says at once whether the data fits the header.
+        // The size says at once whether the data fits the header.
         let have = size.saturating_sub(h.len as u64);
         if have != h.count as u64 {
             return Err(fail(count_mismatch(&h, have, have < h.count as u64)));

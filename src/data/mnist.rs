@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::idx::read_idx;
+use super::idx::{read_idx, read_idx_bytes, IdxArray};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -44,29 +44,48 @@ impl Dataset {
 
     /// Reads an images file and a labels file (IDX, raw or .gz) and checks they agree.
     pub fn from_idx(images: &Path, labels: &Path) -> Result<Dataset> {
-        let im = read_idx(images)?;
-        let lb = read_idx(labels)?;
+        Dataset::from_arrays(
+            read_idx(images)?,
+            &images.display().to_string(),
+            read_idx(labels)?,
+            &labels.display().to_string(),
+        )
+    }
+
+    /// Like [`from_idx`](Self::from_idx), from the files' bytes (raw or .gz), e.g. fetched by
+    /// a web page; the names stand for the files in error messages.
+    pub fn from_idx_bytes(
+        images: &[u8],
+        images_name: &str,
+        labels: &[u8],
+        labels_name: &str,
+    ) -> Result<Dataset> {
+        Dataset::from_arrays(
+            read_idx_bytes(images, images_name)?,
+            images_name,
+            read_idx_bytes(labels, labels_name)?,
+            labels_name,
+        )
+    }
+
+    /// Checks that an images array and a labels array agree.
+    fn from_arrays(im: IdxArray, images: &str, lb: IdxArray, labels: &str) -> Result<Dataset> {
         if im.dims.len() != 3 {
             return Err(Error::Io(format!(
-                "{}: expected 3 dimensions (count, rows, cols), found {:?}",
-                images.display(),
+                "{images}: expected 3 dimensions (count, rows, cols), found {:?}",
                 im.dims
             )));
         }
         if lb.dims.len() != 1 {
             return Err(Error::Io(format!(
-                "{}: expected 1 dimension (count), found {:?}",
-                labels.display(),
+                "{labels}: expected 1 dimension (count), found {:?}",
                 lb.dims
             )));
         }
         if im.dims[0] != lb.dims[0] {
             return Err(Error::Io(format!(
-                "{} holds {} images but {} holds {} labels",
-                images.display(),
-                im.dims[0],
-                labels.display(),
-                lb.dims[0]
+                "{images} holds {} images but {labels} holds {} labels",
+                im.dims[0], lb.dims[0]
             )));
         }
         Ok(Dataset {

@@ -3,5 +3,5 @@
 mod idx;
 mod mnist;
 
-pub use idx::{parse_idx, read_idx, IdxArray};
+pub use idx::{parse_idx, read_idx, read_idx_bytes, IdxArray};
 pub use mnist::{Batch, DataLoader, Dataset, Mnist};

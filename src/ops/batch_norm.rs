@@ -7,7 +7,7 @@ use crate::ops::unary::groups;
 use crate::tape::{no_grad, Op};
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("batch_norm");
+pub(crate) static SHADER: Shader = shader!("batch_norm");
 
 /// Arguments of [`Tensor::batch_norm2d`], named as in `torch.nn.functional.batch_norm`.
 #[derive(Clone, Copy, Debug)]

@@ -8,7 +8,7 @@ use crate::shape::{broadcast, broadcast_strides, numel, pad_shape, vec4x2};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("binary");
+pub(crate) static SHADER: Shader = shader!("binary");
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum BinaryOp {

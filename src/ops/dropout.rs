@@ -6,7 +6,7 @@ use crate::ops::unary::groups;
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("dropout");
+pub(crate) static SHADER: Shader = shader!("dropout");
 
 kernel_params! {
     /// `Params` of `shaders/dropout.wgsl`.

@@ -5,7 +5,7 @@ use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::unary::groups;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("fill");
+pub(crate) static SHADER: Shader = shader!("fill");
 
 kernel_params! {
     /// `Params` of `shaders/fill.wgsl`.

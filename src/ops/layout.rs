@@ -8,7 +8,7 @@ use crate::shape::{broadcast_strides, numel, resolve_dim, strides, vec4x2};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("layout");
+pub(crate) static SHADER: Shader = shader!("layout");
 
 kernel_params! {
     /// `Params` of `shaders/layout.wgsl`.

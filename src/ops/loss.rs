@@ -7,7 +7,7 @@ use crate::ops::unary::groups;
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("loss");
+pub(crate) static SHADER: Shader = shader!("loss");
 
 /// How per-element losses are combined, as PyTorch's `reduction` argument.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

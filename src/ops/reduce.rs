@@ -11,7 +11,7 @@ use crate::tape::Op;
 use crate::tensor::Storage;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("reduce");
+pub(crate) static SHADER: Shader = shader!("reduce");
 
 kernel_params! {
     /// `Params` of `shaders/reduce.wgsl`.

@@ -6,7 +6,7 @@ use crate::shape::resolve_dim;
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("softmax");
+pub(crate) static SHADER: Shader = shader!("softmax");
 
 kernel_params! {
     /// `Params` of `shaders/softmax.wgsl`: rows [outer, n, inner] along n.

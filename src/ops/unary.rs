@@ -6,7 +6,7 @@ use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("unary", Some(table_wgsl));
+pub(crate) static SHADER: Shader = shader!("unary", Some(table_wgsl));
 
 kernel_params! {
     /// `Params` of `shaders/unary.wgsl`.

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader};
 use crate::tensor::{Storage, Tensor};
 
-static SHADER: Shader = shader!("cpu/conv_implicit", Some(generated));
+pub(crate) static SHADER: Shader = shader!("cpu/conv_implicit", Some(generated));
 
 /// The module's generated WGSL: its `Params` (shared with im2col's shader), the accumulators
 /// and their helpers, and the weight-gradient kernel (see `conv_acc_gen.rs` and
@@ -52,7 +52,7 @@ pub(crate) fn fits(dev: &Device, geo: &Geometry) -> bool {
     loops(geo.c / g * taps) <= limit
         && loops(geo.c_out / g * taps) <= limit
         && geo.ho * (geo.wo + 1) + 16 <= limit
-        && weight_parts(geo, limit).is_some()
+        && weight_parts(dev, geo, limit).is_some()
         // The kernels' operands fit in textures.
         && largest_operand(geo).div_ceil(4 * TEXEL_ROW as usize)
             <= dev.limits().max_texture_dimension_2d as usize
@@ -91,14 +91,10 @@ fn channel_blocks(c: usize) -> usize {
     c.div_ceil(block_channels(c))
 }
 
-/// conv_backward_weight's taps per block and SLIDE_KW: blocks of whole kernel rows, slid along
-/// the output columns, when the column stride equals the column dilation; else 16 taps.
-fn weight_taps(geo: &Geometry) -> (usize, usize) {
-    if geo.p.stride.1 == geo.p.dilation.1 && geo.kw <= 16 {
-        (16 / geo.kw * geo.kw, geo.kw)
-    } else {
-        (16, 0)
-    }
+/// conv_backward_weight's taps per block and SLIDE_KW (the policy's choice).
+fn weight_taps(dev: &Device, geo: &Geometry) -> (usize, usize) {
+    let slides = geo.p.stride.1 == geo.p.dilation.1;
+    dev.policy().conv_weight_taps(geo.kw, slides)
 }
 
 /// conv_relu_pool_forward's ROW_SLIDE: the kernel width when both strides equal their
@@ -122,11 +118,12 @@ fn quads(geo: &Geometry) -> usize {
 /// per core on lavapipe; 512 cost 30-40% more in sum_parts and no less in the weight
 /// gradient, 64 left the cores short), each invocation's loops within the loop budget, and at
 /// most `limit` parts for sum_parts to add up. None if that cannot be met.
-fn weight_parts(geo: &Geometry, limit: usize) -> Option<(usize, usize, usize)> {
+fn weight_parts(dev: &Device, geo: &Geometry, limit: usize) -> Option<(usize, usize, usize)> {
     let groups = geo.p.groups;
     let nq = quads(geo);
     let k_len = geo.c / groups * geo.kh * geo.kw;
-    let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(geo).0);
+    let per_part =
+        groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(dev, geo).0);
     let quads_per_part = nq.div_ceil(limit / 4).max(1);
     let quad_groups = nq.div_ceil(quads_per_part);
     let mut bands = 128usize
@@ -498,12 +495,13 @@ pub(crate) fn backward_weight(
     with_bias: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let groups = geo.p.groups;
-    let parts = weight_parts(geo, loop_limit(dev)).expect("fits() checked the partition");
+    let parts = weight_parts(dev, geo, loop_limit(dev)).expect("fits() checked the partition");
     let k_len = geo.c / groups * geo.kh * geo.kw;
     let w_len = geo.c_out * k_len;
     let row_len = w_len + if with_bias { geo.c_out } else { 0 };
     let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
-    let per_part = groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(geo).0);
+    let per_part =
+        groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(dev, geo).0);
     let params = params(geo, with_bias, parts, 0);
     // Workgroups of 32: its grid is small (about 128-320 invocations), and lavapipe runs each
     // workgroup on one thread, so halves split it more evenly between the threads.
@@ -513,8 +511,8 @@ pub(crate) fn backward_weight(
         "conv_backward_weight",
         &[
             ("CH", block_channels(geo.c_out / groups) as u32),
-            ("TAPS", weight_taps(geo).0 as u32),
-            ("SLIDE_KW", weight_taps(geo).1 as u32),
+            ("TAPS", weight_taps(dev, geo).0 as u32),
+            ("SLIDE_KW", weight_taps(dev, geo).1 as u32),
             ("WG", 32),
             ("POOLED_G", winners.is_some() as u32),
         ],

@@ -12,12 +12,12 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader};
 
-static BLOCKED: Shader = shader!(
+pub(crate) static BLOCKED: Shader = shader!(
     "cpu/matmul_blocked",
     includes = ["matmul_common", "cpu/matmul_registers"],
     Some(matmul_gen::blocked)
 );
-static SUBGROUP: Shader = shader!(
+pub(crate) static SUBGROUP: Shader = shader!(
     "cpu/matmul_subgroup",
     includes = ["matmul_common", "cpu/matmul_registers"],
     Some(matmul_gen::subgroup)

@@ -13,7 +13,7 @@ use crate::ops::unary::groups;
 use crate::tensor::Tensor;
 
 /// The module's generated WGSL is its `Params`, shared with the implicit-GEMM shader.
-static SHADER: Shader = shader!("conv", Some(params_wgsl));
+pub(crate) static SHADER: Shader = shader!("conv", Some(params_wgsl));
 
 /// Most bytes one im2col column chunk may take; larger batches are processed in chunks.
 const COLUMN_BUDGET: u64 = 64 << 20;

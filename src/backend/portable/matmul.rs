@@ -7,7 +7,7 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader};
 
-static SHADER: Shader = shader!("matmul", includes = ["matmul_common"]);
+pub(crate) static SHADER: Shader = shader!("matmul", includes = ["matmul_common"]);
 
 /// Records the pieces of `g`, one dispatch each.
 pub(crate) fn run(dev: &Device, g: &Gemm, pieces: &[Piece]) -> Result<()> {

@@ -11,7 +11,7 @@ use crate::ops::pool::Pool2dParams;
 use crate::ops::unary::groups;
 use crate::tensor::Tensor;
 
-static SHADER: Shader = shader!("pool");
+pub(crate) static SHADER: Shader = shader!("pool");
 
 kernel_params! {
     /// `Params` of `shaders/pool.wgsl`.
