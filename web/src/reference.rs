@@ -1,0 +1,413 @@
+//! PyTorch's reference values (`tests/reference/`, see its README) run against webgrad on any
+//! device: every case of `ops.safetensors` (an op family's forward and backward), and the
+//! LeNet-5 step of `lenet5_step.safetensors` (logits, loss, every gradient, 3 SGD-momentum and 3
+//! Adam steps). The tolerances are the native tests' (`tests/*.rs`). Every readback awaits, so
+//! the same code runs in a page and natively.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use webgrad::models::{LeNet5, LeNetFlavour};
+use webgrad::nn::{Module, Sequential};
+use webgrad::optim::{Adam, Optimizer, Sgd};
+use webgrad::weights::{load_bytes, HostTensor};
+use webgrad::{
+    BatchNormArgs, Conv2dParams, Device, Error, Pool2dParams, Reduction, Result, Tensor,
+};
+
+/// A reference file: tensors named `CASE.ROLE` and each case's JSON metadata.
+pub struct Reference {
+    name: String,
+    tensors: HashMap<String, HostTensor>,
+    meta: HashMap<String, Value>,
+}
+
+/// One comparison of webgrad's values with PyTorch's.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// Milliseconds the case took until this comparison (pipelines compiled on the way).
+    pub ms: f64,
+    /// `case.role`, e.g. `conv2d_groups2.grad_weight`.
+    pub name: String,
+    /// The largest |got - want| / (atol + rtol |want|): at most 1 passes.
+    pub worst: f64,
+    /// Whether every value is within the tolerance (and the shapes agree).
+    pub ok: bool,
+    /// What went wrong, if anything.
+    pub detail: String,
+}
+
+impl Reference {
+    /// Parses a reference file's bytes; `name` stands for it in messages.
+    pub fn parse(bytes: &[u8], name: &str) -> Result<Reference> {
+        let (tensors, metadata) = load_bytes(bytes, name)?;
+        // Cases are the metadata entries holding a JSON object with an `op` (other entries,
+        // such as the LeNet file's notes, are text).
+        let meta = metadata
+            .into_iter()
+            .filter_map(|(case, text)| {
+                let v: Value = serde_json::from_str(&text).ok()?;
+                v.get("op").is_some().then_some((case, v))
+            })
+            .collect();
+        Ok(Reference {
+            name: name.to_string(),
+            tensors,
+            meta,
+        })
+    }
+
+    fn key(case: &str, role: &str) -> String {
+        if role.is_empty() {
+            case.to_string()
+        } else {
+            format!("{case}.{role}")
+        }
+    }
+
+    fn host(&self, case: &str, role: &str) -> Result<&HostTensor> {
+        let key = Reference::key(case, role);
+        self.tensors
+            .get(&key)
+            .ok_or_else(|| Error::Io(format!("{}: no tensor {key}", self.name)))
+    }
+
+    fn has(&self, case: &str, role: &str) -> bool {
+        self.tensors.contains_key(&Reference::key(case, role))
+    }
+
+    fn tensor(&self, dev: &Device, case: &str, role: &str) -> Result<Tensor> {
+        let h = self.host(case, role)?;
+        Tensor::from_slice(dev, &h.data, &h.shape)
+    }
+
+    fn leaf(&self, dev: &Device, case: &str, role: &str) -> Result<Tensor> {
+        Ok(self.tensor(dev, case, role)?.requires_grad())
+    }
+
+    fn classes(&self, case: &str, role: &str) -> Result<Vec<usize>> {
+        Ok(self
+            .host(case, role)?
+            .data
+            .iter()
+            .map(|&v| v as usize)
+            .collect())
+    }
+
+    /// The case names, sorted.
+    pub fn cases(&self) -> Vec<String> {
+        let mut cases: Vec<String> = self.meta.keys().cloned().collect();
+        cases.sort();
+        cases
+    }
+
+    /// Compares `got` with the tensor `case.role` within `atol + rtol |want|`.
+    async fn compare(&self, got: &Tensor, case: &str, role: &str, tol: (f64, f64)) -> Check {
+        let name = Reference::key(case, role);
+        let fail = |detail: String| Check {
+            ms: 0.0,
+            name: name.clone(),
+            worst: f64::INFINITY,
+            ok: false,
+            detail,
+        };
+        let want = match self.host(case, role) {
+            Ok(w) => w,
+            Err(e) => return fail(e.to_string()),
+        };
+        // A scalar is [] here and [1] in some reference files.
+        let scalars = got.numel() == 1 && want.data.len() == 1;
+        if got.shape() != want.shape.as_slice() && !scalars {
+            return fail(format!(
+                "shape {:?}, PyTorch's {:?}",
+                got.shape(),
+                want.shape
+            ));
+        }
+        let got = match got.to_vec_async().await {
+            Ok(v) => v,
+            Err(e) => return fail(e.to_string()),
+        };
+        let (atol, rtol) = tol;
+        let mut worst = 0.0f64;
+        let mut at = 0;
+        for (i, (&g, &w)) in got.iter().zip(&want.data).enumerate() {
+            let ratio = (g as f64 - w as f64).abs() / (atol + rtol * (w as f64).abs());
+            // NaN compares false: count it as the worst.
+            if ratio.is_nan() || ratio > worst {
+                worst = if ratio.is_nan() { f64::INFINITY } else { ratio };
+                at = i;
+            }
+        }
+        let ok = worst <= 1.0;
+        let detail = if ok {
+            String::new()
+        } else {
+            format!(
+                "element {at}: {} against PyTorch's {}",
+                got[at], want.data[at]
+            )
+        };
+        Check {
+            ms: 0.0,
+            name,
+            worst,
+            ok,
+            detail,
+        }
+    }
+}
+
+/// (atol, rtol) of the native tests.
+const ELEMENTWISE: (f64, f64) = (1e-6, 1e-5);
+const PRODUCT: (f64, f64) = (1e-5, 1e-5);
+const CONV: (f64, f64) = (1e-5, 1e-4);
+const CONV_PARAMS: (f64, f64) = (1e-4, 1e-4);
+const LOSS_GRAD: (f64, f64) = (1e-7, 1e-5);
+const REDUCE_GRAD: (f64, f64) = (1e-7, 1e-6);
+
+fn pair(v: &Value) -> (usize, usize) {
+    let n = |i: usize| v[i].as_u64().unwrap_or(0) as usize;
+    (n(0), n(1))
+}
+
+fn reduction(m: &Value) -> Result<Reduction> {
+    match m["reduction"].as_str().unwrap_or("mean") {
+        "mean" => Ok(Reduction::Mean),
+        "sum" => Ok(Reduction::Sum),
+        "none" => Ok(Reduction::None),
+        other => Err(Error::Invalid(format!("unknown reduction {other}"))),
+    }
+}
+
+/// Runs one case of `ops.safetensors`: the forward output, then the backward of
+/// `sum(output * grad_output)`, each compared with PyTorch's.
+pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<Check>> {
+    let m = r.meta[case].clone();
+    let op = m["op"].as_str().unwrap_or_default().to_string();
+    // (inputs that get gradients, output, tolerance of the output, of the gradients)
+    let (leaves, out, tol, grad_tol): (Vec<(&str, Tensor)>, Tensor, _, _) = match op.as_str() {
+        "relu" | "sigmoid" | "tanh" | "exp" | "log" => {
+            let x = r.leaf(dev, case, "input")?;
+            let y = match op.as_str() {
+                "relu" => x.relu(),
+                "sigmoid" => x.sigmoid(),
+                "tanh" => x.tanh(),
+                "exp" => x.exp(),
+                _ => x.log(),
+            }?;
+            (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
+        }
+        "add" | "sub" | "mul" | "div" | "matmul" => {
+            let a = r.leaf(dev, case, "a")?;
+            let b = r.leaf(dev, case, "b")?;
+            let (y, tol) = match op.as_str() {
+                "add" => (a.add(&b)?, ELEMENTWISE),
+                "sub" => (a.sub(&b)?, ELEMENTWISE),
+                "mul" => (a.mul(&b)?, ELEMENTWISE),
+                "div" => (a.div(&b)?, ELEMENTWISE),
+                _ => (a.matmul(&b)?, PRODUCT),
+            };
+            (vec![("a", a), ("b", b)], y, tol, tol)
+        }
+        "linear" | "conv2d" => {
+            let x = r.leaf(dev, case, "input")?;
+            let w = r.leaf(dev, case, "weight")?;
+            let b = match r.has(case, "bias") {
+                true => Some(r.leaf(dev, case, "bias")?),
+                false => None,
+            };
+            let (y, tol, param_tol) = if op == "linear" {
+                (x.linear(&w, b.as_ref())?, PRODUCT, PRODUCT)
+            } else {
+                let p = Conv2dParams {
+                    stride: pair(&m["stride"]),
+                    padding: pair(&m["padding"]),
+                    dilation: pair(&m["dilation"]),
+                    groups: m["groups"].as_u64().unwrap_or(1) as usize,
+                };
+                (x.conv2d(&w, b.as_ref(), p)?, CONV, CONV_PARAMS)
+            };
+            y.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+            let mut checks = vec![
+                r.compare(&y, case, "output", tol).await,
+                r.compare(&grad(&x)?, case, "grad_input", tol).await,
+                r.compare(&grad(&w)?, case, "grad_weight", param_tol).await,
+            ];
+            if let Some(b) = b {
+                checks.push(r.compare(&grad(&b)?, case, "grad_bias", param_tol).await);
+            }
+            return Ok(checks);
+        }
+        "max_pool2d" | "avg_pool2d" => {
+            let x = r.leaf(dev, case, "input")?;
+            let p = Pool2dParams {
+                kernel: pair(&m["kernel_size"]),
+                stride: pair(&m["stride"]),
+                padding: pair(&m["padding"]),
+                count_include_pad: m["count_include_pad"].as_bool().unwrap_or(true),
+            };
+            let y = match op.as_str() {
+                "max_pool2d" => x.max_pool2d(p),
+                _ => x.avg_pool2d(p),
+            }?;
+            (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
+        }
+        "batch_norm2d" => return batch_norm_case(r, dev, case, &m).await,
+        "softmax" | "log_softmax" => {
+            let x = r.leaf(dev, case, "input")?;
+            let dim = m["dim"].as_i64().unwrap_or(-1) as isize;
+            let y = match op.as_str() {
+                "softmax" => x.softmax(dim),
+                _ => x.log_softmax(dim),
+            }?;
+            (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
+        }
+        "sum" | "mean" => {
+            let x = r.leaf(dev, case, "input")?;
+            let keepdim = m["keepdim"].as_bool().unwrap_or(false);
+            let y = match (op.as_str(), m["dim"].as_i64()) {
+                ("sum", Some(d)) => x.sum_dim(d as isize, keepdim),
+                ("sum", None) => x.sum(),
+                (_, Some(d)) => x.mean_dim(d as isize, keepdim),
+                (_, None) => x.mean(),
+            }?;
+            let tol = if op == "sum" { PRODUCT } else { ELEMENTWISE };
+            (vec![("input", x)], y, tol, REDUCE_GRAD)
+        }
+        "cross_entropy" => {
+            let x = r.leaf(dev, case, "input")?;
+            let y = x.cross_entropy(&r.classes(case, "target")?, reduction(&m)?)?;
+            (vec![("input", x)], y, ELEMENTWISE, LOSS_GRAD)
+        }
+        "mse_loss" | "binary_cross_entropy_with_logits" => {
+            let x = r.leaf(dev, case, "input")?;
+            let t = r.leaf(dev, case, "target")?;
+            let y = match op.as_str() {
+                "mse_loss" => x.mse_loss(&t, reduction(&m)?),
+                _ => x.binary_cross_entropy_with_logits(&t, reduction(&m)?),
+            }?;
+            (vec![("input", x), ("target", t)], y, ELEMENTWISE, LOSS_GRAD)
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "{}: case {case} is of op {other:?}, which the page's runner does not know",
+                r.name
+            )))
+        }
+    };
+    out.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+    let mut checks = vec![r.compare(&out, case, "output", tol).await];
+    for (role, leaf) in leaves {
+        let g = grad(&leaf)?;
+        checks.push(r.compare(&g, case, &format!("grad_{role}"), grad_tol).await);
+    }
+    Ok(checks)
+}
+
+fn grad(t: &Tensor) -> Result<Tensor> {
+    t.grad()
+        .ok_or_else(|| Error::Autograd("the backward pass left no gradient".into()))
+}
+
+async fn batch_norm_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> Result<Vec<Check>> {
+    let x = r.leaf(dev, case, "input")?;
+    let w = r.leaf(dev, case, "weight")?;
+    let b = r.leaf(dev, case, "bias")?;
+    let c = x.shape()[1];
+    let running_mean = Tensor::zeros(dev, &[c])?;
+    let running_var = Tensor::ones(dev, &[c])?;
+    let y = x.batch_norm2d(BatchNormArgs {
+        running_mean: Some(&running_mean),
+        running_var: Some(&running_var),
+        weight: Some(&w),
+        bias: Some(&b),
+        training: m["training"].as_bool().unwrap_or(true),
+        momentum: m["momentum"].as_f64().unwrap_or(0.1) as f32,
+        eps: m["eps"].as_f64().unwrap_or(1e-5) as f32,
+    })?;
+    y.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+    Ok(vec![
+        r.compare(&y, case, "output", CONV).await,
+        r.compare(&running_mean, case, "running_mean_after", ELEMENTWISE)
+            .await,
+        r.compare(&running_var, case, "running_var_after", ELEMENTWISE)
+            .await,
+        r.compare(&grad(&x)?, case, "grad_input", CONV).await,
+        r.compare(&grad(&w)?, case, "grad_weight", CONV).await,
+        r.compare(&grad(&b)?, case, "grad_bias", CONV).await,
+    ])
+}
+
+/// Every case of `ops.safetensors` (whose name contains `only`, if given); a case that fails
+/// to run is one failed check.
+pub async fn run_ops(r: &Reference, dev: &Device, only: Option<&str>) -> Vec<Check> {
+    let mut out = Vec::new();
+    for case in r.cases() {
+        if only.is_some_and(|o| !case.contains(o)) {
+            continue;
+        }
+        let start = web_time::Instant::now();
+        match run_op_case(r, dev, &case).await {
+            Ok(checks) => out.extend(checks.into_iter().map(|c| Check {
+                ms: start.elapsed().as_secs_f64() * 1e3,
+                ..c
+            })),
+            Err(e) => out.push(Check {
+                ms: start.elapsed().as_secs_f64() * 1e3,
+                name: case,
+                worst: f64::INFINITY,
+                ok: false,
+                detail: e.to_string(),
+            }),
+        }
+    }
+    out
+}
+
+/// LeNet-5 with the reference's initial parameters.
+fn lenet(r: &Reference, dev: &Device) -> Result<Sequential> {
+    let model = LeNet5::build(dev, LeNetFlavour::Modern)?;
+    for (name, p) in model.named_parameters() {
+        p.write_from_slice(&r.host("init", &name)?.data)?;
+    }
+    Ok(model)
+}
+
+/// The LeNet-5 step of `lenet5_step.safetensors`: logits, loss, every parameter's gradient,
+/// and the parameters after 3 SGD-momentum steps and after 3 Adam steps.
+pub async fn run_lenet_step(r: &Reference, dev: &Device) -> Result<Vec<Check>> {
+    let x = r.tensor(dev, "input", "")?;
+    let t = r.classes("target", "")?;
+    let model = lenet(r, dev)?;
+    let logits = model.forward(&x)?;
+    let loss = logits.cross_entropy(&t, Reduction::Mean)?;
+    loss.backward()?;
+    let mut checks = vec![
+        r.compare(&logits, "logits", "", CONV).await,
+        r.compare(&loss, "loss", "", ELEMENTWISE).await,
+    ];
+    for (name, p) in model.named_parameters() {
+        checks.push(r.compare(&grad(&p)?, "grad", &name, (1e-6, 1e-4)).await);
+    }
+    for (label, adam) in [("sgd3", false), ("adam3", true)] {
+        let model = lenet(r, dev)?;
+        let mut opt: Box<dyn Optimizer> = if adam {
+            Box::new(Adam::new(model.parameters(), 1e-3)?)
+        } else {
+            Box::new(Sgd::new(model.parameters(), 0.05)?.with_momentum(0.9))
+        };
+        for _ in 0..3 {
+            opt.zero_grad();
+            model
+                .forward(&x)?
+                .cross_entropy(&t, Reduction::Mean)?
+                .backward()?;
+            opt.step()?;
+        }
+        for (name, p) in model.named_parameters() {
+            checks.push(r.compare(&p, label, &name, CONV).await);
+        }
+    }
+    Ok(checks)
+}
