@@ -99,11 +99,12 @@ pub struct DeviceInfo {
 
 impl std::fmt::Display for DeviceInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({}, {}, {})",
-            self.name, self.backend, self.device_type, self.driver
-        )
+        let details: Vec<&str> = [&self.backend, &self.device_type, &self.driver]
+            .into_iter()
+            .map(String::as_str)
+            .filter(|d| !d.is_empty())
+            .collect();
+        write!(f, "{} ({})", self.name, details.join(", "))
     }
 }
 

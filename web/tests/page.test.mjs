@@ -86,6 +86,7 @@ test("a blocking call in the page returns the documented error", async () => {
 test("the page trains LeNet-5 to 90% in one epoch and classifies a drawn digit",
   { timeout: 900_000 }, async () => {
     const { page, errors } = await open("/web/www/index.html?autotrain=1&epochs=1", "trained");
+    await page.setViewportSize({ width: 1280, height: 1100 });
     const trained = await page.evaluate(() => window.trained);
     console.log(`  one epoch: ${(trained.accuracy * 100).toFixed(2)}% in ` +
       `${trained.seconds.toFixed(1)} s (${trained.steps} steps; first ${BATCHES_PER_CALL} ` +

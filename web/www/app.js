@@ -12,6 +12,8 @@ const bytes = async (url) => {
 };
 const DATA = "../../data/mnist-subset/";
 const BATCHES_PER_CALL = 10;
+// Test accuracy on this many digits every ACCURACY_EVERY calls (all of them after each epoch).
+const [ACCURACY_DIGITS, ACCURACY_EVERY] = [500, 5];
 
 let lab;
 const losses = []; // [step, loss]
@@ -34,6 +36,8 @@ function plot(totalSteps) {
   };
   line(losses, maxLoss, "#1d3557");
   line(accuracies, 1, "#e63946");
+  c.fillStyle = "#e63946";
+  for (const [s, v] of accuracies) c.fillRect(x(s) - 2, y(v, 1) - 2, 4, 4);
   c.fillStyle = "#1d3557";
   c.fillText(`loss (0-${maxLoss.toFixed(1)})`, pad + 6, 20);
   c.fillStyle = "#e63946";
@@ -58,6 +62,9 @@ async function train() {
       if (firstStepMs === undefined) firstStepMs = performance.now() - t0;
       step += n;
       losses.push([step, loss]);
+      if ((step / BATCHES_PER_CALL) % ACCURACY_EVERY === 0 && b + n < perEpoch) {
+        accuracies.push([step, await lab.testAccuracy(ACCURACY_DIGITS)]);
+      }
       $("progress").value = step / total;
       $("status").textContent =
         `epoch ${e + 1}/${epochs}, batch ${b + n}/${perEpoch}: loss ${loss.toFixed(4)}`;
