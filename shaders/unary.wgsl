@@ -1,7 +1,8 @@
 // Elementwise unary ops, y = f(x), and their backward, gx = g * f'(x) (some use y instead).
 // The override constant OP selects the function (codes match `UnaryOp` in src/ops/unary.rs),
-// so each op is its own compiled pipeline; `scalar` is the constant of powf and of the scalar
-// arithmetic ops.
+// so each op is its own compiled pipeline; `a` and `b` are the op's parameters (powf's exponent,
+// the scalar arithmetic ops' constant, leaky_relu's slope, elu's alpha, softplus's beta and
+// threshold, clamp's min and max: the `UnaryOp::row` of each).
 //
 // Indexing: the *4 kernels read and write vec4s (on llvmpipe a vec4 load costs far less than 4
 // scalar ones), four per invocation as the prelude's `quad_index` lays them out. The scalar
@@ -12,10 +13,11 @@ override OP: u32;
 
 struct Params {
     len: u32,
-    scalar: f32,
     start: u32,
     // relu_backward_sum_rows: the columns of its [len, cols] operands.
     cols: u32,
+    a: f32,
+    b: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,8 +38,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> gx4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> col_sums: array<f32>;
 
-// The op codes (`const NEG`, `const RELU`, ...) and the functions `forward(op, x, s)` and
-// `derivative(op, x, y, s)` are generated from the op table in src/ops/unary.rs, one row per op
+// The op codes (`const NEG`, `const RELU`, ...) and the functions `forward(op, x, a, b)` and
+// `derivative(op, x, y, a, b)` are generated from the op table in src/ops/unary.rs, one row per op
 // with its forward and derivative expressions side by side, and appended to this file.
 
 // x^s that, like PyTorch, is defined for negative x when s is an integer.
@@ -52,18 +54,64 @@ fn signed_pow(x: f32, s: f32) -> f32 {
     return pow(x, s);
 }
 
-// forward and derivative on four elements.
-fn forward4(v: vec4<f32>) -> vec4<f32> {
-    let s = p.scalar;
-    return vec4<f32>(forward(OP, v.x, s), forward(OP, v.y, s), forward(OP, v.z, s), forward(OP, v.w, s));
+// The standard normal CDF Phi(x) = erfc(-x / sqrt(2)) / 2 (WGSL has no erf), with erfc(z) for
+// z >= 0 by Numerical Recipes' Chebyshev fit (relative error below 1.2e-7 in exact arithmetic):
+// relative, not absolute, precision keeps gelu's x Phi(x) exact deep into the negative tail.
+fn normal_cdf(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * abs(x) * 0.70710678);
+    let poly = 1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807
+        + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))));
+    let half_erfc = 0.5 * t * exp(-0.5 * x * x - 1.26551223 + t * poly);
+    return select(1.0 - half_erfc, half_erfc, x < 0.0);
 }
 
-fn derivative4(a: vec4<f32>, b: vec4<f32>, s: f32) -> vec4<f32> {
+// gelu's tanh approximation x (1 + tanh(u)) / 2, u = sqrt(2 / pi) (x + 0.044715 x^3), is
+// x sigmoid(2u): the same value, without the cancellation in 1 + tanh(u) where tanh rounds to -1.
+fn gelu_tanh_2u(x: f32) -> f32 {
+    return 1.5957691216 * x * (1.0 + 0.044715 * x * x);
+}
+
+fn gelu_tanh_derivative(x: f32) -> f32 {
+    let s = sigmoid(gelu_tanh_2u(x));
+    return s * (1.0 + x * (1.0 - s) * 1.5957691216 * (1.0 + 0.134145 * x * x));
+}
+
+// log(1 + u) for u in [0, 1] as 2 atanh(s), s = u / (2 + u) <= 1/3, by its series to s^15
+// (relative error below 1e-8): log(w) near w = 1 may be off by 2^-21 absolute on Vulkan, which
+// would swamp a small log(1 + u).
+fn log1p_unit(u: f32) -> f32 {
+    let s = u / (2.0 + u);
+    let q = s * s;
+    let series = 1.0 + q * (1.0 / 3.0 + q * (1.0 / 5.0 + q * (1.0 / 7.0 + q * (1.0 / 9.0
+        + q * (1.0 / 11.0 + q * (1.0 / 13.0 + q / 15.0))))));
+    return 2.0 * s * series;
+}
+
+// softplus(beta x) / beta, and x where beta x passes the threshold (as PyTorch), with
+// softplus(z) = max(z, 0) + log(1 + e^-|z|): no overflow, and e^z where z is far below 0.
+fn softplus(x: f32, beta: f32, threshold: f32) -> f32 {
+    let z = beta * x;
+    return select((max(z, 0.0) + log1p_unit(exp(-abs(z)))) / beta, x, z > threshold);
+}
+
+// min(max(x, lo), hi) as PyTorch's clamp: hi wins where lo > hi (WGSL's clamp may return the
+// median instead), and NaN stays NaN (WGSL's min and max may drop it).
+fn clamp_nan(x: f32, lo: f32, hi: f32) -> f32 {
+    return select(min(max(x, lo), hi), x, is_nan(x));
+}
+
+// forward and derivative on four elements.
+fn forward4(v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(forward(OP, v.x, p.a, p.b), forward(OP, v.y, p.a, p.b), forward(OP, v.z, p.a, p.b),
+        forward(OP, v.w, p.a, p.b));
+}
+
+fn derivative4(u: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(
-        derivative(OP, a.x, b.x, s),
-        derivative(OP, a.y, b.y, s),
-        derivative(OP, a.z, b.z, s),
-        derivative(OP, a.w, b.w, s),
+        derivative(OP, u.x, v.x, p.a, p.b),
+        derivative(OP, u.y, v.y, p.a, p.b),
+        derivative(OP, u.z, v.z, p.a, p.b),
+        derivative(OP, u.w, v.w, p.a, p.b),
     );
 }
 
@@ -71,7 +119,7 @@ fn derivative4(a: vec4<f32>, b: vec4<f32>, s: f32) -> vec4<f32> {
 fn unary_forward(inv: Invocation) {
     let i = p.start + flat_index(inv, 256u);
     if (i < p.len) {
-        y[i] = forward(OP, x[i], p.scalar);
+        y[i] = forward(OP, x[i], p.a, p.b);
     }
 }
 
@@ -79,7 +127,7 @@ fn unary_forward(inv: Invocation) {
 fn unary_backward(inv: Invocation) {
     let i = p.start + flat_index(inv, 256u);
     if (i < p.len) {
-        gx[i] = g[i] * derivative(OP, bx[i], by[i], p.scalar);
+        gx[i] = g[i] * derivative(OP, bx[i], by[i], p.a, p.b);
     }
 }
 
@@ -98,7 +146,7 @@ fn unary_backward4(inv: Invocation) {
     for (var j = 0u; j < 4u; j++) {
         let i = quad_index(inv, j);
         if (i < p.len / 4u) {
-            gx4[i] = g4[i] * derivative4(bx4[i], by4[i], p.scalar);
+            gx4[i] = g4[i] * derivative4(bx4[i], by4[i]);
         }
     }
 }
@@ -117,7 +165,7 @@ fn relu_backward_sum_rows(inv: Invocation) {
     var acc = 0.0;
     for (var r = 0u; r < p.len; r++) {
         let i = r * p.cols + c;
-        let v = g[i] * derivative(OP, bx[i], by[i], 0.0);
+        let v = g[i] * derivative(OP, bx[i], by[i], p.a, p.b);
         gx[i] = v;
         acc += v;
     }
@@ -134,7 +182,7 @@ fn relu_backward_sum_rows4(inv: Invocation) {
     if (c4 < quads) {
         var acc = vec4<f32>(0.0);
         for (var i = c4; i < p.len * quads; i += quads) {
-            let v = g4[i] * derivative4(bx4[i], by4[i], 0.0);
+            let v = g4[i] * derivative4(bx4[i], by4[i]);
             gx4[i] = v;
             acc += v;
         }

@@ -54,6 +54,7 @@ pub use ops::batch_norm::BatchNormArgs;
 pub use ops::conv::{conv2d_output_size, receptive_field, Conv2dParams};
 pub use ops::loss::Reduction;
 pub use ops::pool::Pool2dParams;
+pub use ops::unary::GeluApproximate;
 pub use rng::Rng;
 pub use tape::{is_grad_enabled, no_grad, NoGradGuard};
 pub use tensor::Tensor;

@@ -147,15 +147,7 @@ fn backward_of_large_tensors_matches_float64_derivatives() {
         for (name, f, r) in list {
             let t = tensor(xs, &[n]).requires_grad();
             f(&t).unwrap().backward_with(&tensor(&g, &[n])).unwrap();
-            let h = 1e-6;
-            let want: Vec<f64> = xs
-                .iter()
-                .zip(&g)
-                .map(|(&v, &gv)| {
-                    let v = v as f64;
-                    gv as f64 * (r(v + h) - r(v - h)) / (2.0 * h)
-                })
-                .collect();
+            let want = central_difference_grad(r, xs, &g, 1e-6);
             assert_close(
                 &t.grad().unwrap().to_vec().unwrap(),
                 &want,

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::ops::batch_norm::BatchNormArgs;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::pool::Pool2dParams;
+use crate::ops::unary::GeluApproximate;
 use crate::tensor::Tensor;
 
 /// Options of [`Linear`] with PyTorch's defaults (bias on).
@@ -253,6 +254,9 @@ impl Module for AvgPool2d {
     }
 }
 
+/// An activation module calling `Tensor::$method`: a unit struct, or one with the method's
+/// parameters as fields, PyTorch's defaults as its `Default`, and PyTorch's repr as its summary
+/// name (`LeakyReLU(negative_slope=0.01)`).
 macro_rules! activation {
     ($name:ident, $method:ident) => {
         #[doc = concat!("The `", stringify!($method), "` activation.")]
@@ -268,11 +272,89 @@ macro_rules! activation {
             }
         }
     };
+    ($name:ident, $method:ident { $($(#[$doc:meta])* $field:ident = $default:expr),+ }) => {
+        #[doc = concat!("The [`Tensor::", stringify!($method), "`] activation.")]
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name {
+            $($(#[$doc])* pub $field: f32),+
+        }
+
+        impl $name {
+            /// With the given parameters, in the tensor method's order.
+            pub fn new($($field: f32),+) -> Self {
+                $name { $($field),+ }
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::new($($default),+)
+            }
+        }
+
+        impl Module for $name {
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                x.$method($(self.$field),+)
+            }
+            fn describe(&self) -> String {
+                let fields = [$(format!(concat!(stringify!($field), "={}"), self.$field)),+];
+                format!("{}({})", stringify!($name), fields.join(", "))
+            }
+        }
+    };
 }
 
 activation!(ReLU, relu);
 activation!(Tanh, tanh);
 activation!(Sigmoid, sigmoid);
+activation!(SiLU, silu);
+activation!(LeakyReLU, leaky_relu {
+    /// The slope below 0 (PyTorch's default 0.01).
+    negative_slope = 0.01
+});
+activation!(ELU, elu {
+    /// The scale of the negative side, `alpha * (e^x - 1)` (PyTorch's default 1).
+    alpha = 1.0
+});
+activation!(Softplus, softplus {
+    /// PyTorch's default 1 (0 is an error in `forward`).
+    beta = 1.0,
+    /// Above this `beta * x` the output is `x` (PyTorch's default 20).
+    threshold = 20.0
+});
+activation!(Hardtanh, hardtanh {
+    /// The lower bound (PyTorch's default -1).
+    min_val = -1.0,
+    /// The upper bound (PyTorch's default 1); below `min_val` is an error in `forward`.
+    max_val = 1.0
+});
+
+/// The Gaussian error linear unit ([`Tensor::gelu`]), exact by default as in PyTorch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GELU {
+    /// Exact (default) or the tanh approximation.
+    pub approximate: GeluApproximate,
+}
+
+impl GELU {
+    /// Exact or by the tanh approximation.
+    pub fn new(approximate: GeluApproximate) -> Self {
+        GELU { approximate }
+    }
+}
+
+impl Module for GELU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.gelu(self.approximate)
+    }
+    fn describe(&self) -> String {
+        let approximate = match self.approximate {
+            GeluApproximate::None => "none",
+            GeluApproximate::Tanh => "tanh",
+        };
+        format!("GELU(approximate='{approximate}')")
+    }
+}
 
 /// Flattens all dims but the batch dim (`torch.nn.Flatten()`).
 #[derive(Clone, Copy, Debug, Default)]

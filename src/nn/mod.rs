@@ -7,8 +7,8 @@ mod sequential;
 mod summary;
 
 pub use layers::{
-    AvgPool2d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, Linear, LinearConfig,
-    MaxPool2d, ReLU, Sigmoid, Tanh,
+    AvgPool2d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, Hardtanh, LeakyReLU, Linear,
+    LinearConfig, MaxPool2d, ReLU, SiLU, Sigmoid, Softplus, Tanh, ELU, GELU,
 };
 pub use sequential::Sequential;
 pub use summary::{summary, LayerSummary};

@@ -1,7 +1,7 @@
 //! Elementwise unary ops and scalar arithmetic: `shaders/unary.wgsl`.
 
 use crate::device::Device;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::tape::Op;
 use crate::tensor::Tensor;
@@ -12,16 +12,18 @@ kernel_params! {
     /// `Params` of `shaders/unary.wgsl`.
     pub(crate) struct UnaryParams for "unary" {
         len: u32,
-        scalar: f32,
         start: u32,
         /// relu_backward_sum_rows: the columns of its [len, cols] operands.
         cols: u32,
+        /// The op's parameters (`UnaryOp::row`).
+        a: f32,
+        b: f32,
     }
 }
 
 /// One elementwise op: WGSL expressions for its value y = f(x) and for its derivative dy/dx,
-/// over the input `x`, the output `y` and the op's scalar `s` (`relu` and `sigmoid` are in
-/// `shaders/prelude.wgsl`, `signed_pow` in `shaders/unary.wgsl`).
+/// over the input `x`, the output `y` and the op's parameters `a` and `b` (`relu` and
+/// `sigmoid` are in `shaders/prelude.wgsl`, the other helpers in `shaders/unary.wgsl`).
 struct Row {
     name: &'static str,
     forward: &'static str,
@@ -30,7 +32,8 @@ struct Row {
 
 /// The elementwise unary ops, forward and derivative side by side; a row's index is its op
 /// code (the shader's `OP` override constant). Adding an elementwise op is a row here, its
-/// `UnaryOp` case and `Tensor` method below, and a test.
+/// `UnaryOp` case and `Tensor` method below, and a test. At a kink the derivative is
+/// PyTorch's choice: the side `select`'s condition puts the kink on.
 #[rustfmt::skip]
 const TABLE: &[Row] = &[
     Row { name: "neg",        forward: "-x",                          derivative: "-1.0" },
@@ -41,16 +44,32 @@ const TABLE: &[Row] = &[
     Row { name: "exp",        forward: "exp(x)",                      derivative: "y" },
     Row { name: "log",        forward: "log(x)",                      derivative: "1.0 / x" },
     Row { name: "sqrt",       forward: "sqrt(x)",                     derivative: "0.5 / y" },
-    Row { name: "powf",       forward: "signed_pow(x, s)",            derivative: "s * signed_pow(x, s - 1.0)" },
-    Row { name: "add_scalar", forward: "x + s",                       derivative: "1.0" },
-    Row { name: "sub_scalar", forward: "x - s",                       derivative: "1.0" },
-    Row { name: "mul_scalar", forward: "x * s",                       derivative: "s" },
-    Row { name: "div_scalar", forward: "x / s",                       derivative: "1.0 / s" },
+    Row { name: "powf",       forward: "signed_pow(x, a)",            derivative: "a * signed_pow(x, a - 1.0)" },
+    Row { name: "add_scalar", forward: "x + a",                       derivative: "1.0" },
+    Row { name: "sub_scalar", forward: "x - a",                       derivative: "1.0" },
+    Row { name: "mul_scalar", forward: "x * a",                       derivative: "a" },
+    Row { name: "div_scalar", forward: "x / a",                       derivative: "1.0 / a" },
     Row { name: "abs",        forward: "abs(x)",                      derivative: "sign(x)" },
+    // a: the slope below 0.
+    Row { name: "leaky_relu", forward: "select(a * x, x, x > 0.0)",   derivative: "select(a, 1.0, x > 0.0)" },
+    // a: alpha.
+    Row { name: "elu",        forward: "select(a * (exp(x) - 1.0), x, x > 0.0)",
+                              derivative: "select(a * exp(x), 1.0, x > 0.0)" },
+    Row { name: "gelu",       forward: "x * normal_cdf(x)",
+                              derivative: "normal_cdf(x) + x * 0.3989422804 * exp(-0.5 * x * x)" },
+    Row { name: "gelu_tanh",  forward: "x * sigmoid(gelu_tanh_2u(x))",
+                              derivative: "gelu_tanh_derivative(x)" },
+    Row { name: "silu",       forward: "x * sigmoid(x)",
+                              derivative: "sigmoid(x) * (1.0 + x * (1.0 - sigmoid(x)))" },
+    // a: beta, b: the threshold of beta x above which softplus is x.
+    Row { name: "softplus",   forward: "softplus(x, a, b)",           derivative: "select(sigmoid(a * x), 1.0, a * x > b)" },
+    // a: min, b: max (max wins where min > max). The gradient is 0 at the bounds, as
+    // PyTorch 2.15 gives it for clamp and hardtanh.
+    Row { name: "clamp",      forward: "clamp_nan(x, a, b)",          derivative: "select(0.0, 1.0, x > a && x < b)" },
 ];
 
 /// The WGSL the table generates: a code constant per op (`const RELU: u32 = 1u;`) and the
-/// `forward(op, x, s)` and `derivative(op, x, y, s)` switches over them.
+/// `forward(op, x, a, b)` and `derivative(op, x, y, a, b)` switches over them.
 pub(crate) fn table_wgsl() -> String {
     let mut out = String::from("// Generated from the op table in src/ops/unary.rs.\n");
     for (code, row) in TABLE.iter().enumerate() {
@@ -64,16 +83,52 @@ pub(crate) fn table_wgsl() -> String {
         }
         f + &format!("        default: {{ return {default}; }}\n    }}\n}}\n")
     };
-    out += &switch("forward(op: u32, x: f32, s: f32)", |r| r.forward, "x");
     out += &switch(
-        "derivative(op: u32, x: f32, y: f32, s: f32)",
+        "forward(op: u32, x: f32, a: f32, b: f32)",
+        |r| r.forward,
+        "x",
+    );
+    out += &switch(
+        "derivative(op: u32, x: f32, y: f32, a: f32, b: f32)",
         |r| r.derivative,
         "1.0",
     );
     out
 }
 
-/// An elementwise op with its scalar, if it takes one.
+/// How [`Tensor::gelu`] computes the normal CDF: PyTorch's `approximate` argument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GeluApproximate {
+    /// The exact form `x Phi(x)` with the normal CDF `Phi` (`approximate="none"`).
+    #[default]
+    None,
+    /// `x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2` (`approximate="tanh"`).
+    Tanh,
+}
+
+impl std::str::FromStr for GeluApproximate {
+    type Err = Error;
+
+    /// PyTorch's strings: `"none"` or `"tanh"`.
+    ///
+    /// ```
+    /// # use webgrad::GeluApproximate;
+    /// assert_eq!("tanh".parse::<GeluApproximate>()?, GeluApproximate::Tanh);
+    /// assert!("erf".parse::<GeluApproximate>().is_err());
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(GeluApproximate::None),
+            "tanh" => Ok(GeluApproximate::Tanh),
+            _ => Err(Error::Invalid(format!(
+                "gelu: approximate must be \"none\" or \"tanh\", not {s:?}"
+            ))),
+        }
+    }
+}
+
+/// An elementwise op with its parameters, if it takes any.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum UnaryOp {
     Neg,
@@ -89,37 +144,50 @@ pub(crate) enum UnaryOp {
     MulScalar(f32),
     DivScalar(f32),
     Abs,
+    LeakyRelu { negative_slope: f32 },
+    Elu { alpha: f32 },
+    Gelu(GeluApproximate),
+    Silu,
+    Softplus { beta: f32, threshold: f32 },
+    Clamp { min: f32, max: f32 },
 }
 
 impl UnaryOp {
-    /// Its row's name in the table, and its scalar.
-    fn row(self) -> (&'static str, f32) {
+    /// Its row's name in the table, and its parameters `a` and `b`.
+    fn row(self) -> (&'static str, [f32; 2]) {
         use UnaryOp::*;
         match self {
-            Neg => ("neg", 0.0),
-            Relu => ("relu", 0.0),
-            Sigmoid => ("sigmoid", 0.0),
-            Tanh => ("tanh", 0.0),
-            Exp => ("exp", 0.0),
-            Log => ("log", 0.0),
-            Sqrt => ("sqrt", 0.0),
-            Powf(s) => ("powf", s),
-            AddScalar(s) => ("add_scalar", s),
-            SubScalar(s) => ("sub_scalar", s),
-            MulScalar(s) => ("mul_scalar", s),
-            DivScalar(s) => ("div_scalar", s),
-            Abs => ("abs", 0.0),
+            Neg => ("neg", [0.0; 2]),
+            Relu => ("relu", [0.0; 2]),
+            Sigmoid => ("sigmoid", [0.0; 2]),
+            Tanh => ("tanh", [0.0; 2]),
+            Exp => ("exp", [0.0; 2]),
+            Log => ("log", [0.0; 2]),
+            Sqrt => ("sqrt", [0.0; 2]),
+            Powf(s) => ("powf", [s, 0.0]),
+            AddScalar(s) => ("add_scalar", [s, 0.0]),
+            SubScalar(s) => ("sub_scalar", [s, 0.0]),
+            MulScalar(s) => ("mul_scalar", [s, 0.0]),
+            DivScalar(s) => ("div_scalar", [s, 0.0]),
+            Abs => ("abs", [0.0; 2]),
+            LeakyRelu { negative_slope } => ("leaky_relu", [negative_slope, 0.0]),
+            Elu { alpha } => ("elu", [alpha, 0.0]),
+            Gelu(GeluApproximate::None) => ("gelu", [0.0; 2]),
+            Gelu(GeluApproximate::Tanh) => ("gelu_tanh", [0.0; 2]),
+            Silu => ("silu", [0.0; 2]),
+            Softplus { beta, threshold } => ("softplus", [beta, threshold]),
+            Clamp { min, max } => ("clamp", [min, max]),
         }
     }
 
-    /// The op code (its row's index) and its scalar.
-    fn code(self) -> (u32, f32) {
-        let (name, s) = self.row();
+    /// The op code (its row's index) and its parameters.
+    fn code(self) -> (u32, [f32; 2]) {
+        let (name, ab) = self.row();
         let code = TABLE
             .iter()
             .position(|r| r.name == name)
             .expect("every UnaryOp has a row in TABLE");
-        (code as u32, s)
+        (code as u32, ab)
     }
 
     /// The op's name (error messages).
@@ -146,7 +214,7 @@ fn dispatch_vec4(
     code: u32,
     binds: &[Bind],
     n: usize,
-    scalar: f32,
+    [a, b]: [f32; 2],
 ) -> Result<()> {
     dev.dispatch_vec4(
         &SHADER,
@@ -156,9 +224,10 @@ fn dispatch_vec4(
         n,
         |start| UnaryParams {
             len: n as u32,
-            scalar,
             start: start as u32,
             cols: 0,
+            a,
+            b,
         },
     )
 }
@@ -167,7 +236,7 @@ fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let dev = x.device();
     let n = x.numel();
     let storage = dev.storage(n)?;
-    let (code, s) = op.code();
+    let (code, ab) = op.code();
     dispatch_vec4(
         dev,
         "unary_forward",
@@ -175,7 +244,7 @@ fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
         code,
         &[Bind::Read(x.buffer()), Bind::Write(storage.buffer())],
         n,
-        s,
+        ab,
     )?;
     let y = Tensor::leaf(storage.clone(), x.shape().to_vec());
     Ok(Tensor::from_op(storage, x.shape().to_vec(), &[x], || {
@@ -191,7 +260,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     let dev = g.device();
     let n = g.numel();
     let gx = Tensor::uninit(dev, s.x.shape())?;
-    let (code, scalar) = s.op.code();
+    let (code, ab) = s.op.code();
     dispatch_vec4(
         dev,
         "unary_backward",
@@ -204,7 +273,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
             Bind::Write(gx.buffer()),
         ],
         n,
-        scalar,
+        ab,
     )?;
     Ok(gx)
 }
@@ -225,7 +294,7 @@ pub(crate) fn relu_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
             Bind::Write(gx.buffer()),
         ],
         y.numel(),
-        0.0,
+        [0.0; 2],
     )?;
     Ok(gx)
 }
@@ -339,11 +408,78 @@ impl Tensor {
     pub fn div_scalar(&self, s: f32) -> Result<Tensor> {
         unary(self, UnaryOp::DivScalar(s))
     }
+
+    /// `x` where `x > 0`, else `negative_slope * x` (`torch.nn.functional.leaky_relu`; its
+    /// gradient at 0 is `negative_slope`, as PyTorch's).
+    pub fn leaky_relu(&self, negative_slope: f32) -> Result<Tensor> {
+        unary(self, UnaryOp::LeakyRelu { negative_slope })
+    }
+    /// `x` where `x > 0`, else `alpha * (e^x - 1)` (`torch.nn.functional.elu`; its gradient at
+    /// 0 is `alpha`, as PyTorch's).
+    pub fn elu(&self, alpha: f32) -> Result<Tensor> {
+        unary(self, UnaryOp::Elu { alpha })
+    }
+    /// The Gaussian error linear unit `x Phi(x)`, `Phi` the standard normal CDF, exact or by
+    /// PyTorch's tanh approximation (`torch.nn.functional.gelu`).
+    ///
+    /// ```
+    /// # use webgrad::{Device, GeluApproximate, Tensor};
+    /// let dev = Device::new()?;
+    /// let x = Tensor::from_vec(&dev, vec![-1.0, 1.0], &[2])?;
+    /// let y = x.gelu(GeluApproximate::None)?.to_vec()?;
+    /// assert!((y[0] + 0.158655).abs() < 1e-6 && (y[1] - 0.841345).abs() < 1e-6);
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
+    pub fn gelu(&self, approximate: GeluApproximate) -> Result<Tensor> {
+        unary(self, UnaryOp::Gelu(approximate))
+    }
+    /// `x * sigmoid(x)` elementwise (`torch.nn.functional.silu`, also called swish).
+    pub fn silu(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Silu)
+    }
+    /// `log(1 + e^(beta x)) / beta`, and `x` where `beta * x > threshold`
+    /// (`torch.nn.functional.softplus`; PyTorch's defaults are `beta` 1, `threshold` 20).
+    /// Exact for large `|x|` (no overflow, and `e^(beta x) / beta` far below 0). An error for
+    /// `beta` 0 or a NaN parameter; a negative `beta` computes as in PyTorch.
+    pub fn softplus(&self, beta: f32, threshold: f32) -> Result<Tensor> {
+        if beta == 0.0 || beta.is_nan() || threshold.is_nan() {
+            return Err(Error::Invalid(format!(
+                "softplus: beta must be nonzero and threshold a number (beta {beta}, threshold {threshold})"
+            )));
+        }
+        unary(self, UnaryOp::Softplus { beta, threshold })
+    }
+    /// `x` limited to `[min_val, max_val]` (`torch.nn.functional.hardtanh`; PyTorch's defaults
+    /// are -1 and 1); the gradient is 0 outside and at the bounds. An error if
+    /// `min_val > max_val`, as in PyTorch.
+    pub fn hardtanh(&self, min_val: f32, max_val: f32) -> Result<Tensor> {
+        if min_val > max_val || min_val.is_nan() || max_val.is_nan() {
+            return Err(Error::Invalid(format!(
+                "hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})"
+            )));
+        }
+        self.clamp(min_val, max_val)
+    }
+    /// `min(max(x, min), max)` elementwise (`torch.clamp`): where `min > max` every element is
+    /// `max`, as in PyTorch. The gradient is 1 strictly inside `(min, max)` and 0 elsewhere,
+    /// the bounds included (PyTorch 2.15's); NaN stays NaN.
+    ///
+    /// ```
+    /// # use webgrad::{Device, Tensor};
+    /// let dev = Device::new()?;
+    /// let x = Tensor::from_vec(&dev, vec![-2.0, 0.5, 3.0], &[3])?;
+    /// assert_eq!(x.clamp(0.0, 1.0)?.to_vec()?, vec![0.0, 0.5, 1.0]);
+    /// assert_eq!(x.clamp(1.0, 0.0)?.to_vec()?, vec![0.0, 0.0, 0.0]);
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
+    pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
+        unary(self, UnaryOp::Clamp { min, max })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{table_wgsl, UnaryOp, TABLE};
+    use super::{table_wgsl, GeluApproximate, UnaryOp, TABLE};
 
     #[test]
     fn every_op_has_one_row_and_the_table_generates_its_switches() {
@@ -362,6 +498,21 @@ mod tests {
             MulScalar(2.0),
             DivScalar(2.0),
             Abs,
+            LeakyRelu {
+                negative_slope: 0.01,
+            },
+            Elu { alpha: 1.0 },
+            Gelu(GeluApproximate::None),
+            Gelu(GeluApproximate::Tanh),
+            Silu,
+            Softplus {
+                beta: 1.0,
+                threshold: 20.0,
+            },
+            Clamp {
+                min: -1.0,
+                max: 1.0,
+            },
         ];
         let mut codes: Vec<u32> = ops.iter().map(|op| op.code().0).collect();
         codes.sort();

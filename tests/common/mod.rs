@@ -89,6 +89,18 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
+/// g * f'(x) elementwise for an elementwise float64 reference f, its derivative by central
+/// differences of step `h`.
+pub fn central_difference_grad(f: impl Fn(f64) -> f64, xs: &[f32], g: &[f32], h: f64) -> Vec<f64> {
+    xs.iter()
+        .zip(g)
+        .map(|(&x, &g)| {
+            let x = x as f64;
+            g as f64 * (f(x + h) - f(x - h)) / (2.0 * h)
+        })
+        .collect()
+}
+
 /// Runs `webgrad::gradcheck` and asserts the worst relative error is below `tol`.
 pub fn check_grad(
     what: &str,
