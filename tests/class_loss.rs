@@ -471,6 +471,23 @@ fn in_place_writes_to_targets_or_weights_before_backward_are_errors() {
 }
 
 #[test]
+fn class_weights_are_constants() {
+    let x = tensor(&randn(72, 6), &[2, 3]).requires_grad();
+    let w = tensor(&[1.0, 2.0, 3.0], &[3]).requires_grad();
+    let l = x
+        .nll_loss_with(&[0, 2], &NllLossOptions::default().weight(&w))
+        .unwrap();
+    l.backward().unwrap();
+    assert!(x.grad().is_some() && w.grad().is_none());
+    // Nothing to differentiate when only the weights require grad.
+    let l = x
+        .detach()
+        .cross_entropy_with(&[0, 2], &CrossEntropyOptions::default().weight(&w))
+        .unwrap();
+    assert!(!l.is_requires_grad());
+}
+
+#[test]
 fn bad_shapes_indices_and_options_are_errors_naming_them() {
     let x = tensor(&randn(81, 6), &[2, 3]);
     let err = |r: webgrad::Result<Tensor>| r.unwrap_err().to_string();

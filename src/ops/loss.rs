@@ -173,7 +173,8 @@ const DEFAULT_IGNORE_INDEX: i64 = -100;
 /// ```
 #[derive(Clone, Debug)]
 pub struct CrossEntropyOptions {
-    /// A weight per class ([C], on the input's device), or `None` for all 1.
+    /// A weight per class ([C], on the input's device), or `None` for all 1. Constants: no
+    /// gradient flows to them (PyTorch has none either).
     pub weight: Option<Tensor>,
     /// Rows whose target is this do not count (nor does their weight in the mean).
     pub ignore_index: i64,
@@ -225,7 +226,8 @@ impl CrossEntropyOptions {
 /// no class weights, `ignore_index` -100, the mean.
 #[derive(Clone, Debug)]
 pub struct NllLossOptions {
-    /// A weight per class ([C], on the input's device), or `None` for all 1.
+    /// A weight per class ([C], on the input's device), or `None` for all 1. Constants: no
+    /// gradient flows to them (PyTorch has none either).
     pub weight: Option<Tensor>,
     /// Rows whose target is this do not count (nor does their weight in the mean).
     pub ignore_index: i64,
@@ -643,7 +645,8 @@ fn class_loss(x: &Tensor, targets: ClassTargets, o: ClassLoss) -> Result<Tensor>
         Checked::Tensor(t) => t,
     };
     if rows > 0 && classes == 0 {
-        // Only a device tensor's targets get here: the host's are checked against no classes.
+        // Host targets are checked against no classes (all could be ignored, though); a
+        // device tensor's are not read.
         return shape_err(op, format!("input {s:?} has no classes"));
     }
     let l = dev.storage(rows)?;
@@ -673,15 +676,17 @@ fn class_loss(x: &Tensor, targets: ClassTargets, o: ClassLoss) -> Result<Tensor>
         &params,
         rows.div_ceil(64) as u32,
     )?;
+    // Targets and weights are inputs so that an in-place write to them before the backward
+    // is an error; detached, as they get no gradient (PyTorch has none for the weights).
     let weight = o.weight.map(Tensor::detach);
     let mut inputs = vec![x, &targets];
-    inputs.extend(o.weight);
+    inputs.extend(weight.as_ref());
     let l = Tensor::from_op(l, vec![rows], &inputs, || {
         Op::ClassLoss(ClassLossSaved {
             op,
             x: x.detach(),
             targets: targets.clone(),
-            weight,
+            weight: weight.clone(),
             stats,
             params,
             constants,
