@@ -79,6 +79,8 @@ pub(crate) enum Op {
     Dropout(ops::dropout::Saved),
     Loss(ops::loss::Saved),
     CrossEntropy(ops::loss::CrossEntropySaved),
+    /// nll_loss, and cross_entropy with options: inputs x, targets and any class weights.
+    ClassLoss(ops::loss::ClassLossSaved),
 }
 
 fn needs(inputs: &[Tensor]) -> Vec<bool> {
@@ -107,6 +109,7 @@ impl Op {
             Op::Dropout(_) => "dropout".into(),
             Op::Loss(_) => "loss".into(),
             Op::CrossEntropy(_) => "cross_entropy".into(),
+            Op::ClassLoss(s) => s.op.into(),
         }
     }
 
@@ -139,6 +142,8 @@ impl Op {
             Op::BatchNorm(_) => (&[0, 1], false),
             Op::Loss(_) => (&[0, 1], false),
             Op::CrossEntropy(_) => (&[0], false),
+            Op::ClassLoss(s) if s.weighted() => (&[0, 1, 2], false),
+            Op::ClassLoss(_) => (&[0, 1], false),
         };
         SavedTensors { inputs, output }
     }
@@ -168,6 +173,7 @@ impl Op {
             Op::Dropout(s) => vec![Some(ops::dropout::backward(s, grad)?)],
             Op::Loss(s) => ops::loss::backward(s, grad)?,
             Op::CrossEntropy(s) => vec![Some(ops::loss::cross_entropy_backward(s, grad)?)],
+            Op::ClassLoss(s) => vec![Some(ops::loss::class_loss_backward(s, grad)?)],
         })
     }
 }

@@ -3,6 +3,7 @@
 
 mod init;
 mod layers;
+mod loss;
 mod sequential;
 mod summary;
 
@@ -10,6 +11,7 @@ pub use layers::{
     AvgPool2d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, Hardtanh, LeakyReLU, Linear,
     LinearConfig, MaxPool2d, ReLU, SiLU, Sigmoid, Softplus, Tanh, ELU, GELU,
 };
+pub use loss::{CrossEntropyLoss, LogSoftmax, NLLLoss};
 pub use sequential::Sequential;
 pub use summary::{summary, LayerSummary};
 
