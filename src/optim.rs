@@ -209,6 +209,20 @@ macro_rules! optimizer_methods {
     };
 }
 
+/// Builder methods `with_NAME(value)` that set a public hyper-parameter and return the
+/// optimizer: `setters! { /// doc, with_eps => eps: f32, .. }` in its `impl`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident => $field:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$field = value;
+                self
+            }
+        )*
+    };
+}
+
 /// One parameter's update: its element count and operand buffers (gradient, parameter, then
 /// the kernel's state slots, `None` where the optimizer keeps no state).
 struct Update<'a> {
@@ -426,25 +440,15 @@ impl Sgd {
             nesterov: false,
         })
     }
-    /// Momentum factor `m`.
-    pub fn with_momentum(mut self, m: f32) -> Self {
-        self.momentum = m;
-        self
-    }
-    /// Nesterov momentum on or off (needs momentum and no dampening).
-    pub fn with_nesterov(mut self, on: bool) -> Self {
-        self.nesterov = on;
-        self
-    }
-    /// L2 penalty `wd` added to the gradient.
-    pub fn with_weight_decay(mut self, wd: f32) -> Self {
-        self.weight_decay = wd;
-        self
-    }
-    /// Dampening `d` of the momentum's gradient term.
-    pub fn with_dampening(mut self, d: f32) -> Self {
-        self.dampening = d;
-        self
+    setters! {
+        /// The momentum factor.
+        with_momentum => momentum: f32,
+        /// Nesterov momentum on or off (needs momentum and no dampening).
+        with_nesterov => nesterov: bool,
+        /// The L2 penalty added to the gradient.
+        with_weight_decay => weight_decay: f32,
+        /// The dampening of the momentum's gradient term.
+        with_dampening => dampening: f32,
     }
 
     fn check(&self) -> Result<()> {
@@ -528,15 +532,11 @@ impl Adam {
         self.betas = (b1, b2);
         self
     }
-    /// The stability term (default 1e-8).
-    pub fn with_eps(mut self, eps: f32) -> Self {
-        self.eps = eps;
-        self
-    }
-    /// Weight decay `wd`.
-    pub fn with_weight_decay(mut self, wd: f32) -> Self {
-        self.weight_decay = wd;
-        self
+    setters! {
+        /// The stability term (default 1e-8).
+        with_eps => eps: f32,
+        /// The weight decay (L2 in the gradient, or decoupled for AdamW).
+        with_weight_decay => weight_decay: f32,
     }
 
     fn check(&self) -> Result<()> {
@@ -614,30 +614,17 @@ impl RmsProp {
             centered: false,
         })
     }
-    /// The moving averages' decay rate (default 0.99).
-    pub fn with_alpha(mut self, alpha: f32) -> Self {
-        self.alpha = alpha;
-        self
-    }
-    /// The stability term (default 1e-8).
-    pub fn with_eps(mut self, eps: f32) -> Self {
-        self.eps = eps;
-        self
-    }
-    /// L2 penalty `wd` added to the gradient.
-    pub fn with_weight_decay(mut self, wd: f32) -> Self {
-        self.weight_decay = wd;
-        self
-    }
-    /// Momentum factor `m`.
-    pub fn with_momentum(mut self, m: f32) -> Self {
-        self.momentum = m;
-        self
-    }
-    /// Centered RMSprop on or off.
-    pub fn with_centered(mut self, on: bool) -> Self {
-        self.centered = on;
-        self
+    setters! {
+        /// The moving averages' decay rate (default 0.99).
+        with_alpha => alpha: f32,
+        /// The stability term (default 1e-8).
+        with_eps => eps: f32,
+        /// The L2 penalty added to the gradient.
+        with_weight_decay => weight_decay: f32,
+        /// The momentum factor.
+        with_momentum => momentum: f32,
+        /// Centered RMSprop on or off.
+        with_centered => centered: bool,
     }
 
     fn check(&self) -> Result<()> {
@@ -703,25 +690,15 @@ impl Adagrad {
             eps: 1e-10,
         })
     }
-    /// The learning rate's decay per step.
-    pub fn with_lr_decay(mut self, decay: f32) -> Self {
-        self.lr_decay = decay;
-        self
-    }
-    /// L2 penalty `wd` added to the gradient.
-    pub fn with_weight_decay(mut self, wd: f32) -> Self {
-        self.weight_decay = wd;
-        self
-    }
-    /// The sum of squares' starting value.
-    pub fn with_initial_accumulator_value(mut self, v: f32) -> Self {
-        self.initial_accumulator_value = v;
-        self
-    }
-    /// The stability term (default 1e-10).
-    pub fn with_eps(mut self, eps: f32) -> Self {
-        self.eps = eps;
-        self
+    setters! {
+        /// The learning rate's decay per step.
+        with_lr_decay => lr_decay: f32,
+        /// The L2 penalty added to the gradient.
+        with_weight_decay => weight_decay: f32,
+        /// The sum of squares' starting value.
+        with_initial_accumulator_value => initial_accumulator_value: f32,
+        /// The stability term (default 1e-10).
+        with_eps => eps: f32,
     }
 
     fn check(&self) -> Result<()> {
@@ -792,20 +769,13 @@ impl Adadelta {
             weight_decay: 0.0,
         })
     }
-    /// The moving averages' decay rate (default 0.9).
-    pub fn with_rho(mut self, rho: f32) -> Self {
-        self.rho = rho;
-        self
-    }
-    /// The stability term (default 1e-6).
-    pub fn with_eps(mut self, eps: f32) -> Self {
-        self.eps = eps;
-        self
-    }
-    /// L2 penalty `wd` added to the gradient.
-    pub fn with_weight_decay(mut self, wd: f32) -> Self {
-        self.weight_decay = wd;
-        self
+    setters! {
+        /// The moving averages' decay rate (default 0.9).
+        with_rho => rho: f32,
+        /// The stability term (default 1e-6).
+        with_eps => eps: f32,
+        /// The L2 penalty added to the gradient.
+        with_weight_decay => weight_decay: f32,
     }
 
     fn check(&self) -> Result<()> {
