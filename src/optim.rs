@@ -239,6 +239,10 @@ fn record_updates(
     states: &[Option<&[Tensor]>],
     kernel_params: &OptimParams,
 ) -> Result<()> {
+    debug_assert!(
+        states.len() <= STATE_SLOTS,
+        "{kernel:?}: more states than slots"
+    );
     let Some(dev) = params.first().map(|p| p.device()) else {
         return Ok(());
     };
