@@ -3,7 +3,7 @@
 //!
 //! Every optimizer runs the same two kernels (a vec4 one and a scalar tail), specialised by
 //! an override constant to its update; what differs per optimizer here is its
-//! hyper-parameters, which states it keeps and how it fills the kernels' [`OptimParams`].
+//! hyper-parameters, which states it keeps and how it fills the kernels' `OptimParams`.
 //! The shared parts (the parameters, the state tensors and the step count, the dispatches)
 //! live in `Core` and the functions below it.
 
