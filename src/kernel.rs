@@ -236,10 +236,19 @@ impl Batch {
 /// A dispatch's bindings must not hold one buffer in two writable slots: the kernel's writes
 /// through one would race with (or be lost to) those through the other. Checked on every
 /// dispatch (a few pointer comparisons beside a dispatch's tens of microseconds), so release
-/// test runs catch it too; an error naming the kernel, not a panic.
-fn check_binds(shader: &Shader, entry: &str, binds: &[Bind]) -> Result<()> {
+/// test runs catch it too; an error naming the kernel, not a panic. The device's dummy buffer
+/// (`unused`) may fill several: a kernel never touches it.
+fn check_binds(
+    shader: &Shader,
+    entry: &str,
+    binds: &[Bind],
+    unused: Option<&wgpu::Buffer>,
+) -> Result<()> {
     for (i, a) in binds.iter().enumerate() {
         let Bind::Write(a) = a else { continue };
+        if Some(*a) == unused {
+            continue;
+        }
         for (j, b) in binds.iter().enumerate().skip(i + 1) {
             if matches!(b, Bind::Write(b) if *b == *a) {
                 return Err(Error::Invalid(format!(
@@ -393,7 +402,7 @@ impl Device {
         if workgroups == 0 {
             return Ok(());
         }
-        check_binds(shader, entry, binds)?;
+        check_binds(shader, entry, binds, self.dummy_slot().get())?;
         let pipeline = self.pipeline(shader, entry, constants, binds);
         let mut batch = self.batch().lock().unwrap();
         if batch.params.len() as u64 + batch.slot > batch.capacity {
@@ -624,8 +633,8 @@ impl Device {
 
     /// The device's one buffer for a binding a kernel leaves alone (an optional operand's
     /// slot that a pipeline constant turns off): 256 bytes, never read or written by a kernel,
-    /// made once rather than a placeholder per dispatch. It may fill one writable slot of a
-    /// dispatch, not two ([`check_binds`]).
+    /// made once rather than a placeholder per dispatch. It may fill several writable slots of
+    /// a dispatch ([`check_binds`] lets it).
     pub(crate) fn dummy_buffer(&self) -> &wgpu::Buffer {
         self.dummy_slot().get_or_init(|| {
             self.wgpu().create_buffer(&wgpu::BufferDescriptor {
@@ -938,7 +947,8 @@ mod tests {
     }
 
     /// One buffer in two writable bindings: an error naming the kernel, from the dispatch
-    /// itself (before any pipeline is built); a read binding may repeat a buffer.
+    /// itself (before any pipeline is built); a read binding may repeat a buffer, and the
+    /// device's dummy buffer may fill several writable ones.
     #[test]
     fn one_buffer_in_two_writable_bindings_is_an_error() {
         use crate::ops::dropout::DropoutParams;
@@ -973,9 +983,19 @@ mod tests {
             Bind::Write(y.buffer()),
             Bind::Write(mask.buffer()),
         ];
-        assert!(check_binds(&DROPOUT, "dropout_forward", &distinct).is_ok());
+        assert!(check_binds(&DROPOUT, "dropout_forward", &distinct, None).is_ok());
         let reads = [Bind::Read(x.buffer()), Bind::Read(x.buffer())];
-        assert!(check_binds(&DROPOUT, "dropout_forward", &reads).is_ok());
+        assert!(check_binds(&DROPOUT, "dropout_forward", &reads, None).is_ok());
+        // The dummy buffer may fill several writable slots (no kernel touches it), any other
+        // buffer one.
+        let dummy = dev.dummy_buffer();
+        let unused = [
+            Bind::Read(x.buffer()),
+            Bind::Write(dummy),
+            Bind::Write(dummy),
+        ];
+        assert!(check_binds(&DROPOUT, "dropout_forward", &unused, Some(dummy)).is_ok());
+        assert!(check_binds(&DROPOUT, "dropout_forward", &aliased, Some(dummy)).is_err());
         dev.dispatch(&DROPOUT, "dropout_forward", &distinct, &p, 1)
             .unwrap();
         dev.sync().unwrap();
