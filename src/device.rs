@@ -132,8 +132,8 @@ struct DeviceInner {
     /// Per-kernel times when `WEBGRAD_PROFILE` is set.
     profile: Option<Profiler>,
     next_tensor_id: AtomicU64,
-    /// [`Device::dummy_buffer`], made when first asked for.
-    dummy: OnceLock<wgpu::Buffer>,
+    /// [`Device::unused_binding`]'s buffers, made when first asked for.
+    dummy: OnceLock<[wgpu::Buffer; crate::kernel::UNUSED_BINDINGS]>,
 }
 
 impl std::fmt::Debug for Device {
@@ -522,8 +522,8 @@ impl Device {
         self.0.profile.as_ref()
     }
 
-    /// Where [`Device::dummy_buffer`] keeps its buffer.
-    pub(crate) fn dummy_slot(&self) -> &OnceLock<wgpu::Buffer> {
+    /// Where [`Device::unused_binding`] keeps its buffers.
+    pub(crate) fn dummy_slot(&self) -> &OnceLock<[wgpu::Buffer; crate::kernel::UNUSED_BINDINGS]> {
         &self.0.dummy
     }
 

@@ -233,24 +233,28 @@ impl Batch {
     }
 }
 
-/// A dispatch's bindings must not hold one buffer in two writable slots: the kernel's writes
-/// through one would race with (or be lost to) those through the other. Checked on every
-/// dispatch (a few pointer comparisons beside a dispatch's tens of microseconds), so release
-/// test runs catch it too; an error naming the kernel, not a panic. The device's dummy buffer
-/// (`unused`) may fill several: a kernel never touches it.
-fn check_binds(
-    shader: &Shader,
-    entry: &str,
-    binds: &[Bind],
-    unused: Option<&wgpu::Buffer>,
-) -> Result<()> {
+/// A buffer in a writable slot of a dispatch must be in no other slot: the kernel's writes
+/// through one would race with (or be lost to) the accesses through the other, and WebGPU
+/// refuses such a dispatch even where the kernel leaves a slot alone (so a kernel's unused
+/// writable slots hold distinct [`Device::unused_binding`]s). Checked on every dispatch (a few
+/// pointer comparisons beside a dispatch's tens of microseconds), so native test runs catch
+/// what a browser would refuse; an error naming the kernel, not a panic.
+/// How many distinct unused-binding buffers a device keeps (the most unused writable slots of
+/// any dispatch: an optimizer's three states).
+pub(crate) const UNUSED_BINDINGS: usize = 3;
+
+fn check_binds(shader: &Shader, entry: &str, binds: &[Bind]) -> Result<()> {
+    fn buffer<'a>(b: &Bind<'a>) -> Option<&'a wgpu::Buffer> {
+        match b {
+            Bind::Read(b) | Bind::Write(b) => Some(*b),
+            _ => None,
+        }
+    }
     for (i, a) in binds.iter().enumerate() {
         let Bind::Write(a) = a else { continue };
-        if Some(*a) == unused {
-            continue;
-        }
-        for (j, b) in binds.iter().enumerate().skip(i + 1) {
-            if matches!(b, Bind::Write(b) if *b == *a) {
+        for (j, b) in binds.iter().enumerate() {
+            if j != i && buffer(b) == Some(*a) {
+                let (i, j) = (i.min(j), i.max(j));
                 return Err(Error::Invalid(format!(
                     "kernel {}::{entry} binds one buffer to the writable bindings {} and {}",
                     shader.name,
@@ -402,7 +406,7 @@ impl Device {
         if workgroups == 0 {
             return Ok(());
         }
-        check_binds(shader, entry, binds, self.dummy_slot().get())?;
+        check_binds(shader, entry, binds)?;
         let pipeline = self.pipeline(shader, entry, constants, binds);
         let mut batch = self.batch().lock().unwrap();
         if batch.params.len() as u64 + batch.slot > batch.capacity {
@@ -631,19 +635,27 @@ impl Device {
         }
     }
 
-    /// The device's one buffer for a binding a kernel leaves alone (an optional operand's
-    /// slot that a pipeline constant turns off): 256 bytes, never read or written by a kernel,
-    /// made once rather than a placeholder per dispatch. It may fill several writable slots of
-    /// a dispatch ([`check_binds`] lets it).
+    /// A buffer for a binding a kernel leaves alone (an optional operand's slot that a
+    /// pipeline constant turns off): 256 bytes, never read or written by a kernel, made once
+    /// per device rather than a placeholder per dispatch. Read-only slots may share it; a
+    /// dispatch with several unused writable slots gives each its own
+    /// [`unused_binding`](Self::unused_binding) (see [`check_binds`]).
     pub(crate) fn dummy_buffer(&self) -> &wgpu::Buffer {
-        self.dummy_slot().get_or_init(|| {
-            self.wgpu().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("webgrad unused binding"),
-                size: 256,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
+        self.unused_binding(0)
+    }
+
+    /// The `i`-th of [`UNUSED_BINDINGS`] distinct buffers for slots a kernel leaves alone.
+    pub(crate) fn unused_binding(&self, i: usize) -> &wgpu::Buffer {
+        &self.dummy_slot().get_or_init(|| {
+            std::array::from_fn(|_| {
+                self.wgpu().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("webgrad unused binding"),
+                    size: 256,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
             })
-        })
+        })[i]
     }
 
     pub(crate) fn release(&self, buf: wgpu::Buffer, class: u64) {
@@ -946,9 +958,8 @@ mod tests {
         assert_eq!(checked, 16, "shaders with a Params struct");
     }
 
-    /// One buffer in two writable bindings: an error naming the kernel, from the dispatch
-    /// itself (before any pipeline is built); a read binding may repeat a buffer, and the
-    /// device's dummy buffer may fill several writable ones.
+    /// One buffer in a writable binding and another: an error naming the kernel, from the
+    /// dispatch itself (before any pipeline is built); read bindings may repeat a buffer.
     #[test]
     fn one_buffer_in_two_writable_bindings_is_an_error() {
         use crate::ops::dropout::DropoutParams;
@@ -983,19 +994,24 @@ mod tests {
             Bind::Write(y.buffer()),
             Bind::Write(mask.buffer()),
         ];
-        assert!(check_binds(&DROPOUT, "dropout_forward", &distinct, None).is_ok());
+        assert!(check_binds(&DROPOUT, "dropout_forward", &distinct).is_ok());
         let reads = [Bind::Read(x.buffer()), Bind::Read(x.buffer())];
-        assert!(check_binds(&DROPOUT, "dropout_forward", &reads, None).is_ok());
-        // The dummy buffer may fill several writable slots (no kernel touches it), any other
-        // buffer one.
-        let dummy = dev.dummy_buffer();
-        let unused = [
-            Bind::Read(x.buffer()),
-            Bind::Write(dummy),
-            Bind::Write(dummy),
+        assert!(check_binds(&DROPOUT, "dropout_forward", &reads).is_ok());
+        // A written buffer that is also read in another slot: refused as WebGPU does.
+        let read_and_written = [Bind::Read(y.buffer()), Bind::Write(y.buffer())];
+        let err = check_binds(&DROPOUT, "dropout_forward", &read_and_written).unwrap_err();
+        assert!(err.to_string().contains("bindings 1 and 2"), "{err}");
+        // Unused writable slots: one dummy buffer in two is refused too, distinct ones pass.
+        let one_dummy = [
+            Bind::Write(dev.unused_binding(0)),
+            Bind::Write(dev.unused_binding(0)),
         ];
-        assert!(check_binds(&DROPOUT, "dropout_forward", &unused, Some(dummy)).is_ok());
-        assert!(check_binds(&DROPOUT, "dropout_forward", &aliased, Some(dummy)).is_err());
+        assert!(check_binds(&DROPOUT, "dropout_forward", &one_dummy).is_err());
+        let dummies = [
+            Bind::Write(dev.unused_binding(0)),
+            Bind::Write(dev.unused_binding(1)),
+        ];
+        assert!(check_binds(&DROPOUT, "dropout_forward", &dummies).is_ok());
         dev.dispatch(&DROPOUT, "dropout_forward", &distinct, &p, 1)
             .unwrap();
         dev.sync().unwrap();

@@ -307,7 +307,7 @@ fn record_dispatches(
 }
 
 /// The update's vec4 kernel (and scalar tail) over n elements of its operand buffers: the
-/// gradient (read), the parameter and the states (updated; the device's dummy buffer in the
+/// gradient (read), the parameter and the states (updated; distinct unused bindings in the
 /// slots the pipeline leaves alone).
 fn update_kernels(
     dev: &crate::Device,
@@ -316,9 +316,17 @@ fn update_kernels(
     buffers: &[Option<&wgpu::Buffer>],
     n: usize,
 ) -> Result<()> {
+    // Each unused state slot its own unused binding (WebGPU refuses one buffer in two
+    // writable slots, even unused ones).
+    let mut unused = 0;
     let mut binds: Vec<Bind> = buffers
         .iter()
-        .map(|b| Bind::Write(b.unwrap_or_else(|| dev.dummy_buffer())))
+        .map(|b| {
+            Bind::Write(b.unwrap_or_else(|| {
+                unused += 1;
+                dev.unused_binding(unused - 1)
+            }))
+        })
         .collect();
     binds[0] = Bind::Read(buffers[0].expect("a gradient"));
     dev.dispatch_vec4(
