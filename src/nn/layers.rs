@@ -584,7 +584,7 @@ impl GroupNorm {
         eps: f32,
         affine: bool,
     ) -> Result<GroupNorm> {
-        if num_groups == 0 || num_channels % num_groups != 0 {
+        if num_groups == 0 || !num_channels.is_multiple_of(num_groups) {
             return Err(crate::error::Error::Invalid(format!(
                 "GroupNorm: num_channels {num_channels} is not divisible by num_groups \
                  {num_groups}"

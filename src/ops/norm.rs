@@ -111,7 +111,7 @@ impl Tensor {
             );
         }
         let (n, c) = (s[0], s[1]);
-        if num_groups == 0 || c % num_groups != 0 {
+        if num_groups == 0 || !c.is_multiple_of(num_groups) {
             return Err(Error::Invalid(format!(
                 "group_norm: {c} channels (input {s:?}) are not divisible into {num_groups} \
                  groups"
