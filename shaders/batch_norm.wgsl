@@ -21,12 +21,14 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// bn_finish: 1 batch_mean, 2 batch_var, 3 running_mean, 4 running_var, 5 stats (written).
+// bn_finish: 1 batch_mean, 2 batch_var, 3 running_mean, 4 running_var, 5 stats (written),
+// 6 mean_shift.
 @group(0) @binding(1) var<storage, read> batch_mean: array<f32>;
 @group(0) @binding(2) var<storage, read> batch_var: array<f32>;
 @group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(6) var<storage, read> mean_shift: array<f32>;
 // The elementwise kernels: 1 x, 2 stats, 3 weight, then
 //   bn_apply     4 bias, 5 y (written to `out`)
 //   bn_g_xhat    4 g, 5 g * xhat (written to `out`)
@@ -44,17 +46,24 @@ struct Params {
 // bn_finish: one invocation per channel. Training: the batch mean and biased variance give the
 // statistics, and the running ones move by `momentum` (the running variance is unbiased, as in
 // PyTorch). Eval: the running statistics, passed in as the batch's, are used as they are.
+// The batch variance comes from values centred on the first-pass mean `batch_mean`, whose f32
+// sum can be off by many ulps of the values when they are far from 0 (1000 + noise); the
+// centred values' own mean `mean_shift` (0 in eval) corrects both: mean = batch_mean + shift
+// and var = E[(x - batch_mean)^2] - shift^2.
 @compute @workgroup_size(64)
 fn bn_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     if (c >= p.c) {
         return;
     }
-    stats[c] = batch_mean[c];
-    stats[p.c + c] = inverseSqrt(batch_var[c] + p.eps);
+    let shift = mean_shift[c];
+    let mean = batch_mean[c] + shift;
+    let variance = max(batch_var[c] - shift * shift, 0.0);
+    stats[c] = mean;
+    stats[p.c + c] = inverseSqrt(variance + p.eps);
     if (p.training == 1u) {
-        let unbiased = batch_var[c] * p.m / max(p.m - 1.0, 1.0);
-        running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * batch_mean[c];
+        let unbiased = variance * p.m / max(p.m - 1.0, 1.0);
+        running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
         running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
     }
 }

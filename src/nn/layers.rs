@@ -395,8 +395,12 @@ impl Module for Dropout {
     }
 }
 
-/// Batch normalization over channels, with affine weight and bias and running statistics.
-pub struct BatchNorm2d {
+/// Defines the batch-normalization layer `$name`, whose forward runs `Tensor::$method`: the
+/// layers differ only in the input ranks they accept.
+macro_rules! batch_norm_layer {
+    ($(#[doc = $doc:literal])* $name:ident, $method:ident) => {
+$(#[doc = $doc])*
+pub struct $name {
     /// The learned scale, per channel (initially 1).
     pub weight: Tensor,
     /// The learned shift, per channel (initially 0).
@@ -412,10 +416,10 @@ pub struct BatchNorm2d {
     training: bool,
 }
 
-impl BatchNorm2d {
+impl $name {
     /// Batch normalisation over `channels` channels with PyTorch's defaults.
-    pub fn new(dev: &Device, channels: usize) -> Result<BatchNorm2d> {
-        Ok(BatchNorm2d {
+    pub fn new(dev: &Device, channels: usize) -> Result<$name> {
+        Ok($name {
             weight: Tensor::ones(dev, &[channels])?.requires_grad(),
             bias: Tensor::zeros(dev, &[channels])?.requires_grad(),
             running_mean: Tensor::zeros(dev, &[channels])?,
@@ -427,9 +431,9 @@ impl BatchNorm2d {
     }
 }
 
-impl Module for BatchNorm2d {
+impl Module for $name {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.batch_norm2d(BatchNormArgs {
+        x.$method(BatchNormArgs {
             running_mean: Some(&self.running_mean),
             running_var: Some(&self.running_var),
             weight: Some(&self.weight),
@@ -455,6 +459,161 @@ impl Module for BatchNorm2d {
         self.training = training;
     }
     fn describe(&self) -> String {
-        format!("BatchNorm2d({})", self.weight.numel())
+        format!("{}({})", stringify!($name), self.weight.numel())
+    }
+}
+    };
+}
+
+batch_norm_layer! {
+    /// Batch normalization over the channels of an NCHW input, with affine weight and bias
+    /// and running statistics.
+    BatchNorm2d, batch_norm2d
+}
+
+batch_norm_layer! {
+    /// Batch normalization over the channels of an [N, C] or [N, C, L] input, with affine
+    /// weight and bias and running statistics (PyTorch's `BatchNorm1d`).
+    BatchNorm1d, batch_norm1d
+}
+
+/// `(weight, bias)` of an elementwise affine over `shape`: ones and zeros requiring grad, or
+/// none.
+fn affine_parameters(
+    dev: &Device,
+    shape: &[usize],
+    affine: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    if !affine {
+        return Ok((None, None));
+    }
+    Ok((
+        Some(Tensor::ones(dev, shape)?.requires_grad()),
+        Some(Tensor::zeros(dev, shape)?.requires_grad()),
+    ))
+}
+
+/// The present ones of `weight` and `bias` under their `state_dict` names.
+fn affine_named(weight: &Option<Tensor>, bias: &Option<Tensor>) -> Vec<(String, Tensor)> {
+    [("weight", weight), ("bias", bias)]
+        .into_iter()
+        .filter_map(|(name, t)| t.as_ref().map(|t| (name.to_string(), t.clone())))
+        .collect()
+}
+
+/// Layer normalization over the trailing `normalized_shape` dimensions (PyTorch's
+/// `LayerNorm`), with an elementwise affine of that shape.
+pub struct LayerNorm {
+    /// The dimensions normalized over: the input's trailing ones.
+    pub normalized_shape: Vec<usize>,
+    /// Added to the variance before the square root (default 1e-5).
+    pub eps: f32,
+    /// The learned scale of shape `normalized_shape` (initially 1); `None` without the affine.
+    pub weight: Option<Tensor>,
+    /// The learned shift (initially 0); `None` without the affine.
+    pub bias: Option<Tensor>,
+}
+
+impl LayerNorm {
+    /// Layer normalization with PyTorch's defaults: eps 1e-5, `elementwise_affine` on.
+    pub fn new(dev: &Device, normalized_shape: &[usize]) -> Result<LayerNorm> {
+        LayerNorm::with_options(dev, normalized_shape, 1e-5, true)
+    }
+
+    /// Layer normalization with the given `eps` and, if `elementwise_affine`, a learned
+    /// weight and bias.
+    pub fn with_options(
+        dev: &Device,
+        normalized_shape: &[usize],
+        eps: f32,
+        elementwise_affine: bool,
+    ) -> Result<LayerNorm> {
+        let (weight, bias) = affine_parameters(dev, normalized_shape, elementwise_affine)?;
+        Ok(LayerNorm {
+            normalized_shape: normalized_shape.to_vec(),
+            eps,
+            weight,
+            bias,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.layer_norm(
+            &self.normalized_shape,
+            self.weight.as_ref(),
+            self.bias.as_ref(),
+            self.eps,
+        )
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        affine_named(&self.weight, &self.bias)
+    }
+    fn describe(&self) -> String {
+        format!("LayerNorm({:?}, eps={})", self.normalized_shape, self.eps)
+    }
+}
+
+/// Group normalization of [N, C, *] inputs (PyTorch's `GroupNorm`), with a per-channel affine.
+pub struct GroupNorm {
+    /// Groups the channels are split into.
+    pub num_groups: usize,
+    /// Channels of the input (a multiple of `num_groups`).
+    pub num_channels: usize,
+    /// Added to the variance before the square root (default 1e-5).
+    pub eps: f32,
+    /// The learned scale per channel (initially 1); `None` without the affine.
+    pub weight: Option<Tensor>,
+    /// The learned shift per channel (initially 0); `None` without the affine.
+    pub bias: Option<Tensor>,
+}
+
+impl GroupNorm {
+    /// Group normalization with PyTorch's defaults: eps 1e-5, `affine` on. Errs unless
+    /// `num_channels` is a multiple of `num_groups`.
+    pub fn new(dev: &Device, num_groups: usize, num_channels: usize) -> Result<GroupNorm> {
+        GroupNorm::with_options(dev, num_groups, num_channels, 1e-5, true)
+    }
+
+    /// Group normalization with the given `eps` and, if `affine`, a learned weight and bias.
+    pub fn with_options(
+        dev: &Device,
+        num_groups: usize,
+        num_channels: usize,
+        eps: f32,
+        affine: bool,
+    ) -> Result<GroupNorm> {
+        if num_groups == 0 || !num_channels.is_multiple_of(num_groups) {
+            return Err(crate::error::Error::Invalid(format!(
+                "GroupNorm: num_channels {num_channels} is not divisible by num_groups \
+                 {num_groups}"
+            )));
+        }
+        let (weight, bias) = affine_parameters(dev, &[num_channels], affine)?;
+        Ok(GroupNorm {
+            num_groups,
+            num_channels,
+            eps,
+            weight,
+            bias,
+        })
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.group_norm(
+            self.num_groups,
+            self.weight.as_ref(),
+            self.bias.as_ref(),
+            self.eps,
+        )
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        affine_named(&self.weight, &self.bias)
+    }
+    fn describe(&self) -> String {
+        format!("GroupNorm({}, {})", self.num_groups, self.num_channels)
     }
 }

@@ -88,6 +88,17 @@ fn params(
     }
 }
 
+/// As PyTorch: one value per channel (`m` of them) cannot be normalised in training, but an
+/// empty input (no values) gives an empty output and leaves the running statistics alone.
+fn one_value_per_channel(s: &[usize], m: usize, training: bool, op: &str) -> Result<()> {
+    if training && m == 1 {
+        return Err(Error::Invalid(format!(
+            "{op}: training needs more than one value per channel, input {s:?}"
+        )));
+    }
+    Ok(())
+}
+
 impl Tensor {
     /// Batch normalization of an NCHW input per channel, as `F.batch_norm`: in training mode
     /// with the batch's statistics (and the running statistics, when given, updated in place
@@ -97,7 +108,41 @@ impl Tensor {
         if s.len() != 4 {
             return shape_err("batch_norm2d", format!("expects an NCHW input, got {s:?}"));
         }
-        let (n, c, hw) = (s[0], s[1], s[2] * s[3]);
+        one_value_per_channel(s, s[0] * s[2] * s[3], args.training, "batch_norm2d")?;
+        self.batch_norm_nc(s[0], s[1], s[2] * s[3], args, "batch_norm2d")
+    }
+
+    /// Batch normalization of an [N, C] or [N, C, L] input per channel, as `F.batch_norm`
+    /// on such inputs (PyTorch's `BatchNorm1d`); the arguments as in
+    /// [`Tensor::batch_norm2d`].
+    pub fn batch_norm1d(&self, args: BatchNormArgs) -> Result<Tensor> {
+        let s = self.shape();
+        let l = match s.len() {
+            2 => 1,
+            3 => s[2],
+            _ => {
+                return shape_err(
+                    "batch_norm1d",
+                    format!("expects an [N, C] or [N, C, L] input, got {s:?}"),
+                )
+            }
+        };
+        one_value_per_channel(s, s[0] * l, args.training, "batch_norm1d")?;
+        self.batch_norm_nc(s[0], s[1], l, args, "batch_norm1d")
+    }
+
+    /// Batch normalization of this tensor seen as [n, c, hw] (any shape of that many
+    /// elements), per channel: the kernels of [`Tensor::batch_norm2d`], also used by the
+    /// layer and group normalizations (one "channel" per normalized row).
+    pub(crate) fn batch_norm_nc(
+        &self,
+        n: usize,
+        c: usize,
+        hw: usize,
+        args: BatchNormArgs,
+        op: &'static str,
+    ) -> Result<Tensor> {
+        let s = self.shape();
         let m = n * hw;
         let dev = self.device();
         for (name, t) in [
@@ -107,21 +152,14 @@ impl Tensor {
             ("bias", args.bias),
         ] {
             if let Some(t) = t {
-                dev.same(t.device(), "batch_norm2d")?;
+                dev.same(t.device(), op)?;
                 if t.shape() != [c] {
                     return shape_err(
-                        "batch_norm2d",
+                        op,
                         format!("{name} {:?} should be [{c}] for input {s:?}", t.shape()),
                     );
                 }
             }
-        }
-        // As PyTorch: one value per channel cannot be normalised in training, but an empty
-        // input (no values) gives an empty output and leaves the running statistics alone.
-        if args.training && m == 1 {
-            return Err(Error::Invalid(format!(
-                "batch_norm2d: training needs more than one value per channel, input {s:?}"
-            )));
         }
         let ones;
         let weight = match args.weight {
@@ -154,13 +192,15 @@ impl Tensor {
             if empty_batch {
                 return Ok(());
             }
-            let (mean, var, rm, rv);
+            let (mean, var, shift, rm, rv);
             if args.training {
-                let x = self.detach();
+                let x = self.detach().reshape(&[n, c, hw])?;
                 mean = channel_sum(&x, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
-                let centered = x.sub(&mean.reshape(&[1, c, 1, 1])?)?;
+                let centered = x.sub(&mean.reshape(&[1, c, 1])?)?;
                 var =
                     channel_sum(&centered.mul(&centered)?, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
+                // The first pass's rounding, corrected in bn_finish.
+                shift = channel_sum(&centered, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
                 // Without running statistics the update goes to scratch buffers.
                 rm = args
                     .running_mean
@@ -175,12 +215,13 @@ impl Tensor {
                 rv.storage().mark_written();
             } else {
                 let (Some(m_), Some(v_)) = (args.running_mean, args.running_var) else {
-                    return Err(Error::Invalid(
-                        "batch_norm2d: eval mode needs running_mean and running_var".into(),
-                    ));
+                    return Err(Error::Invalid(format!(
+                        "{op}: eval mode needs running_mean and running_var"
+                    )));
                 };
                 // The kernel reads them as the statistics; nothing is updated (scratch).
                 (mean, var) = (m_.clone(), v_.clone());
+                shift = Tensor::zeros(dev, &[c])?;
                 (rm, rv) = (Tensor::zeros(dev, &[c])?, Tensor::zeros(dev, &[c])?);
             }
             dev.dispatch(
@@ -192,6 +233,7 @@ impl Tensor {
                     Bind::Write(rm.buffer()),
                     Bind::Write(rv.buffer()),
                     Bind::Write(stats.buffer()),
+                    Bind::Read(shift.buffer()),
                 ],
                 &p,
                 c.div_ceil(64) as u32,
