@@ -150,7 +150,11 @@ try {
   const data = await Promise.all(files.map((f) => bytes(`${DATA}${f}.gz`)));
   if (params.has("epochs")) $("epochs").value = params.get("epochs");
   if (params.has("batch")) $("batch").value = params.get("batch");
-  lab = await Lab.open(...data, Number($("batch").value), 1e-3, 0n, params.get("kernels"));
+  if (params.has("lr")) $("lr").value = params.get("lr");
+  // One epoch of the 7,996 digits at batch 32 is 250 steps: Adam at 2e-3 reaches about 94%
+  // there (the native example's 1e-3 about 91%; it trains 10 epochs).
+  lab = await Lab.open(...data, Number($("batch").value), Number($("lr").value), 0n,
+    params.get("kernels"));
   $("adapter").textContent = `adapter: ${lab.adapter()}`;
   $("status").textContent = "ready: 7,996 training digits, 2,004 test digits";
   $("train").disabled = false;
