@@ -1,7 +1,7 @@
 // The page benchmark: `node web/bench/bench.mjs [rounds]`, after `bash web/build.sh` and
-// `npm ci` in web/ and in web/bench/. In one headless Chromium page load, alternating rounds of webgrad (the page's WebGPU) and
-// TensorFlow.js 4.22's cpu, wasm and webgl backends on the same LeNet-5: training steps at
-// batch 32 and 64 (forward, loss, backward, Adam, loss readback), inference at batch 1,000, and
+// `npm ci` in web/ and in web/bench/. In one headless Chromium page load, alternating rounds
+// of webgrad (the page's WebGPU) and TensorFlow.js 4.22's cpu, wasm and webgl backends on the
+// same LeNet-5: training steps at batch 32 and 64 (forward, loss, backward, Adam, loss readback), inference at batch 1,000, and
 // the first step (pipelines or programs compiled on the way). Prints medians and ratios.
 import { serve, launch } from "../tests/browser.mjs";
 
