@@ -45,7 +45,7 @@ const ELEMENTWISE: u32 = 2u;
 @group(0) @binding(2) var<storage, read> idx: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 // put and one_hot write their output at binding 2.
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> put_dst: array<f32>;
 
 // Element (o, j, i)'s index, as stored.
 fn index_of(o: u32, j: u32, i: u32) -> f32 {
@@ -117,7 +117,7 @@ fn put(inv: Invocation) {
     if (e < p.len) {
         let o = e / (p.m * p.inner);
         let j = (e / p.inner) % p.m;
-        out[(o * p.n + p.start + j) * p.inner + e % p.inner] = src[e];
+        put_dst[(o * p.n + p.start + j) * p.inner + e % p.inner] = src[e];
     }
 }
 
@@ -128,7 +128,7 @@ fn one_hot(inv: Invocation) {
     let e = flat_index(inv, 256u);
     if (e < p.len) {
         let k = src[e / p.n];
-        out[e] = select(p.invalid, select(0.0, 1.0, k == f32(e % p.n)), is_index(k, p.n));
+        put_dst[e] = select(p.invalid, select(0.0, 1.0, k == f32(e % p.n)), is_index(k, p.n));
     }
 }
 
@@ -143,7 +143,7 @@ fn one_hot(inv: Invocation) {
 @group(0) @binding(4) var<storage, read_write> sel: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ga: array<f32>;
 @group(0) @binding(4) var<storage, read_write> gb: array<f32>;
-@group(0) @binding(3) var<storage, read_write> eq: array<f32>;
+@group(0) @binding(3) var<storage, read_write> eq_out: array<f32>;
 
 @compute @workgroup_size(256)
 fn select_where(inv: Invocation) {
@@ -169,6 +169,6 @@ fn where_backward(inv: Invocation) {
 fn equal(inv: Invocation) {
     let e = flat_index(inv, 256u);
     if (e < p.len) {
-        eq[e] = select(0.0, 1.0, cond[e] == a[e]);
+        eq_out[e] = select(0.0, 1.0, cond[e] == a[e]);
     }
 }

@@ -231,23 +231,33 @@ fn gradients_match_finite_differences() {
         &[x.clone(), z],
         1e-2,
     );
-    check_grad("narrow", |t| t[0].narrow(1, 1, 2), &[x.clone()], 1e-2);
+    check_grad(
+        "narrow",
+        |t| t[0].narrow(1, 1, 2),
+        std::slice::from_ref(&x),
+        1e-2,
+    );
     let list = [3, 1, 3, 3, 0];
     check_grad(
         "index_select host",
         |t| t[0].index_select(1, &list),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         1e-2,
     );
     let idx = tensor(&[2.0, 2.0, 0.0], &[3]);
     check_grad(
         "index_select tensor",
         |t| t[0].index_select(-1, &idx),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         1e-2,
     );
     let index = tensor(&to_f32(&rand_indices(11, 30, 4)), &[2, 5, 3]);
-    check_grad("gather", |t| t[0].gather(1, &index), &[x.clone()], 1e-2);
+    check_grad(
+        "gather",
+        |t| t[0].gather(1, &index),
+        std::slice::from_ref(&x),
+        1e-2,
+    );
     let cond = tensor(&[1.0, 0.0, 0.0, 1.0], &[4, 1]);
     let b = tensor(&randn(12, 3), &[3]);
     check_grad(
@@ -259,18 +269,28 @@ fn gradients_match_finite_differences() {
     check_grad(
         "masked_fill",
         |t| t[0].masked_fill(&cond, 2.0),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         1e-2,
     );
     check_grad(
         "sum_dims",
         |t| t[0].sum_dims(&[0, 2], false),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         1e-2,
     );
     // Random normals: no ties, so finite differences see one maximum.
-    check_grad("amax", |t| t[0].amax(&[0, -1], true), &[x.clone()], 1e-2);
-    check_grad("amin", |t| t[0].amin(&[1], false), &[x.clone()], 1e-2);
+    check_grad(
+        "amax",
+        |t| t[0].amax(&[0, -1], true),
+        std::slice::from_ref(&x),
+        1e-2,
+    );
+    check_grad(
+        "amin",
+        |t| t[0].amin(&[1], false),
+        std::slice::from_ref(&x),
+        1e-2,
+    );
     check_grad("min_dim", |t| Ok(t[0].min_dim(1, false)?.0), &[x], 1e-2);
 }
 
