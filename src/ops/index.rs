@@ -495,9 +495,9 @@ impl Tensor {
     }
 
     /// `out[..., j, ...] = self[..., index[..., j, ...], ...]` along `dim`, as `torch.gather`:
-    /// `index` (f32-stored integers) has the input's rank and, unlike PyTorch (which allows
-    /// smaller), its sizes on every other dim. The output has `index`'s shape; an invalid
-    /// index gives NaN (see [`Indices`]). The gradient adds up over repeated indices.
+    /// `index` (f32-stored integers) has the input's rank and at most its size on every other
+    /// dim. The output has `index`'s shape; an invalid index gives NaN (see [`Indices`]). The
+    /// gradient adds up over repeated indices.
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         self.device().same(index.device(), "gather")?;
         if self.rank() == 0 {
@@ -505,21 +505,28 @@ impl Tensor {
         }
         let d = resolve_dim(dim, self.rank(), "gather")?;
         let fits = index.rank() == self.rank()
-            && (0..self.rank()).all(|k| k == d || index.shape()[k] == self.shape()[k]);
+            && (0..self.rank()).all(|k| k == d || index.shape()[k] <= self.shape()[k]);
         if !fits {
             return shape_err(
                 "gather",
                 format!(
-                    "index {:?} must match input {:?} on every dim but {dim}",
+                    "index {:?} must have the rank of input {:?} and at most its size on \
+                     every dim but {dim}",
                     index.shape(),
                     self.shape()
                 ),
             );
         }
-        let along = Along::of(self.shape(), d, index.shape()[d], 0);
+        // Where the index is smaller on another dim, only the input's leading part of that
+        // dim is read: narrow it first (differentiable), so the kernel sees equal shapes.
+        let mut x = self.clone();
+        for k in (0..self.rank()).filter(|&k| k != d && index.shape()[k] < self.shape()[k]) {
+            x = x.narrow(k as isize, 0, index.shape()[k])?;
+        }
+        let along = Along::of(x.shape(), d, index.shape()[d], 0);
         let out_shape = index.shape().to_vec();
         take(
-            self,
+            &x,
             "gather",
             along,
             Mode::Elementwise,

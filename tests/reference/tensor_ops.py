@@ -112,6 +112,9 @@ add_case("amin_all", "amin", {"dim": [], "keepdim": False},
 add_case("min_dim", "min", {"dim": 1, "keepdim": False},
          {"input": randn(3, 5)},
          lambda input: torch.min(input, dim=1, keepdim=False))
+add_case("gather_smaller_index", "gather", {"dim": 1},
+         {"input": randn(3, 4, 2), "index": torch.randint(0, 4, (2, 5, 1))},
+         lambda input, index: torch.gather(input, 1, index))
 
 here = os.path.dirname(os.path.abspath(__file__))
 save_file(tensors, os.path.join(here, "tensor_ops.safetensors"), metadata=metadata)
