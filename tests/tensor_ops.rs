@@ -327,6 +327,14 @@ fn ties_and_repeats_share_the_gradient() {
         .map(|k| list.iter().filter(|&&j| j == k).count() as f32)
         .collect();
     assert_eq!(x.grad().unwrap().to_vec().unwrap(), counts);
+    // An empty piece: nothing to copy, nothing to scatter.
+    let x = tensor(&[1.0, 2.0, 3.0], &[3]).requires_grad();
+    let empty = x.narrow(0, 1, 0).unwrap();
+    assert_eq!(empty.shape(), &[0]);
+    let y = Tensor::cat(&[&empty, &x, &empty], 0).unwrap();
+    assert_eq!(y.to_vec().unwrap(), [1.0, 2.0, 3.0]);
+    y.sum().unwrap().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), [1.0, 1.0, 1.0]);
     // gather: a repeated index accumulates, an invalid one sends nothing.
     let x = tensor(&[1.0, 2.0, 3.0], &[3]).requires_grad();
     let index = tensor(&[2.0, 2.0, 7.0, 0.0, 2.0], &[5]);

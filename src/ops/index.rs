@@ -450,6 +450,19 @@ impl Tensor {
     /// `torch.index_select`. Host indices out of range are an error; a device tensor of indices
     /// (rank 0 or 1, f32-stored integers) is not checked: an invalid index gives NaN (see
     /// [`Indices`]). The gradient adds up over repeated indices.
+    ///
+    /// ```
+    /// # use webgrad::{Device, Tensor};
+    /// let dev = Device::new()?;
+    /// let x = Tensor::from_vec(&dev, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2])?;
+    /// let rows = x.index_select(0, &[2, 0, 2])?;
+    /// assert_eq!(rows.to_vec()?, [5.0, 6.0, 1.0, 2.0, 5.0, 6.0]);
+    /// let index = Tensor::from_vec(&dev, vec![1.0, 7.0], &[2])?; // 7 is not a row
+    /// let picked = x.index_select(0, &index)?.to_vec()?;
+    /// assert_eq!(picked[..2], [3.0, 4.0]);
+    /// assert!(picked[2].is_nan());
+    /// # Ok::<(), webgrad::Error>(())
+    /// ```
     pub fn index_select<'a>(&self, dim: isize, indices: impl Into<Indices<'a>>) -> Result<Tensor> {
         if self.rank() == 0 {
             return shape_err("index_select", "cannot index a 0-d tensor");
