@@ -313,6 +313,12 @@ fn ties_and_repeats_share_the_gradient() {
         .amax(&[], false)
         .unwrap();
     assert_eq!(plain.to_vec().unwrap(), [3.0]);
+    // A 0-d input is its own maximum.
+    let s = tensor(&[-4.0], &[]).requires_grad();
+    let m = s.amax(&[], false).unwrap();
+    assert_eq!(m.to_vec().unwrap(), [-4.0]);
+    m.backward().unwrap();
+    assert_eq!(s.grad().unwrap().to_vec().unwrap(), [1.0]);
     // More index positions than one invocation may loop over: the chunked scatter-add.
     let n = 17_000;
     let list: Vec<usize> = (0..n).map(|j| j % 3).collect();

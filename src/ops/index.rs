@@ -650,9 +650,13 @@ impl Tensor {
             );
         }
         let x = self.detach();
-        let mut m = x.copy()?;
+        let mut m = x.clone();
         for &d in &r.dims {
             m = m.max_dim(d as isize, true)?.0;
+        }
+        if r.dims.is_empty() {
+            // A 0-d input: the result must not share its storage.
+            m = x.copy()?;
         }
         let weights = if crate::tape::is_grad_enabled() && self.is_requires_grad() {
             let mask = equal(&x, &m.expand(self.shape())?)?;
