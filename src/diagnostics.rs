@@ -23,7 +23,7 @@ pub struct ShaderCheck {
 }
 
 /// Every shader module webgrad dispatches from, and whether it needs subgroup operations.
-fn all_shaders() -> [(&'static Shader, bool); 15] {
+fn all_shaders() -> [(&'static Shader, bool); 16] {
     use crate::backend::{cpu, portable};
     use crate::ops;
     [
@@ -34,6 +34,7 @@ fn all_shaders() -> [(&'static Shader, bool); 15] {
         (&ops::loss::SHADER, false),
         (&ops::layout::SHADER, false),
         (&ops::fill::SHADER, false),
+        (&ops::index::SHADER, false),
         (&ops::dropout::SHADER, false),
         (&ops::batch_norm::SHADER, false),
         (&crate::optim::SHADER, false),

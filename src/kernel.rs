@@ -799,7 +799,7 @@ mod tests {
     fn mirrors() -> Vec<Mirror> {
         use crate::backend::conv::ConvParams;
         use crate::backend::gemm::MatmulParams;
-        use crate::ops::{batch_norm, binary, dropout, fill, layout, loss};
+        use crate::ops::{batch_norm, binary, dropout, fill, index, layout, loss};
         use crate::ops::{reduce, softmax, unary};
         vec![
             mirror::<batch_norm::BatchNormParams>(),
@@ -807,6 +807,7 @@ mod tests {
             mirror::<ConvParams>(),
             mirror::<dropout::DropoutParams>(),
             mirror::<fill::FillParams>(),
+            mirror::<index::IndexParams>(),
             mirror::<layout::LayoutParams>(),
             mirror::<loss::LossParams>(),
             mirror::<MatmulParams>(),
@@ -955,7 +956,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(checked, 16, "shaders with a Params struct");
+        assert_eq!(checked, 17, "shaders with a Params struct");
     }
 
     /// One buffer in a writable binding and another: an error naming the kernel, from the

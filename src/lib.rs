@@ -52,6 +52,7 @@ pub use error::{Error, Result};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport};
 pub use ops::batch_norm::BatchNormArgs;
 pub use ops::conv::{conv2d_output_size, receptive_field, Conv2dParams};
+pub use ops::index::Indices;
 pub use ops::loss::{ClassTargets, CrossEntropyOptions, NllLossOptions, Reduction};
 pub use ops::pool::Pool2dParams;
 pub use ops::unary::GeluApproximate;

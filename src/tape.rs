@@ -81,6 +81,12 @@ pub(crate) enum Op {
     CrossEntropy(ops::loss::CrossEntropySaved),
     /// nll_loss, and cross_entropy with options: inputs x, targets and any class weights.
     ClassLoss(ops::loss::ClassLossSaved),
+    /// narrow, index_select, gather: inputs x and any index tensor.
+    Take(ops::index::TakeSaved),
+    Cat(ops::index::CatSaved),
+    /// where: inputs a, b (both expanded) and the expanded condition.
+    Where(ops::index::WhereSaved),
+    Amax(ops::index::AmaxSaved),
 }
 
 fn needs(inputs: &[Tensor]) -> Vec<bool> {
@@ -110,6 +116,10 @@ impl Op {
             Op::Loss(_) => "loss".into(),
             Op::CrossEntropy(_) => "cross_entropy".into(),
             Op::ClassLoss(s) => s.op.into(),
+            Op::Take(s) => s.op.into(),
+            Op::Cat(_) => "cat".into(),
+            Op::Where(_) => "where".into(),
+            Op::Amax(_) => "amax".into(),
         }
     }
 
@@ -144,6 +154,9 @@ impl Op {
             Op::CrossEntropy(_) => (&[0], false),
             Op::ClassLoss(s) if s.weighted() => (&[0, 1, 2], false),
             Op::ClassLoss(_) => (&[0, 1], false),
+            Op::Take(s) if s.has_indices() => (&[1], false),
+            Op::Take(_) | Op::Cat(_) | Op::Amax(_) => (&[], false),
+            Op::Where(_) => (&[2], false),
         };
         SavedTensors { inputs, output }
     }
@@ -174,6 +187,10 @@ impl Op {
             Op::Loss(s) => ops::loss::backward(s, grad)?,
             Op::CrossEntropy(s) => vec![Some(ops::loss::cross_entropy_backward(s, grad)?)],
             Op::ClassLoss(s) => vec![Some(ops::loss::class_loss_backward(s, grad)?)],
+            Op::Take(s) => ops::index::take_backward(s, grad)?,
+            Op::Cat(s) => ops::index::cat_backward(s, grad, &needs(inputs))?,
+            Op::Where(s) => ops::index::where_backward(s, grad, &needs(inputs))?,
+            Op::Amax(s) => vec![Some(ops::index::amax_backward(s, grad)?)],
         })
     }
 }

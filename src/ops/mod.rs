@@ -5,6 +5,7 @@ pub(crate) mod binary;
 pub(crate) mod conv;
 pub(crate) mod dropout;
 pub(crate) mod fill;
+pub(crate) mod index;
 pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;
