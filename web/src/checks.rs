@@ -28,19 +28,30 @@ fn checks_json(checks: &[Check]) -> Value {
 }
 
 /// PyTorch's reference cases on the default device's adapter: for every kernel class it can
-/// run, the checks of `ops.safetensors` and of the LeNet-5 step, and the device's error state
-/// afterwards (a pipeline the browser refused shows there).
+/// run, the checks of every op-case file (`files`: name and bytes, e.g. `ops.safetensors`) and
+/// of the LeNet-5 step, and the device's error state afterwards (a pipeline the browser refused
+/// shows there).
 ///
 /// `only`: run only the cases whose name contains it (and the LeNet-5 step only if it is
 /// `lenet`), for a look at one case.
-pub async fn references(ops: &[u8], lenet: &[u8], only: Option<&str>) -> Result<Value> {
-    let ops = Reference::parse(ops, "ops.safetensors")?;
+pub async fn references(
+    files: &[(&str, &[u8])],
+    lenet: &[u8],
+    only: Option<&str>,
+) -> Result<Value> {
+    let sets = files
+        .iter()
+        .map(|(name, bytes)| Reference::parse(bytes, name))
+        .collect::<Result<Vec<_>>>()?;
     let lenet = Reference::parse(lenet, "lenet5_step.safetensors")?;
     let dev = Device::new_async().await?;
     let mut classes = Vec::new();
     for class in dev.runnable_kernel_classes() {
         let d = Device::with_options_async(DeviceOptions::default().force_kernels(class)).await?;
-        let mut checks = run_ops(&ops, &d, only).await;
+        let mut checks = Vec::new();
+        for set in &sets {
+            checks.extend(run_ops(set, &d, only).await);
+        }
         if only.is_none_or(|o| o == "lenet") {
             checks.extend(run_lenet_step(&lenet, &d).await?);
         }

@@ -184,12 +184,28 @@ where
     promise(async move { Ok(JsValue::from_str(&f.await?.to_string())) })
 }
 
-/// The page test of PyTorch's reference cases (`ops.safetensors`, `lenet5_step.safetensors`)
-/// under every kernel class the adapter can run (only the cases whose name contains `only`, if
-/// given): resolves to a JSON report ([`checks::references`]).
+/// The page test of PyTorch's reference cases under every kernel class the adapter can run:
+/// the op families of `ops.safetensors`, `activations.safetensors`, `losses.safetensors` and
+/// `norms.safetensors`, and the LeNet-5 step (`lenet5_step.safetensors`); only the cases whose
+/// name contains `only`, if given. Resolves to a JSON report ([`checks::references`]).
 #[wasm_bindgen(js_name = checkReferences)]
-pub fn check_references(ops: Vec<u8>, lenet: Vec<u8>, only: Option<String>) -> Promise {
-    report(async move { checks::references(&ops, &lenet, only.as_deref()).await })
+pub fn check_references(
+    ops: Vec<u8>,
+    activations: Vec<u8>,
+    losses: Vec<u8>,
+    norms: Vec<u8>,
+    lenet: Vec<u8>,
+    only: Option<String>,
+) -> Promise {
+    report(async move {
+        let files: [(&str, &[u8]); 4] = [
+            ("ops.safetensors", &ops),
+            ("activations.safetensors", &activations),
+            ("losses.safetensors", &losses),
+            ("norms.safetensors", &norms),
+        ];
+        checks::references(&files, &lenet, only.as_deref()).await
+    })
 }
 
 /// The browser's WGSL compiler on every shader module: resolves to a JSON report

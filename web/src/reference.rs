@@ -1,5 +1,6 @@
 //! PyTorch's reference values (`tests/reference/`, see its README) run against webgrad on any
-//! device: every case of `ops.safetensors` (an op family's forward and backward), and the
+//! device: every case of `ops.safetensors`, `activations.safetensors`, `losses.safetensors` and
+//! `norms.safetensors` (an op family's forward and backward), and the
 //! LeNet-5 step of `lenet5_step.safetensors` (logits, loss, every gradient, 3 SGD-momentum and 3
 //! Adam steps). The tolerances are the native tests' (`tests/*.rs`). Every readback awaits, so
 //! the same code runs in a page and natively.
@@ -12,7 +13,8 @@ use webgrad::nn::{Module, Sequential};
 use webgrad::optim::{Adam, Optimizer, Sgd};
 use webgrad::weights::{load_bytes, HostTensor};
 use webgrad::{
-    BatchNormArgs, Conv2dParams, Device, Error, Pool2dParams, Reduction, Result, Tensor,
+    BatchNormArgs, Conv2dParams, CrossEntropyOptions, Device, Error, NllLossOptions, Pool2dParams,
+    Reduction, Result, Tensor,
 };
 
 /// A reference file: tensors named `CASE.ROLE` and each case's JSON metadata.
@@ -85,6 +87,15 @@ impl Reference {
         Ok(self.tensor(dev, case, role)?.requires_grad())
     }
 
+    fn signed_classes(&self, case: &str, role: &str) -> Result<Vec<i64>> {
+        Ok(self
+            .host(case, role)?
+            .data
+            .iter()
+            .map(|&v| v as i64)
+            .collect())
+    }
+
     fn classes(&self, case: &str, role: &str) -> Result<Vec<usize>> {
         Ok(self
             .host(case, role)?
@@ -132,7 +143,13 @@ impl Reference {
         let mut worst = 0.0f64;
         let mut at = 0;
         for (i, (&g, &w)) in got.iter().zip(&want.data).enumerate() {
-            let ratio = (g as f64 - w as f64).abs() / (atol + rtol * (w as f64).abs());
+            // NaN where PyTorch has NaN (a mean over no target), an infinity where it has the
+            // same one: equal.
+            let same = (g.is_nan() && w.is_nan()) || (g.is_infinite() && g == w);
+            let ratio = match same {
+                true => 0.0,
+                false => (g as f64 - w as f64).abs() / (atol + rtol * (w as f64).abs()),
+            };
             // NaN compares false: count it as the worst.
             if ratio.is_nan() || ratio > worst {
                 worst = if ratio.is_nan() { f64::INFINITY } else { ratio };
@@ -187,16 +204,81 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
     let op = m["op"].as_str().unwrap_or_default().to_string();
     // (inputs that get gradients, output, tolerance of the output, of the gradients)
     let (leaves, out, tol, grad_tol): (Vec<(&str, Tensor)>, Tensor, _, _) = match op.as_str() {
-        "relu" | "sigmoid" | "tanh" | "exp" | "log" => {
+        "relu" | "sigmoid" | "tanh" | "exp" | "log" | "leaky_relu" | "elu" | "gelu" | "silu"
+        | "softplus" | "hardtanh" | "clamp" => {
             let x = r.leaf(dev, case, "input")?;
+            let f = |key: &str, default: f64| m[key].as_f64().unwrap_or(default) as f32;
             let y = match op.as_str() {
                 "relu" => x.relu(),
                 "sigmoid" => x.sigmoid(),
                 "tanh" => x.tanh(),
                 "exp" => x.exp(),
-                _ => x.log(),
+                "log" => x.log(),
+                "leaky_relu" => x.leaky_relu(f("negative_slope", 0.01)),
+                "elu" => x.elu(f("alpha", 1.0)),
+                "gelu" => x.gelu(m["approximate"].as_str().unwrap_or("none").parse()?),
+                "silu" => x.silu(),
+                "softplus" => x.softplus(f("beta", 1.0), f("threshold", 20.0)),
+                "hardtanh" => x.hardtanh(f("min_val", -1.0), f("max_val", 1.0)),
+                _ => x.clamp(f("min", f64::NEG_INFINITY), f("max", f64::INFINITY)),
             }?;
             (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
+        }
+        "nll_loss" => {
+            let x = r.leaf(dev, case, "input")?;
+            let mut o = NllLossOptions::default()
+                .ignore_index(m["ignore_index"].as_i64().unwrap_or(-100))
+                .reduction(reduction(&m)?);
+            if r.has(case, "weight") {
+                o = o.weight(&r.tensor(dev, case, "weight")?);
+            }
+            let y = x.nll_loss_with(&r.signed_classes(case, "target")?, &o)?;
+            (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
+        }
+        "layer_norm" | "group_norm" => {
+            let x = r.leaf(dev, case, "input")?;
+            let (w, b) = match r.has(case, "weight") {
+                true => (
+                    Some(r.leaf(dev, case, "weight")?),
+                    Some(r.leaf(dev, case, "bias")?),
+                ),
+                false => (None, None),
+            };
+            let eps = m["eps"].as_f64().unwrap_or(1e-5) as f32;
+            let y = if op == "layer_norm" {
+                let shape: Vec<usize> = m["normalized_shape"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_u64())
+                            .map(|v| v as usize)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                x.layer_norm(&shape, w.as_ref(), b.as_ref(), eps)?
+            } else {
+                let groups = m["num_groups"].as_u64().unwrap_or(1) as usize;
+                x.group_norm(groups, w.as_ref(), b.as_ref(), eps)?
+            };
+            // The native test's tolerances, looser where the inputs sit near 1000.
+            let (atol, gatol) = match case.contains("offset") {
+                true => (1e-4, 5e-4),
+                false => (1e-5, 1e-4),
+            };
+            y.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+            let mut checks = vec![
+                r.compare(&y, case, "output", (atol, 1e-4)).await,
+                r.compare(&grad(&x)?, case, "grad_input", (gatol, 1e-4))
+                    .await,
+            ];
+            if let (Some(w), Some(b)) = (w, b) {
+                checks.push(
+                    r.compare(&grad(&w)?, case, "grad_weight", (gatol, 1e-4))
+                        .await,
+                );
+                checks.push(r.compare(&grad(&b)?, case, "grad_bias", CONV).await);
+            }
+            return Ok(checks);
         }
         "add" | "sub" | "mul" | "div" | "matmul" => {
             let a = r.leaf(dev, case, "a")?;
@@ -253,7 +335,7 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
             }?;
             (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
         }
-        "batch_norm2d" => return batch_norm_case(r, dev, case, &m).await,
+        "batch_norm2d" | "batch_norm" => return batch_norm_case(r, dev, case, &m).await,
         "softmax" | "log_softmax" => {
             let x = r.leaf(dev, case, "input")?;
             let dim = m["dim"].as_i64().unwrap_or(-1) as isize;
@@ -275,10 +357,24 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
             let tol = if op == "sum" { PRODUCT } else { ELEMENTWISE };
             (vec![("input", x)], y, tol, REDUCE_GRAD)
         }
-        "cross_entropy" => {
+        // ops.safetensors' case has PyTorch's default options (the fused path); losses.safetensors'
+        // name theirs.
+        "cross_entropy" if m.get("ignore_index").is_none() => {
             let x = r.leaf(dev, case, "input")?;
             let y = x.cross_entropy(&r.classes(case, "target")?, reduction(&m)?)?;
             (vec![("input", x)], y, ELEMENTWISE, LOSS_GRAD)
+        }
+        "cross_entropy" => {
+            let x = r.leaf(dev, case, "input")?;
+            let mut o = CrossEntropyOptions::default()
+                .ignore_index(m["ignore_index"].as_i64().unwrap_or(-100))
+                .reduction(reduction(&m)?)
+                .label_smoothing(m["label_smoothing"].as_f64().unwrap_or(0.0) as f32);
+            if r.has(case, "weight") {
+                o = o.weight(&r.tensor(dev, case, "weight")?);
+            }
+            let y = x.cross_entropy_with(&r.signed_classes(case, "target")?, &o)?;
+            (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
         }
         "mse_loss" | "binary_cross_entropy_with_logits" => {
             let x = r.leaf(dev, case, "input")?;
@@ -317,7 +413,7 @@ async fn batch_norm_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> 
     let c = x.shape()[1];
     let running_mean = Tensor::zeros(dev, &[c])?;
     let running_var = Tensor::ones(dev, &[c])?;
-    let y = x.batch_norm2d(BatchNormArgs {
+    let args = BatchNormArgs {
         running_mean: Some(&running_mean),
         running_var: Some(&running_var),
         weight: Some(&w),
@@ -325,22 +421,29 @@ async fn batch_norm_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> 
         training: m["training"].as_bool().unwrap_or(true),
         momentum: m["momentum"].as_f64().unwrap_or(0.1) as f32,
         eps: m["eps"].as_f64().unwrap_or(1e-5) as f32,
-    })?;
+    };
+    // batch_norm2d for [N, C, H, W]; batch_norm1d for [N, C] and [N, C, L].
+    let y = match x.rank() {
+        4 => x.batch_norm2d(args)?,
+        _ => x.batch_norm1d(args)?,
+    };
     y.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+    // The native tests' tolerances: batch_norm2d's, and tests/norm.rs's for batch_norm1d.
+    let grads = if x.rank() == 4 { CONV } else { (1e-4, 1e-4) };
     Ok(vec![
         r.compare(&y, case, "output", CONV).await,
         r.compare(&running_mean, case, "running_mean_after", ELEMENTWISE)
             .await,
         r.compare(&running_var, case, "running_var_after", ELEMENTWISE)
             .await,
-        r.compare(&grad(&x)?, case, "grad_input", CONV).await,
-        r.compare(&grad(&w)?, case, "grad_weight", CONV).await,
+        r.compare(&grad(&x)?, case, "grad_input", grads).await,
+        r.compare(&grad(&w)?, case, "grad_weight", grads).await,
         r.compare(&grad(&b)?, case, "grad_bias", CONV).await,
     ])
 }
 
-/// Every case of `ops.safetensors` (whose name contains `only`, if given); a case that fails
-/// to run is one failed check.
+/// Every case of an op-case file (whose name contains `only`, if given); a case that fails to
+/// run is one failed check.
 pub async fn run_ops(r: &Reference, dev: &Device, only: Option<&str>) -> Vec<Check> {
     let mut out = Vec::new();
     for case in r.cases() {

@@ -20,14 +20,17 @@ fn reference(name: &str) -> Reference {
 #[test]
 fn the_reference_runner_passes_natively() {
     let dev = Device::new().unwrap();
-    let ops = reference("ops.safetensors");
-    let mut checks = pollster::block_on(run_ops(&ops, &dev, None));
+    let mut checks = Vec::new();
+    for file in ["ops", "activations", "losses", "norms"] {
+        let r = reference(&format!("{file}.safetensors"));
+        checks.extend(pollster::block_on(run_ops(&r, &dev, None)));
+    }
     checks.extend(
         pollster::block_on(run_lenet_step(&reference("lenet5_step.safetensors"), &dev)).unwrap(),
     );
     let failed: Vec<_> = checks.iter().filter(|c| !c.ok).collect();
     assert!(failed.is_empty(), "{failed:?}");
-    assert!(checks.len() >= 117, "{} checks", checks.len());
+    assert!(checks.len() >= 250, "{} checks", checks.len());
 }
 
 #[test]

@@ -1,7 +1,8 @@
 // The page tests (`npm test` in web/, after `bash web/build.sh`): headless Chromium's WebGPU
 // (SwiftShader where there is no GPU) runs webgrad compiled to WebAssembly.
 // - every shader module through Chromium's WGSL compiler (Tint): no errors;
-// - PyTorch's reference values (tests/reference/) for every op family and the LeNet-5 step,
+// - PyTorch's reference values (tests/reference/: ops, activations, losses, norms) for every
+//   op family and the LeNet-5 step,
 //   under every kernel class the adapter can run, within the native tests' tolerances;
 // - the blocking calls return the documented error;
 // - the demo page trains LeNet-5 for one epoch of the bundled digits to at least 90% test
@@ -63,7 +64,9 @@ test("op families and the LeNet-5 step match PyTorch in the page", { timeout: 90
     assert.equal(c.device_error, null, `${c.class} kernels: device error`);
     // Every op family and the LeNet-5 step ran.
     for (const name of ["conv2d_groups2.grad_weight", "max_pool2d_k2.grad_input",
-      "batch_norm2d_train.grad_input", "cross_entropy.grad_input", "loss", "adam3.fc3.bias"]) {
+      "batch_norm2d_train.grad_input", "cross_entropy.grad_input", "loss", "adam3.fc3.bias",
+      "gelu_tanh.grad_input", "ce_smooth_weight_ignore_mean.grad_input",
+      "group_norm_nchw.grad_weight", "batch_norm1d_ncl.running_var_after"]) {
       assert.ok(c.checks.some((x) => x.name === name), `${c.class}: ${name} checked`);
     }
   }
