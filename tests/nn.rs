@@ -76,8 +76,13 @@ fn sequential_names_parameters_and_switches_modes() {
         "eval mode is deterministic (no dropout, running statistics)"
     );
     m.set_training(true);
+    // Dropout draws a new mask per call in training mode. (Counting zeros against eval mode
+    // would depend on the initial weights, which the tests sharing this device draw in any
+    // order: with a conv channel negative everywhere, eval mode has as many zeros.)
     let c = m.forward(&x).unwrap().to_vec().unwrap();
-    assert!(c.iter().filter(|&&v| v == 0.0).count() > a.iter().filter(|&&v| v == 0.0).count());
+    let d = m.forward(&x).unwrap().to_vec().unwrap();
+    assert_ne!(c, d, "training mode drops a different half each call");
+    assert!(c.iter().any(|&v| v == 0.0));
 }
 
 #[test]
