@@ -262,9 +262,93 @@ pub(crate) fn gemm(dev: &Device, g: &Gemm) -> Result<()> {
         return Ok(());
     }
     let policy = dev.policy();
+    if let Some(done) = split_thin(dev, g)? {
+        return Ok(done);
+    }
     let pieces = g.pieces(policy.gemm_k_step());
     match policy.gemm_schedule() {
         GemmSchedule::Tiles => portable::matmul::run(dev, g, &pieces),
         GemmSchedule::Blocks => cpu::matmul::run(dev, g, &pieces),
     }
+}
+
+/// Most scratch values (16 MiB) a split product may use; larger ones run unsplit.
+const SPLIT_SCRATCH_MAX: usize = 1 << 22;
+
+/// Runs a thin product with a long sum (where the policy splits it: a few output tiles, many
+/// terms each) as parallel slices into a scratch buffer, then sums the slices into C with a
+/// second product, `ones[1, slices] x scratch[slices, m * n]`, which also accumulates. With
+/// `sum_batch` the slices are the batch's products; otherwise k is cut into equal slices, and
+/// the rest of k (fewer terms than a slice) is added last. `None` where it does not apply:
+/// one output batch and no epilogue but accumulation.
+fn split_thin(dev: &Device, g: &Gemm) -> Result<Option<()>> {
+    let one_output = g.sum_batch || g.batch == 1;
+    if !one_output || g.bias.is_some() || g.relu || g.a_row_sums.is_some() {
+        return Ok(None);
+    }
+    let (tile_m, tile_n) = GemmKernel::Tiled.tile();
+    let tiles = g.m.div_ceil(tile_m) * g.n.div_ceil(tile_n);
+    let serial = g.k * if g.sum_batch { g.batch } else { 1 };
+    let slices = dev.policy().gemm_slices(tiles, serial);
+    if slices < 2 {
+        return Ok(None);
+    }
+    // A sum over a batch of many more products than slices keeps its in-kernel sum (one
+    // workgroup per product would mostly compute padding of its tile).
+    let by_batch = g.sum_batch && g.batch > 1;
+    if by_batch && g.batch > 2 * slices {
+        return Ok(None);
+    }
+    let (parts, k_slice) = if by_batch {
+        (g.batch, g.k)
+    } else {
+        (slices, g.k / slices)
+    };
+    let mn = g.m * g.n;
+    if parts * mn > SPLIT_SCRATCH_MAX {
+        return Ok(None);
+    }
+    let scratch = dev.storage(parts * mn)?;
+    let sliced = |op: Operand<'_>, step: usize| -> usize {
+        if by_batch {
+            op.batch_stride
+        } else {
+            k_slice * step
+        }
+    };
+    let a = g.a.batch_stride(sliced(g.a, g.a.col_stride));
+    let b = g.b.batch_stride(sliced(g.b, g.b.row_stride));
+    gemm(
+        dev,
+        &Gemm::new(a, b, scratch.buffer(), parts, g.m, g.n, k_slice),
+    )?;
+    let ones = crate::Tensor::full(dev, &[parts], 1.0)?;
+    let mut total = Gemm::new(
+        Operand::rows(ones.buffer(), 1, parts, false),
+        Operand::rows(scratch.buffer(), parts, mn, false),
+        g.c,
+        1,
+        1,
+        mn,
+        parts,
+    );
+    total.c_offset = g.c_offset;
+    total.accumulate = g.accumulate;
+    gemm(dev, &total)?;
+    let done = parts * k_slice;
+    if !by_batch && done < g.k {
+        let mut rest = Gemm::new(
+            g.a.at(g.a.offset + done * g.a.col_stride),
+            g.b.at(g.b.offset + done * g.b.row_stride),
+            g.c,
+            1,
+            g.m,
+            g.n,
+            g.k - done,
+        );
+        rest.c_offset = g.c_offset;
+        rest.accumulate = true;
+        gemm(dev, &rest)?;
+    }
+    Ok(Some(()))
 }

@@ -13,6 +13,15 @@ use super::caps::{AdapterClass, Caps};
 /// invocation's serial work (and index products on 32-bit targets) bounded.
 pub const UNBUDGETED_LOOP_LIMIT: usize = 1 << 24;
 
+/// Most values one GPU invocation sums in sequence. A long serial sum leaves a GPU idle and,
+/// in float32, drifts: on an H200 one invocation summing 10,000 broadcast positions missed the
+/// float64 sum by more than 1e-2, where a sum in stages does not.
+pub const GPU_SERIAL_SUM: usize = 2048;
+
+/// Workgroups a GPU product should have in flight before its k is split across more of them
+/// (a few per streaming multiprocessor of a large GPU).
+pub const GPU_BUSY_WORKGROUPS: usize = 256;
+
 /// How a general matrix product is scheduled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmSchedule {
@@ -118,6 +127,16 @@ impl Policy {
         self.caps.loop_budget.unwrap_or(UNBUDGETED_LOOP_LIMIT)
     }
 
+    /// Most values one invocation sums (or scans) in sequence before a reduction is staged:
+    /// the loop limit on CPU adapters, where invocations are few and the budget bounds them;
+    /// at most [`GPU_SERIAL_SUM`] for the GPU kernels, for occupancy and float32 precision.
+    pub fn serial_sum_limit(&self) -> usize {
+        match self.class {
+            AdapterClass::Gpu => self.loop_limit().min(GPU_SERIAL_SUM),
+            AdapterClass::Cpu | AdapterClass::CpuSimd8 => self.loop_limit(),
+        }
+    }
+
     /// conv_backward_weight's taps per block and SLIDE_KW (CPU kernels): blocks of whole
     /// kernel rows slid along the output columns where `slides` (the column stride equals the
     /// column dilation) and a row of `kw` taps fits the adapter's unroll width; else as many
@@ -173,6 +192,21 @@ impl Policy {
         }
     }
 
+    /// How many parallel slices a tiled product with `tiles` output tiles and a serial sum of
+    /// `serial_k` terms per output (k, times the batch when summed over) is split into: on
+    /// GPUs, a thin product with a long sum (a convolution's weight gradient: 150 outputs,
+    /// 50,176 terms) otherwise runs on one or two workgroups. Each slice keeps at least
+    /// `GPU_SERIAL_SUM / 4` terms; 1 means no split (always on CPU adapters, whose few cores
+    /// are busy with any product).
+    pub fn gemm_slices(&self, tiles: usize, serial_k: usize) -> usize {
+        if self.gemm_schedule() != GemmSchedule::Tiles || tiles >= GPU_BUSY_WORKGROUPS / 2 {
+            return 1;
+        }
+        let by_work = serial_k / (GPU_SERIAL_SUM / 4);
+        let by_occupancy = GPU_BUSY_WORKGROUPS.div_ceil(tiles.max(1));
+        by_work.min(by_occupancy).max(1)
+    }
+
     /// Whether a one-batch product of these sizes runs matmul_rows in one piece, which can also
     /// sum A's rows (a narrow Linear's bias gradient along with its weight gradient).
     pub fn gemm_sums_rows(&self, m: usize, n: usize, k: usize) -> bool {
@@ -215,7 +249,7 @@ impl Policy {
     /// over images) rather than by one workgroup per channel: on CPU adapters, which it keeps
     /// busier, and wherever one workgroup's loops could not cover a channel's values.
     pub fn conv_bias_grad_staged(&self, values_per_channel: usize) -> bool {
-        self.class.is_cpu() || values_per_channel.div_ceil(256) > self.loop_limit()
+        self.class.is_cpu() || values_per_channel.div_ceil(256) > self.serial_sum_limit()
     }
 
     // ---- reductions and fused epilogues
@@ -307,6 +341,30 @@ mod tests {
     }
 
     #[test]
+    fn gpus_stage_long_sums_and_split_thin_products() {
+        let gpu = policy(AdapterClass::Gpu);
+        assert_eq!(gpu.serial_sum_limit(), GPU_SERIAL_SUM);
+        assert_eq!(
+            policy(AdapterClass::Cpu).serial_sum_limit(),
+            LLVMPIPE_LOOP_BUDGET
+        );
+        // LeNet's conv1 weight gradient: one 64x64 tile, 64 images x 784 positions.
+        assert_eq!(gpu.gemm_slices(1, 64 * 784), 98);
+        assert_eq!(gpu.gemm_slices(4, 1 << 20), GPU_BUSY_WORKGROUPS / 4);
+        assert_eq!(gpu.gemm_slices(1, 400), 1, "short sums stay whole");
+        assert_eq!(
+            gpu.gemm_slices(GPU_BUSY_WORKGROUPS, 1 << 20),
+            1,
+            "busy enough"
+        );
+        assert_eq!(policy(AdapterClass::Cpu).gemm_slices(1, 1 << 20), 1);
+        // The forced GPU class on a budgeted CPU adapter stages as a GPU does.
+        let forced = Policy::new(caps(AdapterClass::Cpu), Some(AdapterClass::Gpu)).unwrap();
+        assert_eq!(forced.serial_sum_limit(), GPU_SERIAL_SUM);
+        assert_eq!(forced.gemm_slices(1, 64 * 784), 98);
+    }
+
+    #[test]
     fn only_a_budgeted_driver_stages_loops_at_its_budget() {
         assert_eq!(policy(AdapterClass::Cpu).loop_limit(), LLVMPIPE_LOOP_BUDGET);
         assert_eq!(
@@ -337,7 +395,8 @@ mod tests {
             ConvLowering::Im2col
         );
         assert!(policy(AdapterClass::Cpu).conv_bias_grad_staged(10));
-        assert!(!policy(AdapterClass::Gpu).conv_bias_grad_staged(1 << 20));
+        assert!(!policy(AdapterClass::Gpu).conv_bias_grad_staged(256 * GPU_SERIAL_SUM));
+        assert!(policy(AdapterClass::Gpu).conv_bias_grad_staged(256 * GPU_SERIAL_SUM + 1));
         let budgeted = Policy::new(caps(AdapterClass::Cpu), Some(AdapterClass::Gpu)).unwrap();
         assert!(budgeted.conv_bias_grad_staged(256 * LLVMPIPE_LOOP_BUDGET + 1));
     }

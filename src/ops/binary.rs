@@ -130,7 +130,7 @@ fn grad_of(s: &Saved, g: &Tensor, side: u32) -> Result<Tensor> {
             groups(n),
         )?;
     } else if (numel(&s.out_shape) / n.max(1)) * (s.out_shape.len() + 1)
-        <= dev.policy().loop_limit()
+        <= dev.policy().serial_sum_limit()
     {
         let p = params(n, &s.out_shape, s.a.shape(), s.b.shape(), target);
         let entry = "binary_backward_broadcast";
@@ -187,7 +187,7 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let t = pad_shape(shape, rank);
     let red_count = g.numel() / numel(shape).max(1);
     let dev = g.device();
-    if red_count * (rank + 1) > dev.policy().loop_limit() {
+    if red_count * (rank + 1) > dev.policy().serial_sum_limit() {
         // Too many positions for one invocation: sum one broadcast dim at a time instead.
         let mut acc = g.clone();
         for (d, (&td, &gd)) in t.iter().zip(g.shape()).enumerate() {

@@ -186,7 +186,7 @@ pub(crate) fn take_backward(s: &TakeSaved, g: &Tensor) -> Result<Vec<Option<Tens
     let sources = a.outer * a.n * a.inner;
     let chunk = match s.mode {
         Mode::Range => a.m,
-        _ => a.m.min(dev.policy().loop_limit()),
+        _ => a.m.min(dev.policy().serial_sum_limit()),
     }
     .max(1);
     let chunks = a.m.div_ceil(chunk).max(1);

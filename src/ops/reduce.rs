@@ -95,7 +95,7 @@ fn sum_rows_raw(x: &wgpu::Buffer, dev: &Device, rows: Rows, scale: f32) -> Resul
     }
     // One workgroup per output (a tree reduction with barriers) where the policy says so.
     let wide = dev.policy().sum_rows_wide(outputs, rows.n);
-    let limit = dev.policy().loop_limit();
+    let limit = dev.policy().serial_sum_limit();
     let (entry, reach) = if wide {
         ("sum_rows_wide", limit.saturating_mul(256))
     } else {
@@ -216,7 +216,7 @@ impl Tensor {
         let outputs = rows.outer * rows.inner;
         let values = dev.storage(outputs)?;
         let indices = Tensor::uninit(dev, &out_shape)?;
-        let limit = dev.policy().loop_limit();
+        let limit = dev.policy().serial_sum_limit();
         if rows.n <= limit {
             dev.dispatch(
                 &SHADER,
