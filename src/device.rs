@@ -275,7 +275,21 @@ impl Device {
                     | wgpu::Backends::BROWSER_WEBGPU
             }
         };
-        let adapters = find_adapters(backends).await;
+        // An adapter without compute shaders (a GL context below ES 3.1 / GL 4.3) can open a
+        // device but create no pipeline: leave it out, and name it if nothing else is left.
+        let (adapters, no_compute): (Vec<_>, Vec<_>) =
+            find_adapters(backends).await.into_iter().partition(|a| {
+                a.get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            });
+        let no_compute: Vec<String> = no_compute
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?})", i.name, i.backend)
+            })
+            .collect();
         let found: Vec<String> = adapters
             .iter()
             .map(|a| {
@@ -299,7 +313,12 @@ impl Device {
                 "on Linux without a GPU, install a software Vulkan driver: \
                  `apt-get install mesa-vulkan-drivers` (lavapipe)"
             };
-            return Err(Error::NoAdapter(if found.is_empty() {
+            return Err(Error::NoAdapter(if found.is_empty() && !no_compute.is_empty() {
+                format!(
+                    "no adapter for {backends:?} runs compute shaders: [{}] lack them",
+                    no_compute.join(", ")
+                )
+            } else if found.is_empty() {
                 format!("wgpu found no adapter for {backends:?}; {hint}")
             } else {
                 format!(
