@@ -4,15 +4,17 @@
 mod init;
 mod layers;
 mod loss;
+mod pad;
 mod sequential;
 mod summary;
 
 pub use layers::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GroupNorm,
-    Hardtanh, LayerNorm, LeakyReLU, Linear, LinearConfig, MaxPool2d, ReLU, SiLU, Sigmoid, Softplus,
-    Tanh, ELU, GELU,
+    Hardtanh, LayerNorm, LeakyReLU, Linear, LinearConfig, MaxPool2d, PaddingMode, ReLU, SiLU,
+    Sigmoid, Softplus, Tanh, ELU, GELU,
 };
 pub use loss::{CrossEntropyLoss, LogSoftmax, NLLLoss};
+pub use pad::{CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d};
 pub use sequential::Sequential;
 pub use summary::{summary, LayerSummary};
 
