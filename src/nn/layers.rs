@@ -443,6 +443,9 @@ impl Module for Dropout {
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }
+    fn is_training(&self) -> Option<bool> {
+        Some(self.training)
+    }
     fn describe(&self) -> String {
         format!("Dropout(p={})", self.p)
     }
@@ -510,6 +513,9 @@ impl Module for $name {
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;
+    }
+    fn is_training(&self) -> Option<bool> {
+        Some(self.training)
     }
     fn describe(&self) -> String {
         format!("{}({})", stringify!($name), self.weight.numel())
