@@ -28,16 +28,17 @@ struct Params {
     value: f32,
 }
 
+@group(0) @binding(0) var<uniform> p: Params;
+// src: the input (forward) or the upstream gradient (backward); dst: the output.
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+// The modes, as PadMode numbers them.
 override MODE: u32 = 0u;
 const CONSTANT: u32 = 0u;
 const REFLECT: u32 = 1u;
 const REPLICATE: u32 = 2u;
 const CIRCULAR: u32 = 3u;
-
-@group(0) @binding(0) var<uniform> p: Params;
-// src: the input (forward) or the upstream gradient (backward); dst: the output.
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 // The input coordinate that output coordinate c of axis a reads, or -1 for none (constant
 // padding).

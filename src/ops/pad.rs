@@ -197,7 +197,7 @@ impl Tensor {
         let shape = self.shape();
         let rank = shape.len();
         let pairs = pad.len() / 2;
-        if pad.len() % 2 != 0 {
+        if !pad.len().is_multiple_of(2) {
             return shape_err(
                 "pad",
                 format!(
