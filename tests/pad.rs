@@ -445,3 +445,27 @@ fn bad_input_is_an_error() {
     let x = tensor(&randn(2, 48), &[1, 3, 4, 4]);
     assert!(conv.forward(&x).is_err());
 }
+
+/// Padding a convolution's output, which is deferred until a kernel reads it (fusion.rs),
+/// and its gradient back through the convolution.
+#[test]
+fn pad_of_a_deferred_convolution() {
+    let xs = [1, 2, 5, 5];
+    let ws = [3, 2, 3, 3];
+    let (x, w) = (randn(41, numel(&xs)), randn(42, numel(&ws)));
+    let conv = |x: &Tensor, w: &Tensor| {
+        x.conv2d(w, None, Conv2dParams::default())?.relu()?.pad(
+            &[1, 1, 2, 1],
+            PadMode::Reflect,
+            0.0,
+        )
+    };
+    let y = conv(&tensor(&x, &xs), &tensor(&w, &ws)).unwrap();
+    let c = conv2d_ref(&x, &xs, &w, &ws, None, (1, 1), (0, 0), (1, 1), 1, 0..1);
+    let c: Vec<f32> = c.iter().map(|&v| v.max(0.0) as f32).collect();
+    let want = pad_ref(&c, &[1, 3, 3, 3], &[1, 1, 2, 1], PadMode::Reflect, 0.0);
+    assert_eq!(y.shape(), &[1, 3, 6, 5]);
+    assert_close(&y.to_vec().unwrap(), &want, 1e-4, 1e-4, "pad of conv2d");
+    let inputs = [tensor(&x, &xs), tensor(&w, &ws)];
+    check_grad("pad of conv2d", |t| conv(&t[0], &t[1]), &inputs, 2e-2);
+}
