@@ -18,7 +18,8 @@
 // `Preimage`): the interior position s + left, widened to a range for replicate's edges, and
 // up to two mirrored or wrapped positions. A gather, so repeated reads accumulate with no
 // atomics (WGSL has none on f32) and in a fixed order; the host keeps |P2| |P1| |P0| within
-// the policy's loop limit (else it runs one pass per axis).
+// the policy's loop limit (else it runs one pass per axis, and sums replicate edges wider
+// than the limit with tensor ops).
 
 struct Params {
     in_size: vec4<u32>,

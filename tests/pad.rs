@@ -186,7 +186,8 @@ fn pad_gradcheck() {
 }
 
 /// Replicate padding so wide that one gradient element sums more values than one kernel
-/// invocation may loop over on a CPU adapter: the backward runs one pass per dim.
+/// invocation may loop over on a CPU adapter: the backward runs one pass per dim, and sums
+/// edges wider than the limit by tensor ops.
 #[test]
 fn wide_replicate_padding_gradient() {
     let shape = [1, 2, 2, 3, 2];
@@ -200,6 +201,21 @@ fn wide_replicate_padding_gradient() {
     let want = pad_grad_ref(&g, &shape, &pad, PadMode::Replicate);
     let got = xt.grad().unwrap().to_vec().unwrap();
     assert_close(&got, &want, 1e-3, 1e-5, "wide replicate gradient");
+    // Edges wider than a CPU adapter's loop budget (8,192) along one dim: summed by tensor
+    // ops there.
+    let shape = [2, 1, 3];
+    let pad = [4100, 4200];
+    let x = randn(9, numel(&shape));
+    let xt = tensor(&x, &shape).requires_grad();
+    let y = xt.pad(&pad, PadMode::Replicate, 0.0).unwrap();
+    let want = pad_ref(&x, &shape, &pad, PadMode::Replicate, 0.0);
+    assert_close(&y.to_vec().unwrap(), &want, 0.0, 0.0, "wider replicate");
+    let (out_shape, _) = pad_map(&shape, &pad, PadMode::Replicate);
+    let g = uniform(10, numel(&out_shape), -1.0, 1.0);
+    y.backward_with(&tensor(&g, &out_shape)).unwrap();
+    let want = pad_grad_ref(&g, &shape, &pad, PadMode::Replicate);
+    let got = xt.grad().unwrap().to_vec().unwrap();
+    assert_close(&got, &want, 1e-3, 1e-5, "wider replicate gradient");
 }
 
 #[test]

@@ -143,30 +143,25 @@ fn pad_view(
 
 /// The gradient of one pass: a gather of `g` over the output positions that read each input
 /// element, in one kernel pass when the product of the axes' loop counts fits the policy's
-/// loop limit, else one pass per axis.
+/// loop limit, else one pass per axis (an axis whose replicated edges alone are wider than
+/// the limit summed by `wide_replicate_backward`).
 pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
     let dev = g.device();
     let limit = dev.policy().loop_limit();
     let reads: Vec<usize> = (0..3).map(|a| s.view.reads(a, s.mode)).collect();
-    let passes: Vec<View> = if reads.iter().product::<usize>() <= limit {
-        vec![s.view]
-    } else if let Some(a) = reads.iter().position(|&r| r > limit) {
-        let (n, l, r) = s.view.axes[a];
-        return shape_err(
-            "pad",
-            format!(
-                "the gradient of {} padding ({l}, {r}) of a dim of size {n} sums {} values per \
-                 element, more than this adapter's loop limit {limit}",
-                s.mode.name(),
-                reads[a]
-            ),
-        );
+    let passes: Vec<(usize, View)> = if reads.iter().product::<usize>() <= limit {
+        vec![(0, s.view)]
     } else {
-        (0..3).map(|a| s.view.only(a)).collect()
+        (0..3).map(|a| (a, s.view.only(a))).collect()
     };
     let mut gx = g.detach();
-    for view in passes {
+    for (a, view) in passes {
         let len = view.outer * view.axes.iter().map(|a| a.0).product::<usize>();
+        // Only replicate's loop count grows with the pads; its pass pads axis a alone.
+        if reads[a] > limit {
+            gx = wide_replicate_backward(&gx, &view, a)?;
+            continue;
+        }
         let out = Tensor::uninit(dev, &[len])?;
         if len > 0 {
             dev.dispatch_with(
@@ -181,6 +176,24 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
         gx = out;
     }
     gx.reshape(&s.in_shape)
+}
+
+/// The gradient of replicate padding along axis `a` alone, by tensor ops: with `g` seen as
+/// [before, m, after], the interior n positions plus, at the first and last, the sums of the
+/// left and right borders (`sum_dim` stages its loop within the limit).
+fn wide_replicate_backward(g: &Tensor, view: &View, a: usize) -> Result<Tensor> {
+    let (n, l, r) = view.axes[a];
+    let after: usize = view.axes[..a].iter().map(|x| x.0).product();
+    let before = view.outer * view.axes[a + 1..].iter().map(|x| x.0).product::<usize>();
+    let g = g.reshape(&[before, l + n + r, after])?;
+    let mut gx = g.narrow(1, l, n)?;
+    for (start, width, pad) in [(0, l, [0, 0, 0, n - 1]), (l + n, r, [0, 0, n - 1, 0])] {
+        if width > 0 {
+            let edge = g.narrow(1, start, width)?.sum_dim(1, true)?;
+            gx = gx.add(&edge.pad(&pad, PadMode::Constant, 0.0)?)?;
+        }
+    }
+    gx.reshape(&[before * n * after])
 }
 
 impl Tensor {
