@@ -23,7 +23,7 @@ pub struct ShaderCheck {
 }
 
 /// Every shader module webgrad dispatches from, and whether it needs subgroup operations.
-fn all_shaders() -> [(&'static Shader, bool); 16] {
+fn all_shaders() -> [(&'static Shader, bool); 17] {
     use crate::backend::{cpu, portable};
     use crate::ops;
     [
@@ -36,6 +36,7 @@ fn all_shaders() -> [(&'static Shader, bool); 16] {
         (&ops::fill::SHADER, false),
         (&ops::index::SHADER, false),
         (&ops::dropout::SHADER, false),
+        (&ops::pad::SHADER, false),
         (&ops::batch_norm::SHADER, false),
         (&crate::optim::SHADER, false),
         (&portable::matmul::SHADER, false),

@@ -799,7 +799,7 @@ mod tests {
     fn mirrors() -> Vec<Mirror> {
         use crate::backend::conv::ConvParams;
         use crate::backend::gemm::MatmulParams;
-        use crate::ops::{batch_norm, binary, dropout, fill, index, layout, loss};
+        use crate::ops::{batch_norm, binary, dropout, fill, index, layout, loss, pad};
         use crate::ops::{reduce, softmax, unary};
         vec![
             mirror::<batch_norm::BatchNormParams>(),
@@ -812,6 +812,7 @@ mod tests {
             mirror::<loss::LossParams>(),
             mirror::<MatmulParams>(),
             mirror::<crate::optim::OptimParams>(),
+            mirror::<pad::PadParams>(),
             mirror::<crate::backend::pool::PoolParams>(),
             mirror::<reduce::ReduceParams>(),
             mirror::<softmax::SoftmaxParams>(),
@@ -956,7 +957,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(checked, 17, "shaders with a Params struct");
+        assert_eq!(checked, 18, "shaders with a Params struct");
     }
 
     /// One buffer in a writable binding and another: an error naming the kernel, from the

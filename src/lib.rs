@@ -54,6 +54,7 @@ pub use ops::batch_norm::BatchNormArgs;
 pub use ops::conv::{conv2d_output_size, receptive_field, Conv2dParams};
 pub use ops::index::Indices;
 pub use ops::loss::{ClassTargets, CrossEntropyOptions, NllLossOptions, Reduction};
+pub use ops::pad::PadMode;
 pub use ops::pool::Pool2dParams;
 pub use ops::unary::GeluApproximate;
 pub use rng::Rng;

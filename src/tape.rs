@@ -87,6 +87,7 @@ pub(crate) enum Op {
     /// where: inputs a, b (both expanded) and the expanded condition.
     Where(ops::index::WhereSaved),
     Amax(ops::index::AmaxSaved),
+    Pad(ops::pad::Saved),
 }
 
 fn needs(inputs: &[Tensor]) -> Vec<bool> {
@@ -120,6 +121,7 @@ impl Op {
             Op::Cat(_) => "cat".into(),
             Op::Where(_) => "where".into(),
             Op::Amax(_) => "amax".into(),
+            Op::Pad(_) => "pad".into(),
         }
     }
 
@@ -155,7 +157,7 @@ impl Op {
             Op::ClassLoss(s) if s.weighted() => (&[0, 1, 2], false),
             Op::ClassLoss(_) => (&[0, 1], false),
             Op::Take(s) if s.has_indices() => (&[1], false),
-            Op::Take(_) | Op::Cat(_) | Op::Amax(_) => (&[], false),
+            Op::Take(_) | Op::Cat(_) | Op::Amax(_) | Op::Pad(_) => (&[], false),
             Op::Where(_) => (&[2], false),
         };
         SavedTensors { inputs, output }
@@ -191,6 +193,7 @@ impl Op {
             Op::Cat(s) => ops::index::cat_backward(s, grad, &needs(inputs))?,
             Op::Where(s) => ops::index::where_backward(s, grad, &needs(inputs))?,
             Op::Amax(s) => vec![Some(ops::index::amax_backward(s, grad)?)],
+            Op::Pad(s) => vec![Some(ops::pad::backward(s, grad)?)],
         })
     }
 }

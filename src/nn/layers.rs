@@ -6,6 +6,7 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::ops::batch_norm::BatchNormArgs;
 use crate::ops::conv::Conv2dParams;
+use crate::ops::pad::PadMode;
 use crate::ops::pool::Pool2dParams;
 use crate::ops::unary::GeluApproximate;
 use crate::tensor::Tensor;
@@ -80,7 +81,33 @@ impl Module for Linear {
     }
 }
 
-/// Options of [`Conv2d`] with PyTorch's defaults: stride 1, no padding, bias on.
+/// What [`Conv2d`]'s padding holds (PyTorch's `padding_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PaddingMode {
+    /// Zeros (`"zeros"`, the default), inside the convolution kernel.
+    #[default]
+    Zeros,
+    /// The input mirrored at its edges (`"reflect"`; padding < the input's size).
+    Reflect,
+    /// The edge values repeated (`"replicate"`).
+    Replicate,
+    /// The input wrapped around (`"circular"`; padding <= the input's size).
+    Circular,
+}
+
+impl PaddingMode {
+    /// The [`Tensor::pad`] mode that pads explicitly before the convolution, `None` for zeros.
+    fn pad_mode(self) -> Option<PadMode> {
+        match self {
+            PaddingMode::Zeros => None,
+            PaddingMode::Reflect => Some(PadMode::Reflect),
+            PaddingMode::Replicate => Some(PadMode::Replicate),
+            PaddingMode::Circular => Some(PadMode::Circular),
+        }
+    }
+}
+
+/// Options of [`Conv2d`] with PyTorch's defaults: stride 1, no padding (zeros mode), bias on.
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2dConfig {
     /// Channels of the input.
@@ -93,6 +120,8 @@ pub struct Conv2dConfig {
     pub params: Conv2dParams,
     /// Whether the layer adds a learned bias (default true).
     pub bias: bool,
+    /// What the padding holds (default zeros).
+    pub padding_mode: PaddingMode,
 }
 
 impl Conv2dConfig {
@@ -105,9 +134,11 @@ impl Conv2dConfig {
             kernel: (kernel, kernel),
             params: Conv2dParams::default(),
             bias: true,
+            padding_mode: PaddingMode::Zeros,
         }
     }
-    /// Zero padding `p` on every side.
+    /// Padding `p` on every side (zeros unless [`with_padding_mode`](Self::with_padding_mode)
+    /// says otherwise).
     pub fn with_padding(mut self, p: usize) -> Self {
         self.params.padding = (p, p);
         self
@@ -132,6 +163,12 @@ impl Conv2dConfig {
         self.bias = bias;
         self
     }
+    /// What the padding holds: as PyTorch, a mode other than zeros pads the input with
+    /// [`Tensor::pad`] and convolves with no padding.
+    pub fn with_padding_mode(mut self, mode: PaddingMode) -> Self {
+        self.padding_mode = mode;
+        self
+    }
     /// The layer, initialised as PyTorch does, from the device's seeded generator.
     pub fn init(self, dev: &Device) -> Result<Conv2d> {
         Conv2d::new(dev, self)
@@ -146,6 +183,8 @@ pub struct Conv2d {
     pub bias: Option<Tensor>,
     /// Stride, padding, dilation and groups.
     pub params: Conv2dParams,
+    /// What the padding holds.
+    pub padding_mode: PaddingMode,
 }
 
 impl Conv2d {
@@ -176,13 +215,23 @@ impl Conv2d {
             weight,
             bias,
             params: c.params,
+            padding_mode: c.padding_mode,
         })
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(&self.weight, self.bias.as_ref(), self.params)
+        let Some(mode) = self.padding_mode.pad_mode() else {
+            return x.conv2d(&self.weight, self.bias.as_ref(), self.params);
+        };
+        let (ph, pw) = self.params.padding;
+        let params = Conv2dParams {
+            padding: (0, 0),
+            ..self.params
+        };
+        x.pad(&[pw, pw, ph, ph], mode, 0.0)?
+            .conv2d(&self.weight, self.bias.as_ref(), params)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];
@@ -198,8 +247,12 @@ impl Module for Conv2d {
     fn describe(&self) -> String {
         let s = self.weight.shape();
         let p = &self.params;
+        let mode = match self.padding_mode.pad_mode() {
+            Some(m) => format!(", {}", m.name()),
+            None => String::new(),
+        };
         format!(
-            "Conv2d({}, {}, k={}x{}, s={}, p={})",
+            "Conv2d({}, {}, k={}x{}, s={}, p={}{mode})",
             s[1] * p.groups,
             s[0],
             s[2],
@@ -390,6 +443,9 @@ impl Module for Dropout {
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }
+    fn is_training(&self) -> Option<bool> {
+        Some(self.training)
+    }
     fn describe(&self) -> String {
         format!("Dropout(p={})", self.p)
     }
@@ -457,6 +513,9 @@ impl Module for $name {
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;
+    }
+    fn is_training(&self) -> Option<bool> {
+        Some(self.training)
     }
     fn describe(&self) -> String {
         format!("{}({})", stringify!($name), self.weight.numel())

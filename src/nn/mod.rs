@@ -4,15 +4,17 @@
 mod init;
 mod layers;
 mod loss;
+mod pad;
 mod sequential;
 mod summary;
 
 pub use layers::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GroupNorm,
-    Hardtanh, LayerNorm, LeakyReLU, Linear, LinearConfig, MaxPool2d, ReLU, SiLU, Sigmoid, Softplus,
-    Tanh, ELU, GELU,
+    Hardtanh, LayerNorm, LeakyReLU, Linear, LinearConfig, MaxPool2d, PaddingMode, ReLU, SiLU,
+    Sigmoid, Softplus, Tanh, ELU, GELU,
 };
 pub use loss::{CrossEntropyLoss, LogSoftmax, NLLLoss};
+pub use pad::{CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d};
 pub use sequential::Sequential;
 pub use summary::{summary, LayerSummary};
 
@@ -36,8 +38,26 @@ pub trait Module: Send + Sync {
         Vec::new()
     }
 
-    /// Training mode (dropout on, batch statistics) or eval mode.
+    /// Training mode (dropout on, batch statistics) or eval mode; containers pass it to
+    /// every child.
     fn set_training(&mut self, _training: bool) {}
+
+    /// Training mode, as PyTorch's `module.train()`: `set_training(true)`.
+    fn train(&mut self) {
+        self.set_training(true);
+    }
+
+    /// Eval mode, as PyTorch's `module.eval()`: `set_training(false)`.
+    fn eval(&mut self) {
+        self.set_training(false);
+    }
+
+    /// The mode of a module whose forward depends on it (Dropout, the BatchNorms, a
+    /// container holding one: its first such child's), `None` for the others, which behave
+    /// the same in both.
+    fn is_training(&self) -> Option<bool> {
+        None
+    }
 
     /// (kernel, stride) along one axis, for the receptive field; 1 x 1 for pointwise layers.
     fn kernel_stride(&self) -> (usize, usize) {
@@ -72,5 +92,49 @@ pub trait Module: Send + Sync {
     /// Number of trainable values.
     fn num_parameters(&self) -> usize {
         self.parameters().iter().map(|p| p.numel()).sum()
+    }
+}
+
+/// A boxed module is a module, so `Box<dyn Module>` values compose (into [`Sequential`], or a
+/// model's own fields) like the layers they hold.
+impl<M: Module + ?Sized> Module for Box<M> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        (**self).forward(x)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        (**self).named_parameters()
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        (**self).named_buffers()
+    }
+    fn set_training(&mut self, training: bool) {
+        (**self).set_training(training)
+    }
+    fn train(&mut self) {
+        (**self).train()
+    }
+    fn eval(&mut self) {
+        (**self).eval()
+    }
+    fn is_training(&self) -> Option<bool> {
+        (**self).is_training()
+    }
+    fn kernel_stride(&self) -> (usize, usize) {
+        (**self).kernel_stride()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn parameters(&self) -> Vec<Tensor> {
+        (**self).parameters()
+    }
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        (**self).state_dict()
+    }
+    fn zero_grad(&self) {
+        (**self).zero_grad()
+    }
+    fn num_parameters(&self) -> usize {
+        (**self).num_parameters()
     }
 }

@@ -64,6 +64,9 @@ impl Module for Sequential {
             l.set_training(training);
         }
     }
+    fn is_training(&self) -> Option<bool> {
+        self.layers.iter().find_map(|(_, l)| l.is_training())
+    }
     fn describe(&self) -> String {
         format!("Sequential({} layers)", self.layers.len())
     }
