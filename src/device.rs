@@ -313,20 +313,22 @@ impl Device {
                 "on Linux without a GPU, install a software Vulkan driver: \
                  `apt-get install mesa-vulkan-drivers` (lavapipe)"
             };
-            return Err(Error::NoAdapter(if found.is_empty() && !no_compute.is_empty() {
-                format!(
-                    "no adapter for {backends:?} runs compute shaders: [{}] lack them",
-                    no_compute.join(", ")
-                )
-            } else if found.is_empty() {
-                format!("wgpu found no adapter for {backends:?}; {hint}")
-            } else {
-                format!(
-                    "no adapter matches WEBGRAD_ADAPTER={:?} among [{}]",
-                    opts.adapter.unwrap_or_default(),
-                    found.join(", ")
-                )
-            }));
+            return Err(Error::NoAdapter(
+                if found.is_empty() && !no_compute.is_empty() {
+                    format!(
+                        "no adapter for {backends:?} runs compute shaders: [{}] lack them",
+                        no_compute.join(", ")
+                    )
+                } else if found.is_empty() {
+                    format!("wgpu found no adapter for {backends:?}; {hint}")
+                } else {
+                    format!(
+                        "no adapter matches WEBGRAD_ADAPTER={:?} among [{}]",
+                        opts.adapter.unwrap_or_default(),
+                        found.join(", ")
+                    )
+                },
+            ));
         };
         let ai = adapter.get_info();
         let limits = adapter.limits();

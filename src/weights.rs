@@ -15,6 +15,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::Module;
 use crate::tensor::Tensor;
+use std::sync::atomic::Ordering;
 
 /// What marks a temporary file as ours: `.NAME` + this + the writing process's id.
 const TMP_MARK: &str = ".webgrad-tmp-";
@@ -48,7 +49,7 @@ pub fn to_bytes(
     for (name, t) in tensors {
         host.push((name.clone(), t.shape().to_vec(), t.to_vec()?));
     }
-    serialize(host, metadata)
+    serialize(host, Vec::new(), metadata)
 }
 
 /// Like [`to_bytes`], awaiting each tensor's readback (the way to save weights in a web page).
@@ -60,22 +61,36 @@ pub async fn to_bytes_async(
     for (name, t) in tensors {
         host.push((name.clone(), t.shape().to_vec(), t.to_vec_async().await?));
     }
-    serialize(host, metadata)
+    serialize(host, Vec::new(), metadata)
 }
 
-/// A safetensors file of f32 tensors (name, shape, values) and string metadata.
+/// A safetensors file of f32 tensors (name, shape, values), int64 scalars (a module's
+/// counters) and string metadata.
 fn serialize(
     host: Vec<(String, Vec<usize>, Vec<f32>)>,
+    counters: Vec<(String, i64)>,
     metadata: &HashMap<String, String>,
 ) -> Result<Vec<u8>> {
-    let host: Vec<(String, Vec<usize>, Vec<u8>)> = host
+    let host: Vec<(String, Vec<usize>, Vec<u8>, safetensors::Dtype)> = host
         .into_iter()
-        .map(|(n, s, v)| (n, s, bytemuck::pod_collect_to_vec(&v)))
+        .map(|(n, s, v)| {
+            (
+                n,
+                s,
+                bytemuck::pod_collect_to_vec(&v),
+                safetensors::Dtype::F32,
+            )
+        })
+        .chain(
+            counters
+                .into_iter()
+                .map(|(n, v)| (n, vec![], v.to_le_bytes().to_vec(), safetensors::Dtype::I64)),
+        )
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = host
         .iter()
-        .map(|(n, s, b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+        .map(|(n, s, b, dtype)| {
+            safetensors::tensor::TensorView::new(*dtype, s.clone(), b)
                 .map(|v| (n.clone(), v))
                 .map_err(|e| Error::Io(format!("tensor {n}: {e}")))
         })
@@ -173,6 +188,9 @@ pub struct HostTensor {
     pub shape: Vec<usize>,
     /// The values, row-major, converted to f32.
     pub data: Vec<f32>,
+    /// The exact values where the file holds integers (i64 or i32), which f32 rounds past
+    /// 2^24: BatchNorm's `num_batches_tracked` is read from these.
+    pub ints: Option<Vec<i64>>,
 }
 
 /// Reads every tensor of a safetensors file and its metadata. f32 is read as is; f64, f16,
@@ -198,6 +216,19 @@ pub fn load_bytes(
     let mut out = HashMap::new();
     for (tname, view) in st.tensors() {
         let d = view.data();
+        let ints: Option<Vec<i64>> = match view.dtype() {
+            safetensors::Dtype::I64 => Some(
+                d.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            safetensors::Dtype::I32 => Some(
+                d.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                    .collect(),
+            ),
+            _ => None,
+        };
         let data: Vec<f32> = match view.dtype() {
             safetensors::Dtype::F32 => d
                 .chunks_exact(4)
@@ -216,14 +247,9 @@ pub fn load_bytes(
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
             // Integer tensors (class targets, BatchNorm's step count) as PyTorch's `.float()`.
-            safetensors::Dtype::I64 => d
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            safetensors::Dtype::I32 => d
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
+            safetensors::Dtype::I64 | safetensors::Dtype::I32 => {
+                ints.iter().flatten().map(|&v| v as f32).collect()
+            }
             other => {
                 return Err(Error::Io(format!(
                     "{name}: tensor {tname} has dtype {other:?}; webgrad reads f32, f64, f16, \
@@ -236,21 +262,44 @@ pub fn load_bytes(
             HostTensor {
                 shape: view.shape().to_vec(),
                 data,
+                ints,
             },
         );
     }
     Ok((out, header.metadata().clone().unwrap_or_default()))
 }
 
-/// Saves a module's parameters and buffers under their `state_dict` names.
+/// Saves a module's parameters and buffers under their `state_dict` names, and its counters
+/// (BatchNorm's `num_batches_tracked`) as int64 scalars, so that PyTorch's
+/// `load_state_dict(..., strict=True)` takes the file.
 pub fn save_module(path: impl AsRef<Path>, model: &dyn Module) -> Result<()> {
-    save(path, &model.state_dict(), &HashMap::new())
+    let path = path.as_ref();
+    let mut host = Vec::new();
+    for (name, t) in model.state_dict() {
+        host.push((name, t.shape().to_vec(), t.to_vec()?));
+    }
+    let bytes =
+        serialize(host, counters_of(model), &HashMap::new()).map_err(|e| in_file(e, path))?;
+    write_atomically(path, &bytes)
 }
 
-/// A module's parameters and buffers as the bytes of the safetensors file [`save_module`]
-/// writes, awaiting the readbacks (works in a web page).
+/// A module's parameters, buffers and counters as the bytes of the safetensors file
+/// [`save_module`] writes, awaiting the readbacks (works in a web page).
 pub async fn module_to_bytes_async(model: &dyn Module) -> Result<Vec<u8>> {
-    to_bytes_async(&model.state_dict(), &HashMap::new()).await
+    let mut host = Vec::new();
+    for (name, t) in model.state_dict() {
+        host.push((name, t.shape().to_vec(), t.to_vec_async().await?));
+    }
+    serialize(host, counters_of(model), &HashMap::new())
+}
+
+/// The module's counters with their values now.
+fn counters_of(model: &dyn Module) -> Vec<(String, i64)> {
+    model
+        .named_counters()
+        .into_iter()
+        .map(|(n, c)| (n, c.load(Ordering::Relaxed).min(i64::MAX as u64) as i64))
+        .collect()
 }
 
 /// Loads a module's parameters and buffers from the bytes of a safetensors file, with
@@ -309,9 +358,18 @@ pub fn load_into_with(
             )));
         }
     }
+    // Counters the file holds are read; one it lacks (a file from before PyTorch 0.4.1, or
+    // from a framework without them) keeps its value, as PyTorch's BatchNorm allows.
+    let counters = model.named_counters();
+    let mut counts = Vec::new();
+    for (name, c) in &counters {
+        if let Some(src) = tensors.get(name) {
+            counts.push((c, counter_value(src, name, file)?));
+        }
+    }
     report.unexpected = tensors
         .keys()
-        .filter(|k| !dict.iter().any(|(n, _)| n == *k))
+        .filter(|k| !dict.iter().any(|(n, _)| n == *k) && !counters.iter().any(|(n, _)| n == *k))
         .cloned()
         .collect();
     report.unexpected.sort();
@@ -336,7 +394,28 @@ pub fn load_into_with(
             t.write_from_slice(&src.data)?;
         }
     }
+    for (c, v) in counts {
+        c.store(v, Ordering::Relaxed);
+    }
     Ok(report)
+}
+
+/// A counter's value from its entry: one non-negative integer (int64 in PyTorch's files; an
+/// integral float is taken too).
+fn counter_value(src: &HostTensor, name: &str, file: &str) -> Result<u64> {
+    let bad = |what: String| Error::Io(format!("{file}: counter {name} {what}"));
+    if src.data.len() != 1 {
+        return Err(bad(format!(
+            "has shape {:?}, expected one value",
+            src.shape
+        )));
+    }
+    let v = match &src.ints {
+        Some(ints) => ints[0],
+        None if src.data[0].fract() == 0.0 && src.data[0].abs() < 9.0e15 => src.data[0] as i64,
+        None => return Err(bad(format!("is {}, not an integer", src.data[0]))),
+    };
+    u64::try_from(v).map_err(|_| bad(format!("is {v}, below 0")))
 }
 
 /// Loads a module's parameters and buffers from a safetensors file, strictly (see

@@ -239,3 +239,93 @@ fn half_precision_tensors_are_converted_to_f32() {
     assert_eq!(t["b"].data, bf16_want);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Sequential(conv, bn) as in tests/reference/bn_state.py.
+fn conv_bn() -> webgrad::nn::Sequential {
+    use webgrad::nn::{BatchNorm2d, Conv2dConfig, Sequential};
+    Sequential::new()
+        .add("conv", Conv2dConfig::new(1, 2, 3).init(device()).unwrap())
+        .add("bn", BatchNorm2d::new(device(), 2).unwrap())
+}
+
+fn tracked(m: &dyn Module) -> u64 {
+    let counters = m.named_counters();
+    assert_eq!(counters.len(), 1);
+    assert_eq!(counters[0].0, "bn.num_batches_tracked");
+    counters[0].1.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn batch_norm_counts_training_batches_and_saves_the_count_as_int64() {
+    let dir = temp("counters");
+    let path = dir.join("bn.safetensors");
+    let mut a = conv_bn();
+    let x = tensor(&uniform(4, 4 * 36, 0.0, 1.0), &[4, 1, 6, 6]);
+    for _ in 0..3 {
+        a.forward(&x).unwrap();
+    }
+    a.eval();
+    a.forward(&x).unwrap();
+    assert_eq!(tracked(&a), 3, "eval-mode forwards are not counted");
+    weights::save_module(&path, &a).unwrap();
+    // As PyTorch writes it: an int64 scalar beside the f32 tensors.
+    let bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
+    assert!(
+        header.contains(r#""bn.num_batches_tracked":{"dtype":"I64","shape":[]"#),
+        "{header}"
+    );
+    let (tensors, _) = weights::load(&path).unwrap();
+    assert_eq!(tensors["bn.num_batches_tracked"].ints, Some(vec![3]));
+    let b = conv_bn();
+    weights::load_module(&path, &b).unwrap();
+    assert_eq!(tracked(&b), 3);
+}
+
+#[test]
+fn pytorch_batch_norm_state_dicts_load_strictly_with_their_count() {
+    let path = format!(
+        "{}/tests/reference/bn_state.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let m = conv_bn();
+    weights::load_module(&path, &m).unwrap();
+    assert_eq!(tracked(&m), 3);
+    let (tensors, _) = weights::load(&path).unwrap();
+    let bn = m.named_buffers();
+    assert_eq!(bn[0].0, "bn.running_mean");
+    assert_eq!(
+        bn[0].1.to_vec().unwrap(),
+        tensors["bn.running_mean"].data,
+        "PyTorch's running statistics after three batches"
+    );
+}
+
+#[test]
+fn a_file_without_the_count_loads_and_a_bad_count_is_an_error() {
+    let dir = temp("counters-bad");
+    let m = conv_bn();
+    m.named_counters()[0]
+        .1
+        .store(7, std::sync::atomic::Ordering::Relaxed);
+    // Older files (and other frameworks') have no count: the load keeps the module's.
+    let plain = dir.join("plain.safetensors");
+    weights::save(&plain, &m.state_dict(), &HashMap::new()).unwrap();
+    weights::load_module(&plain, &m).unwrap();
+    assert_eq!(tracked(&m), 7);
+    // Two values, or a negative or fractional count, are errors naming the entry.
+    for (name, shape, value) in [
+        ("two", vec![2], vec![1.0, 2.0]),
+        ("negative", vec![], vec![-1.0]),
+        ("fraction", vec![], vec![1.5]),
+    ] {
+        let path = dir.join(format!("{name}.safetensors"));
+        let mut tensors = m.state_dict();
+        tensors.push(("bn.num_batches_tracked".to_string(), tensor(&value, &shape)));
+        weights::save(&path, &tensors, &HashMap::new()).unwrap();
+        let err = weights::load_module(&path, &m).unwrap_err().to_string();
+        assert!(err.contains("bn.num_batches_tracked"), "{name}: {err}");
+        assert_eq!(tracked(&m), 7, "{name}: a failed load changes nothing");
+    }
+}

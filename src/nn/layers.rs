@@ -1,7 +1,7 @@
 //! The layers: each wraps one op (or a few) and owns its parameters.
 
 use super::init::{kaiming_bound, uniform};
-use super::Module;
+use super::{Counter, Module};
 use crate::device::Device;
 use crate::error::Result;
 use crate::ops::batch_norm::BatchNormArgs;
@@ -10,6 +10,7 @@ use crate::ops::pad::PadMode;
 use crate::ops::pool::Pool2dParams;
 use crate::ops::unary::GeluApproximate;
 use crate::tensor::Tensor;
+use std::sync::atomic::Ordering;
 
 /// Options of [`Linear`] with PyTorch's defaults (bias on).
 #[derive(Clone, Copy, Debug)]
@@ -469,6 +470,8 @@ pub struct $name {
     pub momentum: f32,
     /// Added to the variance before the square root (default 1e-5).
     pub eps: f32,
+    /// Training-mode forwards so far (PyTorch's `num_batches_tracked`, saved as int64).
+    pub num_batches_tracked: Counter,
     training: bool,
 }
 
@@ -482,6 +485,7 @@ impl $name {
             running_var: Tensor::ones(dev, &[channels])?,
             momentum: 0.1,
             eps: 1e-5,
+            num_batches_tracked: Counter::default(),
             training: true,
         })
     }
@@ -489,7 +493,7 @@ impl $name {
 
 impl Module for $name {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.$method(BatchNormArgs {
+        let y = x.$method(BatchNormArgs {
             running_mean: Some(&self.running_mean),
             running_var: Some(&self.running_var),
             weight: Some(&self.weight),
@@ -497,7 +501,11 @@ impl Module for $name {
             training: self.training,
             momentum: self.momentum,
             eps: self.eps,
-        })
+        })?;
+        if self.training {
+            self.num_batches_tracked.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(y)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![
@@ -510,6 +518,12 @@ impl Module for $name {
             ("running_mean".to_string(), self.running_mean.clone()),
             ("running_var".to_string(), self.running_var.clone()),
         ]
+    }
+    fn named_counters(&self) -> Vec<(String, Counter)> {
+        vec![(
+            "num_batches_tracked".to_string(),
+            self.num_batches_tracked.clone(),
+        )]
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;

@@ -21,6 +21,10 @@ pub use summary::{summary, LayerSummary};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
+/// A module's integer state, such as BatchNorm's `num_batches_tracked`: shared, so that a
+/// loader can set what the module's forward counts.
+pub type Counter = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
 /// A layer or a model: a forward pass plus its named parameters and buffers. Modules are
 /// `Send + Sync`, so a model can move to (or be shared with) a worker thread.
 pub trait Module: Send + Sync {
@@ -35,6 +39,14 @@ pub trait Module: Send + Sync {
 
     /// Non-trainable state saved with the model (BatchNorm's running statistics).
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Integer state saved with the model: BatchNorm's `num_batches_tracked`, which PyTorch
+    /// saves as an int64 scalar. Not part of [`state_dict`](Self::state_dict) (whose values
+    /// are f32 tensors); `weights::save_module` writes these as int64 entries and the loaders
+    /// read them back.
+    fn named_counters(&self) -> Vec<(String, Counter)> {
         Vec::new()
     }
 
@@ -106,6 +118,9 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
         (**self).named_buffers()
+    }
+    fn named_counters(&self) -> Vec<(String, Counter)> {
+        (**self).named_counters()
     }
     fn set_training(&mut self, training: bool) {
         (**self).set_training(training)

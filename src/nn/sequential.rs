@@ -1,6 +1,6 @@
 //! `Sequential`: named layers applied in order; parameter names are `child.param`.
 
-use super::Module;
+use super::{Counter, Module};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -30,7 +30,7 @@ impl Sequential {
     }
 }
 
-fn prefixed(name: &str, items: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+fn prefixed<T>(name: &str, items: Vec<(String, T)>) -> Vec<(String, T)> {
     items
         .into_iter()
         .map(|(p, t)| (format!("{name}.{p}"), t))
@@ -57,6 +57,12 @@ impl Module for Sequential {
         self.layers
             .iter()
             .flat_map(|(n, l)| prefixed(n, l.named_buffers()))
+            .collect()
+    }
+    fn named_counters(&self) -> Vec<(String, Counter)> {
+        self.layers
+            .iter()
+            .flat_map(|(n, l)| prefixed(n, l.named_counters()))
             .collect()
     }
     fn set_training(&mut self, training: bool) {
