@@ -131,3 +131,76 @@ fn an_empty_batch_gives_an_empty_output_and_leaves_running_statistics_alone() {
     let one = Tensor::zeros(device(), &[1, c, 1, 1]).unwrap();
     assert!(one.batch_norm2d(BatchNormArgs::default()).is_err());
 }
+
+/// Channels long enough to be split into pieces (two on a CPU adapter, many under the GPU
+/// kernels), with values far from 0: the statistics and the weight and bias gradients still
+/// match float64.
+#[test]
+fn statistics_and_gradients_of_long_channels_merge_their_pieces_exactly() {
+    let s = [2, 2, 1024, 1040]; // 2,129,920 values per channel: over 256 x 8,192
+    let n = numel(&s);
+    let x: Vec<f32> = randn(11, n).iter().map(|v| 1000.0 + v).collect();
+    let g = randn(12, n);
+    let per = 1024 * 1040;
+    let rm = Tensor::zeros(device(), &[2]).unwrap();
+    let rv = Tensor::ones(device(), &[2]).unwrap();
+    let w = tensor(&[1.0, 1.0], &[2]).requires_grad();
+    let b = tensor(&[0.0, 0.0], &[2]).requires_grad();
+    let xt = tensor(&x, &s).requires_grad();
+    let y = xt
+        .batch_norm2d(BatchNormArgs {
+            running_mean: Some(&rm),
+            running_var: Some(&rv),
+            weight: Some(&w),
+            bias: Some(&b),
+            training: true,
+            momentum: 1.0,
+            eps: 1e-5,
+        })
+        .unwrap();
+    y.backward_with(&tensor(&g, &s)).unwrap();
+    let (rm, rv) = (rm.to_vec().unwrap(), rv.to_vec().unwrap());
+    let (gw, gb) = (
+        w.grad().unwrap().to_vec().unwrap(),
+        b.grad().unwrap().to_vec().unwrap(),
+    );
+    for c in 0..2 {
+        let idx = |i: usize| (i / per * 2 + c) * per + i % per;
+        let m = 2 * per;
+        let mean = (0..m).map(|i| x[idx(i)] as f64).sum::<f64>() / m as f64;
+        let var = (0..m)
+            .map(|i| (x[idx(i)] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / m as f64;
+        let invstd = 1.0 / (var + 1e-5).sqrt();
+        // Four f32 ulps of 1000 (6.1e-5 each).
+        assert!(
+            (rm[c] as f64 - mean).abs() < 2.5e-4,
+            "mean {c}: {} vs {mean}",
+            rm[c]
+        );
+        let unbiased = var * m as f64 / (m - 1) as f64;
+        assert!(
+            (rv[c] as f64 - unbiased).abs() < 1e-4 * unbiased,
+            "var {c}: {} vs {unbiased}",
+            rv[c]
+        );
+        let sum_g: f64 = (0..m).map(|i| g[idx(i)] as f64).sum();
+        // xhat from the f32 mean the layer used (momentum 1: the running mean), whose ulp
+        // times sum(g) is already ~0.1 here: this checks the sums, the lines above the mean.
+        let used = rm[c] as f64;
+        let sum_gx: f64 = (0..m)
+            .map(|i| g[idx(i)] as f64 * (x[idx(i)] as f64 - used) * invstd)
+            .sum();
+        assert!(
+            (gb[c] as f64 - sum_g).abs() < 0.05,
+            "bias grad {c}: {} vs {sum_g}",
+            gb[c]
+        );
+        assert!(
+            (gw[c] as f64 - sum_gx).abs() < 0.05,
+            "weight grad {c}: {} vs {sum_gx}",
+            gw[c]
+        );
+    }
+}

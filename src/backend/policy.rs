@@ -254,6 +254,21 @@ impl Policy {
 
     // ---- reductions and fused epilogues
 
+    /// How BatchNorm's per-channel kernels (256 invocations per piece) split each of `c`
+    /// channels' `m` values: (pieces per channel, values per piece). A piece keeps each
+    /// invocation's loop within the serial-sum limit; on GPUs channels are also cut until
+    /// about [`GPU_BUSY_WORKGROUPS`] pieces are in flight, none under 2,048 values.
+    pub fn channel_pieces(&self, m: usize, c: usize) -> (usize, usize) {
+        let most = 256 * self.serial_sum_limit();
+        let per = if self.class.is_cpu() {
+            m
+        } else {
+            m.div_ceil(GPU_BUSY_WORKGROUPS.div_ceil(c.max(1))).max(2048)
+        };
+        let per = per.clamp(1, most);
+        (m.div_ceil(per).max(1), per)
+    }
+
     /// Whether a row sum runs one workgroup per output (a tree reduction with barriers): only
     /// when there are too few outputs to occupy the device. Barriers are costly on CPU
     /// adapters, so there it takes fewer outputs.
@@ -338,6 +353,23 @@ mod tests {
         let simd8 = policy(AdapterClass::CpuSimd8);
         assert_eq!(simd8.gemm_kernel(64, true), GemmKernel::Subgroup8);
         assert_eq!(simd8.gemm_kernel(64, false), GemmKernel::Blocked8);
+    }
+
+    #[test]
+    fn batch_norm_channels_split_within_the_loop_and_fill_a_gpu() {
+        let cpu = policy(AdapterClass::Cpu);
+        assert_eq!(cpu.channel_pieces(64 * 1024, 16), (1, 64 * 1024));
+        let most = 256 * LLVMPIPE_LOOP_BUDGET;
+        assert_eq!(cpu.channel_pieces(most + 1, 3), (2, most));
+        let gpu = policy(AdapterClass::Gpu);
+        // 16 channels of 65,536 values: 16 pieces each, 256 in all.
+        assert_eq!(gpu.channel_pieces(64 * 1024, 16), (16, 4096));
+        assert_eq!(
+            gpu.channel_pieces(100, 64),
+            (1, 2048),
+            "small channels stay whole"
+        );
+        assert_eq!(gpu.channel_pieces(0, 4), (1, 2048));
     }
 
     #[test]

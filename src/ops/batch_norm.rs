@@ -49,11 +49,6 @@ pub(crate) struct Saved {
     params: BatchNormParams,
 }
 
-/// Sum over N, H and W of an [N, C, HW] tensor: [C].
-fn channel_sum(t: &Tensor, n: usize, c: usize, hw: usize) -> Result<Tensor> {
-    t.reshape(&[n, c, hw])?.sum_dim(2, false)?.sum_dim(0, false)
-}
-
 kernel_params! {
     /// `Params` of `shaders/batch_norm.wgsl`.
     pub(crate) struct BatchNormParams for "batch_norm" {
@@ -65,6 +60,9 @@ kernel_params! {
         eps: f32,
         /// Elements per channel (N * H * W).
         m: f32,
+        /// Pieces per channel and values per piece (bn_stats, bn_grad_sums).
+        chunks: u32,
+        per_chunk: u32,
     }
 }
 
@@ -85,7 +83,17 @@ fn params(
         momentum,
         eps,
         m: m as f32,
+        chunks: 1,
+        per_chunk: m as u32,
     }
+}
+
+/// `p` with the pieces the policy splits each channel's `m` values into.
+fn in_pieces(dev: &crate::Device, mut p: BatchNormParams, m: usize, c: usize) -> BatchNormParams {
+    let (chunks, per_chunk) = dev.policy().channel_pieces(m, c);
+    p.chunks = chunks as u32;
+    p.per_chunk = per_chunk as u32;
+    p
 }
 
 /// As PyTorch: one value per channel (`m` of them) cannot be normalised in training, but an
@@ -192,38 +200,50 @@ impl Tensor {
             if empty_batch {
                 return Ok(());
             }
-            let (mean, var, shift, rm, rv);
             if args.training {
-                let x = self.detach().reshape(&[n, c, hw])?;
-                mean = channel_sum(&x, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
-                let centered = x.sub(&mean.reshape(&[1, c, 1])?)?;
-                var =
-                    channel_sum(&centered.mul(&centered)?, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
-                // The first pass's rounding, corrected in bn_finish.
-                shift = channel_sum(&centered, n, c, hw)?.mul_scalar(1.0 / m as f32)?;
                 // Without running statistics the update goes to scratch buffers.
-                rm = args
+                let rm = args
                     .running_mean
                     .cloned()
                     .map_or_else(|| Tensor::zeros(dev, &[c]), Ok)?;
-                rv = args
+                let rv = args
                     .running_var
                     .cloned()
                     .map_or_else(|| Tensor::ones(dev, &[c]), Ok)?;
                 // Updated in place below.
                 rm.storage().mark_written();
                 rv.storage().mark_written();
-            } else {
-                let (Some(m_), Some(v_)) = (args.running_mean, args.running_var) else {
-                    return Err(Error::Invalid(format!(
-                        "{op}: eval mode needs running_mean and running_var"
-                    )));
-                };
-                // The kernel reads them as the statistics; nothing is updated (scratch).
-                (mean, var) = (m_.clone(), v_.clone());
-                shift = Tensor::zeros(dev, &[c])?;
-                (rm, rv) = (Tensor::zeros(dev, &[c])?, Tensor::zeros(dev, &[c])?);
+                let pp = in_pieces(dev, p, m, c);
+                let pieces = dev.storage(3 * c * pp.chunks as usize)?;
+                dev.dispatch(
+                    &SHADER,
+                    "bn_stats",
+                    &[Bind::Read(self.buffer()), Bind::Write(pieces.buffer())],
+                    &pp,
+                    c as u32 * pp.chunks,
+                )?;
+                return dev.dispatch(
+                    &SHADER,
+                    "bn_stats_finish",
+                    &[
+                        Bind::Read(pieces.buffer()),
+                        Bind::Read(pieces.buffer()),
+                        Bind::Write(rm.buffer()),
+                        Bind::Write(rv.buffer()),
+                        Bind::Write(stats.buffer()),
+                    ],
+                    &pp,
+                    c.div_ceil(64) as u32,
+                );
             }
+            // Eval: the running statistics are the statistics; nothing is updated (the
+            // running-statistics slots get scratch buffers).
+            let (Some(mean), Some(var)) = (args.running_mean, args.running_var) else {
+                return Err(Error::Invalid(format!(
+                    "{op}: eval mode needs running_mean and running_var"
+                )));
+            };
+            let (rm, rv) = (Tensor::zeros(dev, &[c])?, Tensor::zeros(dev, &[c])?);
             dev.dispatch(
                 &SHADER,
                 "bn_finish",
@@ -233,7 +253,6 @@ impl Tensor {
                     Bind::Write(rm.buffer()),
                     Bind::Write(rv.buffer()),
                     Bind::Write(stats.buffer()),
-                    Bind::Read(shift.buffer()),
                 ],
                 &p,
                 c.div_ceil(64) as u32,
@@ -271,29 +290,43 @@ impl Tensor {
 
 pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
     let dev = g.device();
-    let (len, c, hw) = (
-        s.params.len as usize,
-        s.params.c as usize,
-        s.params.hw as usize,
-    );
-    let n = len / (c * hw).max(1);
-    let prod = Tensor::uninit(dev, g.shape())?;
-    dev.dispatch(
-        &SHADER,
-        "bn_g_xhat",
-        // The elementwise kernels' one layout: x, stats, weight (unread here), g, the output.
-        &[
-            Bind::Read(s.x.buffer()),
-            Bind::Read(s.stats.buffer()),
-            Bind::Read(s.weight.buffer()),
-            Bind::Read(g.buffer()),
-            Bind::Write(prod.buffer()),
-        ],
-        &s.params,
-        groups(len),
-    )?;
-    let sum_g = channel_sum(g, n, c, hw)?;
-    let sum_g_xhat = channel_sum(&prod, n, c, hw)?;
+    let (len, c) = (s.params.len as usize, s.params.c as usize);
+    let m = len / c.max(1);
+    let (sum_g, sum_g_xhat) = (Tensor::uninit(dev, &[c])?, Tensor::uninit(dev, &[c])?);
+    if m == 0 {
+        // No values: zero sums (and an empty input gradient below).
+        for t in [&sum_g, &sum_g_xhat] {
+            dev.clear_range(t.buffer(), 0, 4 * c as u64);
+        }
+    } else {
+        let pp = in_pieces(dev, s.params, m, c);
+        let pieces = dev.storage(2 * c * pp.chunks as usize)?;
+        dev.dispatch(
+            &SHADER,
+            "bn_grad_sums",
+            // The elementwise kernels' layout: x, stats, weight (unread here), g, the output.
+            &[
+                Bind::Read(s.x.buffer()),
+                Bind::Read(s.stats.buffer()),
+                Bind::Read(s.weight.buffer()),
+                Bind::Read(g.buffer()),
+                Bind::Write(pieces.buffer()),
+            ],
+            &pp,
+            c as u32 * pp.chunks,
+        )?;
+        dev.dispatch(
+            &SHADER,
+            "bn_grad_finish",
+            &[
+                Bind::Read(pieces.buffer()),
+                Bind::Write(sum_g.buffer()),
+                Bind::Write(sum_g_xhat.buffer()),
+            ],
+            &pp,
+            c.div_ceil(64) as u32,
+        )?;
+    }
     let gx = if need[0] {
         let gx = Tensor::uninit(dev, g.shape())?;
         dev.dispatch(
