@@ -58,6 +58,8 @@ fn configs() -> Vec<(Vec<usize>, Pool2dParams)> {
                 kernel: (2, 3),
                 stride: (1, 2),
                 padding: (1, 0),
+                dilation: (1, 1),
+                ceil_mode: false,
                 count_include_pad: true,
             },
         ),
@@ -125,6 +127,8 @@ fn matches_pytorch_reference() {
                 kernel: pair(&m["kernel_size"]),
                 stride: pair(&m["stride"]),
                 padding: pair(&m["padding"]),
+                dilation: (1, 1),
+                ceil_mode: false,
                 count_include_pad: m["count_include_pad"].as_bool().unwrap_or(true),
             };
             let x = r.tensor(&case, "input").requires_grad();
@@ -185,6 +189,8 @@ fn nan_propagates_and_takes_the_gradient() {
             kernel: k,
             stride: k,
             padding: (0, 0),
+            dilation: (1, 1),
+            ceil_mode: false,
             count_include_pad: true,
         };
         let y = x.max_pool2d(p).unwrap();
