@@ -158,9 +158,11 @@ fn axis_loops(geo: &PoolGeometry, rows: bool) -> (usize, usize) {
         )
     };
     if geo.adaptive {
-        // A bin spans at most ceil(n / n_out) + 1 inputs; an input lies in at most
-        // ceil(n_out / n) + 1 bins.
-        return (n.div_ceil(n_out) + 1, n_out.div_ceil(n) + 1);
+        // A bin spans n / n_out inputs where that divides, else at most ceil(n / n_out) + 1;
+        // an input lies in n_out / n bins, or at most ceil(n_out / n) + 1. (Exact where it
+        // divides: pooling one axis at a time must see the other axis's 1 x 1 windows.)
+        let most = |a: usize, b: usize| a.div_ceil(b) + (a % b != 0) as usize;
+        return (most(n, n_out), most(n_out, n));
     }
     (k, (d * (k - 1) + 1).div_ceil(s))
 }
