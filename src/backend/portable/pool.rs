@@ -1,8 +1,8 @@
 //! 2-D max, average and adaptive average pooling (`shaders/pool.wgsl`), run by every adapter:
 //! the general kernels (one invocation per output in the forward, per input pixel in the
 //! backward), and for windows that tile the input exactly one invocation per window in the
-//! backward, with vec2 loads and stores for 2 x 2 tiles. Windows within the policy's loop limit only
-//! (`ops/pool.rs` pools larger ones one axis at a time).
+//! backward, with vec2 loads and stores for 2 x 2 tiles. Windows within the policy's loop
+//! limit only (`ops/pool.rs` pools larger ones one axis at a time).
 
 use crate::device::Device;
 use crate::error::Result;
