@@ -553,9 +553,11 @@ fn adaptive_avg_pool_matches_finite_differences() {
 
 #[test]
 fn adaptive_avg_pool_past_the_loop_budget_is_exact() {
-    // A global pool of a 200 x 300 plane (60,000 taps) pools one axis at a time where the
-    // device cuts long loops; an output larger than the input likewise for the backward.
-    check_adaptive(7, &[1, 2, 200, 300], (1, 1), 1e-5);
+    // Bins of 200 x 150 (30,000 taps) pool one axis at a time where the device cuts long
+    // loops; an output larger than the input likewise for the backward; a global pool of
+    // 60,000 pixels is a staged row mean.
+    check_adaptive(7, &[1, 2, 200, 300], (1, 2), 1e-5);
+    check_adaptive(8, &[2, 1, 300, 200], (1, 1), 1e-5);
     check_adaptive(9, &[1, 1, 3, 2], (20000, 1), 1e-4);
 }
 
