@@ -101,6 +101,16 @@ fn geometry(x: &Tensor, mut p: Pool2dParams, op: &'static str) -> Result<PoolGeo
             ),
         );
     }
+    let sizes = [p.kernel, p.stride, p.dilation];
+    if sizes.iter().any(|&(a, b)| a.max(b) > i32::MAX as usize) {
+        return shape_err(
+            op,
+            format!(
+                "kernel {:?}, stride {:?} and dilation {:?} must each be below 2^31",
+                p.kernel, p.stride, p.dilation
+            ),
+        );
+    }
     if op != "max_pool2d" && p.dilation != (1, 1) {
         return shape_err(op, format!("has no dilation, got {:?}", p.dilation));
     }
@@ -272,11 +282,12 @@ impl Tensor {
     }
 
     /// `max_pool2d` and, as PyTorch's `return_indices=True`, each window's argmax: the index
-    /// `h * W + w` of its maximum within its input plane (the first on ties, a NaN if the
-    /// window holds one), stored as f32 since webgrad's tensors are f32 (exact below 2^24);
-    /// -1 for a dilated window that reads no input pixel (PyTorch gives an index outside the
-    /// window there). The indices carry no gradient. Windows too large for one pass on this
-    /// device (see [`Tensor::max_pool2d`]'s splitting by axes) are an error here.
+    /// `h * W + w` of its maximum within its input plane (the first on ties, the first NaN if
+    /// the window holds one, where PyTorch takes the last), stored as f32 since webgrad's
+    /// tensors are f32 (exact below 2^24); -1 for a dilated window that reads no input pixel
+    /// (PyTorch gives an index outside the window there). The indices carry no gradient.
+    /// Windows needing more loop iterations than this device runs in one pass (which
+    /// [`Tensor::max_pool2d`] pools one axis at a time) are an error here.
     pub fn max_pool2d_with_indices(&self, params: Pool2dParams) -> Result<(Tensor, Tensor)> {
         let op = "max_pool2d_with_indices";
         let geo = geometry(self, params, "max_pool2d")?;
