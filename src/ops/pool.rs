@@ -171,7 +171,7 @@ fn axis_loops(geo: &PoolGeometry, rows: bool) -> (usize, usize) {
         // A bin spans n / n_out inputs where that divides, else at most ceil(n / n_out) + 1;
         // an input lies in n_out / n bins, or at most ceil(n_out / n) + 1. (Exact where it
         // divides: pooling one axis at a time must see the other axis's 1 x 1 windows.)
-        let most = |a: usize, b: usize| a.div_ceil(b) + (a % b != 0) as usize;
+        let most = |a: usize, b: usize| a.div_ceil(b) + !a.is_multiple_of(b) as usize;
         return (most(n, n_out), most(n_out, n));
     }
     (k, (d * (k - 1) + 1).div_ceil(s))
