@@ -168,9 +168,14 @@ fn fold_relu(t: &Tensor) -> Result<Option<Tensor>> {
 }
 
 /// `max_pool2d(t, pool)` as one fused kernel with t's producer, if t is a deferred conv + ReLU
-/// and the pool is 2 x 2 with stride 2 (where the kernels have the fused form).
+/// and the pool is 2 x 2 with stride 2, undilated, rounding down (where the kernels have the
+/// fused form).
 pub(crate) fn max_pool2d(t: &Tensor, pool: Pool2dParams) -> Result<Option<Tensor>> {
-    let two_by_two = pool.kernel == (2, 2) && pool.stride == (2, 2) && pool.padding == (0, 0);
+    let two_by_two = pool.kernel == (2, 2)
+        && pool.stride == (2, 2)
+        && pool.padding == (0, 0)
+        && pool.dilation == (1, 1)
+        && !pool.ceil_mode;
     match deferred_producer(t) {
         Some((
             Producer::Conv {

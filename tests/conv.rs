@@ -721,6 +721,8 @@ fn huge_paddings_and_dilations_are_errors_not_wrapped_sizes() {
         kernel: (usize::MAX, usize::MAX),
         stride: (1, 1),
         padding: (usize::MAX / 2, usize::MAX / 2),
+        dilation: (1, 1),
+        ceil_mode: false,
         count_include_pad: true,
     };
     assert!(x.max_pool2d(pool).is_err());

@@ -264,7 +264,10 @@ impl Module for Conv2d {
     }
 }
 
-/// Max pooling.
+/// Max pooling, PyTorch's `MaxPool2d`: a `k` x `k` window, stride `k`, no padding, dilation
+/// 1 and rounding down by default, set otherwise by the `with_` methods. (PyTorch's
+/// `return_indices` has no place in [`Module::forward`]'s one output: use
+/// [`Tensor::max_pool2d_with_indices`].)
 pub struct MaxPool2d(pub Pool2dParams);
 
 impl MaxPool2d {
@@ -272,6 +275,48 @@ impl MaxPool2d {
     pub fn new(k: usize) -> Self {
         MaxPool2d(Pool2dParams::new(k))
     }
+    /// Padding `p` (counting as -inf) on every side.
+    pub fn with_padding(self, p: usize) -> Self {
+        MaxPool2d(self.0.padding(p))
+    }
+    /// Dilation `d` along both axes: the window's taps `d` pixels apart.
+    pub fn with_dilation(self, d: usize) -> Self {
+        MaxPool2d(self.0.dilation(d))
+    }
+}
+
+/// The builder methods both pooling layers have.
+macro_rules! pool_options {
+    ($layer:ident) => {
+        impl $layer {
+            /// Stride `s` along both axes.
+            pub fn with_stride(self, s: usize) -> Self {
+                $layer(self.0.stride(s))
+            }
+            /// Whether the output size rounds up (PyTorch's `ceil_mode`).
+            pub fn with_ceil_mode(self, yes: bool) -> Self {
+                $layer(self.0.ceil_mode(yes))
+            }
+        }
+    };
+}
+pool_options!(MaxPool2d);
+pool_options!(AvgPool2d);
+
+/// The summary's name of a pooling layer: kernel and stride, and the options that differ
+/// from the defaults.
+fn describe_pool(name: &str, p: &Pool2dParams) -> String {
+    let mut s = format!("{name}(k={}, s={}", p.kernel.0, p.stride.0);
+    if p.padding != (0, 0) {
+        s += &format!(", p={}", p.padding.0);
+    }
+    if p.dilation != (1, 1) {
+        s += &format!(", d={}", p.dilation.0);
+    }
+    if p.ceil_mode {
+        s += ", ceil_mode=true";
+    }
+    s + ")"
 }
 
 impl Module for MaxPool2d {
@@ -279,20 +324,32 @@ impl Module for MaxPool2d {
         x.max_pool2d(self.0)
     }
     fn kernel_stride(&self) -> (usize, usize) {
-        (self.0.kernel.0, self.0.stride.0)
+        (
+            self.0.dilation.0 * self.0.kernel.0.saturating_sub(1) + 1,
+            self.0.stride.0,
+        )
     }
     fn describe(&self) -> String {
-        format!("MaxPool2d(k={}, s={})", self.0.kernel.0, self.0.stride.0)
+        describe_pool("MaxPool2d", &self.0)
     }
 }
 
-/// Average pooling.
+/// Average pooling, PyTorch's `AvgPool2d`: a `k` x `k` window, stride `k`, no padding,
+/// rounding down, padded zeros counted, set otherwise by the `with_` methods.
 pub struct AvgPool2d(pub Pool2dParams);
 
 impl AvgPool2d {
     /// A `k` x `k` window with stride `k`, no padding.
     pub fn new(k: usize) -> Self {
         AvgPool2d(Pool2dParams::new(k))
+    }
+    /// Zero padding `p` on every side.
+    pub fn with_padding(self, p: usize) -> Self {
+        AvgPool2d(self.0.padding(p))
+    }
+    /// Whether padded zeros count in the average (PyTorch's `count_include_pad`).
+    pub fn with_count_include_pad(self, yes: bool) -> Self {
+        AvgPool2d(self.0.count_include_pad(yes))
     }
 }
 
@@ -304,7 +361,29 @@ impl Module for AvgPool2d {
         (self.0.kernel.0, self.0.stride.0)
     }
     fn describe(&self) -> String {
-        format!("AvgPool2d(k={}, s={})", self.0.kernel.0, self.0.stride.0)
+        describe_pool("AvgPool2d", &self.0)
+    }
+}
+
+/// Adaptive average pooling, PyTorch's `AdaptiveAvgPool2d`: every input plane averaged to
+/// the output size (height, width) over PyTorch's bins; `AdaptiveAvgPool2d::new(1)` is the
+/// global average pooling that ends a ResNet. Its windows depend on the input's size, so the
+/// summary's receptive field does not count them.
+pub struct AdaptiveAvgPool2d(pub (usize, usize));
+
+impl AdaptiveAvgPool2d {
+    /// An `s` x `s` output.
+    pub fn new(s: usize) -> Self {
+        AdaptiveAvgPool2d((s, s))
+    }
+}
+
+impl Module for AdaptiveAvgPool2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.adaptive_avg_pool2d(self.0)
+    }
+    fn describe(&self) -> String {
+        format!("AdaptiveAvgPool2d(output_size={:?})", self.0)
     }
 }
 

@@ -9,9 +9,9 @@ mod sequential;
 mod summary;
 
 pub use layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GroupNorm,
-    Hardtanh, LayerNorm, LeakyReLU, Linear, LinearConfig, MaxPool2d, PaddingMode, ReLU, SiLU,
-    Sigmoid, Softplus, Tanh, ELU, GELU,
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten,
+    GroupNorm, Hardtanh, LayerNorm, LeakyReLU, Linear, LinearConfig, MaxPool2d, PaddingMode, ReLU,
+    SiLU, Sigmoid, Softplus, Tanh, ELU, GELU,
 };
 pub use loss::{CrossEntropyLoss, LogSoftmax, NLLLoss};
 pub use pad::{CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d};

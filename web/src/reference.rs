@@ -327,6 +327,8 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
                 kernel: pair(&m["kernel_size"]),
                 stride: pair(&m["stride"]),
                 padding: pair(&m["padding"]),
+                dilation: (1, 1),
+                ceil_mode: false,
                 count_include_pad: m["count_include_pad"].as_bool().unwrap_or(true),
             };
             let y = match op.as_str() {

@@ -1,8 +1,8 @@
-//! 2-D max and average pooling (`shaders/pool.wgsl`), run by every adapter: the general
-//! kernels (one invocation per output in the forward, per input pixel in the backward), and
-//! for windows that tile the input exactly one invocation per window in the backward, with
-//! vec2 loads and stores for 2 x 2 tiles. Windows within the policy's loop limit only
-//! (`ops/pool.rs` pools larger ones one axis at a time).
+//! 2-D max, average and adaptive average pooling (`shaders/pool.wgsl`), run by every adapter:
+//! the general kernels (one invocation per output in the forward, per input pixel in the
+//! backward), and for windows that tile the input exactly one invocation per window in the
+//! backward, with vec2 loads and stores for 2 x 2 tiles. Windows within the policy's loop
+//! limit only (`ops/pool.rs` pools larger ones one axis at a time).
 
 use crate::device::Device;
 use crate::error::Result;
@@ -27,11 +27,14 @@ kernel_params! {
         sw: u32,
         ph: u32,
         pw: u32,
+        dh: u32,
+        dw: u32,
         count_include_pad: u32,
     }
 }
 
-/// The sizes of one pooling: N x C planes of H x W pooled to HO x WO.
+/// The sizes of one pooling: N x C planes of H x W pooled to HO x WO, over the windows of `p`
+/// or, `adaptive`, PyTorch's adaptive bins (average pooling; `p` unused).
 #[derive(Clone, Copy)]
 pub(crate) struct PoolGeometry {
     pub planes: usize,
@@ -40,14 +43,17 @@ pub(crate) struct PoolGeometry {
     pub ho: usize,
     pub wo: usize,
     pub p: Pool2dParams,
+    pub adaptive: bool,
 }
 
 impl PoolGeometry {
     /// Whether the windows tile the input exactly (kernel = stride, no padding, no rows or
     /// columns left over).
     fn tiled(&self) -> bool {
-        self.p.kernel == self.p.stride
+        !self.adaptive
+            && self.p.kernel == self.p.stride
             && self.p.padding == (0, 0)
+            && self.p.dilation == (1, 1)
             && self.h == self.ho * self.p.kernel.0
             && self.w == self.wo * self.p.kernel.1
     }
@@ -71,6 +77,8 @@ impl PoolGeometry {
             sw: p.stride.1 as u32,
             ph: p.padding.0 as u32,
             pw: p.padding.1 as u32,
+            dh: p.dilation.0 as u32,
+            dw: p.dilation.1 as u32,
             count_include_pad: p.count_include_pad as u32,
         }
     }
@@ -100,6 +108,7 @@ pub(crate) fn pool2d_forward(
         entry,
         &[
             ("MAX", max as u32),
+            ("ADAPTIVE", geo.adaptive as u32),
             ("SAVE_ARGMAX", argmax.is_some() as u32),
         ],
         &[
@@ -132,7 +141,10 @@ pub(crate) fn pool2d_backward(
     dev.dispatch_with(
         &SHADER,
         entry,
-        &[("MAX", argmax.is_some() as u32)],
+        &[
+            ("MAX", argmax.is_some() as u32),
+            ("ADAPTIVE", geo.adaptive as u32),
+        ],
         &[
             Bind::Read(g.buffer()),
             // Average pooling reads no argmax: the device's dummy buffer fills its slot.
