@@ -69,9 +69,11 @@ const ZOO: [Spec; 5] = [
 
 const BATCH: usize = 64;
 
-/// A fresh model and its optimizer, and whether the model returns log-probabilities (then
-/// the loss is `nll_loss`, else `cross_entropy`).
-fn build(dev: &Device, name: &str) -> Result<(Box<dyn Module>, Box<dyn Optimizer>, bool)> {
+/// A fresh model, its optimizer, and whether the model returns log-probabilities (then the
+/// loss is `nll_loss`, else `cross_entropy`).
+type Built = (Box<dyn Module>, Box<dyn Optimizer>, bool);
+
+fn build(dev: &Device, name: &str) -> Result<Built> {
     let sgd = |model: &dyn Module, weight_decay: f32| -> Result<Box<dyn Optimizer>> {
         Ok(Box::new(
             Sgd::new(model.parameters(), 0.05)?
