@@ -169,3 +169,32 @@ fn vgg_step_matches_pytorch() {
     let mut m = VggNet::build(device()).unwrap();
     step_matches_pytorch("vgg", &mut m, false);
 }
+
+#[test]
+fn resnet20_takes_fashion_mnist_and_refuses_bad_shapes() {
+    let dev = device();
+    let mut m = ResNet20::new(dev, 1, 10).unwrap();
+    m.set_training(false);
+    let y = m
+        .forward(&Tensor::rand(dev, &[2, 1, 28, 28]).unwrap())
+        .unwrap();
+    assert_eq!(y.shape(), &[2, 10]);
+    let e = m
+        .forward(&Tensor::rand(dev, &[2, 28, 28]).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("[2, 28, 28]"), "{e}");
+    let e = m
+        .forward(&Tensor::rand(dev, &[2, 3, 32, 32]).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("[2, 3, 32, 32]"), "{e}");
+    assert!(ResNet20::new(dev, 0, 10).is_err());
+    let e = webgrad::models::BasicBlock::new(dev, 16, 8, 2)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("16 -> 8"), "{e}");
+}
