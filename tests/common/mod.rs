@@ -211,6 +211,12 @@ impl Reference {
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
                     .collect(),
+                // bfloat16: the upper half of a float32.
+                safetensors::Dtype::BF16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                    .collect(),
                 safetensors::Dtype::I64 => view
                     .data()
                     .chunks_exact(8)
@@ -246,6 +252,17 @@ impl Reference {
             .get(&key)
             .unwrap_or_else(|| panic!("reference has no {case}.{role}"))
             .clone()
+    }
+
+    /// The names of the tensors that start with `prefix`, with it removed, sorted.
+    pub fn names_under(&self, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .tensors
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix).map(str::to_string))
+            .collect();
+        v.sort();
+        v
     }
 
     pub fn has(&self, case: &str, role: &str) -> bool {
