@@ -198,3 +198,22 @@ fn resnet20_takes_fashion_mnist_and_refuses_bad_shapes() {
         .to_string();
     assert!(e.contains("16 -> 8"), "{e}");
 }
+
+#[test]
+fn resnet20_counts_training_batches_in_every_batch_norm() {
+    let dev = device();
+    let mut m = ResNet20::new(dev, 1, 10).unwrap();
+    let x = Tensor::rand(dev, &[2, 1, 8, 8]).unwrap();
+    m.forward(&x).unwrap();
+    m.eval();
+    assert_eq!(m.is_training(), Some(false));
+    m.forward(&x).unwrap();
+    let counters = m.named_counters();
+    assert_eq!(counters.len(), 19, "bn1 and two per block");
+    assert_eq!(counters[0].0, "bn1.num_batches_tracked");
+    assert_eq!(counters[1].0, "layer1.0.bn1.num_batches_tracked");
+    assert_eq!(counters[18].0, "layer3.2.bn2.num_batches_tracked");
+    for (name, c) in counters {
+        assert_eq!(c.load(std::sync::atomic::Ordering::Relaxed), 1, "{name}");
+    }
+}

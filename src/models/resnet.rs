@@ -4,7 +4,7 @@
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::scope;
-use crate::nn::{BatchNorm2d, Conv2d, Conv2dConfig, Linear, LinearConfig, Module};
+use crate::nn::{BatchNorm2d, Conv2d, Conv2dConfig, Counter, Linear, LinearConfig, Module};
 use crate::ops::pool::Pool2dParams;
 use crate::tensor::Tensor;
 
@@ -18,7 +18,7 @@ fn conv3x3(dev: &Device, in_channels: usize, out_channels: usize, stride: usize)
 }
 
 /// `prefix.name` for each of a child's named tensors.
-fn prefixed(prefix: &str, items: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+fn prefixed<T>(prefix: &str, items: Vec<(String, T)>) -> Vec<(String, T)> {
     items
         .into_iter()
         .map(|(n, t)| (format!("{prefix}.{n}"), t))
@@ -112,9 +112,17 @@ impl Module for BasicBlock {
         v.extend(prefixed("bn2", self.bn2.named_buffers()));
         v
     }
+    fn named_counters(&self) -> Vec<(String, Counter)> {
+        let mut v = prefixed("bn1", self.bn1.named_counters());
+        v.extend(prefixed("bn2", self.bn2.named_counters()));
+        v
+    }
     fn set_training(&mut self, training: bool) {
         self.bn1.set_training(training);
         self.bn2.set_training(training);
+    }
+    fn is_training(&self) -> Option<bool> {
+        self.bn1.is_training()
     }
     fn describe(&self) -> String {
         let w = self.conv1.weight.shape();
@@ -230,6 +238,16 @@ impl Module for ResNet20 {
             v.extend(prefixed(&name, block.named_buffers()));
         }
         v
+    }
+    fn named_counters(&self) -> Vec<(String, Counter)> {
+        let mut v = prefixed("bn1", self.bn1.named_counters());
+        for (name, block) in self.blocks() {
+            v.extend(prefixed(&name, block.named_counters()));
+        }
+        v
+    }
+    fn is_training(&self) -> Option<bool> {
+        self.bn1.is_training()
     }
     fn set_training(&mut self, training: bool) {
         self.bn1.set_training(training);
