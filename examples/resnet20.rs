@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! apt-get install -y dataset-fashion-mnist     # the data, if missing
-//! cargo run --release --example resnet20 -- --data /usr/share/datasets/fashion-mnist --epochs 10
+//! cargo run --release --example resnet20 -- --data /usr/share/datasets/fashion-mnist --epochs 8
 //! cargo run --release --example resnet20 -- --epochs 1 --limit 20   # a short slice, to try
 //! ```
 //!
