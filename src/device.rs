@@ -283,20 +283,15 @@ impl Device {
                     .flags
                     .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
             });
-        let no_compute: Vec<String> = no_compute
-            .iter()
-            .map(|a| {
-                let i = a.get_info();
-                format!("{} ({:?})", i.name, i.backend)
-            })
-            .collect();
-        let found: Vec<String> = adapters
-            .iter()
-            .map(|a| {
-                let i = a.get_info();
-                format!("{} ({:?})", i.name, i.backend)
-            })
-            .collect();
+        let named = |list: &[wgpu::Adapter]| -> Vec<String> {
+            list.iter()
+                .map(|a| {
+                    let i = a.get_info();
+                    format!("{} ({:?})", i.name, i.backend)
+                })
+                .collect()
+        };
+        let (no_compute, found) = (named(&no_compute), named(&adapters));
         let wanted = opts.adapter.as_ref().map(|s| s.to_ascii_lowercase());
         let adapter = adapters
             .into_iter()
