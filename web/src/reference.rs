@@ -1,6 +1,7 @@
 //! PyTorch's reference values (`tests/reference/`, see its README) run against webgrad on any
-//! device: every case of `ops.safetensors`, `activations.safetensors`, `losses.safetensors` and
-//! `norms.safetensors` (an op family's forward and backward), and the
+//! device: every case of `ops.safetensors`, `activations.safetensors`, `losses.safetensors`,
+//! `norms.safetensors`, `pad.safetensors` and `pools.safetensors` (an op family's forward and
+//! backward), and the
 //! LeNet-5 step of `lenet5_step.safetensors` (logits, loss, every gradient, 3 SGD-momentum and 3
 //! Adam steps). The tolerances are the native tests' (`tests/*.rs`). Every readback awaits, so
 //! the same code runs in a page and natively.
@@ -9,13 +10,24 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 use webgrad::models::{LeNet5, LeNetFlavour};
-use webgrad::nn::{Module, Sequential};
+use webgrad::nn::{Conv2d, Module, PaddingMode, Sequential};
 use webgrad::optim::{Adam, Optimizer, Sgd};
 use webgrad::weights::{load_bytes, HostTensor};
 use webgrad::{
-    BatchNormArgs, Conv2dParams, CrossEntropyOptions, Device, Error, NllLossOptions, Pool2dParams,
-    Reduction, Result, Tensor,
+    BatchNormArgs, Conv2dParams, CrossEntropyOptions, Device, Error, NllLossOptions, PadMode,
+    Pool2dParams, Reduction, Result, Tensor,
 };
+
+/// The op-case files of `tests/reference/` the page runs (every case of each), in order; the
+/// LeNet-5 step's `lenet5_step.safetensors` comes apart.
+pub const OP_CASE_FILES: [&str; 6] = [
+    "ops.safetensors",
+    "activations.safetensors",
+    "losses.safetensors",
+    "norms.safetensors",
+    "pad.safetensors",
+    "pools.safetensors",
+];
 
 /// A reference file: tensors named `CASE.ROLE` and each case's JSON metadata.
 pub struct Reference {
@@ -144,8 +156,8 @@ impl Reference {
         let mut at = 0;
         for (i, (&g, &w)) in got.iter().zip(&want.data).enumerate() {
             // NaN where PyTorch has NaN (a mean over no target), an infinity where it has the
-            // same one: equal.
-            let same = (g.is_nan() && w.is_nan()) || (g.is_infinite() && g == w);
+            // same one: equal; so is any equal value (an exact check's 0 / 0 is no failure).
+            let same = (g.is_nan() && w.is_nan()) || g == w;
             let ratio = match same {
                 true => 0.0,
                 false => (g as f64 - w as f64).abs() / (atol + rtol * (w as f64).abs()),
@@ -182,10 +194,24 @@ const CONV: (f64, f64) = (1e-5, 1e-4);
 const CONV_PARAMS: (f64, f64) = (1e-4, 1e-4);
 const LOSS_GRAD: (f64, f64) = (1e-7, 1e-5);
 const REDUCE_GRAD: (f64, f64) = (1e-7, 1e-6);
+const PAD: (f64, f64) = (1e-5, 1e-5);
+/// Exact: max pooling's indices.
+const EXACT: (f64, f64) = (0.0, 0.0);
 
 fn pair(v: &Value) -> (usize, usize) {
     let n = |i: usize| v[i].as_u64().unwrap_or(0) as usize;
     (n(0), n(1))
+}
+
+fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_u64)
+                .map(|d| d as usize)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn reduction(m: &Value) -> Result<Reduction> {
@@ -224,6 +250,22 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
             }?;
             (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
         }
+        "pad" => {
+            let x = r.leaf(dev, case, "input")?;
+            let mode = match m["mode"].as_str().unwrap_or("constant") {
+                "constant" => PadMode::Constant,
+                "reflect" => PadMode::Reflect,
+                "replicate" => PadMode::Replicate,
+                "circular" => PadMode::Circular,
+                other => return Err(Error::Invalid(format!("{case}: pad mode {other:?}"))),
+            };
+            let value = m["value"].as_f64().unwrap_or(0.0) as f32;
+            let y = x.pad(&usizes(&m["pad"]), mode, value)?;
+            (vec![("input", x)], y, PAD, PAD)
+        }
+        "conv2d" if m.get("padding_mode").is_some() => {
+            return padded_conv2d_case(r, dev, case, &m).await
+        }
         "nll_loss" => {
             let x = r.leaf(dev, case, "input")?;
             let mut o = NllLossOptions::default()
@@ -246,16 +288,7 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
             };
             let eps = m["eps"].as_f64().unwrap_or(1e-5) as f32;
             let y = if op == "layer_norm" {
-                let shape: Vec<usize> = m["normalized_shape"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_u64())
-                            .map(|v| v as usize)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                x.layer_norm(&shape, w.as_ref(), b.as_ref(), eps)?
+                x.layer_norm(&usizes(&m["normalized_shape"]), w.as_ref(), b.as_ref(), eps)?
             } else {
                 let groups = m["num_groups"].as_u64().unwrap_or(1) as usize;
                 x.group_norm(groups, w.as_ref(), b.as_ref(), eps)?
@@ -323,18 +356,34 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
         }
         "max_pool2d" | "avg_pool2d" => {
             let x = r.leaf(dev, case, "input")?;
+            // ops.safetensors' cases name no dilation or ceil mode: PyTorch's defaults.
             let p = Pool2dParams {
                 kernel: pair(&m["kernel_size"]),
                 stride: pair(&m["stride"]),
                 padding: pair(&m["padding"]),
-                dilation: (1, 1),
-                ceil_mode: false,
+                dilation: m.get("dilation").map_or((1, 1), pair),
+                ceil_mode: m["ceil_mode"].as_bool().unwrap_or(false),
                 count_include_pad: m["count_include_pad"].as_bool().unwrap_or(true),
             };
             let y = match op.as_str() {
+                // pools.safetensors has max pooling's indices too.
+                "max_pool2d" if r.has(case, "indices") => {
+                    let (y, indices) = x.max_pool2d_with_indices(p)?;
+                    y.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+                    return Ok(vec![
+                        r.compare(&y, case, "output", ELEMENTWISE).await,
+                        r.compare(&grad(&x)?, case, "grad_input", ELEMENTWISE).await,
+                        r.compare(&indices, case, "indices", EXACT).await,
+                    ]);
+                }
                 "max_pool2d" => x.max_pool2d(p),
                 _ => x.avg_pool2d(p),
             }?;
+            (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
+        }
+        "adaptive_avg_pool2d" => {
+            let x = r.leaf(dev, case, "input")?;
+            let y = x.adaptive_avg_pool2d(pair(&m["output_size"]))?;
             (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
         }
         "batch_norm2d" | "batch_norm" => return batch_norm_case(r, dev, case, &m).await,
@@ -406,6 +455,49 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
 fn grad(t: &Tensor) -> Result<Tensor> {
     t.grad()
         .ok_or_else(|| Error::Autograd("the backward pass left no gradient".into()))
+}
+
+/// A `pad.safetensors` convolution: `nn::Conv2d` with a `padding_mode`, at tests/pad.rs's
+/// tolerances.
+async fn padded_conv2d_case(
+    r: &Reference,
+    dev: &Device,
+    case: &str,
+    m: &Value,
+) -> Result<Vec<Check>> {
+    let padding_mode = match m["padding_mode"].as_str().unwrap_or("zeros") {
+        "zeros" => PaddingMode::Zeros,
+        "reflect" => PaddingMode::Reflect,
+        "replicate" => PaddingMode::Replicate,
+        "circular" => PaddingMode::Circular,
+        other => return Err(Error::Invalid(format!("{case}: padding_mode {other:?}"))),
+    };
+    let (x, w, b) = (
+        r.leaf(dev, case, "input")?,
+        r.leaf(dev, case, "weight")?,
+        r.leaf(dev, case, "bias")?,
+    );
+    let conv = Conv2d {
+        weight: w.clone(),
+        bias: Some(b.clone()),
+        params: Conv2dParams {
+            padding: pair(&m["padding"]),
+            stride: pair(&m["stride"]),
+            ..Default::default()
+        },
+        padding_mode,
+    };
+    let y = conv.forward(&x)?;
+    y.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+    let mut checks = vec![r.compare(&y, case, "output", CONV).await];
+    for (role, t) in [("input", &x), ("weight", &w), ("bias", &b)] {
+        let g = grad(t)?;
+        checks.push(
+            r.compare(&g, case, &format!("grad_{role}"), CONV_PARAMS)
+                .await,
+        );
+    }
+    Ok(checks)
 }
 
 async fn batch_norm_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> Result<Vec<Check>> {
