@@ -1,7 +1,7 @@
 //! PyTorch's reference values (`tests/reference/`, see its README) run against webgrad on any
 //! device: every case of `ops.safetensors`, `activations.safetensors`, `losses.safetensors`,
-//! `norms.safetensors`, `pad.safetensors` and `pools.safetensors` (an op family's forward and
-//! backward), and the
+//! `norms.safetensors`, `pad.safetensors`, `pools.safetensors` and `tensor_ops.safetensors` (an
+//! op family's forward and backward), and the
 //! LeNet-5 step of `lenet5_step.safetensors` (logits, loss, every gradient, 3 SGD-momentum and 3
 //! Adam steps). The tolerances are the native tests' (`tests/*.rs`). Every readback awaits, so
 //! the same code runs in a page and natively.
@@ -20,13 +20,14 @@ use webgrad::{
 
 /// The op-case files of `tests/reference/` the page runs (every case of each), in order; the
 /// LeNet-5 step's `lenet5_step.safetensors` comes apart.
-pub const OP_CASE_FILES: [&str; 6] = [
+pub const OP_CASE_FILES: [&str; 7] = [
     "ops.safetensors",
     "activations.safetensors",
     "losses.safetensors",
     "norms.safetensors",
     "pad.safetensors",
     "pools.safetensors",
+    "tensor_ops.safetensors",
 ];
 
 /// A reference file: tensors named `CASE.ROLE` and each case's JSON metadata.
@@ -396,6 +397,10 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
             }?;
             (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
         }
+        // tensor_ops.safetensors' sums name a list of dims.
+        "sum" if m["dim"].is_array() => return tensor_op_case(r, dev, case, &m).await,
+        "cat" | "stack" | "narrow" | "index_select" | "gather" | "one_hot" | "where" | "amax"
+        | "amin" | "min" => return tensor_op_case(r, dev, case, &m).await,
         "sum" | "mean" => {
             let x = r.leaf(dev, case, "input")?;
             let keepdim = m["keepdim"].as_bool().unwrap_or(false);
@@ -455,6 +460,80 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
 fn grad(t: &Tensor) -> Result<Tensor> {
     t.grad()
         .ok_or_else(|| Error::Autograd("the backward pass left no gradient".into()))
+}
+
+/// A `tensor_ops.safetensors` case (joining, slicing, indexing, multi-dim reductions), at
+/// tests/tensor_ops.rs's tolerances: the output, the indices of `min`, and the inputs'
+/// gradients where the case has an upstream gradient.
+async fn tensor_op_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> Result<Vec<Check>> {
+    let op = m["op"].as_str().unwrap_or_default();
+    let dim = m["dim"].as_i64().unwrap_or(0) as isize;
+    let dims: Vec<isize> = m["dim"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_i64)
+                .map(|d| d as isize)
+                .collect()
+        })
+        .unwrap_or_default();
+    let keepdim = m["keepdim"].as_bool().unwrap_or(false);
+    let mut checks = Vec::new();
+    let (leaves, out): (Vec<(&str, Tensor)>, Tensor) = match op {
+        "cat" | "stack" => {
+            let mut leaves = Vec::new();
+            for role in ["a", "b", "c"].into_iter().filter(|x| r.has(case, x)) {
+                leaves.push((role, r.leaf(dev, case, role)?));
+            }
+            let ts: Vec<&Tensor> = leaves.iter().map(|(_, t)| t).collect();
+            let out = match op {
+                "cat" => Tensor::cat(&ts, dim),
+                _ => Tensor::stack(&ts, dim),
+            }?;
+            (leaves, out)
+        }
+        "where" => {
+            let (a, b) = (r.leaf(dev, case, "input")?, r.leaf(dev, case, "other")?);
+            let out = Tensor::where_(&r.tensor(dev, case, "condition")?, &a, &b)?;
+            (vec![("input", a), ("other", b)], out)
+        }
+        "one_hot" => {
+            let classes = m["num_classes"].as_u64().unwrap_or(0) as usize;
+            (vec![], r.tensor(dev, case, "input")?.one_hot(classes)?)
+        }
+        _ => {
+            let x = r.leaf(dev, case, "input")?;
+            let out = match op {
+                "narrow" => {
+                    let n = |key: &str| m[key].as_u64().unwrap_or(0) as usize;
+                    x.narrow(dim, n("start"), n("length"))?
+                }
+                "index_select" => x.index_select(dim, &r.tensor(dev, case, "index")?)?,
+                "gather" => x.gather(dim, &r.tensor(dev, case, "index")?)?,
+                "sum" => x.sum_dims(&dims, keepdim)?,
+                "amax" => x.amax(&dims, keepdim)?,
+                "amin" => x.amin(&dims, keepdim)?,
+                _ => {
+                    let (values, indices) = x.min_dim(dim, keepdim)?;
+                    checks.push(r.compare(&indices, case, "indices", EXACT).await);
+                    values
+                }
+            };
+            (vec![("input", x)], out)
+        }
+    };
+    checks.insert(0, r.compare(&out, case, "output", ELEMENTWISE).await);
+    if r.has(case, "grad_output") {
+        out.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+        for (role, leaf) in leaves {
+            let g = grad(&leaf)?;
+            checks.push(
+                r.compare(&g, case, &format!("grad_{role}"), ELEMENTWISE)
+                    .await,
+            );
+        }
+    }
+    Ok(checks)
 }
 
 /// A `pad.safetensors` convolution: `nn::Conv2d` with a `padding_mode`, at tests/pad.rs's

@@ -24,14 +24,13 @@ fn the_reference_runner_passes_natively() {
     for file in OP_CASE_FILES {
         let r = reference(file);
         let ran = pollster::block_on(run_ops(&r, &dev, None));
-        // Every case ran (a case that fails to run is one check named by the case alone) and
-        // gave an output and at least one gradient.
+        // Every case ran (a case that fails to run is one check named by the case alone).
         for case in r.cases() {
             let of_case = ran
                 .iter()
                 .filter(|c| c.name.starts_with(&format!("{case}.")))
                 .count();
-            assert!(of_case >= 2, "{file}: case {case} gave {of_case} checks");
+            assert!(of_case >= 1, "{file}: case {case} gave no checks");
         }
         checks.extend(ran);
     }
@@ -44,23 +43,29 @@ fn the_reference_runner_passes_natively() {
 
 #[test]
 fn the_reference_runner_catches_a_wrong_value() {
-    // A check must be able to fail: the same case against a perturbed reference.
+    // A check must be able to fail: a case against a perturbed reference, a value within the
+    // usual tolerances and an exact one (max pooling's indices).
     let dev = Device::new().unwrap();
-    let bytes = std::fs::read(format!("{REFERENCE}ops.safetensors")).unwrap();
-    let (mut tensors, meta) = weights::load_bytes(&bytes, "ops.safetensors").unwrap();
-    tensors.get_mut("relu.output").unwrap().data[3] += 1e-3;
-    let named: Vec<(String, webgrad::Tensor)> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), weights::to_device(&dev, t).unwrap()))
-        .collect();
-    let bad = weights::to_bytes(&named, &meta).unwrap();
-    let r = Reference::parse(&bad, "perturbed").unwrap();
-    let checks = pollster::block_on(run_ops(&r, &dev, Some("relu")));
-    let output = checks.iter().find(|c| c.name == "relu.output").unwrap();
-    assert!(
-        !output.ok && output.detail.contains("element 3"),
-        "{output:?}"
-    );
+    for (file, case, role) in [
+        ("ops.safetensors", "relu", "output"),
+        ("pools.safetensors", "max_plain", "indices"),
+    ] {
+        let bytes = std::fs::read(format!("{REFERENCE}{file}")).unwrap();
+        let (mut tensors, meta) = weights::load_bytes(&bytes, file).unwrap();
+        let key = format!("{case}.{role}");
+        tensors.get_mut(&key).unwrap().data[3] += 1e-3;
+        let named: Vec<(String, webgrad::Tensor)> = tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), weights::to_device(&dev, t).unwrap()))
+            .collect();
+        let bad = weights::to_bytes(&named, &meta).unwrap();
+        let r = Reference::parse(&bad, "perturbed").unwrap();
+        let checks = pollster::block_on(run_ops(&r, &dev, Some(case)));
+        let check = checks.iter().find(|c| c.name == key).unwrap();
+        assert!(!check.ok && check.detail.contains("element 3"), "{check:?}");
+        // The perturbed value is the only failure.
+        assert_eq!(checks.iter().filter(|c| !c.ok).count(), 1, "{checks:?}");
+    }
 }
 
 #[test]
