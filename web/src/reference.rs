@@ -1,7 +1,8 @@
 //! PyTorch's reference values (`tests/reference/`, see its README) run against webgrad on any
 //! device: every case of `ops.safetensors`, `activations.safetensors`, `losses.safetensors`,
 //! `norms.safetensors`, `pad.safetensors`, `pools.safetensors` and `tensor_ops.safetensors` (an
-//! op family's forward and backward), and the
+//! op family's forward and backward), of `optimizers.safetensors` (4 steps of RMSprop, Adagrad
+//! or Adadelta), and the
 //! LeNet-5 step of `lenet5_step.safetensors` (logits, loss, every gradient, 3 SGD-momentum and 3
 //! Adam steps). The tolerances are the native tests' (`tests/*.rs`). Every readback awaits, so
 //! the same code runs in a page and natively.
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use webgrad::models::{LeNet5, LeNetFlavour};
 use webgrad::nn::{Conv2d, Module, PaddingMode, Sequential};
-use webgrad::optim::{Adam, Optimizer, Sgd};
+use webgrad::optim::{Adadelta, Adagrad, Adam, Optimizer, RmsProp, Sgd};
 use webgrad::weights::{load_bytes, HostTensor};
 use webgrad::{
     BatchNormArgs, Conv2dParams, CrossEntropyOptions, Device, Error, NllLossOptions, PadMode,
@@ -20,7 +21,7 @@ use webgrad::{
 
 /// The op-case files of `tests/reference/` the page runs (every case of each), in order; the
 /// LeNet-5 step's `lenet5_step.safetensors` comes apart.
-pub const OP_CASE_FILES: [&str; 7] = [
+pub const OP_CASE_FILES: [&str; 8] = [
     "ops.safetensors",
     "activations.safetensors",
     "losses.safetensors",
@@ -28,6 +29,7 @@ pub const OP_CASE_FILES: [&str; 7] = [
     "pad.safetensors",
     "pools.safetensors",
     "tensor_ops.safetensors",
+    "optimizers.safetensors",
 ];
 
 /// A reference file: tensors named `CASE.ROLE` and each case's JSON metadata.
@@ -401,6 +403,7 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
         "sum" if m["dim"].is_array() => return tensor_op_case(r, dev, case, &m).await,
         "cat" | "stack" | "narrow" | "index_select" | "gather" | "one_hot" | "where" | "amax"
         | "amin" | "min" => return tensor_op_case(r, dev, case, &m).await,
+        "RMSprop" | "Adagrad" | "Adadelta" => return optimizer_case(r, dev, case, &m).await,
         "sum" | "mean" => {
             let x = r.leaf(dev, case, "input")?;
             let keepdim = m["keepdim"].as_bool().unwrap_or(false);
@@ -529,6 +532,60 @@ async fn tensor_op_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> R
             let g = grad(&leaf)?;
             checks.push(
                 r.compare(&g, case, &format!("grad_{role}"), ELEMENTWISE)
+                    .await,
+            );
+        }
+    }
+    Ok(checks)
+}
+
+/// An `optimizers.safetensors` case: the optimizer over the file's `init` parameters, 4 steps
+/// on its gradients `grad1` .. `grad4`, the parameters after each compared (tests/optim.rs's
+/// tolerance).
+async fn optimizer_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> Result<Vec<Check>> {
+    let names = ["weight", "bias"];
+    let f = |key: &str, default: f64| m[key].as_f64().unwrap_or(default) as f32;
+    let op = m["op"].as_str().unwrap_or_default();
+    let params = names
+        .iter()
+        .map(|n| r.leaf(dev, "init", n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut opt: Box<dyn Optimizer> = match op {
+        "RMSprop" => Box::new(
+            RmsProp::new(params.clone(), f("lr", 0.01))?
+                .with_alpha(f("alpha", 0.99))
+                .with_eps(f("eps", 1e-8))
+                .with_weight_decay(f("weight_decay", 0.0))
+                .with_momentum(f("momentum", 0.0))
+                .with_centered(m["centered"].as_bool().unwrap_or(false)),
+        ),
+        "Adagrad" => Box::new(
+            Adagrad::new(params.clone(), f("lr", 0.01))?
+                .with_lr_decay(f("lr_decay", 0.0))
+                .with_weight_decay(f("weight_decay", 0.0))
+                .with_initial_accumulator_value(f("initial_accumulator_value", 0.0))
+                .with_eps(f("eps", 1e-10)),
+        ),
+        _ => Box::new(
+            Adadelta::new(params.clone(), f("lr", 1.0))?
+                .with_rho(f("rho", 0.9))
+                .with_eps(f("eps", 1e-6))
+                .with_weight_decay(f("weight_decay", 0.0)),
+        ),
+    };
+    let mut checks = Vec::new();
+    for k in 1..=4 {
+        for (p, n) in params.iter().zip(names) {
+            // The gradient PyTorch's step got: that of sum(p * g).
+            p.zero_grad();
+            p.mul(&r.tensor(dev, &format!("grad{k}"), n)?)?
+                .sum()?
+                .backward()?;
+        }
+        opt.step()?;
+        for (p, n) in params.iter().zip(names) {
+            checks.push(
+                r.compare(p, case, &format!("step{k}.{n}"), ELEMENTWISE)
                     .await,
             );
         }

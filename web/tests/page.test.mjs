@@ -2,8 +2,8 @@
 // (SwiftShader where there is no GPU) runs webgrad compiled to WebAssembly.
 // - every shader module through Chromium's WGSL compiler (Tint): no errors;
 // - PyTorch's reference values (tests/reference/: ops, activations, losses, norms, pad, pools,
-//   tensor_ops) for every op family and the LeNet-5 step,
-//   under every kernel class the adapter can run, within the native tests' tolerances;
+//   tensor_ops, optimizers) for every op family, RMSprop, Adagrad, Adadelta and the LeNet-5
+//   step, under every kernel class the adapter can run, within the native tests' tolerances;
 // - the blocking calls return the documented error;
 // - the demo page trains LeNet-5 for one epoch of the bundled digits to at least 90% test
 //   accuracy, classifies a drawn digit, loads a checkpoint; a screenshot is kept in
@@ -66,7 +66,7 @@ test("op families and the LeNet-5 step match PyTorch in the page", { timeout: 90
     // case alone, failed above).
     const missing = report.cases.filter((k) => !c.checks.some((x) => x.name.startsWith(`${k}.`)));
     assert.deepEqual(missing, [], `${c.class}: cases run`);
-    assert.ok(report.cases.length >= 158, `${report.cases.length} cases`);
+    assert.ok(report.cases.length >= 170, `${report.cases.length} cases`);
     // Every op family and the LeNet-5 step ran.
     for (const name of ["conv2d_groups2.grad_weight", "max_pool2d_k2.grad_input",
       "batch_norm2d_train.grad_input", "cross_entropy.grad_input", "loss", "adam3.fc3.bias",
@@ -74,7 +74,8 @@ test("op families and the LeNet-5 step match PyTorch in the page", { timeout: 90
       "group_norm_nchw.grad_weight", "batch_norm1d_ncl.running_var_after",
       "reflect_2d.grad_input", "conv2d_circular_p21.grad_weight", "max_ceil_dilated.indices",
       "avg_ceil_exclude_pad.grad_input", "adaptive_uneven.grad_input", "min_dim.indices",
-      "cat_dim1.grad_c", "gather_smaller_index.grad_input", "one_hot.output"]) {
+      "cat_dim1.grad_c", "gather_smaller_index.grad_input", "one_hot.output",
+      "rmsprop_all.step4.weight", "adagrad_all.step4.bias", "adadelta_all.step4.weight"]) {
       assert.ok(c.checks.some((x) => x.name === name), `${c.class}: ${name} checked`);
     }
   }
