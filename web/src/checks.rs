@@ -30,7 +30,7 @@ fn checks_json(checks: &[Check]) -> Value {
 /// PyTorch's reference cases on the default device's adapter: for every kernel class it can
 /// run, the checks of every op-case file (`files`: name and bytes, e.g. `ops.safetensors`) and
 /// of the LeNet-5 step, and the device's error state afterwards (a pipeline the browser refused
-/// shows there).
+/// shows there); `cases` lists the op cases run.
 ///
 /// `only`: run only the cases whose name contains it (and the LeNet-5 step only if it is
 /// `lenet`), for a look at one case.
@@ -44,6 +44,12 @@ pub async fn references(
         .map(|(name, bytes)| Reference::parse(bytes, name))
         .collect::<Result<Vec<_>>>()?;
     let lenet = Reference::parse(lenet, "lenet5_step.safetensors")?;
+    // The cases the checks must cover, each with a check named `case.role`.
+    let cases: Vec<String> = sets
+        .iter()
+        .flat_map(Reference::cases)
+        .filter(|c| only.is_none_or(|o| c.contains(o)))
+        .collect();
     let dev = Device::new_async().await?;
     let mut classes = Vec::new();
     for class in dev.runnable_kernel_classes() {
@@ -62,7 +68,7 @@ pub async fn references(
             "device_error": device_error,
         }));
     }
-    Ok(json!({ "adapter": dev.info().to_string(), "classes": classes }))
+    Ok(json!({ "adapter": dev.info().to_string(), "cases": cases, "classes": classes }))
 }
 
 /// What the device's WGSL compiler says of every shader module.

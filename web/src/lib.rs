@@ -184,26 +184,39 @@ where
     promise(async move { Ok(JsValue::from_str(&f.await?.to_string())) })
 }
 
+/// The names of the op-case files in `tests/reference/` that the page fetches for
+/// [`check_references`] ([`reference::OP_CASE_FILES`]).
+#[wasm_bindgen(js_name = referenceFiles)]
+pub fn reference_files() -> Vec<String> {
+    reference::OP_CASE_FILES.map(String::from).to_vec()
+}
+
 /// The page test of PyTorch's reference cases under every kernel class the adapter can run:
-/// the op families of `ops.safetensors`, `activations.safetensors`, `losses.safetensors` and
-/// `norms.safetensors`, and the LeNet-5 step (`lenet5_step.safetensors`); only the cases whose
-/// name contains `only`, if given. Resolves to a JSON report ([`checks::references`]).
+/// every case of the op-case files `files` (named by `names`: [`reference_files`]) and the
+/// LeNet-5 step
+/// (`lenet5_step.safetensors`); only the cases whose name contains `only`, if given. Resolves
+/// to a JSON report ([`checks::references`]).
 #[wasm_bindgen(js_name = checkReferences)]
 pub fn check_references(
-    ops: Vec<u8>,
-    activations: Vec<u8>,
-    losses: Vec<u8>,
-    norms: Vec<u8>,
+    names: Vec<String>,
+    files: Vec<js_sys::Uint8Array>,
     lenet: Vec<u8>,
     only: Option<String>,
 ) -> Promise {
     report(async move {
-        let files: [(&str, &[u8]); 4] = [
-            ("ops.safetensors", &ops),
-            ("activations.safetensors", &activations),
-            ("losses.safetensors", &losses),
-            ("norms.safetensors", &norms),
-        ];
+        if names.len() != files.len() {
+            return Err(Error::Invalid(format!(
+                "{} file names for {} files",
+                names.len(),
+                files.len()
+            )));
+        }
+        let bytes: Vec<Vec<u8>> = files.iter().map(js_sys::Uint8Array::to_vec).collect();
+        let files: Vec<(&str, &[u8])> = names
+            .iter()
+            .map(String::as_str)
+            .zip(bytes.iter().map(Vec::as_slice))
+            .collect();
         checks::references(&files, &lenet, only.as_deref()).await
     })
 }

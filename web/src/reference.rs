@@ -1,6 +1,8 @@
 //! PyTorch's reference values (`tests/reference/`, see its README) run against webgrad on any
-//! device: every case of `ops.safetensors`, `activations.safetensors`, `losses.safetensors` and
-//! `norms.safetensors` (an op family's forward and backward), and the
+//! device: every case of `ops.safetensors`, `activations.safetensors`, `losses.safetensors`,
+//! `norms.safetensors`, `pad.safetensors`, `pools.safetensors` and `tensor_ops.safetensors` (an
+//! op family's forward and backward), of `optimizers.safetensors` (4 steps of RMSprop, Adagrad
+//! or Adadelta), and the
 //! LeNet-5 step of `lenet5_step.safetensors` (logits, loss, every gradient, 3 SGD-momentum and 3
 //! Adam steps). The tolerances are the native tests' (`tests/*.rs`). Every readback awaits, so
 //! the same code runs in a page and natively.
@@ -9,13 +11,26 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 use webgrad::models::{LeNet5, LeNetFlavour};
-use webgrad::nn::{Module, Sequential};
-use webgrad::optim::{Adam, Optimizer, Sgd};
+use webgrad::nn::{Conv2d, Module, PaddingMode, Sequential};
+use webgrad::optim::{Adadelta, Adagrad, Adam, Optimizer, RmsProp, Sgd};
 use webgrad::weights::{load_bytes, HostTensor};
 use webgrad::{
-    BatchNormArgs, Conv2dParams, CrossEntropyOptions, Device, Error, NllLossOptions, Pool2dParams,
-    Reduction, Result, Tensor,
+    BatchNormArgs, Conv2dParams, CrossEntropyOptions, Device, Error, NllLossOptions, PadMode,
+    Pool2dParams, Reduction, Result, Tensor,
 };
+
+/// The op-case files of `tests/reference/` the page runs (every case of each), in order; the
+/// LeNet-5 step's `lenet5_step.safetensors` comes apart.
+pub const OP_CASE_FILES: [&str; 8] = [
+    "ops.safetensors",
+    "activations.safetensors",
+    "losses.safetensors",
+    "norms.safetensors",
+    "pad.safetensors",
+    "pools.safetensors",
+    "tensor_ops.safetensors",
+    "optimizers.safetensors",
+];
 
 /// A reference file: tensors named `CASE.ROLE` and each case's JSON metadata.
 pub struct Reference {
@@ -144,8 +159,8 @@ impl Reference {
         let mut at = 0;
         for (i, (&g, &w)) in got.iter().zip(&want.data).enumerate() {
             // NaN where PyTorch has NaN (a mean over no target), an infinity where it has the
-            // same one: equal.
-            let same = (g.is_nan() && w.is_nan()) || (g.is_infinite() && g == w);
+            // same one: equal; so is any equal value (an exact check's 0 / 0 is no failure).
+            let same = (g.is_nan() && w.is_nan()) || g == w;
             let ratio = match same {
                 true => 0.0,
                 false => (g as f64 - w as f64).abs() / (atol + rtol * (w as f64).abs()),
@@ -182,10 +197,24 @@ const CONV: (f64, f64) = (1e-5, 1e-4);
 const CONV_PARAMS: (f64, f64) = (1e-4, 1e-4);
 const LOSS_GRAD: (f64, f64) = (1e-7, 1e-5);
 const REDUCE_GRAD: (f64, f64) = (1e-7, 1e-6);
+const PAD: (f64, f64) = (1e-5, 1e-5);
+/// Exact: max pooling's indices.
+const EXACT: (f64, f64) = (0.0, 0.0);
 
 fn pair(v: &Value) -> (usize, usize) {
     let n = |i: usize| v[i].as_u64().unwrap_or(0) as usize;
     (n(0), n(1))
+}
+
+fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_u64)
+                .map(|d| d as usize)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn reduction(m: &Value) -> Result<Reduction> {
@@ -224,6 +253,22 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
             }?;
             (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
         }
+        "pad" => {
+            let x = r.leaf(dev, case, "input")?;
+            let mode = match m["mode"].as_str().unwrap_or("constant") {
+                "constant" => PadMode::Constant,
+                "reflect" => PadMode::Reflect,
+                "replicate" => PadMode::Replicate,
+                "circular" => PadMode::Circular,
+                other => return Err(Error::Invalid(format!("{case}: pad mode {other:?}"))),
+            };
+            let value = m["value"].as_f64().unwrap_or(0.0) as f32;
+            let y = x.pad(&usizes(&m["pad"]), mode, value)?;
+            (vec![("input", x)], y, PAD, PAD)
+        }
+        "conv2d" if m.get("padding_mode").is_some() => {
+            return padded_conv2d_case(r, dev, case, &m).await
+        }
         "nll_loss" => {
             let x = r.leaf(dev, case, "input")?;
             let mut o = NllLossOptions::default()
@@ -246,16 +291,7 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
             };
             let eps = m["eps"].as_f64().unwrap_or(1e-5) as f32;
             let y = if op == "layer_norm" {
-                let shape: Vec<usize> = m["normalized_shape"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_u64())
-                            .map(|v| v as usize)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                x.layer_norm(&shape, w.as_ref(), b.as_ref(), eps)?
+                x.layer_norm(&usizes(&m["normalized_shape"]), w.as_ref(), b.as_ref(), eps)?
             } else {
                 let groups = m["num_groups"].as_u64().unwrap_or(1) as usize;
                 x.group_norm(groups, w.as_ref(), b.as_ref(), eps)?
@@ -323,18 +359,34 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
         }
         "max_pool2d" | "avg_pool2d" => {
             let x = r.leaf(dev, case, "input")?;
+            // ops.safetensors' cases name no dilation or ceil mode: PyTorch's defaults.
             let p = Pool2dParams {
                 kernel: pair(&m["kernel_size"]),
                 stride: pair(&m["stride"]),
                 padding: pair(&m["padding"]),
-                dilation: (1, 1),
-                ceil_mode: false,
+                dilation: m.get("dilation").map_or((1, 1), pair),
+                ceil_mode: m["ceil_mode"].as_bool().unwrap_or(false),
                 count_include_pad: m["count_include_pad"].as_bool().unwrap_or(true),
             };
             let y = match op.as_str() {
+                // pools.safetensors has max pooling's indices too.
+                "max_pool2d" if r.has(case, "indices") => {
+                    let (y, indices) = x.max_pool2d_with_indices(p)?;
+                    y.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+                    return Ok(vec![
+                        r.compare(&y, case, "output", ELEMENTWISE).await,
+                        r.compare(&grad(&x)?, case, "grad_input", ELEMENTWISE).await,
+                        r.compare(&indices, case, "indices", EXACT).await,
+                    ]);
+                }
                 "max_pool2d" => x.max_pool2d(p),
                 _ => x.avg_pool2d(p),
             }?;
+            (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
+        }
+        "adaptive_avg_pool2d" => {
+            let x = r.leaf(dev, case, "input")?;
+            let y = x.adaptive_avg_pool2d(pair(&m["output_size"]))?;
             (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
         }
         "batch_norm2d" | "batch_norm" => return batch_norm_case(r, dev, case, &m).await,
@@ -347,6 +399,11 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
             }?;
             (vec![("input", x)], y, ELEMENTWISE, ELEMENTWISE)
         }
+        // tensor_ops.safetensors' sums name a list of dims.
+        "sum" if m["dim"].is_array() => return tensor_op_case(r, dev, case, &m).await,
+        "cat" | "stack" | "narrow" | "index_select" | "gather" | "one_hot" | "where" | "amax"
+        | "amin" | "min" => return tensor_op_case(r, dev, case, &m).await,
+        "RMSprop" | "Adagrad" | "Adadelta" => return optimizer_case(r, dev, case, &m).await,
         "sum" | "mean" => {
             let x = r.leaf(dev, case, "input")?;
             let keepdim = m["keepdim"].as_bool().unwrap_or(false);
@@ -406,6 +463,177 @@ pub async fn run_op_case(r: &Reference, dev: &Device, case: &str) -> Result<Vec<
 fn grad(t: &Tensor) -> Result<Tensor> {
     t.grad()
         .ok_or_else(|| Error::Autograd("the backward pass left no gradient".into()))
+}
+
+/// A `tensor_ops.safetensors` case (joining, slicing, indexing, multi-dim reductions), at
+/// tests/tensor_ops.rs's tolerances: the output, the indices of `min`, and the inputs'
+/// gradients where the case has an upstream gradient.
+async fn tensor_op_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> Result<Vec<Check>> {
+    let op = m["op"].as_str().unwrap_or_default();
+    let dim = m["dim"].as_i64().unwrap_or(0) as isize;
+    let dims: Vec<isize> = m["dim"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_i64)
+                .map(|d| d as isize)
+                .collect()
+        })
+        .unwrap_or_default();
+    let keepdim = m["keepdim"].as_bool().unwrap_or(false);
+    let mut checks = Vec::new();
+    let (leaves, out): (Vec<(&str, Tensor)>, Tensor) = match op {
+        "cat" | "stack" => {
+            let mut leaves = Vec::new();
+            for role in ["a", "b", "c"].into_iter().filter(|x| r.has(case, x)) {
+                leaves.push((role, r.leaf(dev, case, role)?));
+            }
+            let ts: Vec<&Tensor> = leaves.iter().map(|(_, t)| t).collect();
+            let out = match op {
+                "cat" => Tensor::cat(&ts, dim),
+                _ => Tensor::stack(&ts, dim),
+            }?;
+            (leaves, out)
+        }
+        "where" => {
+            let (a, b) = (r.leaf(dev, case, "input")?, r.leaf(dev, case, "other")?);
+            let out = Tensor::where_(&r.tensor(dev, case, "condition")?, &a, &b)?;
+            (vec![("input", a), ("other", b)], out)
+        }
+        "one_hot" => {
+            let classes = m["num_classes"].as_u64().unwrap_or(0) as usize;
+            (vec![], r.tensor(dev, case, "input")?.one_hot(classes)?)
+        }
+        _ => {
+            let x = r.leaf(dev, case, "input")?;
+            let out = match op {
+                "narrow" => {
+                    let n = |key: &str| m[key].as_u64().unwrap_or(0) as usize;
+                    x.narrow(dim, n("start"), n("length"))?
+                }
+                "index_select" => x.index_select(dim, &r.tensor(dev, case, "index")?)?,
+                "gather" => x.gather(dim, &r.tensor(dev, case, "index")?)?,
+                "sum" => x.sum_dims(&dims, keepdim)?,
+                "amax" => x.amax(&dims, keepdim)?,
+                "amin" => x.amin(&dims, keepdim)?,
+                _ => {
+                    let (values, indices) = x.min_dim(dim, keepdim)?;
+                    checks.push(r.compare(&indices, case, "indices", EXACT).await);
+                    values
+                }
+            };
+            (vec![("input", x)], out)
+        }
+    };
+    checks.insert(0, r.compare(&out, case, "output", ELEMENTWISE).await);
+    if r.has(case, "grad_output") {
+        out.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+        for (role, leaf) in leaves {
+            let g = grad(&leaf)?;
+            checks.push(
+                r.compare(&g, case, &format!("grad_{role}"), ELEMENTWISE)
+                    .await,
+            );
+        }
+    }
+    Ok(checks)
+}
+
+/// An `optimizers.safetensors` case: the optimizer over the file's `init` parameters, 4 steps
+/// on its gradients `grad1` .. `grad4`, the parameters after each compared (tests/optim.rs's
+/// tolerance).
+async fn optimizer_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> Result<Vec<Check>> {
+    let names = ["weight", "bias"];
+    let f = |key: &str, default: f64| m[key].as_f64().unwrap_or(default) as f32;
+    let op = m["op"].as_str().unwrap_or_default();
+    let params = names
+        .iter()
+        .map(|n| r.leaf(dev, "init", n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut opt: Box<dyn Optimizer> = match op {
+        "RMSprop" => Box::new(
+            RmsProp::new(params.clone(), f("lr", 0.01))?
+                .with_alpha(f("alpha", 0.99))
+                .with_eps(f("eps", 1e-8))
+                .with_weight_decay(f("weight_decay", 0.0))
+                .with_momentum(f("momentum", 0.0))
+                .with_centered(m["centered"].as_bool().unwrap_or(false)),
+        ),
+        "Adagrad" => Box::new(
+            Adagrad::new(params.clone(), f("lr", 0.01))?
+                .with_lr_decay(f("lr_decay", 0.0))
+                .with_weight_decay(f("weight_decay", 0.0))
+                .with_initial_accumulator_value(f("initial_accumulator_value", 0.0))
+                .with_eps(f("eps", 1e-10)),
+        ),
+        _ => Box::new(
+            Adadelta::new(params.clone(), f("lr", 1.0))?
+                .with_rho(f("rho", 0.9))
+                .with_eps(f("eps", 1e-6))
+                .with_weight_decay(f("weight_decay", 0.0)),
+        ),
+    };
+    let mut checks = Vec::new();
+    for k in 1..=4 {
+        for (p, n) in params.iter().zip(names) {
+            // The gradient PyTorch's step got: that of sum(p * g).
+            p.zero_grad();
+            p.mul(&r.tensor(dev, &format!("grad{k}"), n)?)?
+                .sum()?
+                .backward()?;
+        }
+        opt.step()?;
+        for (p, n) in params.iter().zip(names) {
+            checks.push(
+                r.compare(p, case, &format!("step{k}.{n}"), ELEMENTWISE)
+                    .await,
+            );
+        }
+    }
+    Ok(checks)
+}
+
+/// A `pad.safetensors` convolution: `nn::Conv2d` with a `padding_mode`, at tests/pad.rs's
+/// tolerances.
+async fn padded_conv2d_case(
+    r: &Reference,
+    dev: &Device,
+    case: &str,
+    m: &Value,
+) -> Result<Vec<Check>> {
+    let padding_mode = match m["padding_mode"].as_str().unwrap_or("zeros") {
+        "zeros" => PaddingMode::Zeros,
+        "reflect" => PaddingMode::Reflect,
+        "replicate" => PaddingMode::Replicate,
+        "circular" => PaddingMode::Circular,
+        other => return Err(Error::Invalid(format!("{case}: padding_mode {other:?}"))),
+    };
+    let (x, w, b) = (
+        r.leaf(dev, case, "input")?,
+        r.leaf(dev, case, "weight")?,
+        r.leaf(dev, case, "bias")?,
+    );
+    let conv = Conv2d {
+        weight: w.clone(),
+        bias: Some(b.clone()),
+        params: Conv2dParams {
+            padding: pair(&m["padding"]),
+            stride: pair(&m["stride"]),
+            ..Default::default()
+        },
+        padding_mode,
+    };
+    let y = conv.forward(&x)?;
+    y.backward_with(&r.tensor(dev, case, "grad_output")?)?;
+    let mut checks = vec![r.compare(&y, case, "output", CONV).await];
+    for (role, t) in [("input", &x), ("weight", &w), ("bias", &b)] {
+        let g = grad(t)?;
+        checks.push(
+            r.compare(&g, case, &format!("grad_{role}"), CONV_PARAMS)
+                .await,
+        );
+    }
+    Ok(checks)
 }
 
 async fn batch_norm_case(r: &Reference, dev: &Device, case: &str, m: &Value) -> Result<Vec<Check>> {

@@ -1,9 +1,9 @@
 // The page tests (`npm test` in web/, after `bash web/build.sh`): headless Chromium's WebGPU
 // (SwiftShader where there is no GPU) runs webgrad compiled to WebAssembly.
 // - every shader module through Chromium's WGSL compiler (Tint): no errors;
-// - PyTorch's reference values (tests/reference/: ops, activations, losses, norms) for every
-//   op family and the LeNet-5 step,
-//   under every kernel class the adapter can run, within the native tests' tolerances;
+// - PyTorch's reference values (tests/reference/: ops, activations, losses, norms, pad, pools,
+//   tensor_ops, optimizers) for every op family, RMSprop, Adagrad, Adadelta and the LeNet-5
+//   step, under every kernel class the adapter can run, within the native tests' tolerances;
 // - the blocking calls return the documented error;
 // - the demo page trains LeNet-5 for one epoch of the bundled digits to at least 90% test
 //   accuracy, classifies a drawn digit, loads a checkpoint; a screenshot is kept in
@@ -62,11 +62,20 @@ test("op families and the LeNet-5 step match PyTorch in the page", { timeout: 90
       `checks pass`);
     assert.deepEqual(failed, [], `${c.class} kernels`);
     assert.equal(c.device_error, null, `${c.class} kernels: device error`);
+    // Every case of every op-case file ran (one that fails to run is a check named by the
+    // case alone, failed above).
+    const missing = report.cases.filter((k) => !c.checks.some((x) => x.name.startsWith(`${k}.`)));
+    assert.deepEqual(missing, [], `${c.class}: cases run`);
+    assert.ok(report.cases.length >= 170, `${report.cases.length} cases`);
     // Every op family and the LeNet-5 step ran.
     for (const name of ["conv2d_groups2.grad_weight", "max_pool2d_k2.grad_input",
       "batch_norm2d_train.grad_input", "cross_entropy.grad_input", "loss", "adam3.fc3.bias",
       "gelu_tanh.grad_input", "ce_smooth_weight_ignore_mean.grad_input",
-      "group_norm_nchw.grad_weight", "batch_norm1d_ncl.running_var_after"]) {
+      "group_norm_nchw.grad_weight", "batch_norm1d_ncl.running_var_after",
+      "reflect_2d.grad_input", "conv2d_circular_p21.grad_weight", "max_ceil_dilated.indices",
+      "avg_ceil_exclude_pad.grad_input", "adaptive_uneven.grad_input", "min_dim.indices",
+      "cat_dim1.grad_c", "gather_smaller_index.grad_input", "one_hot.output",
+      "rmsprop_all.step4.weight", "adagrad_all.step4.bias", "adadelta_all.step4.weight"]) {
       assert.ok(c.checks.some((x) => x.name === name), `${c.class}: ${name} checked`);
     }
   }
