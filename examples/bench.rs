@@ -41,11 +41,13 @@ fn time_ms(
 }
 
 fn main() -> Result<()> {
-    let steps: usize = std::env::args()
-        .skip_while(|a| a != "--steps")
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+    // Steps 1-9 settle memory, 10-29 warm up, 30.. are timed: at least one must be.
+    let steps: usize = match std::env::args().skip_while(|a| a != "--steps").nth(1) {
+        None => 500,
+        Some(v) => v.parse().ok().filter(|&n| n > 30).ok_or_else(|| {
+            webgrad::Error::Invalid(format!("--steps {v}: give a whole number above 30"))
+        })?,
+    };
     let torch_before = torch_micro();
     let t0 = Instant::now();
     let dev = Device::new()?;
