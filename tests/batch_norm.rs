@@ -204,3 +204,59 @@ fn statistics_and_gradients_of_long_channels_merge_their_pieces_exactly() {
         );
     }
 }
+
+/// Training forward and input gradient against float64 on shapes whose channels the passes
+/// cut into several pieces, with planes smaller than a workgroup's 256 values (an invocation's
+/// steps cross images) and larger: under every kernel class.
+#[test]
+fn training_output_and_input_gradient_match_float64_across_pieces() {
+    for_each_policy(|dev| {
+        for s in [[70usize, 3, 7, 9], [3, 2, 40, 50], [9000, 2, 1, 1]] {
+            let n = numel(&s);
+            let (c, hw) = (s[1], s[2] * s[3]);
+            let m = n / c;
+            let x = randn(21, n);
+            let g = randn(22, n);
+            let (w, b) = (uniform(23, c, 0.5, 1.5), randn(24, c));
+            let on = |v: &[f32], shape: &[usize]| Tensor::from_slice(dev, v, shape).unwrap();
+            let xt = on(&x, &s).requires_grad();
+            let y = xt
+                .batch_norm2d(BatchNormArgs {
+                    weight: Some(&on(&w, &[c])),
+                    bias: Some(&on(&b, &[c])),
+                    ..Default::default()
+                })
+                .unwrap();
+            y.backward_with(&on(&g, &s)).unwrap();
+            let channel = |e: usize| (e / hw) % c;
+            let (mut mean, mut var) = (vec![0f64; c], vec![0f64; c]);
+            for (e, &v) in x.iter().enumerate() {
+                mean[channel(e)] += v as f64 / m as f64;
+            }
+            for (e, &v) in x.iter().enumerate() {
+                var[channel(e)] += (v as f64 - mean[channel(e)]).powi(2) / m as f64;
+            }
+            let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
+            let xhat = |e: usize| (x[e] as f64 - mean[channel(e)]) * invstd[channel(e)];
+            let (mut sum_g, mut sum_gx) = (vec![0f64; c], vec![0f64; c]);
+            for (e, &gv) in g.iter().enumerate() {
+                sum_g[channel(e)] += gv as f64;
+                sum_gx[channel(e)] += gv as f64 * xhat(e);
+            }
+            let want_y: Vec<f64> = (0..n)
+                .map(|e| xhat(e) * w[channel(e)] as f64 + b[channel(e)] as f64)
+                .collect();
+            let want_gx: Vec<f64> = (0..n)
+                .map(|e| {
+                    let k = channel(e);
+                    w[k] as f64 * invstd[k] / m as f64
+                        * (m as f64 * g[e] as f64 - sum_g[k] - xhat(e) * sum_gx[k])
+                })
+                .collect();
+            let what = format!("{s:?} under {:?}", dev.kernel_class());
+            assert_close(&y.to_vec().unwrap(), &want_y, 1e-4, 1e-4, &what);
+            let gx = xt.grad().unwrap().to_vec().unwrap();
+            assert_close(&gx, &want_gx, 1e-4, 1e-4, &what);
+        }
+    });
+}

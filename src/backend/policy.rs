@@ -22,6 +22,9 @@ pub const GPU_SERIAL_SUM: usize = 2048;
 /// (a few per streaming multiprocessor of a large GPU).
 pub const GPU_BUSY_WORKGROUPS: usize = 256;
 
+/// Values per workgroup of an elementwise channel pass on CPU adapters: 16 per invocation.
+pub const CPU_ELEMENTWISE_PIECE: usize = 4096;
+
 /// How a general matrix product is scheduled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmSchedule {
@@ -254,16 +257,20 @@ impl Policy {
 
     // ---- reductions and fused epilogues
 
-    /// How BatchNorm's per-channel kernels (256 invocations per piece) split each of `c`
-    /// channels' `m` values: (pieces per channel, values per piece). A piece keeps each
-    /// invocation's loop within the serial-sum limit; on GPUs channels are also cut until
-    /// about [`GPU_BUSY_WORKGROUPS`] pieces are in flight, none under 2,048 values.
-    pub fn channel_pieces(&self, m: usize, c: usize) -> (usize, usize) {
+    /// How BatchNorm's channel passes (256 invocations per piece) split each of `c` channels'
+    /// `m` values: (pieces per channel, values per piece). A piece keeps each invocation's
+    /// loop within the serial-sum limit. A reduction (`reduce`) on a CPU adapter takes whole
+    /// channels, each summed by one workgroup; on GPUs channels are cut until about
+    /// [`GPU_BUSY_WORKGROUPS`] pieces are in flight, none under 2,048 values. An elementwise
+    /// pass is cut into pieces of a few values per invocation (at least
+    /// [`CPU_ELEMENTWISE_PIECE`] values on CPU adapters, whose workgroups are loops).
+    pub fn channel_pieces(&self, m: usize, c: usize, reduce: bool) -> (usize, usize) {
         let most = 256 * self.serial_sum_limit();
-        let per = if self.class.is_cpu() {
-            m
-        } else {
-            m.div_ceil(GPU_BUSY_WORKGROUPS.div_ceil(c.max(1))).max(2048)
+        let per = match (reduce, self.class.is_cpu()) {
+            (true, true) => m,
+            (true, false) => m.div_ceil(GPU_BUSY_WORKGROUPS.div_ceil(c.max(1))).max(2048),
+            (false, true) => CPU_ELEMENTWISE_PIECE,
+            (false, false) => 1024,
         };
         let per = per.clamp(1, most);
         (m.div_ceil(per).max(1), per)
@@ -358,18 +365,25 @@ mod tests {
     #[test]
     fn batch_norm_channels_split_within_the_loop_and_fill_a_gpu() {
         let cpu = policy(AdapterClass::Cpu);
-        assert_eq!(cpu.channel_pieces(64 * 1024, 16), (1, 64 * 1024));
+        assert_eq!(cpu.channel_pieces(64 * 1024, 16, true), (1, 64 * 1024));
         let most = 256 * LLVMPIPE_LOOP_BUDGET;
-        assert_eq!(cpu.channel_pieces(most + 1, 3), (2, most));
+        assert_eq!(cpu.channel_pieces(most + 1, 3, true), (2, most));
         let gpu = policy(AdapterClass::Gpu);
         // 16 channels of 65,536 values: 16 pieces each, 256 in all.
-        assert_eq!(gpu.channel_pieces(64 * 1024, 16), (16, 4096));
+        assert_eq!(gpu.channel_pieces(64 * 1024, 16, true), (16, 4096));
         assert_eq!(
-            gpu.channel_pieces(100, 64),
+            gpu.channel_pieces(100, 64, true),
             (1, 2048),
             "small channels stay whole"
         );
-        assert_eq!(gpu.channel_pieces(0, 4), (1, 2048));
+        assert_eq!(gpu.channel_pieces(0, 4, true), (1, 2048));
+        // Elementwise passes: a few values per invocation.
+        assert_eq!(
+            cpu.channel_pieces(64 * 1024, 16, false),
+            (16, CPU_ELEMENTWISE_PIECE)
+        );
+        assert_eq!(cpu.channel_pieces(100, 16, false).0, 1);
+        assert_eq!(gpu.channel_pieces(64 * 1024, 16, false), (64, 1024));
     }
 
     #[test]

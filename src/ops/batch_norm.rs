@@ -1,9 +1,9 @@
-//! `batch_norm2d` in training and eval mode, with its backward: `shaders/batch_norm.wgsl` for
-//! the per-channel finish and the elementwise parts, the reduction kernels for the sums.
+//! `batch_norm2d` in training and eval mode, with its backward: `shaders/batch_norm.wgsl`'s
+//! channel passes (statistics, normalization, gradient sums, input gradient) and the
+//! per-channel finishes between them.
 
 use crate::error::{shape_err, Error, Result};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
-use crate::ops::unary::groups;
 use crate::tape::{no_grad, Op};
 use crate::tensor::Tensor;
 
@@ -88,12 +88,55 @@ fn params(
     }
 }
 
-/// `p` with the pieces the policy splits each channel's `m` values into.
-fn in_pieces(dev: &crate::Device, mut p: BatchNormParams, m: usize, c: usize) -> BatchNormParams {
-    let (chunks, per_chunk) = dev.policy().channel_pieces(m, c);
-    p.chunks = chunks as u32;
-    p.per_chunk = per_chunk as u32;
-    p
+/// Which of `shaders/batch_norm.wgsl`'s channel passes (its `PASS` override) a dispatch runs.
+#[derive(Clone, Copy)]
+enum Pass {
+    Statistics = 0,
+    GradientSums = 1,
+    Normalize = 2,
+    InputGradient = 3,
+}
+
+/// `p` cut into the pieces the policy picks for `pass`.
+fn in_pieces(dev: &crate::Device, p: BatchNormParams, pass: Pass) -> BatchNormParams {
+    let c = p.c as usize;
+    let reduce = matches!(pass, Pass::Statistics | Pass::GradientSums);
+    let (chunks, per_chunk) = dev
+        .policy()
+        .channel_pieces(p.len as usize / c.max(1), c, reduce);
+    BatchNormParams {
+        chunks: chunks as u32,
+        per_chunk: per_chunk as u32,
+        ..p
+    }
+}
+
+/// Runs `pass` over `x` (and `g`) into `out`, channel by channel in `p`'s pieces (from
+/// [`in_pieces`]), with per-channel `constants` (4 per channel) for every pass but the
+/// statistics. A reduction writes 3 values per piece.
+fn channel_pass(
+    pass: Pass,
+    p: &BatchNormParams,
+    x: &Tensor,
+    g: Option<&Tensor>,
+    constants: Option<&Tensor>,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    let dev = x.device();
+    let unused = || Bind::Read(dev.dummy_buffer());
+    dev.dispatch_with(
+        &SHADER,
+        "bn_channel_pass",
+        &[("PASS", pass as u32)],
+        &[
+            Bind::Read(x.buffer()),
+            g.map_or_else(unused, |g| Bind::Read(g.buffer())),
+            constants.map_or_else(unused, |k| Bind::Read(k.buffer())),
+            Bind::Write(out),
+        ],
+        p,
+        p.c * p.chunks,
+    )
 }
 
 /// As PyTorch: one value per channel (`m` of them) cannot be normalised in training, but an
@@ -194,7 +237,8 @@ impl Tensor {
             args.eps,
             m,
         );
-        let stats = Tensor::uninit(dev, &[2 * c])?;
+        // Per channel: mean, invstd, weight * invstd, bias (see the shader's header).
+        let stats = Tensor::uninit(dev, &[4 * c])?;
         let empty_batch = args.training && m == 0;
         no_grad(|| -> Result<()> {
             if empty_batch {
@@ -213,21 +257,17 @@ impl Tensor {
                 // Updated in place below.
                 rm.storage().mark_written();
                 rv.storage().mark_written();
-                let pp = in_pieces(dev, p, m, c);
+                let pp = in_pieces(dev, p, Pass::Statistics);
                 let pieces = dev.storage(3 * c * pp.chunks as usize)?;
-                dev.dispatch(
-                    &SHADER,
-                    "bn_stats",
-                    &[Bind::Read(self.buffer()), Bind::Write(pieces.buffer())],
-                    &pp,
-                    c as u32 * pp.chunks,
-                )?;
+                channel_pass(Pass::Statistics, &pp, self, None, None, pieces.buffer())?;
                 return dev.dispatch(
                     &SHADER,
                     "bn_stats_finish",
                     &[
                         Bind::Read(pieces.buffer()),
                         Bind::Read(pieces.buffer()),
+                        Bind::Read(weight.buffer()),
+                        Bind::Read(bias.buffer()),
                         Bind::Write(rm.buffer()),
                         Bind::Write(rv.buffer()),
                         Bind::Write(stats.buffer()),
@@ -237,21 +277,22 @@ impl Tensor {
                 );
             }
             // Eval: the running statistics are the statistics; nothing is updated (the
-            // running-statistics slots get scratch buffers).
+            // running-statistics slots get unused bindings).
             let (Some(mean), Some(var)) = (args.running_mean, args.running_var) else {
                 return Err(Error::Invalid(format!(
                     "{op}: eval mode needs running_mean and running_var"
                 )));
             };
-            let (rm, rv) = (Tensor::zeros(dev, &[c])?, Tensor::zeros(dev, &[c])?);
             dev.dispatch(
                 &SHADER,
-                "bn_finish",
+                "bn_eval_finish",
                 &[
                     Bind::Read(mean.buffer()),
                     Bind::Read(var.buffer()),
-                    Bind::Write(rm.buffer()),
-                    Bind::Write(rv.buffer()),
+                    Bind::Read(weight.buffer()),
+                    Bind::Read(bias.buffer()),
+                    Bind::Write(dev.unused_binding(0)),
+                    Bind::Write(dev.unused_binding(1)),
                     Bind::Write(stats.buffer()),
                 ],
                 &p,
@@ -259,19 +300,10 @@ impl Tensor {
             )
         })?;
         let y = dev.storage(self.numel())?;
-        dev.dispatch(
-            &SHADER,
-            "bn_apply",
-            &[
-                Bind::Read(self.buffer()),
-                Bind::Read(stats.buffer()),
-                Bind::Read(weight.buffer()),
-                Bind::Read(bias.buffer()),
-                Bind::Write(y.buffer()),
-            ],
-            &p,
-            groups(self.numel()),
-        )?;
+        if !empty_batch {
+            let pp = in_pieces(dev, p, Pass::Normalize);
+            channel_pass(Pass::Normalize, &pp, self, None, Some(&stats), y.buffer())?;
+        }
         Ok(Tensor::from_op(
             y,
             s.to_vec(),
@@ -291,58 +323,51 @@ impl Tensor {
 pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
     let dev = g.device();
     let (len, c) = (s.params.len as usize, s.params.c as usize);
-    let m = len / c.max(1);
     let (sum_g, sum_g_xhat) = (Tensor::uninit(dev, &[c])?, Tensor::uninit(dev, &[c])?);
-    if m == 0 {
-        // No values: zero sums (and an empty input gradient below).
+    if len == 0 {
+        // No values: zero sums and an empty input gradient.
         for t in [&sum_g, &sum_g_xhat] {
             dev.clear_range(t.buffer(), 0, 4 * c as u64);
         }
-    } else {
-        let pp = in_pieces(dev, s.params, m, c);
-        let pieces = dev.storage(2 * c * pp.chunks as usize)?;
-        dev.dispatch(
-            &SHADER,
-            "bn_grad_sums",
-            // The elementwise kernels' layout: x, stats, weight (unread here), g, the output.
-            &[
-                Bind::Read(s.x.buffer()),
-                Bind::Read(s.stats.buffer()),
-                Bind::Read(s.weight.buffer()),
-                Bind::Read(g.buffer()),
-                Bind::Write(pieces.buffer()),
-            ],
-            &pp,
-            c as u32 * pp.chunks,
-        )?;
-        dev.dispatch(
-            &SHADER,
-            "bn_grad_finish",
-            &[
-                Bind::Read(pieces.buffer()),
-                Bind::Write(sum_g.buffer()),
-                Bind::Write(sum_g_xhat.buffer()),
-            ],
-            &pp,
-            c.div_ceil(64) as u32,
-        )?;
+        let gx = need[0].then(|| Tensor::zeros(dev, g.shape())).transpose()?;
+        return Ok(vec![gx, Some(sum_g_xhat), Some(sum_g)]);
     }
+    let pp = in_pieces(dev, s.params, Pass::GradientSums);
+    let pieces = dev.storage(3 * c * pp.chunks as usize)?;
+    channel_pass(
+        Pass::GradientSums,
+        &pp,
+        &s.x,
+        Some(g),
+        Some(&s.stats),
+        pieces.buffer(),
+    )?;
+    // Per channel: the input gradient's a, b, c' and the mean (see the shader's header).
+    let coefficients = Tensor::uninit(dev, &[4 * c])?;
+    dev.dispatch(
+        &SHADER,
+        "bn_grad_finish",
+        &[
+            Bind::Read(pieces.buffer()),
+            Bind::Read(s.stats.buffer()),
+            Bind::Read(s.weight.buffer()),
+            Bind::Write(sum_g.buffer()),
+            Bind::Write(sum_g_xhat.buffer()),
+            Bind::Write(coefficients.buffer()),
+        ],
+        &pp,
+        c.div_ceil(64) as u32,
+    )?;
     let gx = if need[0] {
         let gx = Tensor::uninit(dev, g.shape())?;
-        dev.dispatch(
-            &SHADER,
-            "bn_backward",
-            &[
-                Bind::Read(s.x.buffer()),
-                Bind::Read(s.stats.buffer()),
-                Bind::Read(s.weight.buffer()),
-                Bind::Read(g.buffer()),
-                Bind::Read(sum_g.buffer()),
-                Bind::Read(sum_g_xhat.buffer()),
-                Bind::Write(gx.buffer()),
-            ],
-            &s.params,
-            groups(len),
+        let pe = in_pieces(dev, s.params, Pass::InputGradient);
+        channel_pass(
+            Pass::InputGradient,
+            &pe,
+            &s.x,
+            Some(g),
+            Some(&coefficients),
+            gx.buffer(),
         )?;
         Some(gx)
     } else {
