@@ -167,6 +167,70 @@ fn fold_relu(t: &Tensor) -> Result<Option<Tensor>> {
     }
 }
 
+/// Eval-mode batch normalization of t folded into t's producer, if t is a deferred
+/// convolution (or a deferred linear output of shape [N, C]) without ReLU: the product runs
+/// with its weight scaled per output channel by `scale = weight / sqrt(running_var + eps)`
+/// and bias `(bias - running_mean) * scale + beta`. The folded parameters are tensor ops, so
+/// gradients reach the convolution's and BatchNorm's parameters as through the unfolded pair.
+pub(crate) fn batch_norm_eval(
+    t: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    eps: f32,
+) -> Result<Option<Tensor>> {
+    let Some((producer, shape)) = deferred_producer(t) else {
+        return Ok(None);
+    };
+    let (Producer::Conv { w, b, .. } | Producer::Linear { w, b, .. }) = producer.clone();
+    let relu = matches!(
+        producer,
+        Producer::Conv { relu: true, .. } | Producer::Linear { relu: true, .. }
+    );
+    let linear_rows = matches!(producer, Producer::Linear { .. }) && shape.len() != 2;
+    let c = w.shape()[0];
+    if relu || linear_rows || running_mean.shape() != [c] {
+        return Ok(None);
+    }
+    crate::graph::fused_scope(producer_scope(t), || {
+        let dev = t.device();
+        let inv_std = running_var.add_scalar(eps)?.sqrt()?;
+        let scale = match gamma {
+            Some(g) => g.div(&inv_std)?,
+            None => Tensor::ones(dev, &[c])?.div(&inv_std)?,
+        };
+        let mut per_channel = vec![1; w.shape().len()];
+        per_channel[0] = c;
+        let w = w.mul(&scale.reshape(&per_channel)?)?;
+        let shifted = match &b {
+            Some(b) => b.sub(running_mean)?,
+            None => running_mean.neg()?,
+        };
+        let shifted = shifted.mul(&scale)?;
+        let b = Some(match beta {
+            Some(beta) => shifted.add(beta)?,
+            None => shifted,
+        });
+        let producer = match producer {
+            Producer::Conv { x, p, .. } => Producer::Conv {
+                x,
+                w,
+                b,
+                p,
+                relu: false,
+            },
+            Producer::Linear { x, .. } => Producer::Linear {
+                x,
+                w,
+                b,
+                relu: false,
+            },
+        };
+        defer(shape, producer).map(Some)
+    })
+}
+
 /// `max_pool2d(t, pool)` as one fused kernel with t's producer, if t is a deferred conv + ReLU
 /// and the pool is 2 x 2 with stride 2, undilated, rounding down (where the kernels have the
 /// fused form).

@@ -207,3 +207,85 @@ fn sync_computes_deferred_outputs() {
         "no convolution ran:\n{report}"
     );
 }
+
+/// Eval-mode BatchNorm after a convolution (or a linear layer of [N, C] output) folds into it:
+/// no BatchNorm kernel runs, and the output and every gradient (input, the product's weight
+/// and bias, BatchNorm's weight and bias) match the unfolded pair, whose BatchNorm reads a
+/// view of the stored product.
+#[test]
+fn eval_batch_norm_folds_into_the_product_before_it() {
+    for class in device().runnable_kernel_classes() {
+        let opts = DeviceOptions::default()
+            .with_profile(true)
+            .force_kernels(class);
+        let dev = &Device::with_options(opts).unwrap();
+        let on = |v: &[f32], s: &[usize]| Tensor::from_slice(dev, v, s).unwrap();
+        let c = 4;
+        let (rm, rv) = (on(&randn(31, c), &[c]), on(&uniform(32, c, 0.5, 2.0), &[c]));
+        // (input shape, weight shape, convolution or linear)
+        for (xs, ws, conv) in [
+            (vec![2, 3, 6, 6], vec![c, 3, 3, 3], true),
+            (vec![5, 7], vec![c, 7], false),
+        ] {
+            let x = randn(33, xs.iter().product());
+            let w = randn(34, ws.iter().product());
+            let (b, gamma, beta) = (randn(35, c), uniform(36, c, 0.5, 1.5), randn(37, c));
+            let run = |fold: bool| {
+                dev.profile_reset();
+                let leaves: Vec<Tensor> = [(&x, &xs[..]), (&w, &ws[..])]
+                    .into_iter()
+                    .chain([(&b, &[c][..]), (&gamma, &[c]), (&beta, &[c])])
+                    .map(|(v, s)| on(v, s).requires_grad())
+                    .collect();
+                let y = if conv {
+                    let p = Conv2dParams::default().padding(1);
+                    leaves[0].conv2d(&leaves[1], Some(&leaves[2]), p)
+                } else {
+                    leaves[0].linear(&leaves[1], Some(&leaves[2]))
+                }
+                .unwrap();
+                // A view of the product is not its deferred output: nothing folds into it.
+                let y = if fold {
+                    y
+                } else {
+                    y.reshape(y.shape()).unwrap()
+                };
+                let args = webgrad::BatchNormArgs {
+                    running_mean: Some(&rm),
+                    running_var: Some(&rv),
+                    weight: Some(&leaves[3]),
+                    bias: Some(&leaves[4]),
+                    training: false,
+                    ..Default::default()
+                };
+                let z = if conv {
+                    y.batch_norm2d(args)
+                } else {
+                    y.batch_norm1d(args)
+                }
+                .unwrap()
+                .relu()
+                .unwrap();
+                z.backward_with(&on(&randn(38, z.numel()), z.shape()))
+                    .unwrap();
+                let mut got = vec![z.to_vec().unwrap()];
+                got.extend(leaves.iter().map(|t| t.grad().unwrap().to_vec().unwrap()));
+                (got, dev.profile_report().unwrap())
+            };
+            let (folded, report) = run(true);
+            let (plain, plain_report) = run(false);
+            let what = format!("{} {xs:?}", class.name());
+            assert!(!report.contains("bn_"), "{what}: BatchNorm ran:\n{report}");
+            assert!(plain_report.contains("bn_"), "{what}:\n{plain_report}");
+            for (i, (f, p)) in folded.iter().zip(&plain).enumerate() {
+                assert_close(
+                    f,
+                    &to_f64(p),
+                    1e-4,
+                    1e-4,
+                    &format!("{what} output/grad {i}"),
+                );
+            }
+        }
+    }
+}

@@ -212,6 +212,14 @@ impl Tensor {
                 }
             }
         }
+        if let (false, Some(mean), Some(var)) = (args.training, args.running_mean, args.running_var)
+        {
+            let folded =
+                crate::fusion::batch_norm_eval(self, mean, var, args.weight, args.bias, args.eps)?;
+            if let Some(y) = folded {
+                return Ok(y);
+            }
+        }
         let ones;
         let weight = match args.weight {
             Some(w) => w,
