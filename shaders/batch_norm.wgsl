@@ -39,14 +39,18 @@ const GRADIENT_SUMS: u32 = 1u; // (sum g, sum g * xhat, 0) per piece, into `out`
 const NORMALIZE: u32 = 2u; // y, into `out`
 const INPUT_GRADIENT: u32 = 3u; // gx, into `out`
 override PASS: u32 = STATISTICS;
+// A ReLU after the normalization: NORMALIZE applies it; the backward passes take the gradient
+// through it first, where the output (binding 5) is positive.
+override RELU: bool = false;
 
 // bn_channel_pass: 1 x, 2 g (unread in STATISTICS and NORMALIZE), 3 the per-channel
 // constants (`stats`, or the backward coefficients in INPUT_GRADIENT; unread in STATISTICS),
-// 4 out.
+// 4 out, 5 the ReLU's output (read by the backward passes with RELU).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read> constants: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> relu_out: array<f32>;
 
 // The finish kernels: 1 pieces (eval: the running mean), 2 (eval: the running variance;
 // bn_grad_finish: stats), 3 weight, 4 bias (bn_grad_finish: sum g, written), then
@@ -98,6 +102,14 @@ fn merged_pieces(c: u32, summaries: bool) -> vec3<f32> {
     return s;
 }
 
+// The gradient at element e, through the ReLU when there is one.
+fn gradient(e: u32) -> f32 {
+    if (RELU && !(relu_out[e] > 0.0)) {
+        return 0.0;
+    }
+    return g[e];
+}
+
 // Value e of x (channel constants k) in the pass: a reduction's partial result `s` updated,
 // or the elementwise output written.
 fn visit(e: u32, k: vec4<f32>, s: vec3<f32>) -> vec3<f32> {
@@ -111,13 +123,15 @@ fn visit(e: u32, k: vec4<f32>, s: vec3<f32>) -> vec3<f32> {
             return vec3<f32>(n, mean, s.z + d * (v - mean));
         }
         case GRADIENT_SUMS: {
-            return s + vec3<f32>(g[e], g[e] * (x[e] - k.x) * k.y, 0.0);
+            let ge = gradient(e);
+            return s + vec3<f32>(ge, ge * (x[e] - k.x) * k.y, 0.0);
         }
         case NORMALIZE: {
-            out[e] = (x[e] - k.x) * k.z + k.w;
+            let y = (x[e] - k.x) * k.z + k.w;
+            out[e] = select(y, max(y, 0.0), RELU);
         }
         default: {
-            out[e] = k.x * g[e] + k.y * (x[e] - k.w) + k.z;
+            out[e] = k.x * gradient(e) + k.y * (x[e] - k.w) + k.z;
         }
     }
     return s;

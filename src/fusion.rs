@@ -1,10 +1,12 @@
 //! Fusion in one place: epilogues folded into the op that produced their input, whoever wrote
 //! the model (`Sequential`, a hand-written `forward`, plain tensor calls).
 //!
-//! An op that can take an epilogue (`conv2d`, `linear`) returns its output *deferred*: shape,
+//! An op that can take an epilogue (`conv2d`, `linear`, BatchNorm) returns its output *deferred*: shape,
 //! autograd node and inputs exist, but no kernel is recorded and no buffer allocated yet.
 //! - `relu` of a deferred output becomes a deferred producer with the ReLU applied as it
-//!   stores (`conv2d_relu`, `linear_relu`);
+//!   stores (`conv2d_relu`, `linear_relu`, BatchNorm's normalization + ReLU);
+//! - eval-mode BatchNorm of a deferred conv (or linear) output scales the product's weight
+//!   and bias instead of running (`batch_norm_eval`);
 //! - a 2 x 2 `max_pool2d` of a deferred conv + ReLU runs the fused conv + ReLU + pool kernel
 //!   where the policy's kernels have one, never storing the convolution's output.
 //!
@@ -18,6 +20,7 @@
 use std::sync::{Arc, Weak};
 
 use crate::error::Result;
+use crate::ops::batch_norm::{self, BatchNormParams};
 use crate::ops::conv::{self, Conv2dParams};
 use crate::ops::matmul;
 use crate::ops::pool::Pool2dParams;
@@ -41,14 +44,43 @@ pub(crate) enum Producer {
         b: Option<Tensor>,
         relu: bool,
     },
+    /// BatchNorm's normalization, its statistics already computed (`batch_norm_nc`).
+    BatchNorm {
+        x: Tensor,
+        stats: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        params: BatchNormParams,
+        relu: bool,
+    },
 }
 
 impl Producer {
     fn inputs(&self) -> Vec<&Tensor> {
-        let (x, w, b) = match self {
-            Producer::Conv { x, w, b, .. } | Producer::Linear { x, w, b, .. } => (x, w, b),
-        };
-        [x, w].into_iter().chain(b).collect()
+        match self {
+            Producer::Conv { x, w, b, .. } | Producer::Linear { x, w, b, .. } => {
+                [x, w].into_iter().chain(b).collect()
+            }
+            Producer::BatchNorm {
+                x, weight, bias, ..
+            } => vec![x, weight, bias],
+        }
+    }
+
+    /// The same producer with a ReLU applied as it stores, if it takes one and has none yet.
+    fn with_relu(&self) -> Option<Producer> {
+        let mut p = self.clone();
+        match &mut p {
+            Producer::Conv { relu, .. }
+            | Producer::Linear { relu, .. }
+            | Producer::BatchNorm { relu, .. } => {
+                if *relu {
+                    return None;
+                }
+                *relu = true;
+            }
+        }
+        Some(p)
     }
 
     /// Records the kernels that write the output into `storage`; the op for its node.
@@ -60,6 +92,14 @@ impl Producer {
             Producer::Linear { x, w, b, relu } => {
                 matmul::linear_into(x, w, b.as_ref(), *relu, storage, shape)
             }
+            Producer::BatchNorm {
+                x,
+                stats,
+                weight,
+                params,
+                relu,
+                ..
+            } => batch_norm::normalize_into(x, stats, weight, *params, *relu, storage, shape),
         }
     }
 }
@@ -138,32 +178,11 @@ pub(crate) fn relu(t: &Tensor) -> Result<Option<Tensor>> {
 
 fn fold_relu(t: &Tensor) -> Result<Option<Tensor>> {
     match deferred_producer(t) {
-        Some((
-            Producer::Conv {
-                x,
-                w,
-                b,
-                p,
-                relu: false,
-            },
-            shape,
-        )) => {
-            let relu = true;
-            defer(shape, Producer::Conv { x, w, b, p, relu }).map(Some)
-        }
-        Some((
-            Producer::Linear {
-                x,
-                w,
-                b,
-                relu: false,
-            },
-            shape,
-        )) => {
-            let relu = true;
-            defer(shape, Producer::Linear { x, w, b, relu }).map(Some)
-        }
-        _ => Ok(None),
+        Some((producer, shape)) => match producer.with_relu() {
+            Some(fused) => defer(shape, fused).map(Some),
+            None => Ok(None),
+        },
+        None => Ok(None),
     }
 }
 
@@ -183,14 +202,25 @@ pub(crate) fn batch_norm_eval(
     let Some((producer, shape)) = deferred_producer(t) else {
         return Ok(None);
     };
-    let (Producer::Conv { w, b, .. } | Producer::Linear { w, b, .. }) = producer.clone();
-    let relu = matches!(
-        producer,
-        Producer::Conv { relu: true, .. } | Producer::Linear { relu: true, .. }
-    );
-    let linear_rows = matches!(producer, Producer::Linear { .. }) && shape.len() != 2;
+    // The product's parameters, and how to rebuild it with others.
+    let (x, w, b, conv) = match producer {
+        Producer::Conv {
+            x,
+            w,
+            b,
+            p,
+            relu: false,
+        } => (x, w, b, Some(p)),
+        Producer::Linear {
+            x,
+            w,
+            b,
+            relu: false,
+        } if shape.len() == 2 => (x, w, b, None),
+        _ => return Ok(None),
+    };
     let c = w.shape()[0];
-    if relu || linear_rows || running_mean.shape() != [c] {
+    if running_mean.shape() != [c] {
         return Ok(None);
     }
     crate::graph::fused_scope(producer_scope(t), || {
@@ -212,22 +242,12 @@ pub(crate) fn batch_norm_eval(
             Some(beta) => shifted.add(beta)?,
             None => shifted,
         });
-        let producer = match producer {
-            Producer::Conv { x, p, .. } => Producer::Conv {
-                x,
-                w,
-                b,
-                p,
-                relu: false,
-            },
-            Producer::Linear { x, .. } => Producer::Linear {
-                x,
-                w,
-                b,
-                relu: false,
-            },
+        let relu = false;
+        let folded = match conv {
+            Some(p) => Producer::Conv { x, w, b, p, relu },
+            None => Producer::Linear { x, w, b, relu },
         };
-        defer(shape, producer).map(Some)
+        defer(shape, folded).map(Some)
     })
 }
 

@@ -130,6 +130,7 @@ impl Op {
         match self {
             Op::Conv2d(s) => format!("conv2d{}", s.epilogue()),
             Op::Linear(s) => format!("linear{}", s.epilogue()),
+            Op::BatchNorm(s) => format!("batch_norm{}", s.epilogue()),
             _ => self.name(),
         }
     }
@@ -151,7 +152,7 @@ impl Op {
             Op::Softmax(_) => (&[], true),
             // With a fused ReLU, the output is the ReLU's mask.
             Op::Matmul(_) | Op::Linear(_) | Op::Conv2d(_) => (&[0, 1], true),
-            Op::BatchNorm(_) => (&[0, 1], false),
+            Op::BatchNorm(s) => (&[0, 1], s.epilogue() == "+relu"),
             Op::Loss(_) => (&[0, 1], false),
             Op::CrossEntropy(_) => (&[0], false),
             Op::ClassLoss(s) if s.weighted() => (&[0, 1, 2], false),

@@ -289,3 +289,60 @@ fn eval_batch_norm_folds_into_the_product_before_it() {
         }
     }
 }
+
+/// A ReLU after BatchNorm (training and eval mode, on an input that is no deferred product)
+/// is applied as the normalization stores: no elementwise ReLU kernel runs forward or
+/// backward, and the output and the gradients of the input, weight and bias match BatchNorm
+/// followed by a ReLU of a view.
+#[test]
+fn relu_after_batch_norm_folds_into_its_normalization() {
+    for class in device().runnable_kernel_classes() {
+        let opts = DeviceOptions::default()
+            .with_profile(true)
+            .force_kernels(class);
+        let dev = &Device::with_options(opts).unwrap();
+        let on = |v: &[f32], s: &[usize]| Tensor::from_slice(dev, v, s).unwrap();
+        let (s, c) = ([6usize, 3, 5, 7], 3);
+        let x = randn(41, numel(&s));
+        let (w, b) = (uniform(42, c, 0.5, 1.5), randn(43, c));
+        let (rm, rv) = (on(&randn(44, c), &[c]), on(&uniform(45, c, 0.5, 2.0), &[c]));
+        for training in [true, false] {
+            let run = |fold: bool| {
+                dev.profile_reset();
+                let leaves = [(&x, &s[..]), (&w, &[c][..]), (&b, &[c])]
+                    .map(|(v, shape)| on(v, shape).requires_grad());
+                let y = leaves[0]
+                    .batch_norm2d(webgrad::BatchNormArgs {
+                        running_mean: Some(&rm),
+                        running_var: Some(&rv),
+                        weight: Some(&leaves[1]),
+                        bias: Some(&leaves[2]),
+                        training,
+                        ..Default::default()
+                    })
+                    .unwrap();
+                let y = if fold { y } else { y.reshape(&s).unwrap() };
+                let z = y.relu().unwrap();
+                z.backward_with(&on(&randn(46, z.numel()), &s)).unwrap();
+                let mut got = vec![z.to_vec().unwrap()];
+                got.extend(leaves.iter().map(|t| t.grad().unwrap().to_vec().unwrap()));
+                (got, dev.profile_report().unwrap())
+            };
+            let (folded, report) = run(true);
+            let (plain, plain_report) = run(false);
+            let what = format!("{} training {training}", class.name());
+            assert!(!report.contains("unary"), "{what}: a ReLU ran:\n{report}");
+            assert!(plain_report.contains("unary"), "{what}:\n{plain_report}");
+            assert!(folded[0].contains(&0.0) && folded[0].iter().any(|&v| v > 0.0));
+            for (i, (f, p)) in folded.iter().zip(&plain).enumerate() {
+                assert_close(
+                    f,
+                    &to_f64(p),
+                    1e-5,
+                    1e-5,
+                    &format!("{what} output/grad {i}"),
+                );
+            }
+        }
+    }
+}

@@ -4,8 +4,11 @@
 
 use crate::error::{shape_err, Error, Result};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
+use std::sync::Arc;
+
+use crate::fusion::Producer;
 use crate::tape::{no_grad, Op};
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
 pub(crate) static SHADER: Shader = shader!("batch_norm");
 
@@ -47,6 +50,19 @@ pub(crate) struct Saved {
     stats: Tensor,
     weight: Tensor,
     params: BatchNormParams,
+    /// The output, when a ReLU was applied as it was stored: its gradient's mask.
+    relu_out: Option<Tensor>,
+}
+
+impl Saved {
+    /// The epilogue fused into the normalization, as a drawing of the graph names it.
+    pub(crate) fn epilogue(&self) -> &'static str {
+        if self.relu_out.is_some() {
+            "+relu"
+        } else {
+            ""
+        }
+    }
 }
 
 kernel_params! {
@@ -113,30 +129,77 @@ fn in_pieces(dev: &crate::Device, p: BatchNormParams, pass: Pass) -> BatchNormPa
 
 /// Runs `pass` over `x` (and `g`) into `out`, channel by channel in `p`'s pieces (from
 /// [`in_pieces`]), with per-channel `constants` (4 per channel) for every pass but the
-/// statistics. A reduction writes 3 values per piece.
+/// statistics. A reduction writes 3 values per piece. With `relu`, the normalization applies
+/// a ReLU and the backward passes mask the gradient where `relu`'s output is not positive.
 fn channel_pass(
     pass: Pass,
     p: &BatchNormParams,
     x: &Tensor,
     g: Option<&Tensor>,
     constants: Option<&Tensor>,
+    relu: Option<Relu>,
     out: &wgpu::Buffer,
 ) -> Result<()> {
     let dev = x.device();
     let unused = || Bind::Read(dev.dummy_buffer());
+    let gate = match relu {
+        Some(Relu::Output(y)) => Bind::Read(y.buffer()),
+        _ => unused(),
+    };
     dev.dispatch_with(
         &SHADER,
         "bn_channel_pass",
-        &[("PASS", pass as u32)],
+        &[("PASS", pass as u32), ("RELU", relu.is_some() as u32)],
         &[
             Bind::Read(x.buffer()),
             g.map_or_else(unused, |g| Bind::Read(g.buffer())),
             constants.map_or_else(unused, |k| Bind::Read(k.buffer())),
             Bind::Write(out),
+            gate,
         ],
         p,
         p.c * p.chunks,
     )
+}
+
+/// A ReLU after the normalization: applied as it is stored, or (backward) its output.
+#[derive(Clone, Copy)]
+enum Relu<'a> {
+    Applied,
+    Output(&'a Tensor),
+}
+
+/// Records the normalization of `x` (statistics `stats` from [`Tensor::batch_norm_nc`]), and
+/// a ReLU with `relu`, into `storage`; the op its backward needs. `bias` is in `stats`.
+pub(crate) fn normalize_into(
+    x: &Tensor,
+    stats: &Tensor,
+    weight: &Tensor,
+    p: BatchNormParams,
+    relu: bool,
+    storage: &Arc<Storage>,
+    shape: &[usize],
+) -> Result<Op> {
+    if p.len > 0 {
+        let pp = in_pieces(x.device(), p, Pass::Normalize);
+        let gate = relu.then_some(Relu::Applied);
+        channel_pass(
+            Pass::Normalize,
+            &pp,
+            x,
+            None,
+            Some(stats),
+            gate,
+            storage.buffer(),
+        )?;
+    }
+    Ok(Op::BatchNorm(Saved {
+        x: x.detach(),
+        stats: stats.clone(),
+        weight: weight.detach(),
+        params: p,
+        relu_out: relu.then(|| Tensor::leaf(storage.clone(), shape.to_vec())),
+    }))
 }
 
 /// As PyTorch: one value per channel (`m` of them) cannot be normalised in training, but an
@@ -267,7 +330,15 @@ impl Tensor {
                 rv.storage().mark_written();
                 let pp = in_pieces(dev, p, Pass::Statistics);
                 let pieces = dev.storage(3 * c * pp.chunks as usize)?;
-                channel_pass(Pass::Statistics, &pp, self, None, None, pieces.buffer())?;
+                channel_pass(
+                    Pass::Statistics,
+                    &pp,
+                    self,
+                    None,
+                    None,
+                    None,
+                    pieces.buffer(),
+                )?;
                 return dev.dispatch(
                     &SHADER,
                     "bn_stats_finish",
@@ -307,24 +378,17 @@ impl Tensor {
                 c.div_ceil(64) as u32,
             )
         })?;
-        let y = dev.storage(self.numel())?;
-        if !empty_batch {
-            let pp = in_pieces(dev, p, Pass::Normalize);
-            channel_pass(Pass::Normalize, &pp, self, None, Some(&stats), y.buffer())?;
-        }
-        Ok(Tensor::from_op(
-            y,
-            s.to_vec(),
-            &[self, weight, bias],
-            || {
-                Op::BatchNorm(Saved {
-                    x: self.detach(),
-                    stats,
-                    weight: weight.detach(),
-                    params: p,
-                })
-            },
-        ))
+        // The normalization itself waits for its output to be needed, so that a ReLU after it
+        // folds in (`fusion.rs`).
+        let producer = Producer::BatchNorm {
+            x: self.clone(),
+            stats,
+            weight: weight.clone(),
+            bias: bias.clone(),
+            params: p,
+            relu: false,
+        };
+        crate::fusion::defer(s.to_vec(), producer)
     }
 }
 
@@ -348,6 +412,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
         &s.x,
         Some(g),
         Some(&s.stats),
+        s.relu_out.as_ref().map(Relu::Output),
         pieces.buffer(),
     )?;
     // Per channel: the input gradient's a, b, c' and the mean (see the shader's header).
@@ -375,6 +440,7 @@ pub(crate) fn backward(s: &Saved, g: &Tensor, need: &[bool]) -> Result<Vec<Optio
             &s.x,
             Some(g),
             Some(&coefficients),
+            s.relu_out.as_ref().map(Relu::Output),
             gx.buffer(),
         )?;
         Some(gx)
