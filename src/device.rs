@@ -34,6 +34,8 @@ pub struct DeviceOptions {
     profile: bool,
     /// Kernels chosen as this class would (tests and benchmarks; see `backend/policy.rs`).
     kernels: Option<String>,
+    /// Kernels chosen as for a slow shader compiler (tests; see `Caps::slow_compiler`).
+    slow_compiler: bool,
 }
 
 impl Default for DeviceOptions {
@@ -45,6 +47,7 @@ impl Default for DeviceOptions {
             ops_per_submit: 2048,
             profile: var("WEBGRAD_PROFILE").is_some_and(|v| v != "0"),
             kernels: var("WEBGRAD_KERNELS"),
+            slow_compiler: false,
         }
     }
 }
@@ -80,6 +83,15 @@ impl DeviceOptions {
     #[doc(hidden)]
     pub fn force_kernels(mut self, class: AdapterClass) -> Self {
         self.kernels = Some(class.name().to_string());
+        self
+    }
+
+    /// Chooses kernels as for an adapter whose shader compiler is slow (the browser's
+    /// SwiftShader: less unrolled code, pipelines shared between variants), for testing those
+    /// choices on any adapter. Not a tuning knob.
+    #[doc(hidden)]
+    pub fn force_slow_compiler(mut self) -> Self {
+        self.slow_compiler = true;
         self
     }
 }
@@ -384,7 +396,7 @@ impl Device {
                 .trim()
                 .to_string(),
         };
-        let caps = Caps::from_report(&AdapterReport {
+        let mut caps = Caps::from_report(&AdapterReport {
             name: &ai.name,
             device_type: ai.device_type,
             subgroup_sizes: (ai.subgroup_min_size, ai.subgroup_max_size),
@@ -392,6 +404,9 @@ impl Device {
             browser: ai.backend == wgpu::Backend::BrowserWebGpu,
             limits: Limits::from_wgpu(&limits),
         });
+        if opts.slow_compiler {
+            caps = caps.with_slow_compiler();
+        }
         let policy = Policy::new(caps, forced).map_err(Error::Invalid)?;
         let batch = Batch::new(&device, &policy.caps().limits, opts.ops_per_submit.max(1));
         Ok(Device(Arc::new(DeviceInner {

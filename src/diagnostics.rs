@@ -111,3 +111,73 @@ pub async fn compile_every_shader(dev: &Device) -> Result<Vec<ShaderCheck>> {
     }
     Ok(out)
 }
+
+/// One pipeline a device created: its module, entry point, bindings after the parameters
+/// (`kinds`: two bits each, read / write buffer, read / write texels) and override constants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineSpec {
+    pub shader: String,
+    pub entry: String,
+    pub bindings: u32,
+    pub kinds: u32,
+    pub constants: Vec<(String, u32)>,
+}
+
+/// The pipelines `dev` has created so far, in order (a step's pipelines are those created
+/// during it).
+pub fn created_pipelines(dev: &Device) -> Vec<PipelineSpec> {
+    dev.created_pipelines()
+        .into_iter()
+        .map(|(shader, entry, bindings, kinds, constants)| PipelineSpec {
+            shader: shader.into(),
+            entry: entry.into(),
+            bindings,
+            kinds,
+            constants: constants.into_iter().map(|(n, v)| (n.into(), v)).collect(),
+        })
+        .collect()
+}
+
+/// What compiling one pipeline cost: milliseconds to its module's compiler answer (the first
+/// pipeline of each module; 0 for the others) and from creating the pipeline to the device's
+/// answer.
+#[derive(Clone, Debug)]
+pub struct PipelineTiming {
+    pub spec: PipelineSpec,
+    pub module_ms: f64,
+    pub ms: f64,
+}
+
+/// Creates each of `specs` on `dev`, one at a time, awaiting the device after each (on a
+/// fresh device, or in a fresh browser, for a compile time free of caches).
+pub async fn time_pipelines(dev: &Device, specs: &[PipelineSpec]) -> Result<Vec<PipelineTiming>> {
+    let mut shaders = all_shaders().map(|(s, _)| s).to_vec();
+    shaders.push(&crate::backend::cpu::matmul::SUBGROUP);
+    let mut out = Vec::new();
+    for spec in specs {
+        let shader = shaders
+            .iter()
+            .find(|s| s.name == spec.shader)
+            .ok_or_else(|| crate::Error::Invalid(format!("no shader {:?}", spec.shader)))?;
+        let constants: Vec<(&str, u32)> = spec
+            .constants
+            .iter()
+            .map(|(n, v)| (n.as_str(), *v))
+            .collect();
+        let (module_ms, ms) = dev
+            .time_pipeline(
+                shader,
+                &spec.entry,
+                &constants,
+                spec.bindings as usize,
+                spec.kinds,
+            )
+            .await?;
+        out.push(PipelineTiming {
+            spec: spec.clone(),
+            module_ms,
+            ms,
+        });
+    }
+    Ok(out)
+}

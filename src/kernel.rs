@@ -143,29 +143,32 @@ impl Bind<'_> {
             Bind::WriteTexels(_) => 3,
         }
     }
+}
 
-    fn layout_type(&self) -> wgpu::BindingType {
-        let storage = |read_only| wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        };
-        match self {
-            Bind::Read(_) => storage(true),
-            Bind::Write(_) => storage(false),
-            Bind::Texels(_) => wgpu::BindingType::Texture {
-                sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                view_dimension: wgpu::TextureViewDimension::D2,
-                multisampled: false,
-            },
-            Bind::WriteTexels(_) => wgpu::BindingType::StorageTexture {
-                access: wgpu::StorageTextureAccess::WriteOnly,
-                format: wgpu::TextureFormat::Rgba32Float,
-                view_dimension: wgpu::TextureViewDimension::D2,
-            },
-        }
+/// The layout entry of a binding of `kind` (as [`Bind::kind`]).
+fn layout_type(kind: u32) -> wgpu::BindingType {
+    let storage = |read_only| wgpu::BindingType::Buffer {
+        ty: wgpu::BufferBindingType::Storage { read_only },
+        has_dynamic_offset: false,
+        min_binding_size: None,
+    };
+    match kind {
+        0 => storage(true),
+        1 => storage(false),
+        2 => wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        },
+        _ => wgpu::BindingType::StorageTexture {
+            access: wgpu::StorageTextureAccess::WriteOnly,
+            format: wgpu::TextureFormat::Rgba32Float,
+            view_dimension: wgpu::TextureViewDimension::D2,
+        },
     }
+}
 
+impl Bind<'_> {
     fn resource(&self) -> wgpu::BindingResource<'_> {
         match self {
             Bind::Read(b) | Bind::Write(b) => b.as_entire_binding(),
@@ -178,7 +181,7 @@ impl Bind<'_> {
 const PARAM_SLOT: u64 = 256;
 
 /// (shader, entry point, number of bindings, their kinds (2 bits each), override constants)
-type PipelineKey = (
+pub(crate) type PipelineKey = (
     &'static str,
     &'static str,
     u32,
@@ -190,6 +193,8 @@ type PipelineKey = (
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    /// The keys of `pipelines` in the order they were created.
+    created: Mutex<Vec<PipelineKey>>,
 }
 
 pub(crate) struct Pipeline {
@@ -299,19 +304,39 @@ impl Device {
         if let Some(p) = self.pipelines().pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
-        let module = {
-            let mut modules = self.pipelines().modules.lock().unwrap();
-            modules
-                .entry(shader.name)
-                .or_insert_with(|| {
-                    self.wgpu()
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(shader.name),
-                            source: wgpu::ShaderSource::Wgsl(shader.full_source().into()),
-                        })
-                })
-                .clone()
-        };
+        let module = self.module(shader);
+        let p = Arc::new(self.create_pipeline(&module, entry, constants, binds.len(), kinds));
+        let mut cache = self.pipelines().pipelines.lock().unwrap();
+        cache.insert(key.clone(), p.clone());
+        self.pipelines().created.lock().unwrap().push(key);
+        p
+    }
+
+    /// The device's module of `shader`, created on first use.
+    fn module(&self, shader: &Shader) -> wgpu::ShaderModule {
+        let mut modules = self.pipelines().modules.lock().unwrap();
+        modules
+            .entry(shader.name)
+            .or_insert_with(|| {
+                self.wgpu()
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.name),
+                        source: wgpu::ShaderSource::Wgsl(shader.full_source().into()),
+                    })
+            })
+            .clone()
+    }
+
+    /// A new pipeline of `entry` whose `n` bindings (after the parameters) are of the `kinds`
+    /// packed as in the pipeline key.
+    fn create_pipeline(
+        &self,
+        module: &wgpu::ShaderModule,
+        entry: &str,
+        constants: &[(&str, u32)],
+        n: usize,
+        kinds: u32,
+    ) -> Pipeline {
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -322,11 +347,11 @@ impl Device {
             },
             count: None,
         }];
-        for (i, b) in binds.iter().enumerate() {
+        for i in 0..n {
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
-                ty: b.layout_type(),
+                ty: layout_type(kinds >> (2 * i) & 3),
                 count: None,
             });
         }
@@ -348,7 +373,7 @@ impl Device {
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: Some(&pipeline_layout),
-                module: &module,
+                module,
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &constants
@@ -360,13 +385,50 @@ impl Device {
                 },
                 cache: None,
             });
-        let p = Arc::new(Pipeline { pipeline, layout });
-        self.pipelines()
-            .pipelines
+        Pipeline { pipeline, layout }
+    }
+
+    /// The pipelines created so far, in order: (shader, entry point, number of bindings,
+    /// their kinds, override constants). For [`crate::diagnostics`].
+    pub(crate) fn created_pipelines(&self) -> Vec<PipelineKey> {
+        self.pipelines().created.lock().unwrap().clone()
+    }
+
+    /// Creates the pipeline of `key` on its own (not cached) and awaits the device's answer,
+    /// for [`crate::diagnostics`]: milliseconds to the compiled module (0 if this device had
+    /// it already) and to the compiled pipeline.
+    pub(crate) async fn time_pipeline(
+        &self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, u32)],
+        n: usize,
+        kinds: u32,
+    ) -> Result<(f64, f64)> {
+        let known = self
+            .pipelines()
+            .modules
             .lock()
             .unwrap()
-            .insert(key, p.clone());
-        p
+            .contains_key(shader.name);
+        let start = platform::Instant::now();
+        let module = self.module(shader);
+        let module_ms = if known {
+            0.0
+        } else {
+            module.get_compilation_info().await;
+            start.elapsed().as_secs_f64() * 1e3
+        };
+        let start = platform::Instant::now();
+        let scope = self.wgpu().push_error_scope(wgpu::ErrorFilter::Validation);
+        let p = self.create_pipeline(&module, entry, constants, n, kinds);
+        let error = scope.pop().await;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        drop(p);
+        match error {
+            Some(e) => Err(Error::Invalid(format!("{}::{entry}: {e}", shader.name))),
+            None => Ok((module_ms, ms)),
+        }
     }
 
     /// Records one dispatch of `entry` over `workgroups` workgroups (folded into 2-D).

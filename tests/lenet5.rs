@@ -99,3 +99,36 @@ fn three_adam_steps_match_pytorch() {
         r.assert_matches("adam3", &name, &p, 1e-5, 1e-4);
     }
 }
+
+/// The choices for a slow shader compiler (the browser's SwiftShader: no row sliding in the
+/// fused conv + ReLU + pool kernel, its training pipeline shared by inference), under every
+/// kernel class: PyTorch's logits, in training and in inference, and gradients.
+#[test]
+fn a_slow_compilers_kernels_match_pytorch() {
+    let r = Reference::load("lenet5_step.safetensors");
+    for class in device().runnable_kernel_classes() {
+        let opts = webgrad::DeviceOptions::default()
+            .force_kernels(class)
+            .force_slow_compiler();
+        let dev = webgrad::Device::with_options(opts).unwrap();
+        let model = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
+        for (name, p) in model.named_parameters() {
+            p.write_from_slice(&r.get("init", &name).0).unwrap();
+        }
+        let (x, shape) = r.get("input", "");
+        let x = webgrad::Tensor::from_slice(&dev, &x, &shape).unwrap();
+        let t: Vec<usize> = r.get("target", "").0.iter().map(|&v| v as usize).collect();
+        let inferred = webgrad::no_grad(|| model.forward(&x)).unwrap();
+        r.assert_matches("logits", "", &inferred, 1e-5, 1e-4);
+        let logits = model.forward(&x).unwrap();
+        r.assert_matches("logits", "", &logits, 1e-5, 1e-4);
+        logits
+            .cross_entropy(&t, Reduction::Mean)
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, p) in model.named_parameters() {
+            r.assert_matches("grad", &name, &p.grad().unwrap(), 1e-6, 1e-4);
+        }
+    }
+}

@@ -104,6 +104,9 @@ pub struct Caps {
     pub loop_budget: Option<usize>,
     /// Most slots a kernel with unrolled slots may unroll (see [`UNROLL_SLOTS`]).
     pub unroll_slots: usize,
+    /// The shader compiler is slow (SwiftShader, a second or more for a large kernel): kernels
+    /// share pipeline variants where they can, so that a first step compiles fewer.
+    pub slow_compiler: bool,
     pub limits: Limits,
 }
 
@@ -132,21 +135,32 @@ impl Caps {
             (true, _) => AdapterClass::Cpu,
             (false, _) => AdapterClass::Gpu,
         };
+        // A browser names no adapter: its CPU adapter is SwiftShader (Chromium's fallback).
+        let slow_compiler =
+            r.name.to_ascii_lowercase().contains("swiftshader") || (r.browser && cpu);
         Caps {
             class,
             subgroup_size: fixed_subgroup,
             // Every software adapter is treated as llvmpipe is: the cut-off is known there,
             // and an untested one may have its own.
             loop_budget: (cpu || llvmpipe).then_some(LLVMPIPE_LOOP_BUDGET),
-            // A browser names no adapter: its CPU adapter is SwiftShader (Chromium's fallback).
-            unroll_slots: if r.name.to_ascii_lowercase().contains("swiftshader")
-                || (r.browser && cpu)
-            {
+            unroll_slots: if slow_compiler {
                 SLOW_COMPILER_UNROLL_SLOTS
             } else {
                 UNROLL_SLOTS
             },
+            slow_compiler,
             limits: r.limits.clone(),
+        }
+    }
+
+    /// The same capabilities with a slow shader compiler's choices (see
+    /// [`DeviceOptions::force_slow_compiler`](crate::DeviceOptions::force_slow_compiler)).
+    pub(crate) fn with_slow_compiler(self) -> Caps {
+        Caps {
+            slow_compiler: true,
+            unroll_slots: SLOW_COMPILER_UNROLL_SLOTS,
+            ..self
         }
     }
 
@@ -185,7 +199,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn swiftshader_unrolls_less() {
+    fn swiftshader_unrolls_less_and_shares_variants() {
         let native = report(
             "SwiftShader Device (Subzero)",
             wgpu::DeviceType::Cpu,
@@ -203,8 +217,10 @@ pub(crate) mod tests {
         });
         assert_eq!(page.class, AdapterClass::Cpu);
         assert_eq!(page.unroll_slots, SLOW_COMPILER_UNROLL_SLOTS);
+        assert!(native.slow_compiler && page.slow_compiler);
         let lavapipe = report("llvmpipe", wgpu::DeviceType::Cpu, (8, 8), true);
         assert_eq!(lavapipe.unroll_slots, UNROLL_SLOTS);
+        assert!(!lavapipe.slow_compiler);
     }
 
     #[test]

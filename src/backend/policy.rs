@@ -153,6 +153,24 @@ impl Policy {
         }
     }
 
+    /// Whether conv_relu_pool_forward slides whole kernel rows of `kw` taps (its ROW_SLIDE,
+    /// where both strides equal their dilations): the 2 x 2 window's two rows of kw + 1
+    /// columns of image quads, unrolled, must fit the adapter's unroll width. Beyond it
+    /// SwiftShader's compile time explodes (kw = 5: 3.5 s against 0.35 s without ROW_SLIDE;
+    /// kw = 7: 211 s); kernel rows of 3 or less still slide there.
+    pub fn conv_pool_row_slides(&self, kw: usize) -> bool {
+        2 * (kw + 1) <= self.caps.unroll_slots
+    }
+
+    /// Whether the fused conv + ReLU + pool kernel saves its windows' winners (the backward's
+    /// data) even when nothing will read them (`needed` false: inference), so that inference
+    /// runs the training step's pipeline instead of compiling one more: where the compiler is
+    /// slow (a few hundred milliseconds to seconds per variant, against stores of one u32 per
+    /// four windows).
+    pub fn conv_pool_saves_winners(&self, needed: bool) -> bool {
+        needed || self.caps.slow_compiler
+    }
+
     // ---- elementwise and optimizers
 
     /// Below this many elements an elementwise op runs as one scalar dispatch instead of a vec4
@@ -318,6 +336,7 @@ mod tests {
             subgroup_size: (class == AdapterClass::CpuSimd8).then_some(8),
             loop_budget: class.is_cpu().then_some(LLVMPIPE_LOOP_BUDGET),
             unroll_slots: UNROLL_SLOTS,
+            slow_compiler: false,
             limits: limits(),
         }
     }
@@ -335,6 +354,28 @@ mod tests {
         assert_eq!(p.conv_weight_taps(5, true), (5, 5));
         assert_eq!(p.conv_weight_taps(3, false), (8, 0));
         assert_eq!(p.conv_weight_taps(9, true), (8, 0));
+    }
+
+    #[test]
+    fn conv_pool_row_slides_within_the_unroll_width() {
+        let p = policy(AdapterClass::CpuSimd8);
+        assert!(p.conv_pool_row_slides(5) && p.conv_pool_row_slides(7));
+        assert!(!p.conv_pool_row_slides(8));
+        let mut slow = caps(AdapterClass::Cpu);
+        slow.unroll_slots = SLOW_COMPILER_UNROLL_SLOTS;
+        let p = Policy::new(slow, None).unwrap();
+        assert!(p.conv_pool_row_slides(3));
+        assert!(!p.conv_pool_row_slides(4) && !p.conv_pool_row_slides(5));
+    }
+
+    #[test]
+    fn a_slow_compiler_saves_pool_winners_in_inference_too() {
+        let p = policy(AdapterClass::CpuSimd8);
+        assert!(p.conv_pool_saves_winners(true) && !p.conv_pool_saves_winners(false));
+        let mut slow = caps(AdapterClass::Cpu);
+        slow.slow_compiler = true;
+        let p = Policy::new(slow, None).unwrap();
+        assert!(p.conv_pool_saves_winners(false));
     }
 
     fn policy(class: AdapterClass) -> Policy {

@@ -3,9 +3,9 @@
 
 use serde_json::{json, Value};
 use web_time::Instant;
-use webgrad::diagnostics::compile_every_shader;
+use webgrad::diagnostics::{compile_every_shader, created_pipelines, time_pipelines, PipelineSpec};
 use webgrad::models::{LeNet5, LeNetFlavour};
-use webgrad::nn::Module;
+use webgrad::nn::{Module, Sequential};
 use webgrad::optim::{Adam, Optimizer};
 use webgrad::{no_grad, Device, DeviceOptions, Reduction, Result, Tensor};
 
@@ -109,33 +109,52 @@ fn blocking_errors(dev: &Device) -> Result<Value> {
     }))
 }
 
+/// LeNet-5 (modern), its Adam optimizer, random inputs at `batch` and their labels.
+type Lenet = (Sequential, Adam, Tensor, Vec<usize>);
+
+fn lenet(dev: &Device, batch: usize) -> Result<Lenet> {
+    dev.manual_seed(0);
+    let model = LeNet5::build(dev, LeNetFlavour::Modern)?;
+    let opt = Adam::new(model.parameters(), 1e-3)?;
+    let x = Tensor::rand(dev, &[batch, 1, 28, 28])?;
+    let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
+    Ok((model, opt, x, labels))
+}
+
+/// One training step (forward, cross-entropy, backward, Adam, the loss read back); its
+/// milliseconds.
+async fn train_step((model, opt, x, labels): &mut Lenet) -> Result<f64> {
+    let start = Instant::now();
+    let loss = model.forward(x)?.cross_entropy(labels, Reduction::Mean)?;
+    opt.zero_grad();
+    loss.backward()?;
+    opt.step()?;
+    loss.item_async().await?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+/// One inference pass (the classes read back); its milliseconds.
+async fn infer(model: &Sequential, x: &Tensor) -> Result<f64> {
+    let start = Instant::now();
+    let classes = no_grad(|| model.forward(x)?.argmax(1, false))?;
+    classes.to_vec_async().await?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
 /// LeNet-5 timings on random inputs: the first training step (pipelines compiled on the way),
 /// `steps` more (forward, cross-entropy, backward, Adam, the loss read back), and two inference
 /// passes at `infer_batch` (the first compiles the inference pipelines).
 pub async fn bench(dev: &Device, batch: usize, steps: usize, infer_batch: usize) -> Result<Value> {
-    dev.manual_seed(0);
-    let model = LeNet5::build(dev, LeNetFlavour::Modern)?;
-    let mut opt = Adam::new(model.parameters(), 1e-3)?;
-    let x = Tensor::rand(dev, &[batch, 1, 28, 28])?;
-    let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
+    let mut net = lenet(dev, batch)?;
     let mut train_ms = Vec::new();
     for _ in 0..=steps {
-        let start = Instant::now();
-        let loss = model.forward(&x)?.cross_entropy(&labels, Reduction::Mean)?;
-        opt.zero_grad();
-        loss.backward()?;
-        opt.step()?;
-        loss.item_async().await?;
-        train_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        train_ms.push(train_step(&mut net).await?);
     }
     let first_ms = train_ms.remove(0);
     let xi = Tensor::rand(dev, &[infer_batch, 1, 28, 28])?;
     let mut infer_ms = Vec::new();
     for _ in 0..3 {
-        let start = Instant::now();
-        let classes = no_grad(|| model.forward(&xi)?.argmax(1, false))?;
-        classes.to_vec_async().await?;
-        infer_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        infer_ms.push(infer(&net.0, &xi).await?);
     }
     Ok(json!({
         "adapter": dev.info().to_string(),
@@ -144,4 +163,75 @@ pub async fn bench(dev: &Device, batch: usize, steps: usize, infer_batch: usize)
         "first_infer_ms": infer_ms[0],
         "infer_ms": &infer_ms[1..],
     }))
+}
+
+fn specs_json(specs: &[PipelineSpec]) -> Value {
+    specs
+        .iter()
+        .map(|s| {
+            json!({
+                "shader": s.shader,
+                "entry": s.entry,
+                "bindings": s.bindings,
+                "kinds": s.kinds,
+                "constants": s.constants,
+            })
+        })
+        .collect()
+}
+
+/// The pipelines `dev` creates for LeNet-5's first training step at `batch` and then its
+/// first inference at `infer_batch` (as [`bench`]), with those two times:
+/// `{ "step": [spec..], "inference": [spec..], "first_ms", "first_infer_ms" }`, the specs as
+/// [`pipeline_times`] takes them.
+pub async fn pipeline_list(dev: &Device, batch: usize, infer_batch: usize) -> Result<Value> {
+    let mut net = lenet(dev, batch)?;
+    let first_ms = train_step(&mut net).await?;
+    let step = created_pipelines(dev);
+    let xi = Tensor::rand(dev, &[infer_batch, 1, 28, 28])?;
+    let first_infer_ms = infer(&net.0, &xi).await?;
+    let all = created_pipelines(dev);
+    Ok(json!({
+        "adapter": dev.info().to_string(),
+        "step": specs_json(&step),
+        "inference": specs_json(&all[step.len()..]),
+        "first_ms": first_ms,
+        "first_infer_ms": first_infer_ms,
+    }))
+}
+
+/// Compiles each pipeline of `specs` (a JSON list as [`pipeline_list`] writes) on `dev`, one
+/// at a time, each awaited: the list with `module_ms` (its module's compile, on a module's
+/// first pipeline) and `ms` added. On a fresh browser's device the times are free of caches.
+pub async fn pipeline_times(dev: &Device, specs: &Value) -> Result<Value> {
+    let bad = || webgrad::Error::Invalid("a pipeline spec as pipeline_list writes".into());
+    let specs = specs
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|s| {
+            Some(PipelineSpec {
+                shader: s["shader"].as_str()?.into(),
+                entry: s["entry"].as_str()?.into(),
+                bindings: s["bindings"].as_u64()? as u32,
+                kinds: s["kinds"].as_u64()? as u32,
+                constants: s["constants"]
+                    .as_array()?
+                    .iter()
+                    .map(|c| Some((c[0].as_str()?.into(), c[1].as_u64()? as u32)))
+                    .collect::<Option<_>>()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(bad)?;
+    let times = time_pipelines(dev, &specs).await?;
+    Ok(times
+        .iter()
+        .map(|t| {
+            let mut v = specs_json(std::slice::from_ref(&t.spec))[0].take();
+            v["module_ms"] = json!(t.module_ms);
+            v["ms"] = json!(t.ms);
+            v
+        })
+        .collect())
 }

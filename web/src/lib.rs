@@ -245,3 +245,25 @@ pub fn bench(batch: usize, steps: usize, infer_batch: usize, kernels: Option<Str
         checks::bench(&dev, batch, steps, infer_batch).await
     })
 }
+
+/// Resolves to the pipelines LeNet-5's first training step at `batch` and first inference at
+/// `infer_batch` create ([`checks::pipeline_list`]), as JSON; `kernels` as in [`Lab::open`].
+#[wasm_bindgen(js_name = pipelineList)]
+pub fn pipeline_list(batch: usize, infer_batch: usize, kernels: Option<String>) -> Promise {
+    report(async move {
+        let dev = open(kernels).await?;
+        checks::pipeline_list(&dev, batch, infer_batch).await
+    })
+}
+
+/// Compiles each pipeline of `specs` (JSON, as [`pipeline_list`] resolves to) on a new device,
+/// one at a time, and resolves to their compile times ([`checks::pipeline_times`]).
+#[wasm_bindgen(js_name = pipelineTimes)]
+pub fn pipeline_times(specs: String) -> Promise {
+    report(async move {
+        let specs: serde_json::Value = serde_json::from_str(&specs)
+            .map_err(|e| Error::Invalid(format!("pipeline specs: {e}")))?;
+        let dev = open(None).await?;
+        checks::pipeline_times(&dev, &specs).await
+    })
+}

@@ -58,7 +58,7 @@ fn fma_taps(taps: usize) -> String {
 }
 
 /// Most taps of a kernel row that conv_relu_pool_forward unrolls (its ROW_SLIDE).
-const ROW_TAPS: usize = 7;
+pub(crate) const ROW_TAPS: usize = 7;
 
 /// conv_relu_pool_forward's window rows: `WindowRow` (columns 0 .. ROW_TAPS of one row of the
 /// 2 x 2 window's pixels at one kernel row, columns past ROW_SLIDE zero), `window_row` (one

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::backend::caps::LLVMPIPE_LOOP_BUDGET;
 use crate::backend::conv::{params_wgsl, ConvParams, Geometry};
+use crate::backend::cpu::conv_acc_gen::ROW_TAPS;
 use crate::backend::cpu::texels::{Texels, TEXEL_ROW};
 use crate::device::Device;
 use crate::error::Result;
@@ -98,10 +99,11 @@ fn weight_taps(dev: &Device, geo: &Geometry) -> (usize, usize) {
 }
 
 /// conv_relu_pool_forward's ROW_SLIDE: the kernel width when both strides equal their
-/// dilations and the kernel is at most 7 wide (its taps are unrolled), else 0.
-fn row_slide(geo: &Geometry) -> usize {
+/// dilations, the kernel is at most ROW_TAPS wide (the generated code's taps) and the policy
+/// lets its rows slide (their taps are unrolled), else 0.
+fn row_slide(dev: &Device, geo: &Geometry) -> usize {
     let p = &geo.p;
-    if p.stride == p.dilation && geo.kw <= 7 {
+    if p.stride == p.dilation && geo.kw <= ROW_TAPS && dev.policy().conv_pool_row_slides(geo.kw) {
         geo.kw
     } else {
         0
@@ -335,9 +337,11 @@ pub(crate) fn forward_relu_pool(
     let cout_g = geo.c_out / g;
     let windows = (geo.ho / 2) * (geo.wo / 2);
     let invocations = quads(geo) * g * channel_blocks(cout_g) * windows;
-    // Without the winners, the device's dummy buffer fills their slot (unwritten).
+    // Without the winners, the device's dummy buffer fills their slot (unwritten). The policy
+    // may have them saved when not asked for (the training pipeline shared by inference).
     let per_window = geo.c_out * windows * quads(geo) * 4;
-    let winners = match save_winners {
+    let saves = dev.policy().conv_pool_saves_winners(save_winners);
+    let winners = match saves {
         true => Some(dev.storage(per_window / 4)?),
         false => None,
     };
@@ -346,9 +350,9 @@ pub(crate) fn forward_relu_pool(
         &SHADER,
         "conv_relu_pool_forward",
         &[
-            ("SAVE_ARGMAX", save_winners as u32),
+            ("SAVE_ARGMAX", saves as u32),
             ("SLIDE", (geo.p.stride.1 == geo.p.dilation.1) as u32),
-            ("ROW_SLIDE", row_slide(geo) as u32),
+            ("ROW_SLIDE", row_slide(dev, geo) as u32),
             ("CH", block_channels(cout_g) as u32),
         ],
         &[
@@ -365,7 +369,7 @@ pub(crate) fn forward_relu_pool(
     Ok(ReluPool {
         xt,
         out_inner,
-        winners,
+        winners: winners.filter(|_| save_winners),
         wb,
     })
 }
