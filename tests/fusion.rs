@@ -72,10 +72,7 @@ fn step(dev: &Device, model: &dyn Module, x: &[f32], n: usize) -> (Vec<f32>, Vec
 #[test]
 fn a_hand_written_model_runs_the_kernels_sequential_runs() {
     for class in device().runnable_kernel_classes() {
-        let opts = DeviceOptions::default()
-            .with_profile(true)
-            .force_kernels(class);
-        let dev = Device::with_options(opts).unwrap();
+        let dev = profiled(class);
         dev.manual_seed(3);
         let seq: Sequential = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
         let hand = HandWritten {
@@ -215,10 +212,7 @@ fn sync_computes_deferred_outputs() {
 #[test]
 fn eval_batch_norm_folds_into_the_product_before_it() {
     for class in device().runnable_kernel_classes() {
-        let opts = DeviceOptions::default()
-            .with_profile(true)
-            .force_kernels(class);
-        let dev = &Device::with_options(opts).unwrap();
+        let dev = &profiled(class);
         let on = |v: &[f32], s: &[usize]| Tensor::from_slice(dev, v, s).unwrap();
         let c = 4;
         let (rm, rv) = (on(&randn(31, c), &[c]), on(&uniform(32, c, 0.5, 2.0), &[c]));
@@ -266,26 +260,10 @@ fn eval_batch_norm_folds_into_the_product_before_it() {
                 .unwrap()
                 .relu()
                 .unwrap();
-                z.backward_with(&on(&randn(38, z.numel()), z.shape()))
-                    .unwrap();
-                let mut got = vec![z.to_vec().unwrap()];
-                got.extend(leaves.iter().map(|t| t.grad().unwrap().to_vec().unwrap()));
-                (got, dev.profile_report().unwrap())
+                values_and_gradients(dev, &z, &leaves)
             };
-            let (folded, report) = run(true);
-            let (plain, plain_report) = run(false);
             let what = format!("{} {xs:?}", class.name());
-            assert!(!report.contains("bn_"), "{what}: BatchNorm ran:\n{report}");
-            assert!(plain_report.contains("bn_"), "{what}:\n{plain_report}");
-            for (i, (f, p)) in folded.iter().zip(&plain).enumerate() {
-                assert_close(
-                    f,
-                    &to_f64(p),
-                    1e-4,
-                    1e-4,
-                    &format!("{what} output/grad {i}"),
-                );
-            }
+            assert_folded(run(true), run(false), "bn_", 1e-4, &what);
         }
     }
 }
@@ -297,10 +275,7 @@ fn eval_batch_norm_folds_into_the_product_before_it() {
 #[test]
 fn relu_after_batch_norm_folds_into_its_normalization() {
     for class in device().runnable_kernel_classes() {
-        let opts = DeviceOptions::default()
-            .with_profile(true)
-            .force_kernels(class);
-        let dev = &Device::with_options(opts).unwrap();
+        let dev = &profiled(class);
         let on = |v: &[f32], s: &[usize]| Tensor::from_slice(dev, v, s).unwrap();
         let (s, c) = ([6usize, 3, 5, 7], 3);
         let x = randn(41, numel(&s));
@@ -322,27 +297,48 @@ fn relu_after_batch_norm_folds_into_its_normalization() {
                     })
                     .unwrap();
                 let y = if fold { y } else { y.reshape(&s).unwrap() };
-                let z = y.relu().unwrap();
-                z.backward_with(&on(&randn(46, z.numel()), &s)).unwrap();
-                let mut got = vec![z.to_vec().unwrap()];
-                got.extend(leaves.iter().map(|t| t.grad().unwrap().to_vec().unwrap()));
-                (got, dev.profile_report().unwrap())
+                values_and_gradients(dev, &y.relu().unwrap(), &leaves)
             };
-            let (folded, report) = run(true);
-            let (plain, plain_report) = run(false);
+            let folded = run(true);
+            let y = &folded.0[0];
+            assert!(y.contains(&0.0) && y.iter().any(|&v| v > 0.0));
             let what = format!("{} training {training}", class.name());
-            assert!(!report.contains("unary"), "{what}: a ReLU ran:\n{report}");
-            assert!(plain_report.contains("unary"), "{what}:\n{plain_report}");
-            assert!(folded[0].contains(&0.0) && folded[0].iter().any(|&v| v > 0.0));
-            for (i, (f, p)) in folded.iter().zip(&plain).enumerate() {
-                assert_close(
-                    f,
-                    &to_f64(p),
-                    1e-5,
-                    1e-5,
-                    &format!("{what} output/grad {i}"),
-                );
-            }
+            assert_folded(folded, run(false), "unary", 1e-5, &what);
         }
+    }
+}
+
+/// A device that profiles its kernels, running the kernel class `class`.
+fn profiled(class: webgrad::AdapterClass) -> Device {
+    let opts = DeviceOptions::default()
+        .with_profile(true)
+        .force_kernels(class);
+    Device::with_options(opts).unwrap()
+}
+
+/// z's values and the gradients of `leaves` after z's backward with a seeded gradient, and
+/// the kernels the profile saw since it was last reset.
+fn values_and_gradients(dev: &Device, z: &Tensor, leaves: &[Tensor]) -> (Vec<Vec<f32>>, String) {
+    let g = Tensor::from_slice(dev, &randn(38, z.numel()), z.shape()).unwrap();
+    z.backward_with(&g).unwrap();
+    let mut got = vec![z.to_vec().unwrap()];
+    got.extend(leaves.iter().map(|t| t.grad().unwrap().to_vec().unwrap()));
+    (got, dev.profile_report().unwrap())
+}
+
+/// The folded run ran no kernel named `kernel`, the plain run did, and both gave the same
+/// values and gradients within `tol`.
+fn assert_folded(
+    (folded, report): (Vec<Vec<f32>>, String),
+    (plain, plain_report): (Vec<Vec<f32>>, String),
+    kernel: &str,
+    tol: f64,
+    what: &str,
+) {
+    assert!(!report.contains(kernel), "{what}: {kernel} ran:\n{report}");
+    assert!(plain_report.contains(kernel), "{what}:\n{plain_report}");
+    for (i, (f, p)) in folded.iter().zip(&plain).enumerate() {
+        let values = format!("{what} output/grad {i}");
+        assert_close(f, &to_f64(p), tol, tol, &values);
     }
 }
