@@ -7,9 +7,18 @@ fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
+fn is_nan4(v: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
+}
+
 // ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
 fn relu(v: f32) -> f32 {
     return select(0.0, v, (v > 0.0) | is_nan(v));
+}
+
+// relu for 4 values. (NaN from the bits: GL drivers may rewrite !(v <= 0) as v > 0.)
+fn relu4(v: vec4<f32>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), v, (v > vec4<f32>(0.0)) | is_nan4(v));
 }
 
 // (a / b, a % b) for per-invocation values below 2^24, through an f32 reciprocal plus integer

@@ -23,7 +23,7 @@ pub struct ShaderCheck {
 }
 
 /// Every shader module webgrad dispatches from, and whether it needs subgroup operations.
-fn all_shaders() -> [(&'static Shader, bool); 17] {
+fn all_shaders() -> [(&'static Shader, bool); 19] {
     use crate::backend::{cpu, portable};
     use crate::ops;
     [
@@ -44,6 +44,8 @@ fn all_shaders() -> [(&'static Shader, bool); 17] {
         (&portable::pool::SHADER, false),
         (&cpu::matmul::BLOCKED, false),
         (&cpu::conv_implicit::SHADER, false),
+        (&cpu::matmul::SUBGROUP, true),
+        (&cpu::conv_implicit::SUBGROUP, true),
     ]
 }
 
@@ -51,9 +53,7 @@ fn all_shaders() -> [(&'static Shader, bool); 17] {
 /// the test that no shader file is left out of [`compile_every_shader`].
 #[doc(hidden)]
 pub fn shader_files() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = all_shaders().iter().map(|(s, _)| s.name).collect();
-    names.push(crate::backend::cpu::matmul::SUBGROUP.name);
-    names
+    all_shaders().iter().map(|(s, _)| s.name).collect()
 }
 
 /// Compiles every shader module on `dev` and awaits each compiler's messages. Modules that
@@ -61,8 +61,7 @@ pub fn shader_files() -> Vec<&'static str> {
 /// returned in the report, not as `Err`.
 pub async fn compile_every_shader(dev: &Device) -> Result<Vec<ShaderCheck>> {
     let mut out = Vec::new();
-    let subgroup = (&crate::backend::cpu::matmul::SUBGROUP, true);
-    for (shader, needs_subgroups) in all_shaders().into_iter().chain([subgroup]) {
+    for (shader, needs_subgroups) in all_shaders() {
         if needs_subgroups && !dev.wgpu().features().contains(wgpu::Features::SUBGROUP) {
             out.push(ShaderCheck {
                 name: shader.name,
@@ -151,8 +150,7 @@ pub struct PipelineTiming {
 /// Creates each of `specs` on `dev`, one at a time, awaiting the device after each (on a
 /// fresh device, or in a fresh browser, for a compile time free of caches).
 pub async fn time_pipelines(dev: &Device, specs: &[PipelineSpec]) -> Result<Vec<PipelineTiming>> {
-    let mut shaders = all_shaders().map(|(s, _)| s).to_vec();
-    shaders.push(&crate::backend::cpu::matmul::SUBGROUP);
+    let shaders = all_shaders().map(|(s, _)| s);
     let mut out = Vec::new();
     for spec in specs {
         let shader = shaders

@@ -931,6 +931,9 @@ mod tests {
                         "cpu/conv_implicit" => Some(crate::backend::cpu::conv_implicit::generated),
                         "cpu/matmul_blocked" => Some(crate::backend::cpu::matmul_gen::blocked),
                         "cpu/matmul_subgroup" => Some(crate::backend::cpu::matmul_gen::subgroup),
+                        "cpu/conv_subgroup" => {
+                            Some(crate::backend::cpu::conv_implicit::subgroup_generated)
+                        }
                         _ => None,
                     },
                 };
@@ -1019,7 +1022,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(checked, 18, "shaders with a Params struct");
+        assert_eq!(checked, 19, "shaders with a Params struct");
     }
 
     /// One buffer in a writable binding and another: an error naming the kernel, from the

@@ -75,6 +75,121 @@ fn forward_matches_float64_on_random_configurations() {
     }
 }
 
+/// float64 input gradient of conv2d: each output gradient g[n, co, oh, ow] times the weights,
+/// added at the input pixels its taps read.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_input_grad_ref(
+    g: &[f32],
+    xs: &[usize],
+    w: &[f32],
+    ws: &[usize],
+    stride: (usize, usize),
+    pad: (usize, usize),
+    dil: (usize, usize),
+    groups: usize,
+) -> Vec<f64> {
+    let (n, c, h, wd) = (xs[0], xs[1], xs[2], xs[3]);
+    let (co, cig, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    let ho = (h + 2 * pad.0 - dil.0 * (kh - 1) - 1) / stride.0 + 1;
+    let wo = (wd + 2 * pad.1 - dil.1 * (kw - 1) - 1) / stride.1 + 1;
+    let mut gx = vec![0.0f64; n * c * h * wd];
+    for img in 0..n {
+        for o in 0..co {
+            let grp = o / (co / groups);
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let gv = g[((img * co + o) * ho + oh) * wo + ow] as f64;
+                    for ci in 0..cig {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let ih = (oh * stride.0 + i * dil.0) as isize - pad.0 as isize;
+                                let iw = (ow * stride.1 + j * dil.1) as isize - pad.1 as isize;
+                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                    continue;
+                                }
+                                let at = ((img * c + grp * cig + ci) * h + ih as usize) * wd;
+                                gx[at + iw as usize] +=
+                                    w[((o * cig + ci) * kh + i) * kw + j] as f64 * gv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    gx
+}
+
+#[test]
+fn channel_blocks_of_16_and_32_match_float64_forward_and_input_gradient() {
+    // Channel counts in whole blocks of 8 from 16 up, which 8-lane subgroup adapters share
+    // across a subgroup (32 channels per subgroup, or 16 with two image quads per lane): odd
+    // image quads, partly used blocks (24 and 40 channels per group), groups, dilation, taps
+    // not a multiple of 4, stride 2 forward, with and without the fused ReLU; under every
+    // kernel class.
+    let configs = [
+        // (n, c, h, w, c_out, kh, kw, stride, pad, dil, groups)
+        (5, 3, 9, 8, 16, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+        (9, 16, 7, 6, 32, 3, 2, (1, 1), (1, 0), (2, 1), 1),
+        (3, 48, 5, 5, 48, 3, 3, (1, 1), (2, 2), (1, 1), 2),
+        (2, 64, 4, 4, 40, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+        (4, 16, 6, 6, 3, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    ];
+    for_each_policy(|dev| {
+        for (i, &(n, c, h, w, co, kh, kw, s, p, d, g)) in configs.iter().enumerate() {
+            let (xs, ws) = ([n, c, h, w], [co, c / g, kh, kw]);
+            let on = |v: &[f32], shape: &[usize]| Tensor::from_slice(dev, v, shape).unwrap();
+            let (xv, wv, bv) = (
+                randn(200 + i as u64, numel(&xs)),
+                randn(210 + i as u64, numel(&ws)),
+                randn(220 + i as u64, co),
+            );
+            let params = Conv2dParams {
+                stride: s,
+                padding: p,
+                dilation: d,
+                groups: g,
+            };
+            let relu = i % 2 == 1;
+            let x = on(&xv, &xs).requires_grad();
+            let (wt, b) = (on(&wv, &ws), on(&bv, &[co]));
+            let y = match relu {
+                true => x.conv2d_relu(&wt, Some(&b), params),
+                false => x.conv2d(&wt, Some(&b), params),
+            }
+            .unwrap();
+            let mut want = conv2d_ref(&xv, &xs, &wv, &ws, Some(&bv), s, p, d, g, 0..n);
+            if relu {
+                want.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            let what = format!("config {i} kernels={}", dev.kernel_class().name());
+            assert_close(
+                &y.to_vec().unwrap(),
+                &want,
+                1e-4,
+                1e-4,
+                &format!("{what}: output"),
+            );
+            // The gradient reaching the convolution: zero where the ReLU cut.
+            let gv: Vec<f32> = randn(230 + i as u64, y.numel())
+                .iter()
+                .zip(&want)
+                .map(|(g, y)| if relu && *y <= 0.0 { 0.0 } else { *g })
+                .collect();
+            y.backward_with(&on(&randn(230 + i as u64, y.numel()), y.shape()))
+                .unwrap();
+            let want_gx = conv2d_input_grad_ref(&gv, &xs, &wv, &ws, s, p, d, g);
+            assert_close(
+                &x.grad().unwrap().to_vec().unwrap(),
+                &want_gx,
+                1e-4,
+                1e-4,
+                &format!("{what}: input gradient"),
+            );
+        }
+    });
+}
+
 #[test]
 fn backward_matches_finite_differences() {
     let configs = [

@@ -491,11 +491,6 @@ fn takes4(v: vec4<f32>, best: vec4<f32>) -> vec4<bool> {
     return !is_nan4(best) & ((v > best) | is_nan4(v));
 }
 
-// NaN from the bits: llvmpipe may fold `v != v` to false.
-fn is_nan4(v: vec4<f32>) -> vec4<bool> {
-    return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
-}
-
 // Channel `index` of the block (skipped past `count`): bias, ReLU and the max over the 4 pixels
 // of the window, for the quad's images.
 fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
@@ -905,10 +900,4 @@ fn sum_parts4(id: Invocation) {
             bias_grad[e - w_len] = acc[j];
         }
     }
-}
-
-// ReLU as PyTorch computes it: NaN stays NaN (WGSL's max(NaN, 0) may give either).
-fn relu4(v: vec4<f32>) -> vec4<f32> {
-    // NaN from the bits: GL drivers may rewrite !(v <= 0) as v > 0.
-    return select(vec4<f32>(0.0), v, (v > vec4<f32>(0.0)) | is_nan4(v));
 }

@@ -38,7 +38,7 @@ pub(crate) struct Geometry {
 kernel_params! {
     /// `Params` of both convolution shaders, `shaders/conv.wgsl` and
     /// `shaders/cpu/conv_implicit.wgsl` (its WGSL is generated from this: [`params_wgsl`]).
-    pub(crate) struct ConvParams for "conv", "cpu/conv_implicit" {
+    pub(crate) struct ConvParams for "conv", "cpu/conv_implicit", "cpu/conv_subgroup" {
         n: u32,
         c: u32,
         h: u32,

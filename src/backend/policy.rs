@@ -266,6 +266,19 @@ impl Policy {
         }
     }
 
+    /// Image quads per lane of conv_subgroup (1: 32 output channels per subgroup, 2: 16) for
+    /// a group of `out_g` channels of its output (C_out forward, C for the input gradient),
+    /// or None for conv_implicit's kernels: the subgroup kernel needs 8-lane subgroups, the
+    /// weight layouts in whole blocks of 8 (`out_g` a multiple of 8), and at least 16
+    /// channels to share (with 8, its 4 activation fetches per tap would save one of
+    /// conv_forward's 6).
+    pub fn conv_lane_quads(&self, out_g: usize) -> Option<usize> {
+        if self.class != AdapterClass::CpuSimd8 || out_g < 16 || !out_g.is_multiple_of(8) {
+            return None;
+        }
+        Some(if out_g.is_multiple_of(32) { 1 } else { 2 })
+    }
+
     /// Whether a convolution's bias gradient is summed in stages (per image and channel, then
     /// over images) rather than by one workgroup per channel: on CPU adapters, which it keeps
     /// busier, and wherever one workgroup's loops could not cover a channel's values.
@@ -465,6 +478,17 @@ mod tests {
         assert_eq!(forced.gemm_schedule(), GemmSchedule::Tiles);
         assert_eq!(forced.loop_limit(), LLVMPIPE_LOOP_BUDGET);
         assert_eq!(forced.gemm_k_step(), LLVMPIPE_LOOP_BUDGET / 2);
+    }
+
+    #[test]
+    fn the_subgroup_forward_shares_blocks_of_16_or_32_channels() {
+        let p = policy(AdapterClass::CpuSimd8);
+        assert_eq!(p.conv_lane_quads(64), Some(1));
+        assert_eq!(p.conv_lane_quads(16), Some(2));
+        assert_eq!(p.conv_lane_quads(48), Some(2));
+        assert_eq!(p.conv_lane_quads(8), None);
+        assert_eq!(p.conv_lane_quads(20), None);
+        assert_eq!(policy(AdapterClass::Cpu).conv_lane_quads(64), None);
     }
 
     #[test]

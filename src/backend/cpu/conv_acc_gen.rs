@@ -177,6 +177,62 @@ pub(crate) fn fma_helpers() -> String {
     out + "}\n\n" + &fma_taps(4) + "\n" + &fma_taps(5)
 }
 
+/// Accumulators of `shaders/cpu/conv_subgroup.wgsl`: 32 vec4s per lane.
+const SUBGROUP_ACCUMULATORS: usize = 32;
+
+/// conv_subgroup.wgsl's generated part: its accumulators `acc0` .. `acc31`, `fma_taps` (4
+/// taps' products: the weights of channel quad cq broadcast from lane cq, times the lane's
+/// image quads) and `store_all` (every channel's quads through store_channel), each spelled
+/// out for both QL (image quads per lane): accumulator a is channel a / QL, quad a % QL.
+pub(crate) fn subgroup() -> String {
+    let mut out: String = (0..SUBGROUP_ACCUMULATORS)
+        .map(|a| format!("var<private> acc{a}: vec4<f32>;\n"))
+        .collect();
+    // Channel c's 4 products: tap t's weight broadcast from lane c / 4 (once per channel
+    // quad), component c % 4, times the tap's image quads.
+    let fma = |ql: usize, c: usize| {
+        let (cq, comp) = (c / 4, ["x", "y", "z", "w"][c % 4]);
+        let mut s = String::new();
+        if c.is_multiple_of(4) {
+            for t in 0..4 {
+                s += &format!("        let b{t}_{cq} = subgroupBroadcast(t{t}.w, {cq}u);\n");
+            }
+        }
+        for j in 0..ql {
+            let terms: String = (0..4)
+                .map(|t| format!(" + b{t}_{cq}.{comp} * t{t}.x{j}"))
+                .collect();
+            s += &format!("        acc{a} = acc{a}{terms};\n", a = c * ql + j);
+        }
+        s
+    };
+    let store = |ql: usize, c: usize| {
+        let second = if ql == 2 { 2 * c + 1 } else { c };
+        format!(
+            "        store_channel({c}u, first, ch0, q0, pix, acc{}, acc{second});\n",
+            c * ql
+        )
+    };
+    // `line(ql, c)` for every channel c of both lane layouts, each under its `if` on QL.
+    let both = |line: &dyn Fn(usize, usize) -> String| {
+        let per_ql = |ql: usize| -> String {
+            (0..SUBGROUP_ACCUMULATORS / ql)
+                .map(|c| line(ql, c))
+                .collect()
+        };
+        format!(
+            "    if (QL == 1u) {{\n{}    }} else {{\n{}    }}\n",
+            per_ql(1),
+            per_ql(2)
+        )
+    };
+    out += "\nfn fma_taps(t0: Fetched, t1: Fetched, t2: Fetched, t3: Fetched) {\n";
+    out += &both(&fma);
+    out += "}\n\nfn store_all(first: u32, ch0: u32, q0: u32, pix: u32) {\n";
+    out += &both(&store);
+    out + "}\n"
+}
+
 #[cfg(test)]
 mod tests {
     /// 32 accumulators; every helper updates each channel's four quads once, channels past 0
@@ -207,6 +263,21 @@ mod tests {
             6,
             "taps 0-2 and 4-6 alone"
         );
+        // conv_subgroup: 32 accumulators, each updated once per lane layout (QL 1 and 2) and
+        // stored once per layout; 8 (QL 1) + 4 (QL 2) channel quads broadcast per tap.
+        let sub = super::subgroup();
+        assert_eq!(sub.matches("var<private> acc").count(), 32);
+        for a in 0..32 {
+            let updates = sub
+                .lines()
+                .filter(|l| l.trim_start().starts_with(&format!("acc{a} = acc{a} + ")))
+                .count();
+            assert_eq!(updates, 2, "acc{a}");
+            assert!(sub.contains(&format!("acc{a},")) || sub.contains(&format!("acc{a});")));
+        }
+        assert_eq!(sub.matches("= subgroupBroadcast(t3.w, ").count(), 12);
+        assert!(sub.contains("store_channel(31u, first, ch0, q0, pix, acc31, acc31);"));
+        assert!(sub.contains("store_channel(15u, first, ch0, q0, pix, acc30, acc31);"));
         let stores = super::store_helpers();
         for f in ["fn store16(", "fn store_pairs(", "fn store_pooled_all("] {
             assert!(stores.contains(f), "{f}");

@@ -33,6 +33,14 @@ pub(crate) fn generated() -> String {
     .join("\n")
 }
 
+/// conv_subgroup: the forward and unit-stride input gradient where the adapter's subgroups are
+/// its 8 SIMD lanes (`Policy::conv_lane_quads`).
+pub(crate) static SUBGROUP: Shader = shader!("cpu/conv_subgroup", Some(subgroup_generated));
+
+pub(crate) fn subgroup_generated() -> String {
+    [params_wgsl(), super::conv_acc_gen::subgroup()].join("\n")
+}
+
 /// Most loop iterations of one invocation of these kernels: the driver's budget, and where
 /// there is none the same size of work per invocation (the parts were tuned at it).
 fn loop_limit(dev: &Device) -> usize {
@@ -286,22 +294,66 @@ pub(crate) fn forward(
     let (wf, wb) = weight_layouts(dev, w, geo, true, input_grad)?;
     let wf = wf.expect("asked for");
     let cout_g = geo.c_out / g;
+    // The subgroup kernel's images-innermost output slot holds a placeholder (unwritten).
+    let unused = texels(dev, 4);
+    let mut binds = vec![
+        Bind::Texels(xt.view()),
+        Bind::Texels(wf.view()),
+        // Without a bias the slot holds the weights (unread).
+        Bind::Read(bias.unwrap_or(w).buffer()),
+        Bind::Write(out),
+    ];
+    if let Some(lane_quads) = dev.policy().conv_lane_quads(cout_g) {
+        binds.push(Bind::WriteTexels(unused.view()));
+        subgroup_conv(dev, geo, lane_quads, false, false, &binds, &params)?;
+        return Ok((xt, wb));
+    }
     let invocations = quads(geo).div_ceil(4) * g * channel_blocks(cout_g) * geo.ho * geo.wo;
     dev.dispatch_with(
         &SHADER,
         "conv_forward",
         &[("CH", block_channels(cout_g) as u32)],
-        &[
-            Bind::Texels(xt.view()),
-            Bind::Texels(wf.view()),
-            // Without a bias the slot holds the weights (unread).
-            Bind::Read(bias.unwrap_or(w).buffer()),
-            Bind::Write(out),
-        ],
+        &binds,
         &params,
         grid(invocations),
     )?;
     Ok((xt, wb))
+}
+
+/// conv_subgroup over `geo` (the input gradient when `transposed`, also written images
+/// innermost with `write_inner`), `lane_quads` image quads per lane.
+fn subgroup_conv(
+    dev: &Device,
+    geo: &Geometry,
+    lane_quads: usize,
+    transposed: bool,
+    write_inner: bool,
+    binds: &[Bind],
+    params: &ConvParams,
+) -> Result<()> {
+    let (chans, pixels) = match transposed {
+        true => (geo.c, geo.h * geo.w),
+        false => (geo.c_out, geo.ho * geo.wo),
+    };
+    // Subgroups of 8 lanes x lane_quads image quads at one pixel, 32 / lane_quads channels
+    // each; a block's lanes padded to whole subgroups (the shader's `columns`).
+    let columns = (pixels * quads(geo).div_ceil(lane_quads)).next_multiple_of(8);
+    let blocks = (chans / geo.p.groups).div_ceil(32 / lane_quads);
+    dev.dispatch_with(
+        &SUBGROUP,
+        match transposed {
+            true => "conv_input_grad_subgroup",
+            false => "conv_forward_subgroup",
+        },
+        &[
+            ("QL", lane_quads as u32),
+            ("TRANSPOSED", transposed as u32),
+            ("WRITE_INNER", write_inner as u32),
+        ],
+        binds,
+        params,
+        (geo.p.groups * blocks * columns).div_ceil(32) as u32,
+    )
 }
 
 /// What forward_relu_pool returns besides its output: x with images innermost (for the weight
@@ -423,6 +475,31 @@ pub(crate) fn backward_input(
         }
     };
     let strided = geo.p.stride != (1, 1);
+    let lane_quads = dev.policy().conv_lane_quads(geo.c / groups);
+    if let (false, Some(lane_quads)) = (strided, lane_quads) {
+        let inner = texels(
+            dev,
+            if inner_too {
+                geo.c * geo.h * geo.w * quads(geo) * 4
+            } else {
+                4
+            },
+        );
+        let binds = [
+            Bind::Texels(gt.view()),
+            Bind::Texels(wb.view()),
+            // The bias slot is unread here.
+            Bind::Read(w.buffer()),
+            Bind::Write(gx.buffer()),
+            Bind::WriteTexels(inner.view()),
+        ];
+        let params = params(geo, false, (0, 0, 0), 0);
+        subgroup_conv(dev, geo, lane_quads, true, inner_too, &binds, &params)?;
+        if inner_too {
+            gx.storage().set_images_inner(geo.n, Arc::new(inner));
+        }
+        return Ok(gx);
+    }
     let blocks = groups * channel_blocks(geo.c / groups);
     // With unit stride and dilation along the width, pairs of neighbouring pixels share the
     // gradient columns they read (8 images per invocation); otherwise 16 images at one pixel.
