@@ -37,6 +37,11 @@ fn divmod(a: u32, b: u32) -> vec2<u32> {
 // a buffer is the texel at (i % TEXEL_ROW, i / TEXEL_ROW).
 const TEXEL_ROW: u32 = 1024u;
 
+// The coordinates of vec4 i in such a texture.
+fn texel_at(i: u32) -> vec2<u32> {
+    return vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW);
+}
+
 // ---- Grid indexing and shared math (the elementwise, reduction, loss and optimizer shaders) ----
 
 // A compute entry point's position in the grid, taken as one parameter: `fn k(inv: Invocation)`.

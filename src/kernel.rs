@@ -885,11 +885,12 @@ mod tests {
     /// The shared files (`Shader::includes`), and those each module starts with, as its
     /// `shader!` lists them (a file missing here fails to parse below, one missing there when
     /// the kernel is compiled).
-    const SHARED: &[&str] = &["matmul_common", "cpu/matmul_registers"];
+    const SHARED: &[&str] = &["matmul_common", "cpu/matmul_registers", "cpu/conv_window"];
     fn includes(name: &str) -> &'static [&'static str] {
         match name {
             "matmul" => &["matmul_common"],
-            "cpu/matmul_blocked" | "cpu/matmul_subgroup" => SHARED,
+            "cpu/matmul_blocked" | "cpu/matmul_subgroup" => &SHARED[..2],
+            "cpu/conv_implicit" | "cpu/conv_subgroup" => &SHARED[2..],
             _ => &[],
         }
     }

@@ -82,11 +82,6 @@ fn invocation(id: Invocation) -> u32 {
 @group(0) @binding(2) var dst_texels: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(3) var<storage, read> relu_out: array<f32>;
 
-// The coordinates of vec4 i in a texture.
-fn texel_at(i: u32) -> vec2<u32> {
-    return vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW);
-}
-
 fn store_texel(i: u32, v: vec4<f32>) {
     textureStore(dst_texels, texel_at(i), v);
 }
@@ -485,14 +480,8 @@ fn pixel_quad(plane: u32, ih: i32, iw: i32, q: u32) -> vec4<f32> {
     return quad_at(((plane + u32(ih)) * p.w + u32(iw)) * p.nq + q, 0u, 0u, inside);
 }
 
-// Whether v replaces the running max, per image: larger values, and NaN (which then stays), as
-// max_pool2d.
-fn takes4(v: vec4<f32>, best: vec4<f32>) -> vec4<bool> {
-    return !is_nan4(best) & ((v > best) | is_nan4(v));
-}
-
 // Channel `index` of the block (skipped past `count`): bias, ReLU and the max over the 4 pixels
-// of the window, for the quad's images.
+// of the window, for the quad's images (pool_window, cpu/conv_window.wgsl).
 fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
                 a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
     if (index >= count) { return; }
@@ -500,34 +489,7 @@ fn store_pooled(q: u32, index: u32, count: u32, ch: u32, pp: u32,
     if (p.has_bias == 1u) {
         bv = bias[ch];
     }
-    var best = relu4(a + bv);
-    var won = vec4<f32>(0.0);
-    let v1 = relu4(b + bv);
-    let t1 = takes4(v1, best);
-    best = select(best, v1, t1);
-    won = select(won, vec4<f32>(1.0), t1);
-    let v2 = relu4(c + bv);
-    let t2 = takes4(v2, best);
-    best = select(best, v2, t2);
-    won = select(won, vec4<f32>(2.0), t2);
-    let v3 = relu4(d + bv);
-    let t3 = takes4(v3, best);
-    best = select(best, v3, t3);
-    won = select(won, vec4<f32>(3.0), t3);
-    let pooled = (p.ho / 2u) * (p.wo / 2u);
-    for (var j = 0u; j < 4u; j++) {
-        let n = q * 4u + j;
-        if (n < p.n) {
-            out[(n * p.c_out + ch) * pooled + pp] = best[j];
-        }
-    }
-    let texel = (ch * pooled + pp) * p.nq + q;
-    let in_batch = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n);
-    textureStore(out_inner, texel_at(texel), select(vec4<f32>(0.0), best, in_batch));
-    if (SAVE_ARGMAX) {
-        let code = select(vec4<u32>(4u), vec4<u32>(won), best > vec4<f32>(0.0));
-        winners_out[texel] = code.x | (code.y << 8u) | (code.z << 16u) | (code.w << 24u);
-    }
+    store_window(ch, pp, q, pool_window(a, b, c, d, bv));
 }
 
 // The backward of conv_relu_pool_forward up to the convolution's output, written straight into

@@ -40,7 +40,7 @@ fn store_row8(c_base: u32, row: u32, c0: u32, lo: vec4<f32>, hi: vec4<f32>) {
 
 // Vec4 i of A (from_a, a constant at every call) or of B.
 fn texel(from_a: bool, i: u32) -> vec4<f32> {
-    let at = vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW);
+    let at = texel_at(i);
     if (from_a) {
         return textureLoad(a_texels, at, 0);
     }

@@ -279,6 +279,14 @@ impl Policy {
         Some(if out_g.is_multiple_of(32) { 1 } else { 2 })
     }
 
+    /// conv_lane_quads for the forward fused with ReLU and 2 x 2 pooling: blocks of 32
+    /// channels only. With 16, each lane fetches 3 texels per tap, about what
+    /// conv_relu_pool_forward's sliding window fetches, and LeNet-5's conv2 measured no faster
+    /// while its first step compiled one more module (0.2-0.9 s on lavapipe).
+    pub fn conv_pool_lane_quads(&self, out_g: usize) -> Option<usize> {
+        self.conv_lane_quads(out_g).filter(|&quads| quads == 1)
+    }
+
     /// Whether a convolution's bias gradient is summed in stages (per image and channel, then
     /// over images) rather than by one workgroup per channel: on CPU adapters, which it keeps
     /// busier, and wherever one workgroup's loops could not cover a channel's values.
@@ -489,6 +497,8 @@ mod tests {
         assert_eq!(p.conv_lane_quads(8), None);
         assert_eq!(p.conv_lane_quads(20), None);
         assert_eq!(policy(AdapterClass::Cpu).conv_lane_quads(64), None);
+        assert_eq!(p.conv_pool_lane_quads(64), Some(1));
+        assert_eq!(p.conv_pool_lane_quads(16), None);
     }
 
     #[test]

@@ -183,7 +183,8 @@ const SUBGROUP_ACCUMULATORS: usize = 32;
 /// conv_subgroup.wgsl's generated part: its accumulators `acc0` .. `acc31`, `fma_taps` (4
 /// taps' products: the weights of channel quad cq broadcast from lane cq, times the lane's
 /// image quads) and `store_all` (every channel's quads through store_channel), each spelled
-/// out for both QL (image quads per lane): accumulator a is channel a / QL, quad a % QL.
+/// out for both QL (image quads per lane): accumulator a is channel a / QL, quad a % QL; and
+/// `pool_all` (every channel through pool_channel), for QL 1, the only one POOL runs with.
 pub(crate) fn subgroup() -> String {
     let mut out: String = (0..SUBGROUP_ACCUMULATORS)
         .map(|a| format!("var<private> acc{a}: vec4<f32>;\n"))
@@ -213,6 +214,14 @@ pub(crate) fn subgroup() -> String {
             c * ql
         )
     };
+    let pool = |ql: usize, c: usize| -> String {
+        (0..ql)
+            .map(|j| {
+                let a = c * ql + j;
+                format!("    pool_channel({c}u, first, ch0, q0 + {j}u, win, acc{a});\n")
+            })
+            .collect()
+    };
     // `line(ql, c)` for every channel c of both lane layouts, each under its `if` on QL.
     let both = |line: &dyn Fn(usize, usize) -> String| {
         let per_ql = |ql: usize| -> String {
@@ -230,6 +239,11 @@ pub(crate) fn subgroup() -> String {
     out += &both(&fma);
     out += "}\n\nfn store_all(first: u32, ch0: u32, q0: u32, pix: u32) {\n";
     out += &both(&store);
+    // pool_all: QL 1 only (Policy::conv_pool_lane_quads).
+    out += "}\n\nfn pool_all(first: u32, ch0: u32, q0: u32, win: u32) {\n";
+    out += &(0..SUBGROUP_ACCUMULATORS)
+        .map(|c| pool(1, c))
+        .collect::<String>();
     out + "}\n"
 }
 
@@ -278,6 +292,8 @@ mod tests {
         assert_eq!(sub.matches("= subgroupBroadcast(t3.w, ").count(), 12);
         assert!(sub.contains("store_channel(31u, first, ch0, q0, pix, acc31, acc31);"));
         assert!(sub.contains("store_channel(15u, first, ch0, q0, pix, acc30, acc31);"));
+        assert!(sub.contains("    pool_channel(31u, first, ch0, q0 + 0u, win, acc31);"));
+        assert_eq!(sub.matches("pool_channel(").count(), 32);
         let stores = super::store_helpers();
         for f in ["fn store16(", "fn store_pairs(", "fn store_pooled_all("] {
             assert!(stores.contains(f), "{f}");

@@ -15,7 +15,11 @@ use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader};
 use crate::tensor::{Storage, Tensor};
 
-pub(crate) static SHADER: Shader = shader!("cpu/conv_implicit", Some(generated));
+pub(crate) static SHADER: Shader = shader!(
+    "cpu/conv_implicit",
+    includes = ["cpu/conv_window"],
+    Some(generated)
+);
 
 /// The module's generated WGSL: its `Params` (shared with im2col's shader), the accumulators
 /// and their helpers, and the weight-gradient kernel (see `conv_acc_gen.rs` and
@@ -35,7 +39,11 @@ pub(crate) fn generated() -> String {
 
 /// conv_subgroup: the forward and unit-stride input gradient where the adapter's subgroups are
 /// its 8 SIMD lanes (`Policy::conv_lane_quads`).
-pub(crate) static SUBGROUP: Shader = shader!("cpu/conv_subgroup", Some(subgroup_generated));
+pub(crate) static SUBGROUP: Shader = shader!(
+    "cpu/conv_subgroup",
+    includes = ["cpu/conv_window"],
+    Some(subgroup_generated)
+);
 
 pub(crate) fn subgroup_generated() -> String {
     [params_wgsl(), super::conv_acc_gen::subgroup()].join("\n")
@@ -304,8 +312,11 @@ pub(crate) fn forward(
         Bind::Write(out),
     ];
     if let Some(lane_quads) = dev.policy().conv_lane_quads(cout_g) {
-        binds.push(Bind::WriteTexels(unused.view()));
-        subgroup_conv(dev, geo, lane_quads, false, false, &binds, &params)?;
+        binds.extend([
+            Bind::WriteTexels(unused.view()),
+            Bind::Write(dev.dummy_buffer()),
+        ]);
+        subgroup_conv(dev, geo, lane_quads, SubgroupConv::Forward, &binds, &params)?;
         return Ok((xt, wb));
     }
     let invocations = quads(geo).div_ceil(4) * g * channel_blocks(cout_g) * geo.ho * geo.wo;
@@ -320,20 +331,39 @@ pub(crate) fn forward(
     Ok((xt, wb))
 }
 
-/// conv_subgroup over `geo` (the input gradient when `transposed`, also written images
-/// innermost with `write_inner`), `lane_quads` image quads per lane.
+/// What a conv_subgroup dispatch computes (its entry point and override constants).
+#[derive(Clone, Copy, PartialEq)]
+enum SubgroupConv {
+    Forward,
+    /// With the winner codes saved (`save`).
+    ReluPool {
+        save: bool,
+    },
+    /// Also written images innermost with `inner`.
+    InputGrad {
+        inner: bool,
+    },
+}
+
+/// conv_subgroup over `geo`, `lane_quads` image quads per lane. `binds`: slots 1-4 (the
+/// source, the weights, the bias, the output), 5 (the images-innermost output or a
+/// placeholder) and 6 (the winner codes or the dummy buffer).
 fn subgroup_conv(
     dev: &Device,
     geo: &Geometry,
     lane_quads: usize,
-    transposed: bool,
-    write_inner: bool,
+    what: SubgroupConv,
     binds: &[Bind],
     params: &ConvParams,
 ) -> Result<()> {
-    let (chans, pixels) = match transposed {
-        true => (geo.c, geo.h * geo.w),
-        false => (geo.c_out, geo.ho * geo.wo),
+    debug_assert!(
+        lane_quads == 1 || !matches!(what, SubgroupConv::ReluPool { .. }),
+        "the pooled kernel's stores are generated for one quad per lane"
+    );
+    let (entry, chans, pixels) = match what {
+        SubgroupConv::InputGrad { .. } => ("conv_input_grad_subgroup", geo.c, geo.h * geo.w),
+        SubgroupConv::Forward => ("conv_forward_subgroup", geo.c_out, geo.ho * geo.wo),
+        SubgroupConv::ReluPool { .. } => ("conv_relu_pool_subgroup", geo.c_out, geo.ho * geo.wo),
     };
     // Subgroups of 8 lanes x lane_quads image quads at one pixel, 32 / lane_quads channels
     // each; a block's lanes padded to whole subgroups (the shader's `columns`).
@@ -341,14 +371,22 @@ fn subgroup_conv(
     let blocks = (chans / geo.p.groups).div_ceil(32 / lane_quads);
     dev.dispatch_with(
         &SUBGROUP,
-        match transposed {
-            true => "conv_input_grad_subgroup",
-            false => "conv_forward_subgroup",
-        },
+        entry,
         &[
             ("QL", lane_quads as u32),
-            ("TRANSPOSED", transposed as u32),
-            ("WRITE_INNER", write_inner as u32),
+            (
+                "TRANSPOSED",
+                matches!(what, SubgroupConv::InputGrad { .. }) as u32,
+            ),
+            (
+                "WRITE_INNER",
+                (what == SubgroupConv::InputGrad { inner: true }) as u32,
+            ),
+            ("POOL", matches!(what, SubgroupConv::ReluPool { .. }) as u32),
+            (
+                "SAVE_ARGMAX",
+                (what == SubgroupConv::ReluPool { save: true }) as u32,
+            ),
         ],
         binds,
         params,
@@ -398,6 +436,25 @@ pub(crate) fn forward_relu_pool(
         false => None,
     };
     let out_inner = texels(dev, per_window);
+    if let Some(lane_quads) = dev.policy().conv_pool_lane_quads(cout_g) {
+        let binds = [
+            Bind::Texels(xt.view()),
+            Bind::Texels(wf.view()),
+            Bind::Read(bias.unwrap_or(w).buffer()),
+            Bind::Write(out),
+            Bind::WriteTexels(out_inner.view()),
+            Bind::Write(winners.as_ref().map_or(dev.dummy_buffer(), |w| w.buffer())),
+        ];
+        let what = SubgroupConv::ReluPool { save: saves };
+        let params = params(geo, bias.is_some(), (0, 0, 0), 0);
+        subgroup_conv(dev, geo, lane_quads, what, &binds, &params)?;
+        return Ok(ReluPool {
+            xt,
+            out_inner,
+            winners: winners.filter(|_| save_winners),
+            wb,
+        });
+    }
     dev.dispatch_with(
         &SHADER,
         "conv_relu_pool_forward",
@@ -492,9 +549,11 @@ pub(crate) fn backward_input(
             Bind::Read(w.buffer()),
             Bind::Write(gx.buffer()),
             Bind::WriteTexels(inner.view()),
+            Bind::Write(dev.dummy_buffer()),
         ];
         let params = params(geo, false, (0, 0, 0), 0);
-        subgroup_conv(dev, geo, lane_quads, true, inner_too, &binds, &params)?;
+        let what = SubgroupConv::InputGrad { inner: inner_too };
+        subgroup_conv(dev, geo, lane_quads, what, &binds, &params)?;
         if inner_too {
             gx.storage().set_images_inner(geo.n, Arc::new(inner));
         }
