@@ -88,35 +88,10 @@ fn conv2d_input_grad_ref(
     dil: (usize, usize),
     groups: usize,
 ) -> Vec<f64> {
-    let (n, c, h, wd) = (xs[0], xs[1], xs[2], xs[3]);
-    let (co, cig, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
-    let ho = (h + 2 * pad.0 - dil.0 * (kh - 1) - 1) / stride.0 + 1;
-    let wo = (wd + 2 * pad.1 - dil.1 * (kw - 1) - 1) / stride.1 + 1;
-    let mut gx = vec![0.0f64; n * c * h * wd];
-    for img in 0..n {
-        for o in 0..co {
-            let grp = o / (co / groups);
-            for oh in 0..ho {
-                for ow in 0..wo {
-                    let gv = g[((img * co + o) * ho + oh) * wo + ow] as f64;
-                    for ci in 0..cig {
-                        for i in 0..kh {
-                            for j in 0..kw {
-                                let ih = (oh * stride.0 + i * dil.0) as isize - pad.0 as isize;
-                                let iw = (ow * stride.1 + j * dil.1) as isize - pad.1 as isize;
-                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
-                                    continue;
-                                }
-                                let at = ((img * c + grp * cig + ci) * h + ih as usize) * wd;
-                                gx[at + iw as usize] +=
-                                    w[((o * cig + ci) * kh + i) * kw + j] as f64 * gv;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let mut gx = vec![0.0f64; numel(xs)];
+    conv2d_taps(xs, ws, stride, pad, dil, groups, 0..xs[0], |o, xi, wi| {
+        gx[xi] += w[wi] as f64 * g[o] as f64
+    });
     gx
 }
 

@@ -306,6 +306,64 @@ impl Reference {
     }
 }
 
+/// conv2d's output height and width for input shape `xs` and weight shape `ws`.
+pub fn conv2d_out_hw(
+    xs: &[usize],
+    ws: &[usize],
+    stride: (usize, usize),
+    pad: (usize, usize),
+    dil: (usize, usize),
+) -> (usize, usize) {
+    let ho = (xs[2] + 2 * pad.0 - dil.0 * (ws[2] - 1) - 1) / stride.0 + 1;
+    let wo = (xs[3] + 2 * pad.1 - dil.1 * (ws[3] - 1) - 1) / stride.1 + 1;
+    (ho, wo)
+}
+
+/// Calls `f(out, x, w)` for every product conv2d sums (NCHW x, [C_out, C_in/g, KH, KW] w): the
+/// flat indices of the output element (images counted from `images.start`), of the input
+/// element and of the weight that multiplies it. Taps in the padding are skipped.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_taps(
+    xs: &[usize],
+    ws: &[usize],
+    stride: (usize, usize),
+    pad: (usize, usize),
+    dil: (usize, usize),
+    groups: usize,
+    images: std::ops::Range<usize>,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let (c, h, wd) = (xs[1], xs[2], xs[3]);
+    let (co, cig, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    let (ho, wo) = conv2d_out_hw(xs, ws, stride, pad, dil);
+    let cog = co / groups;
+    let first = images.start;
+    for n in images {
+        for o in 0..co {
+            let g = o / cog;
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let out = (((n - first) * co + o) * ho + oh) * wo + ow;
+                    for ci in 0..cig {
+                        let cin = g * cig + ci;
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let ih = (oh * stride.0 + i * dil.0) as isize - pad.0 as isize;
+                                let iw = (ow * stride.1 + j * dil.1) as isize - pad.1 as isize;
+                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                    continue;
+                                }
+                                let x = ((n * c + cin) * h + ih as usize) * wd + iw as usize;
+                                f(out, x, ((o * cig + ci) * kh + i) * kw + j);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// float64 reference convolution (cross-correlation) of NCHW x with [C_out, C_in/g, KH, KW] w.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_ref(
@@ -320,38 +378,14 @@ pub fn conv2d_ref(
     groups: usize,
     images: std::ops::Range<usize>,
 ) -> Vec<f64> {
-    let (c, h, wd) = (xs[1], xs[2], xs[3]);
-    let (co, cig, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
-    let ho = (h + 2 * pad.0 - dil.0 * (kh - 1) - 1) / stride.0 + 1;
-    let wo = (wd + 2 * pad.1 - dil.1 * (kw - 1) - 1) / stride.1 + 1;
-    let cog = co / groups;
-    let mut out = Vec::new();
-    for n in images {
-        for o in 0..co {
-            let g = o / cog;
-            for oh in 0..ho {
-                for ow in 0..wo {
-                    let mut s = b.map_or(0.0, |b| b[o] as f64);
-                    for ci in 0..cig {
-                        let cin = g * cig + ci;
-                        for i in 0..kh {
-                            for j in 0..kw {
-                                let ih = (oh * stride.0 + i * dil.0) as isize - pad.0 as isize;
-                                let iw = (ow * stride.1 + j * dil.1) as isize - pad.1 as isize;
-                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
-                                    continue;
-                                }
-                                let xv = x[((n * c + cin) * h + ih as usize) * wd + iw as usize];
-                                let wv = w[((o * cig + ci) * kh + i) * kw + j];
-                                s += xv as f64 * wv as f64;
-                            }
-                        }
-                    }
-                    out.push(s);
-                }
-            }
-        }
-    }
+    let (ho, wo) = conv2d_out_hw(xs, ws, stride, pad, dil);
+    let plane = ho * wo;
+    let mut out: Vec<f64> = (0..images.len() * ws[0] * plane)
+        .map(|i| b.map_or(0.0, |b| b[i / plane % ws[0]] as f64))
+        .collect();
+    conv2d_taps(xs, ws, stride, pad, dil, groups, images, |o, xi, wi| {
+        out[o] += x[xi] as f64 * w[wi] as f64
+    });
     out
 }
 
