@@ -100,8 +100,7 @@ fn channel_blocks_of_16_and_32_match_float64_forward_and_input_gradient() {
     // Channel counts in whole blocks of 8 from 16 up, which 8-lane subgroup adapters share
     // across a subgroup (32 channels per subgroup, or 16 with two image quads per lane): odd
     // image quads, partly used blocks (24 and 40 channels per group), groups, dilation, taps
-    // not a multiple of 4, stride 2 forward, with and without the fused ReLU; under every
-    // kernel class.
+    // not a multiple of 4, strides, with and without the fused ReLU; under every kernel class.
     let configs = [
         // (n, c, h, w, c_out, kh, kw, stride, pad, dil, groups)
         (5, 3, 9, 8, 16, 3, 3, (2, 2), (1, 1), (1, 1), 1),
@@ -109,6 +108,11 @@ fn channel_blocks_of_16_and_32_match_float64_forward_and_input_gradient() {
         (3, 48, 5, 5, 48, 3, 3, (1, 1), (2, 2), (1, 1), 2),
         (2, 64, 4, 4, 40, 1, 1, (1, 1), (0, 0), (1, 1), 1),
         (4, 16, 6, 6, 3, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+        // Strided input gradients: stride 2 (ResNet-20's downsampling), and strides 3 and 2
+        // against dilations 2 and 1 (taps whose numerators the stride divides at varying
+        // offsets).
+        (4, 16, 9, 8, 8, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+        (3, 32, 11, 10, 16, 3, 2, (3, 2), (1, 0), (2, 1), 1),
     ];
     for_each_policy(|dev| {
         for (i, &(n, c, h, w, co, kh, kw, s, p, d, g)) in configs.iter().enumerate() {

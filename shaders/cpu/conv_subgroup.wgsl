@@ -1,7 +1,7 @@
 // The implicit convolution for CPU adapters whose subgroups are the 8 SIMD lanes of llvmpipe
 // (8 consecutive invocations), where a texel fetch costs about as much as 50 multiply-adds:
 // conv_implicit.wgsl's conv_forward, with POOL its conv_relu_pool_forward, and with TRANSPOSED
-// its input gradient at unit stride.
+// its input gradient.
 // There every lane fetches the same weights for its own pixel: 6 fetches per tap feed 128
 // multiply-adds. Here the 8 lanes of a subgroup share one block of output channels, each
 // fetches a different texel of a tap's weights, and subgroupBroadcast hands every lane all of
@@ -9,8 +9,8 @@
 //
 // Both are the same product. Forward: out = y [N, C_out, HO, WO] (bias and ReLU applied),
 // source x [N, C, H, W], taps (c, kh, kw) at source pixel (oh * sh - ph + kh * dh, likewise w).
-// TRANSPOSED (sh = sw = 1): out = gx [N, C, H, W], source g [N, C_out, HO, WO], taps (co, kh, kw)
-// at source pixel (ih + ph - kh * dh, likewise w) where it lies inside g. "Output channels"
+// TRANSPOSED: out = gx [N, C, H, W], source g [N, C_out, HO, WO], taps (co, kh, kw) at source
+// pixel ((ih + ph - kh * dh) / sh, likewise w) where the stride divides it and it lies inside g. "Output channels"
 // below are C_out forward and C transposed; the source's are the others.
 //
 // Operands as in conv_implicit.wgsl: the source with images innermost (texel ((c * rows + r) *
@@ -140,19 +140,55 @@ fn pool_channel(c: u32, first: u32, ch0: u32, q: u32, win: u32, v: vec4<f32>) {
     store_window(ch0 + c, win, q, pool_window(a, b, d, e, bv));
 }
 
+// One axis of a tap's source position: index q and, for a strided input gradient, the remainder
+// r of its numerator by the stride (ih + ph - kh * dh = q * sh + r: the tap reaches a source
+// row only where r is 0). The next kernel tap along the axis is `step_axis`: q + dh forward
+// (step (-dh, 0)); transposed the numerator falls by dh (step (dh / sh, dh % sh), borrowing
+// from q when r would go negative). No division per tap: llvmpipe divides one lane at a time.
+struct Axis {
+    q: i32,
+    r: i32,
+}
+
+fn step_axis(a: Axis, step: Axis, stride: u32) -> Axis {
+    let r = a.r - step.r;
+    let borrow = r < 0;
+    return Axis(a.q - step.q - i32(borrow), select(r, r + i32(stride), borrow));
+}
+
+// Where an axis starts (kernel tap 0) for output index o, with padding pad and the stride; and
+// its step for dilation d.
+fn first_on_axis(o: u32, pad: u32, stride: u32) -> Axis {
+    if (TRANSPOSED) {
+        return Axis(i32((o + pad) / stride), i32((o + pad) % stride));
+    }
+    return Axis(i32(o * stride) - i32(pad), 0);
+}
+
+fn axis_step(d: u32, stride: u32) -> Axis {
+    if (TRANSPOSED) {
+        return Axis(i32(d / stride), i32(d % stride));
+    }
+    return Axis(-i32(d), 0);
+}
+
 // The lane's fixed place (set once by the entry point) and the next tap (c, kh, kw) it
-// fetches: module-scope so that fetch_tap can read and advance them. (row0, col0): the source
-// pixel of tap (0, 0); tap (kh, kw) is at row0 + kh * dh forward, row0 - kh * dh transposed.
+// fetches, with its source row and column: module-scope so that fetch_tap can read and
+// advance them.
 var<private> lane_id: u32;
 var<private> lane_valid: bool;
 var<private> lane_q0: u32;
-var<private> lane_row0: i32;
-var<private> lane_col0: i32;
 var<private> lane_plane0: u32;
 var<private> lane_w_base: u32;
+var<private> row_first: Axis;
+var<private> col_first: Axis;
+var<private> row_step: Axis;
+var<private> col_step: Axis;
 var<private> tap_c: u32;
 var<private> tap_kh: u32;
 var<private> tap_kw: u32;
+var<private> tap_row: Axis;
+var<private> tap_col: Axis;
 
 // What one tap needs: the lane's weight texel and its QL image quads of the source.
 struct Fetched {
@@ -165,17 +201,23 @@ struct Fetched {
 // next tap. The weight texel is w_base + k * k_step.
 fn fetch_tap(k: u32, k_len: u32, k_step: u32) -> Fetched {
     let live = k < k_len;
-    let sign = select(1, -1, TRANSPOSED);
-    let r = lane_row0 + sign * i32(tap_kh * p.dh);
-    let col = lane_col0 + sign * i32(tap_kw * p.dw);
-    let inside = live && lane_valid && u32(r) < src_rows() && u32(col) < src_cols();
-    let at = ((lane_plane0 + tap_c * src_rows() + u32(r)) * src_cols() + u32(col)) * p.nq;
+    let r = u32(tap_row.q);
+    let col = u32(tap_col.q);
+    let divides = tap_row.r == 0 && tap_col.r == 0;
+    let inside = live && lane_valid && divides && r < src_rows() && col < src_cols();
+    let at = ((lane_plane0 + tap_c * src_rows() + r) * src_cols() + col) * p.nq;
     let w = texel(w_texels, lane_w_base + min(k, k_len - 1u) * k_step);
     let row_end = tap_kw + 1u == p.kw;
     let plane_end = row_end && tap_kh + 1u == p.kh;
     tap_kw = select(tap_kw + 1u, 0u, row_end);
     tap_kh = select(tap_kh + u32(row_end), 0u, plane_end);
     tap_c += u32(plane_end);
+    // The next tap's column (back to the first after a kernel row) and row.
+    let next_col = step_axis(tap_col, col_step, p.sw);
+    tap_col = Axis(select(next_col.q, col_first.q, row_end), select(next_col.r, col_first.r, row_end));
+    let next_row = step_axis(tap_row, row_step, p.sh);
+    let row = Axis(select(tap_row.q, next_row.q, row_end), select(tap_row.r, next_row.r, row_end));
+    tap_row = Axis(select(row.q, row_first.q, plane_end), select(row.r, row_first.r, plane_end));
     return Fetched(
         select(vec4<f32>(0.0), w, live),
         x_quad(at, lane_q0, inside),
@@ -230,15 +272,12 @@ fn conv_subgroup(v: u32, lane: u32) {
     let k_step = (out_g + 7u) / 8u * 2u;
     // This lane's weight texel at tap k: w_base + k * k_step (clamped into the layout).
     lane_w_base = g * k_len * k_step + min(s * cq_count + lane % cq_count, k_step - 1u);
-    let pr = i32(pix / out_cols());
-    let pc = i32(pix % out_cols());
-    if (TRANSPOSED) {
-        lane_row0 = pr + i32(p.ph);
-        lane_col0 = pc + i32(p.pw);
-    } else {
-        lane_row0 = pr * i32(p.sh) - i32(p.ph);
-        lane_col0 = pc * i32(p.sw) - i32(p.pw);
-    }
+    row_first = first_on_axis(pix / out_cols(), p.ph, p.sh);
+    col_first = first_on_axis(pix % out_cols(), p.pw, p.sw);
+    row_step = axis_step(p.dh, p.sh);
+    col_step = axis_step(p.dw, p.sw);
+    tap_row = row_first;
+    tap_col = col_first;
     lane_plane0 = g * src_g * src_rows();
     // Four taps per step: each accumulator is loaded and stored once per 4 products (the
     // accumulators live in memory on llvmpipe).

@@ -37,8 +37,8 @@ pub(crate) fn generated() -> String {
     .join("\n")
 }
 
-/// conv_subgroup: the forward and unit-stride input gradient where the adapter's subgroups are
-/// its 8 SIMD lanes (`Policy::conv_lane_quads`).
+/// conv_subgroup: the forward (also fused with ReLU and pooling) and the input gradient where
+/// the adapter's subgroups are its 8 SIMD lanes (`Policy::conv_lane_quads`).
 pub(crate) static SUBGROUP: Shader = shader!(
     "cpu/conv_subgroup",
     includes = ["cpu/conv_window"],
@@ -531,9 +531,7 @@ pub(crate) fn backward_input(
             laid_out.as_ref().expect("asked for")
         }
     };
-    let strided = geo.p.stride != (1, 1);
-    let lane_quads = dev.policy().conv_lane_quads(geo.c / groups);
-    if let (false, Some(lane_quads)) = (strided, lane_quads) {
+    if let Some(lane_quads) = dev.policy().conv_lane_quads(geo.c / groups) {
         let inner = texels(
             dev,
             if inner_too {
@@ -559,6 +557,7 @@ pub(crate) fn backward_input(
         }
         return Ok(gx);
     }
+    let strided = geo.p.stride != (1, 1);
     let blocks = groups * channel_blocks(geo.c / groups);
     // With unit stride and dilation along the width, pairs of neighbouring pixels share the
     // gradient columns they read (8 images per invocation); otherwise 16 images at one pixel.
