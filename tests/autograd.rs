@@ -237,3 +237,31 @@ fn backward_with_a_gradient_from_another_device_is_an_error() {
     }
     assert!(x.grad().is_none());
 }
+
+#[test]
+fn sum_and_difference_pass_the_gradient_through_without_sharing_it() {
+    // a + b and a - b of the same shape hand the upstream gradient on without a kernel; the
+    // two sides' gradients must still be separate tensors (writing one leaves the other), and
+    // a tensor on both sides gets their sum.
+    let dev = device();
+    let t = |v: &[f32]| Tensor::from_slice(dev, v, &[3]).unwrap().requires_grad();
+    let g = Tensor::from_slice(dev, &[1.0, -2.0, 0.5], &[3]).unwrap();
+    let (a, b) = (t(&[1.0, 2.0, 3.0]), t(&[4.0, 5.0, 6.0]));
+    a.add(&b).unwrap().backward_with(&g).unwrap();
+    let (ga, gb) = (a.grad().unwrap(), b.grad().unwrap());
+    assert_eq!(ga.to_vec().unwrap(), vec![1.0, -2.0, 0.5]);
+    assert_eq!(gb.to_vec().unwrap(), vec![1.0, -2.0, 0.5]);
+    gb.copy_from(&Tensor::zeros(dev, &[3]).unwrap()).unwrap();
+    assert_eq!(ga.to_vec().unwrap(), vec![1.0, -2.0, 0.5]);
+
+    let (a, b) = (t(&[1.0, 2.0, 3.0]), t(&[4.0, 5.0, 6.0]));
+    a.sub(&b).unwrap().backward_with(&g).unwrap();
+    assert_eq!(a.grad().unwrap().to_vec().unwrap(), vec![1.0, -2.0, 0.5]);
+    assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![-1.0, 2.0, -0.5]);
+
+    // Through a non-leaf on both sides, then into a leaf: 2 g.
+    let a = t(&[1.0, 2.0, 3.0]);
+    let h = a.mul(&a).unwrap();
+    h.add(&h).unwrap().backward_with(&g).unwrap();
+    assert_eq!(a.grad().unwrap().to_vec().unwrap(), vec![4.0, -16.0, 6.0]);
+}

@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 
 pub(crate) static SHADER: Shader = shader!("binary");
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum BinaryOp {
     Add = 0,
     Sub = 1,
@@ -160,15 +160,22 @@ pub(crate) fn backward(
     need_a: bool,
     need_b: bool,
 ) -> Result<Vec<Option<Tensor>>> {
-    let ga = if need_a {
-        Some(grad_of(s, g, 0)?)
-    } else {
-        None
+    // Without broadcasting, a + b passes g to both sides and a - b to a: no kernel. The
+    // second side gets a buffer copy (a few microseconds on lavapipe, against a kernel's
+    // milliseconds on a ResNet activation) so that the two gradients never share storage.
+    let same = s.a.shape() == s.b.shape();
+    let passes =
+        |side: u32| same && (s.op == BinaryOp::Add || (s.op == BinaryOp::Sub && side == 0));
+    let ga = match (need_a, passes(0)) {
+        (false, _) => None,
+        (true, true) => Some(g.clone()),
+        (true, false) => Some(grad_of(s, g, 0)?),
     };
-    let gb = if need_b {
-        Some(grad_of(s, g, 1)?)
-    } else {
-        None
+    let gb = match (need_b, passes(1)) {
+        (false, _) => None,
+        (true, true) if ga.is_some() => Some(g.copy()?),
+        (true, true) => Some(g.clone()),
+        (true, false) => Some(grad_of(s, g, 1)?),
     };
     Ok(vec![ga, gb])
 }
