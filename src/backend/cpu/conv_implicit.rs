@@ -302,8 +302,7 @@ pub(crate) fn forward(
     let (wf, wb) = weight_layouts(dev, w, geo, true, input_grad)?;
     let wf = wf.expect("asked for");
     let cout_g = geo.c_out / g;
-    // The subgroup kernel's images-innermost output slot holds a placeholder (unwritten).
-    let unused = texels(dev, 4);
+    let unused;
     let mut binds = vec![
         Bind::Texels(xt.view()),
         Bind::Texels(wf.view()),
@@ -312,6 +311,8 @@ pub(crate) fn forward(
         Bind::Write(out),
     ];
     if let Some(lane_quads) = dev.policy().conv_lane_quads(cout_g) {
+        // The images-innermost output's slot holds a placeholder (unwritten).
+        unused = texels(dev, 4);
         binds.extend([
             Bind::WriteTexels(unused.view()),
             Bind::Write(dev.dummy_buffer()),
