@@ -95,12 +95,38 @@ fn conv2d_input_grad_ref(
     gx
 }
 
+/// float64 weight and bias gradients of conv2d: each weight's input times the output gradient
+/// it reached, summed over images and pixels; the output gradient summed per channel.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_weight_grad_ref(
+    g: &[f32],
+    x: &[f32],
+    xs: &[usize],
+    ws: &[usize],
+    stride: (usize, usize),
+    pad: (usize, usize),
+    dil: (usize, usize),
+    groups: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut gw = vec![0.0f64; numel(ws)];
+    conv2d_taps(xs, ws, stride, pad, dil, groups, 0..xs[0], |o, xi, wi| {
+        gw[wi] += x[xi] as f64 * g[o] as f64
+    });
+    let plane = g.len() / (xs[0] * ws[0]);
+    let mut gb = vec![0.0f64; ws[0]];
+    for (i, v) in g.iter().enumerate() {
+        gb[i / plane % ws[0]] += *v as f64;
+    }
+    (gw, gb)
+}
+
 #[test]
-fn channel_blocks_of_16_and_32_match_float64_forward_and_input_gradient() {
+fn channel_blocks_of_16_and_32_match_float64_forward_and_gradients() {
     // Channel counts in whole blocks of 8 from 16 up, which 8-lane subgroup adapters share
     // across a subgroup (32 channels per subgroup, or 16 with two image quads per lane): odd
-    // image quads, partly used blocks (24 and 40 channels per group), groups, dilation, taps
-    // not a multiple of 4, strides, with and without the fused ReLU; under every kernel class.
+    // image quads, partly used blocks (24 and 40 channels per group; 90 and 96 taps, in the
+    // weight gradient's blocks of taps), groups, dilation, taps not a multiple of 4, strides,
+    // with and without the fused ReLU; all three gradients; under every kernel class.
     let configs = [
         // (n, c, h, w, c_out, kh, kw, stride, pad, dil, groups)
         (5, 3, 9, 8, 16, 3, 3, (2, 2), (1, 1), (1, 1), 1),
@@ -113,6 +139,9 @@ fn channel_blocks_of_16_and_32_match_float64_forward_and_input_gradient() {
         // offsets).
         (4, 16, 9, 8, 8, 3, 3, (2, 2), (1, 1), (1, 1), 1),
         (3, 32, 11, 10, 16, 3, 2, (3, 2), (1, 0), (2, 1), 1),
+        // Two blocks of 32 channels at stride 2, and 90 taps (10 input channels x 9).
+        (6, 32, 8, 8, 64, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+        (5, 10, 6, 7, 32, 3, 3, (1, 1), (1, 1), (1, 1), 1),
     ];
     for_each_policy(|dev| {
         for (i, &(n, c, h, w, co, kh, kw, s, p, d, g)) in configs.iter().enumerate() {
@@ -131,7 +160,7 @@ fn channel_blocks_of_16_and_32_match_float64_forward_and_input_gradient() {
             };
             let relu = i % 2 == 1;
             let x = on(&xv, &xs).requires_grad();
-            let (wt, b) = (on(&wv, &ws), on(&bv, &[co]));
+            let (wt, b) = (on(&wv, &ws).requires_grad(), on(&bv, &[co]).requires_grad());
             let y = match relu {
                 true => x.conv2d_relu(&wt, Some(&b), params),
                 false => x.conv2d(&wt, Some(&b), params),
@@ -164,6 +193,21 @@ fn channel_blocks_of_16_and_32_match_float64_forward_and_input_gradient() {
                 1e-4,
                 1e-4,
                 &format!("{what}: input gradient"),
+            );
+            let (want_gw, want_gb) = conv2d_weight_grad_ref(&gv, &xv, &xs, &ws, s, p, d, g);
+            assert_close(
+                &wt.grad().unwrap().to_vec().unwrap(),
+                &want_gw,
+                1e-4,
+                1e-4,
+                &format!("{what}: weight gradient"),
+            );
+            assert_close(
+                &b.grad().unwrap().to_vec().unwrap(),
+                &want_gb,
+                1e-4,
+                1e-4,
+                &format!("{what}: bias gradient"),
             );
         }
     });
