@@ -236,10 +236,6 @@ fn weight_layouts(id: Invocation) {
 @group(0) @binding(1) var texels1: texture_2d<f32>;
 @group(0) @binding(2) var texels2: texture_2d<f32>;
 
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, texel_at(i), 0);
-}
-
 // Activation quads (x, or g in conv_backward_input) and weight quads.
 fn xq(i: u32) -> vec4<f32> {
     return texel(texels1, i);

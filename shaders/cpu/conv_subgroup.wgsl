@@ -55,10 +55,6 @@ override WRITE_INNER: bool = false;
 override POOL: bool = false;
 override SAVE_ARGMAX: bool = false;
 
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, texel_at(i), 0);
-}
-
 // The output's channels and pixels, and the source's rows and columns.
 fn out_channels() -> u32 {
     return select(p.c_out, p.c, TRANSPOSED);
