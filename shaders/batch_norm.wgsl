@@ -45,12 +45,41 @@ override RELU: bool = false;
 
 // bn_channel_pass: 1 x, 2 g (unread in STATISTICS and NORMALIZE), 3 the per-channel
 // constants (`stats`, or the backward coefficients in INPUT_GRADIENT; unread in STATISTICS),
-// 4 out, 5 the ReLU's output (read by the backward passes with RELU).
+// 4 out, 5 the ReLU's output (read by the backward passes with RELU); with TEXELS, 6-8 the
+// same x, g and ReLU output as textures (src/backend/cpu/texels.rs), read instead of 1, 2 and
+// 5 (Policy::texel_reads: on llvmpipe a storage load runs lane by lane, a texel fetch is one
+// vector gather). The slots a pass leaves unread hold placeholders.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read> constants: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> relu_out: array<f32>;
+@group(0) @binding(6) var x_texels: texture_2d<f32>;
+@group(0) @binding(7) var g_texels: texture_2d<f32>;
+@group(0) @binding(8) var relu_out_texels: texture_2d<f32>;
+override TEXELS: bool = false;
+
+// Element e of x, g and the ReLU's output, from wherever TEXELS says.
+fn x_at(e: u32) -> f32 {
+    if (TEXELS) {
+        return float_at(x_texels, e);
+    }
+    return x[e];
+}
+
+fn g_at(e: u32) -> f32 {
+    if (TEXELS) {
+        return float_at(g_texels, e);
+    }
+    return g[e];
+}
+
+fn relu_out_at(e: u32) -> f32 {
+    if (TEXELS) {
+        return float_at(relu_out_texels, e);
+    }
+    return relu_out[e];
+}
 
 // The finish kernels: 1 pieces (eval: the running mean), 2 (eval: the running variance;
 // bn_grad_finish: stats), 3 weight, 4 bias (bn_grad_finish: sum g, written), then
@@ -104,10 +133,10 @@ fn merged_pieces(c: u32, summaries: bool) -> vec3<f32> {
 
 // The gradient at element e, through the ReLU when there is one.
 fn gradient(e: u32) -> f32 {
-    if (RELU && !(relu_out[e] > 0.0)) {
+    if (RELU && !(relu_out_at(e) > 0.0)) {
         return 0.0;
     }
-    return g[e];
+    return g_at(e);
 }
 
 // Value e of x (channel constants k) in the pass: a reduction's partial result `s` updated,
@@ -116,7 +145,7 @@ fn visit(e: u32, k: vec4<f32>, s: vec3<f32>) -> vec3<f32> {
     switch PASS {
         case STATISTICS: {
             // Welford's update of (count, mean, M2).
-            let v = x[e];
+            let v = x_at(e);
             let n = s.x + 1.0;
             let d = v - s.y;
             let mean = s.y + d / n;
@@ -124,14 +153,14 @@ fn visit(e: u32, k: vec4<f32>, s: vec3<f32>) -> vec3<f32> {
         }
         case GRADIENT_SUMS: {
             let ge = gradient(e);
-            return s + vec3<f32>(ge, ge * (x[e] - k.x) * k.y, 0.0);
+            return s + vec3<f32>(ge, ge * (x_at(e) - k.x) * k.y, 0.0);
         }
         case NORMALIZE: {
-            let y = (x[e] - k.x) * k.z + k.w;
+            let y = (x_at(e) - k.x) * k.z + k.w;
             out[e] = select(y, max(y, 0.0), RELU);
         }
         default: {
-            out[e] = k.x * gradient(e) + k.y * (x[e] - k.w) + k.z;
+            out[e] = k.x * gradient(e) + k.y * (x_at(e) - k.w) + k.z;
         }
     }
     return s;

@@ -42,6 +42,11 @@ fn texel_at(i: u32) -> vec2<u32> {
     return vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW);
 }
 
+// Float e of a tensor held in such a texture.
+fn float_at(t: texture_2d<f32>, e: u32) -> f32 {
+    return textureLoad(t, texel_at(e / 4u), 0)[e % 4u];
+}
+
 // ---- Grid indexing and shared math (the elementwise, reduction, loss and optimizer shaders) ----
 
 // A compute entry point's position in the grid, taken as one parameter: `fn k(inv: Invocation)`.

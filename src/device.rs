@@ -146,6 +146,8 @@ struct DeviceInner {
     next_tensor_id: AtomicU64,
     /// [`Device::unused_binding`]'s buffers, made when first asked for.
     dummy: OnceLock<[wgpu::Buffer; crate::kernel::UNUSED_BINDINGS]>,
+    /// [`Device::unused_texels`]' texture, made when first asked for.
+    dummy_texels: OnceLock<wgpu::TextureView>,
 }
 
 impl std::fmt::Debug for Device {
@@ -422,6 +424,7 @@ impl Device {
             profile: opts.profile.then(|| Profiler::new(&device, &queue)),
             next_tensor_id: AtomicU64::new(1),
             dummy: OnceLock::new(),
+            dummy_texels: OnceLock::new(),
             device,
             queue,
             info,
@@ -556,6 +559,11 @@ impl Device {
     /// Where [`Device::unused_binding`] keeps its buffers.
     pub(crate) fn dummy_slot(&self) -> &OnceLock<[wgpu::Buffer; crate::kernel::UNUSED_BINDINGS]> {
         &self.0.dummy
+    }
+
+    /// Where [`Device::unused_texels`] keeps its texture.
+    pub(crate) fn dummy_texels_slot(&self) -> &OnceLock<wgpu::TextureView> {
+        &self.0.dummy_texels
     }
 
     pub(crate) fn next_id(&self) -> u64 {

@@ -33,6 +33,9 @@ pub(crate) struct Storage {
     /// many images, when the kernel that wrote the buffer also wrote that layout: the next
     /// convolution reads it instead of re-laying the buffer out.
     images_inner: Mutex<Option<Derived<ImagesInner>>>,
+    /// A texture copy of the buffer (`texels`), made for kernels that read it through texel
+    /// fetches (`Policy::texel_reads`) and kept while the contents last.
+    texel_copy: Mutex<Option<Derived<Arc<Texels>>>>,
     /// The value of every element when the host knows it without a readback: a one-value
     /// upload, such as the seed of `backward()`.
     known: Mutex<Option<Derived<f32>>>,
@@ -128,6 +131,26 @@ impl Storage {
         }
     }
 
+    /// The buffer's values in a texture (vec4 i at texel (i % TEXEL_ROW, i / TEXEL_ROW)): the
+    /// copy made for the current contents, or a new one recorded now; `None` when the buffer
+    /// does not fit in a texture.
+    pub fn texels(&self) -> Result<Option<Arc<Texels>>> {
+        // Deferred values are computed before the copy is looked up.
+        let buffer = self.buffer();
+        let mut copy = self.texel_copy.lock().unwrap();
+        if let Some(d) = &*copy {
+            if d.version == self.version() {
+                return Ok(Some(d.value.clone()));
+            }
+        }
+        let made = self.device.texels_of(buffer)?.map(Arc::new);
+        *copy = made.clone().map(|value| Derived {
+            version: self.version(),
+            value,
+        });
+        Ok(made)
+    }
+
     /// The value every element holds, if the host knows it for the current contents.
     pub fn known_value(&self) -> Option<f32> {
         match &*self.known.lock().unwrap() {
@@ -183,6 +206,7 @@ impl Device {
             device: self.clone(),
             version: AtomicU64::new(0),
             images_inner: Mutex::new(None),
+            texel_copy: Mutex::new(None),
             known: Mutex::new(None),
             grad_images_inner: AtomicBool::new(false),
         })

@@ -142,20 +142,50 @@ fn channel_pass(
 ) -> Result<()> {
     let dev = x.device();
     let unused = || Bind::Read(dev.dummy_buffer());
-    let gate = match relu {
-        Some(Relu::Output(y)) => Bind::Read(y.buffer()),
-        _ => unused(),
+    let relu_out = match relu {
+        Some(Relu::Output(y)) => Some(y),
+        _ => None,
     };
+    // The operands as textures where the policy reads them so (each copy made once per
+    // contents: the statistics and the normalization share x's, both backward passes all
+    // three), unless one does not fit in a texture.
+    let copies = match dev.policy().texel_reads() {
+        true => [Some(x), g, relu_out]
+            .iter()
+            .map(|t| t.map(|t| t.storage().texels()).transpose())
+            .collect::<Result<Vec<_>>>()?,
+        false => vec![],
+    };
+    let texels = !copies.is_empty() && copies.iter().all(|c| !matches!(c, Some(None)));
+    let texel_bind = |i: usize| match copies.get(i) {
+        Some(Some(Some(t))) if texels => Bind::Texels(t.view()),
+        _ => Bind::Texels(dev.unused_texels()),
+    };
+    // Buffers where the kernel reads them, the placeholder where it reads a texture.
+    fn read<'a>(t: Option<&'a Tensor>, texels: bool, unused: &'a wgpu::Buffer) -> Bind<'a> {
+        Bind::Read(match t {
+            Some(t) if !texels => t.buffer(),
+            _ => unused,
+        })
+    }
+    let read = |t| read(t, texels, dev.dummy_buffer());
     dev.dispatch_with(
         &SHADER,
         "bn_channel_pass",
-        &[("PASS", pass as u32), ("RELU", relu.is_some() as u32)],
         &[
-            Bind::Read(x.buffer()),
-            g.map_or_else(unused, |g| Bind::Read(g.buffer())),
+            ("PASS", pass as u32),
+            ("RELU", relu.is_some() as u32),
+            ("TEXELS", texels as u32),
+        ],
+        &[
+            read(Some(x)),
+            read(g),
             constants.map_or_else(unused, |k| Bind::Read(k.buffer())),
             Bind::Write(out),
-            gate,
+            read(relu_out),
+            texel_bind(0),
+            texel_bind(1),
+            texel_bind(2),
         ],
         p,
         p.c * p.chunks,

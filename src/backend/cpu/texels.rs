@@ -58,6 +58,29 @@ fn rows_class(rows: u32) -> u32 {
 }
 
 impl Device {
+    /// A texture for a texture binding a kernel leaves alone (its storage-buffer twin is read
+    /// instead): one texel, made once per device.
+    pub(crate) fn unused_texels(&self) -> &wgpu::TextureView {
+        self.dummy_texels_slot().get_or_init(|| {
+            self.wgpu()
+                .create_texture(&wgpu::TextureDescriptor {
+                    label: Some("webgrad unused texels"),
+                    size: wgpu::Extent3d {
+                        width: 1,
+                        height: 1,
+                        depth_or_array_layers: 1,
+                    },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING,
+                    view_formats: &[],
+                })
+                .create_view(&wgpu::TextureViewDescriptor::default())
+        })
+    }
+
     /// A texture for `texels` texels (contents undefined, for a kernel to write), or `None`
     /// when it would exceed the adapter's largest 2-D texture.
     pub(crate) fn texels(&self, texels: u64) -> Option<Texels> {
