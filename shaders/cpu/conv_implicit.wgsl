@@ -90,6 +90,42 @@ fn store_texel(i: u32, v: vec4<f32>) {
 // llvmpipe), only the values where the ReLU's output (binding 3) is positive are kept.
 override RELU_MASK: bool = false;
 
+// With TEXELS (Policy::texel_reads), the source and the ReLU's output are read from texture
+// copies (bindings 4 and 5) instead: a storage load runs lane by lane on llvmpipe, a texel
+// fetch is one vector gather. The slots left unread hold placeholders.
+override TEXELS: bool = false;
+@group(0) @binding(4) var src_texels: texture_2d<f32>;
+@group(0) @binding(5) var relu_out_texels: texture_2d<f32>;
+
+// Element i of the source and of the ReLU's output, and vec4 i of each.
+fn src_at(i: u32) -> f32 {
+    if (TEXELS) {
+        return float_at(src_texels, i);
+    }
+    return src[i];
+}
+
+fn relu_out_at(i: u32) -> f32 {
+    if (TEXELS) {
+        return float_at(relu_out_texels, i);
+    }
+    return relu_out[i];
+}
+
+fn src_quad(i: u32) -> vec4<f32> {
+    if (TEXELS) {
+        return texel(src_texels, i);
+    }
+    return src4[i];
+}
+
+fn relu_out_quad(i: u32) -> vec4<f32> {
+    if (TEXELS) {
+        return texel(relu_out_texels, i);
+    }
+    return relu_out4[i];
+}
+
 // texel plane * nq + q = src[(4q + j) * planes + plane] for j = 0..3 (0 past the last image):
 // an [N, planes] tensor (planes = C * H * W) as [planes, NQ * 4].
 @compute @workgroup_size(64)
@@ -102,8 +138,8 @@ fn images_inner(id: Invocation) {
     for (var j = 0u; j < 4u; j++) {
         if (n0 + j < p.n) {
             let i = (n0 + j) * p.planes + plane;
-            out[j] = src[i];
-            if (RELU_MASK && !(relu_out[i] > 0.0)) {
+            out[j] = src_at(i);
+            if (RELU_MASK && !(relu_out_at(i) > 0.0)) {
                 out[j] = 0.0;
             }
         }
@@ -117,9 +153,9 @@ fn images_inner(id: Invocation) {
 // Image n's planes 4 pb .. 4 pb + 3 (zeros past the last image; masked as in images_inner).
 fn image_row(n: u32, pb: u32, blocks: u32) -> vec4<f32> {
     let i = select(0u, n * blocks + pb, n < p.n);
-    var r = select(vec4<f32>(0.0), src4[i], n < p.n);
+    var r = select(vec4<f32>(0.0), src_quad(i), n < p.n);
     if (RELU_MASK) {
-        r = select(vec4<f32>(0.0), r, relu_out4[i] > vec4<f32>(0.0));
+        r = select(vec4<f32>(0.0), r, relu_out_quad(i) > vec4<f32>(0.0));
     }
     return r;
 }

@@ -206,15 +206,44 @@ pub(crate) fn images_inner(
     } else {
         ("images_inner", planes * nq)
     };
+    // Texture copies of the operands where the policy reads them so (and both fit).
+    let copies = match dev.policy().texel_reads() {
+        true => match (
+            t.storage().texels()?,
+            relu_out.map(|r| r.storage().texels()),
+        ) {
+            (Some(src), None) => Some((src, None)),
+            (Some(src), Some(relu)) => relu?.map(|r| (src, Some(r))),
+            (None, _) => None,
+        },
+        false => None,
+    };
+    let unused = dev.dummy_buffer();
+    let (src, relu_buf) = match copies {
+        Some(_) => (unused, unused),
+        // Without a mask the slot holds t (unread).
+        None => (t.buffer(), relu_out.unwrap_or(t).buffer()),
+    };
+    let texel_views = match &copies {
+        Some((s, r)) => (
+            s.view(),
+            r.as_ref().map_or(dev.unused_texels(), |r| r.view()),
+        ),
+        None => (dev.unused_texels(), dev.unused_texels()),
+    };
     dev.dispatch_with(
         &SHADER,
         entry,
-        &[("RELU_MASK", relu_out.is_some() as u32)],
         &[
-            Bind::Read(t.buffer()),
+            ("RELU_MASK", relu_out.is_some() as u32),
+            ("TEXELS", copies.is_some() as u32),
+        ],
+        &[
+            Bind::Read(src),
             Bind::WriteTexels(out.view()),
-            // Without a mask the slot holds t (unread).
-            Bind::Read(relu_out.unwrap_or(t).buffer()),
+            Bind::Read(relu_buf),
+            Bind::Texels(texel_views.0),
+            Bind::Texels(texel_views.1),
         ],
         &params,
         grid(invocations),
