@@ -42,9 +42,13 @@ fn texel_at(i: u32) -> vec2<u32> {
     return vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW);
 }
 
-// Float e of a tensor held in such a texture.
-fn float_at(t: texture_2d<f32>, e: u32) -> f32 {
-    return textureLoad(t, texel_at(e / 4u), 0)[e % 4u];
+// Vec4 i and float e of a tensor held in such a texture.
+fn texel_quad(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, texel_at(i), 0);
+}
+
+fn texel_float(t: texture_2d<f32>, e: u32) -> f32 {
+    return texel_quad(t, e / 4u)[e % 4u];
 }
 
 // ---- Grid indexing and shared math (the elementwise, reduction, loss and optimizer shaders) ----

@@ -100,28 +100,28 @@ override TEXELS: bool = false;
 // Element i of the source and of the ReLU's output, and vec4 i of each.
 fn src_at(i: u32) -> f32 {
     if (TEXELS) {
-        return float_at(src_texels, i);
+        return texel_float(src_texels, i);
     }
     return src[i];
 }
 
 fn relu_out_at(i: u32) -> f32 {
     if (TEXELS) {
-        return float_at(relu_out_texels, i);
+        return texel_float(relu_out_texels, i);
     }
     return relu_out[i];
 }
 
 fn src_quad(i: u32) -> vec4<f32> {
     if (TEXELS) {
-        return texel(src_texels, i);
+        return texel_quad(src_texels, i);
     }
     return src4[i];
 }
 
 fn relu_out_quad(i: u32) -> vec4<f32> {
     if (TEXELS) {
-        return texel(relu_out_texels, i);
+        return texel_quad(relu_out_texels, i);
     }
     return relu_out4[i];
 }
@@ -274,11 +274,11 @@ fn weight_layouts(id: Invocation) {
 
 // Activation quads (x, or g in conv_backward_input) and weight quads.
 fn xq(i: u32) -> vec4<f32> {
-    return texel(texels1, i);
+    return texel_quad(texels1, i);
 }
 
 fn wq(i: u32) -> vec4<f32> {
-    return texel(texels2, i);
+    return texel_quad(texels2, i);
 }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -753,11 +753,11 @@ fn store_inner(t: u32, q: u32, lo: vec4<f32>, hi: vec4<f32>) {
 
 // x and g quads, both images innermost, from the textures at bindings 1 and 2.
 fn xs(i: u32) -> vec4<f32> {
-    return texel(texels1, i);
+    return texel_quad(texels1, i);
 }
 
 fn gs(i: u32) -> vec4<f32> {
-    return texel(texels2, i);
+    return texel_quad(texels2, i);
 }
 
 // With POOLED_G (a convolution + ReLU + 2 x 2 pooling whose input needs no gradient), binding 2

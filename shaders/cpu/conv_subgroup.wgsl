@@ -79,7 +79,7 @@ fn src_cols() -> u32 {
 // Image quad q of the lane at texel `at` of the source, zeros outside it or past the batch.
 fn x_quad(at: u32, q: u32, inside: bool) -> vec4<f32> {
     let ok = inside && q < p.nq;
-    return select(vec4<f32>(0.0), texel(x_texels, select(0u, at + q, ok)), ok);
+    return select(vec4<f32>(0.0), texel_quad(x_texels, select(0u, at + q, ok)), ok);
 }
 
 // Stores image quad q's 4 values (plus the bias b, then the ReLU with p.relu) of output channel
@@ -202,7 +202,7 @@ fn fetch_tap(k: u32, k_len: u32, k_step: u32) -> Fetched {
     let divides = tap_row.r == 0 && tap_col.r == 0;
     let inside = live && lane_valid && divides && r < src_rows() && col < src_cols();
     let at = ((lane_plane0 + tap_c * src_rows() + r) * src_cols() + col) * p.nq;
-    let w = texel(w_texels, lane_w_base + min(k, k_len - 1u) * k_step);
+    let w = texel_quad(w_texels, lane_w_base + min(k, k_len - 1u) * k_step);
     let row_end = tap_kw + 1u == p.kw;
     let plane_end = row_end && tap_kh + 1u == p.kh;
     tap_kw = select(tap_kw + 1u, 0u, row_end);

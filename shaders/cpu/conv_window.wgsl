@@ -1,13 +1,5 @@
-// What conv_implicit.wgsl and conv_subgroup.wgsl share: their texel reads, and the epilogue of
-// a convolution fused with ReLU and 2 x 2 max pooling.
-
-// Vec4 i of a re-laid-out operand (src/backend/cpu/texels.rs).
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, texel_at(i), 0);
-}
-
-// The pooled epilogue, of conv_implicit.wgsl's conv_relu_pool_forward and conv_subgroup.wgsl's
-// conv_relu_pool_subgroup:
+// The epilogue of a convolution fused with ReLU and 2 x 2 max pooling, shared by
+// conv_implicit.wgsl's conv_relu_pool_forward and conv_subgroup.wgsl's conv_relu_pool_subgroup:
 // the pooled value of one channel's window for a quad of images, which pixel won, and their
 // stores. Each module declares what store_window writes: `out` (the pooled output, NCHW),
 // `out_inner` (the same with images innermost, for the next convolution), `winners_out` and

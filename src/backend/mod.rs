@@ -3,7 +3,8 @@
 //! Ops ask the policy and never look at the adapter. The backend functions an op family calls
 //! ask the policy and run a portable kernel ([`portable`]: what GPUs run) or a CPU-adapter one
 //! ([`cpu`]): [`gemm`] (the matrix product), [`conv`] (the convolution's forward and
-//! gradients), [`pool`] (pooling, portable kernels on every adapter).
+//! gradients), [`pool`] (pooling, portable kernels on every adapter); and [`texel_reads`], the
+//! texture copies that memory-bound kernels read on CPU adapters.
 
 pub(crate) mod caps;
 pub(crate) mod conv;
@@ -11,9 +12,11 @@ pub(crate) mod cpu;
 pub(crate) mod gemm;
 pub(crate) mod policy;
 pub(crate) mod portable;
+pub(crate) mod texel_reads;
 
 /// Pooling: every adapter runs the portable kernels.
 pub(crate) use portable::pool;
 
 pub use caps::{AdapterClass, Limits};
 pub(crate) use gemm::{gemm, Gemm, Operand};
+pub(crate) use texel_reads::TexelReads;

@@ -25,6 +25,9 @@ pub const GPU_BUSY_WORKGROUPS: usize = 256;
 /// Values per workgroup of an elementwise channel pass on CPU adapters: 16 per invocation.
 pub const CPU_ELEMENTWISE_PIECE: usize = 4096;
 
+/// The fewest floats a kernel's operands hold for [`Policy::texel_reads`] to copy them.
+pub const TEXEL_READS_MIN: usize = 4096;
+
 /// How a general matrix product is scheduled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmSchedule {
@@ -291,9 +294,11 @@ impl Policy {
     /// (`Storage::texels`) rather than from the storage buffers: on llvmpipe a storage load
     /// runs lane by lane (each lane's value loaded and inserted in turn), while a texel fetch
     /// is one vector gather. A ReLU over 1-4 M floats took 2.5-3.4x less kernel time reading a
-    /// texture, and 1.5-2.5x less wall time with the buffer-to-texture copy.
-    pub fn texel_reads(&self) -> bool {
-        self.class == AdapterClass::CpuSimd8
+    /// texture, and 1.5-2.5x less wall time with the buffer-to-texture copy. Operands of
+    /// `floats` values in all: from [`TEXEL_READS_MIN`] up, below which a copy's command and
+    /// texture cost more than the loads they save.
+    pub fn texel_reads(&self, floats: usize) -> bool {
+        self.class == AdapterClass::CpuSimd8 && floats >= TEXEL_READS_MIN
     }
 
     /// Whether a convolution's bias gradient is summed in stages (per image and channel, then
@@ -508,6 +513,9 @@ mod tests {
         assert_eq!(policy(AdapterClass::Cpu).conv_lane_quads(64), None);
         assert_eq!(p.conv_pool_lane_quads(64), Some(1));
         assert_eq!(p.conv_pool_lane_quads(16), None);
+        assert!(p.texel_reads(TEXEL_READS_MIN) && !p.texel_reads(TEXEL_READS_MIN - 1));
+        assert!(!policy(AdapterClass::Cpu).texel_reads(1 << 20));
+        assert!(!policy(AdapterClass::Gpu).texel_reads(1 << 20));
     }
 
     #[test]

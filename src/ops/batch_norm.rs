@@ -2,6 +2,7 @@
 //! channel passes (statistics, normalization, gradient sums, input gradient) and the
 //! per-channel finishes between them.
 
+use crate::backend::TexelReads;
 use crate::error::{shape_err, Error, Result};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
 use std::sync::Arc;
@@ -148,44 +149,25 @@ fn channel_pass(
     };
     // The operands as textures where the policy reads them so (each copy made once per
     // contents: the statistics and the normalization share x's, both backward passes all
-    // three), unless one does not fit in a texture.
-    let copies = match dev.policy().texel_reads() {
-        true => [Some(x), g, relu_out]
-            .iter()
-            .map(|t| t.map(|t| t.storage().texels()).transpose())
-            .collect::<Result<Vec<_>>>()?,
-        false => vec![],
-    };
-    let texels = !copies.is_empty() && copies.iter().all(|c| !matches!(c, Some(None)));
-    let texel_bind = |i: usize| match copies.get(i) {
-        Some(Some(Some(t))) if texels => Bind::Texels(t.view()),
-        _ => Bind::Texels(dev.unused_texels()),
-    };
-    // Buffers where the kernel reads them, the placeholder where it reads a texture.
-    fn read<'a>(t: Option<&'a Tensor>, texels: bool, unused: &'a wgpu::Buffer) -> Bind<'a> {
-        Bind::Read(match t {
-            Some(t) if !texels => t.buffer(),
-            _ => unused,
-        })
-    }
-    let read = |t| read(t, texels, dev.dummy_buffer());
+    // three).
+    let reads = TexelReads::new(dev, &[Some(x), g, relu_out])?;
     dev.dispatch_with(
         &SHADER,
         "bn_channel_pass",
         &[
             ("PASS", pass as u32),
             ("RELU", relu.is_some() as u32),
-            ("TEXELS", texels as u32),
+            ("TEXELS", reads.on() as u32),
         ],
         &[
-            read(Some(x)),
-            read(g),
+            reads.buffer(dev, Some(x)),
+            reads.buffer(dev, g),
             constants.map_or_else(unused, |k| Bind::Read(k.buffer())),
             Bind::Write(out),
-            read(relu_out),
-            texel_bind(0),
-            texel_bind(1),
-            texel_bind(2),
+            reads.buffer(dev, relu_out),
+            reads.texture(dev, 0),
+            reads.texture(dev, 1),
+            reads.texture(dev, 2),
         ],
         p,
         p.c * p.chunks,

@@ -10,6 +10,7 @@ use crate::backend::caps::LLVMPIPE_LOOP_BUDGET;
 use crate::backend::conv::{params_wgsl, ConvParams, Geometry};
 use crate::backend::cpu::conv_acc_gen::ROW_TAPS;
 use crate::backend::cpu::texels::{Texels, TEXEL_ROW};
+use crate::backend::TexelReads;
 use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{shader, Bind, Shader};
@@ -206,44 +207,22 @@ pub(crate) fn images_inner(
     } else {
         ("images_inner", planes * nq)
     };
-    // Texture copies of the operands where the policy reads them so (and both fit).
-    let copies = match dev.policy().texel_reads() {
-        true => match (
-            t.storage().texels()?,
-            relu_out.map(|r| r.storage().texels()),
-        ) {
-            (Some(src), None) => Some((src, None)),
-            (Some(src), Some(relu)) => relu?.map(|r| (src, Some(r))),
-            (None, _) => None,
-        },
-        false => None,
-    };
-    let unused = dev.dummy_buffer();
-    let (src, relu_buf) = match copies {
-        Some(_) => (unused, unused),
-        // Without a mask the slot holds t (unread).
-        None => (t.buffer(), relu_out.unwrap_or(t).buffer()),
-    };
-    let texel_views = match &copies {
-        Some((s, r)) => (
-            s.view(),
-            r.as_ref().map_or(dev.unused_texels(), |r| r.view()),
-        ),
-        None => (dev.unused_texels(), dev.unused_texels()),
-    };
+    // Texture copies of the operands where the policy reads them so.
+    let reads = TexelReads::new(dev, &[Some(t), relu_out])?;
     dev.dispatch_with(
         &SHADER,
         entry,
         &[
             ("RELU_MASK", relu_out.is_some() as u32),
-            ("TEXELS", copies.is_some() as u32),
+            ("TEXELS", reads.on() as u32),
         ],
         &[
-            Bind::Read(src),
+            reads.buffer(dev, Some(t)),
             Bind::WriteTexels(out.view()),
-            Bind::Read(relu_buf),
-            Bind::Texels(texel_views.0),
-            Bind::Texels(texel_views.1),
+            // Without a mask the slot holds t (unread).
+            reads.buffer(dev, Some(relu_out.unwrap_or(t))),
+            reads.texture(dev, 0),
+            reads.texture(dev, 1),
         ],
         &params,
         grid(invocations),
