@@ -62,21 +62,21 @@ override TEXELS: bool = false;
 // Element e of x, g and the ReLU's output, from wherever TEXELS says.
 fn x_at(e: u32) -> f32 {
     if (TEXELS) {
-        return float_at(x_texels, e);
+        return texel_float(x_texels, e);
     }
     return x[e];
 }
 
 fn g_at(e: u32) -> f32 {
     if (TEXELS) {
-        return float_at(g_texels, e);
+        return texel_float(g_texels, e);
     }
     return g[e];
 }
 
 fn relu_out_at(e: u32) -> f32 {
     if (TEXELS) {
-        return float_at(relu_out_texels, e);
+        return texel_float(relu_out_texels, e);
     }
     return relu_out[e];
 }

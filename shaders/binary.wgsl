@@ -24,6 +24,8 @@ struct Params {
     len: u32,
     rank: u32,
     red_count: u32,
+    // binary_same's first element: binary_same4 covers those before it.
+    start: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -54,12 +56,59 @@ fn local_grad(op: u32, side: u32, g: f32, a: f32, b: f32) -> f32 {
     }
 }
 
-// Same shapes: no index arithmetic.
+// Same shapes: no index arithmetic. binary_same4 takes 4 vec4s per invocation (quad_index)
+// over the first len - len % 4 elements, binary_same one element per invocation from `start`.
+// With TEXELS (Policy::texel_reads) both read a and b from texture copies (bindings 4 and 5)
+// instead of the buffers: on llvmpipe a storage load runs lane by lane, a texel fetch is one
+// vector gather.
+override TEXELS: bool = false;
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(4) var a_texels: texture_2d<f32>;
+@group(0) @binding(5) var b_texels: texture_2d<f32>;
+
+fn a_quad(i: u32) -> vec4<f32> {
+    if (TEXELS) {
+        return texel_quad(a_texels, i);
+    }
+    return a4[i];
+}
+
+fn b_quad(i: u32) -> vec4<f32> {
+    if (TEXELS) {
+        return texel_quad(b_texels, i);
+    }
+    return b4[i];
+}
+
+@compute @workgroup_size(256)
+fn binary_same4(inv: Invocation) {
+    for (var j = 0u; j < 4u; j++) {
+        let i = quad_index(inv, j);
+        if (i < p.len / 4u) {
+            let x = a_quad(i);
+            let y = b_quad(i);
+            out4[i] = vec4<f32>(apply(OP, x.x, y.x), apply(OP, x.y, y.y), apply(OP, x.z, y.z),
+                                apply(OP, x.w, y.w));
+        }
+    }
+}
+
 @compute @workgroup_size(256)
 fn binary_same(inv: Invocation) {
-    let i = flat_index(inv, 256u);
+    let i = p.start + flat_index(inv, 256u);
     if (i < p.len) {
-        out[i] = apply(OP, a[i], b[i]);
+        var x: f32;
+        var y: f32;
+        if (TEXELS) {
+            x = texel_float(a_texels, i);
+            y = texel_float(b_texels, i);
+        } else {
+            x = a[i];
+            y = b[i];
+        }
+        out[i] = apply(OP, x, y);
     }
 }
 

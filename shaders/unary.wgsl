@@ -115,11 +115,59 @@ fn derivative4(u: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
     );
 }
 
+// With TEXELS (Policy::texel_reads) these four kernels read their operands from texture
+// copies instead of the buffers: forward x at binding 3, backward x, y and g at bindings 5-7
+// (on llvmpipe a storage load runs lane by lane, a texel fetch is one vector gather). The
+// slots left unread hold placeholders.
+override TEXELS: bool = false;
+@group(0) @binding(3) var x_texels: texture_2d<f32>;
+@group(0) @binding(5) var bx_texels: texture_2d<f32>;
+@group(0) @binding(6) var by_texels: texture_2d<f32>;
+@group(0) @binding(7) var g_texels: texture_2d<f32>;
+
+// The operands' elements and vec4s, from wherever TEXELS says.
+fn x_at(i: u32) -> f32 {
+    if (TEXELS) { return texel_float(x_texels, i); }
+    return x[i];
+}
+
+fn x_quad(i: u32) -> vec4<f32> {
+    if (TEXELS) { return texel_quad(x_texels, i); }
+    return x4[i];
+}
+
+// The backward's x, y and g at element (or vec4) i.
+struct Backward {
+    x: f32,
+    y: f32,
+    g: f32,
+}
+
+struct Backward4 {
+    x: vec4<f32>,
+    y: vec4<f32>,
+    g: vec4<f32>,
+}
+
+fn backward_at(i: u32) -> Backward {
+    if (TEXELS) {
+        return Backward(texel_float(bx_texels, i), texel_float(by_texels, i), texel_float(g_texels, i));
+    }
+    return Backward(bx[i], by[i], g[i]);
+}
+
+fn backward_quad(i: u32) -> Backward4 {
+    if (TEXELS) {
+        return Backward4(texel_quad(bx_texels, i), texel_quad(by_texels, i), texel_quad(g_texels, i));
+    }
+    return Backward4(bx4[i], by4[i], g4[i]);
+}
+
 @compute @workgroup_size(256)
 fn unary_forward(inv: Invocation) {
     let i = p.start + flat_index(inv, 256u);
     if (i < p.len) {
-        y[i] = forward(OP, x[i], p.a, p.b);
+        y[i] = forward(OP, x_at(i), p.a, p.b);
     }
 }
 
@@ -127,7 +175,8 @@ fn unary_forward(inv: Invocation) {
 fn unary_backward(inv: Invocation) {
     let i = p.start + flat_index(inv, 256u);
     if (i < p.len) {
-        gx[i] = g[i] * derivative(OP, bx[i], by[i], p.a, p.b);
+        let o = backward_at(i);
+        gx[i] = o.g * derivative(OP, o.x, o.y, p.a, p.b);
     }
 }
 
@@ -136,7 +185,7 @@ fn unary_forward4(inv: Invocation) {
     for (var j = 0u; j < 4u; j++) {
         let i = quad_index(inv, j);
         if (i < p.len / 4u) {
-            y4[i] = forward4(x4[i]);
+            y4[i] = forward4(x_quad(i));
         }
     }
 }
@@ -146,7 +195,8 @@ fn unary_backward4(inv: Invocation) {
     for (var j = 0u; j < 4u; j++) {
         let i = quad_index(inv, j);
         if (i < p.len / 4u) {
-            gx4[i] = g4[i] * derivative4(bx4[i], by4[i]);
+            let o = backward_quad(i);
+            gx4[i] = o.g * derivative4(o.x, o.y);
         }
     }
 }

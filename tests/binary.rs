@@ -62,6 +62,30 @@ fn forward_broadcasts_like_numpy() {
     }
 }
 
+/// Same shapes take the vec4 kernel (over the first len - len % 4 elements) and the scalar
+/// one (the rest, or all of a small tensor), each reading the buffers or, where the policy
+/// says so, texture copies of them: under every kernel class.
+#[test]
+fn same_shapes_match_float64_under_every_kernel_class() {
+    for_each_policy(|dev| {
+        for (i, n) in [7usize, 4096, 4355, 90_003].into_iter().enumerate() {
+            let a = randn(300 + i as u64, n);
+            let b = away_from_zero(randn(400 + i as u64, n));
+            for (name, f, r) in ops() {
+                let on = |v: &[f32]| Tensor::from_slice(dev, v, &[n]).unwrap();
+                let got = f(&on(&a), &on(&b)).unwrap().to_vec().unwrap();
+                let want: Vec<f64> = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(&x, &y)| r(x as f64, y as f64))
+                    .collect();
+                let what = format!("{name} of {n} under {:?}", dev.kernel_class());
+                assert_close(&got, &want, 1e-6, 1e-6, &what);
+            }
+        }
+    });
+}
+
 #[test]
 fn backward_sums_over_broadcast_dims() {
     let small: &[(&[usize], &[usize])] = &[

@@ -58,6 +58,53 @@ fn forward_matches_float64_on_random_inputs() {
     }
 }
 
+/// Backward on tensors the vec4 kernel takes (with a tail), against float64 derivatives: each
+/// op reading its input, its output or neither, from the buffers or (where the policy says
+/// so) texture copies of them; under every kernel class.
+#[test]
+fn backward_of_large_tensors_matches_float64_under_every_kernel_class() {
+    type Derivative = fn(f64) -> f64;
+    let cases: [(&str, UnaryFn, Derivative); 5] = [
+        ("relu", |t| t.relu(), |x| if x > 0.0 { 1.0 } else { 0.0 }),
+        (
+            "sigmoid",
+            |t| t.sigmoid(),
+            |x| {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s)
+            },
+        ),
+        ("tanh", |t| t.tanh(), |x| 1.0 - x.tanh().powi(2)),
+        ("exp", |t| t.exp(), |x| x.exp()),
+        ("mul_scalar", |t| t.mul_scalar(-3.0), |_| -3.0),
+    ];
+    for_each_policy(|dev| {
+        for (si, shape) in [&[4099usize][..], &[70, 1000]].into_iter().enumerate() {
+            let n = numel(shape);
+            let x = randn(si as u64 + 40, n);
+            let g = randn(si as u64 + 50, n);
+            for (name, f, d) in cases {
+                let on = |v: &[f32]| Tensor::from_slice(dev, v, shape).unwrap();
+                let t = on(&x).requires_grad();
+                f(&t).unwrap().backward_with(&on(&g)).unwrap();
+                let want: Vec<f64> = x
+                    .iter()
+                    .zip(&g)
+                    .map(|(&x, &g)| g as f64 * d(x as f64))
+                    .collect();
+                let what = format!("{name} of {shape:?} under {:?}", dev.kernel_class());
+                assert_close(
+                    &t.grad().unwrap().to_vec().unwrap(),
+                    &want,
+                    1e-5,
+                    1e-5,
+                    &what,
+                );
+            }
+        }
+    });
+}
+
 #[test]
 fn special_values_follow_pytorch() {
     let t = tensor(&[-100.0, -20.0, 0.0, 20.0, 100.0], &[5]);

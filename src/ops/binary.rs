@@ -1,6 +1,7 @@
 //! `add`, `sub`, `mul`, `div` with NumPy/PyTorch broadcasting: `shaders/binary.wgsl`.
 //! The backward undoes broadcasting by summing over the broadcast dims inside the kernel.
 
+use crate::backend::TexelReads;
 use crate::error::{shape_err, Result};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::ops::unary::groups;
@@ -46,7 +47,8 @@ kernel_params! {
         len: u32,
         rank: u32,
         red_count: u32,
-        _pad: u32,
+        /// binary_same's first element (after binary_same4's).
+        start: u32,
     }
 }
 
@@ -64,7 +66,7 @@ fn params(len: usize, out: &[usize], a: &[usize], b: &[usize], target: &[usize])
     }
 }
 
-/// Parameters of the same-shape kernels: only `len`.
+/// Parameters of the same-shape kernels: only `len` (and binary_same's `start`).
 fn same_params(len: usize) -> BinaryParams {
     BinaryParams {
         len: len as u32,
@@ -78,22 +80,33 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let out_shape = broadcast(a.shape(), b.shape(), op.name())?;
     let n = numel(&out_shape);
     let storage = dev.storage(n)?;
-    let binds = [
-        Bind::Read(a.buffer()),
-        Bind::Read(b.buffer()),
-        Bind::Write(storage.buffer()),
-    ];
     let op_code = [("OP", op as u32)];
     if a.shape() == b.shape() {
-        dev.dispatch_with(
+        // Vec4s, read from texture copies where the policy says so.
+        let reads = TexelReads::new(dev, &[Some(a), Some(b)])?;
+        dev.dispatch_vec4(
             &SHADER,
-            "binary_same",
-            &op_code,
-            &binds,
-            &same_params(n),
-            groups(n),
+            ("binary_same", "binary_same4"),
+            &[("OP", op as u32), ("TEXELS", reads.on() as u32)],
+            &[
+                reads.buffer(dev, Some(a)),
+                reads.buffer(dev, Some(b)),
+                Bind::Write(storage.buffer()),
+                reads.texture(dev, 0),
+                reads.texture(dev, 1),
+            ],
+            n,
+            |start| BinaryParams {
+                start: start as u32,
+                ..same_params(n)
+            },
         )?;
     } else {
+        let binds = [
+            Bind::Read(a.buffer()),
+            Bind::Read(b.buffer()),
+            Bind::Write(storage.buffer()),
+        ];
         let p = params(n, &out_shape, a.shape(), b.shape(), &out_shape);
         dev.dispatch_with(&SHADER, "binary_broadcast", &op_code, &binds, &p, groups(n))?;
     }

@@ -1,5 +1,6 @@
 //! Elementwise unary ops and scalar arithmetic: `shaders/unary.wgsl`.
 
+use crate::backend::TexelReads;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
@@ -194,6 +195,22 @@ impl UnaryOp {
     pub(crate) fn name(self) -> &'static str {
         self.row().0
     }
+
+    /// Whether the derivative reads the input x and the output y (the words of its WGSL):
+    /// the backward copies only those for its texel reads.
+    fn derivative_reads(self) -> (bool, bool) {
+        let name = self.row().0;
+        let row = TABLE.iter().find(|r| r.name == name).expect("a row per op");
+        let (mut x, mut y) = (false, false);
+        for w in row
+            .derivative
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        {
+            x |= w == "x";
+            y |= w == "y";
+        }
+        (x, y)
+    }
 }
 
 pub(crate) struct Saved {
@@ -206,12 +223,15 @@ pub(crate) fn groups(n: usize) -> u32 {
     n.div_ceil(256) as u32
 }
 
-/// The unary kernel pair (`entry4` on vec4s, `entry` on the n % 4 tail) for op `code`.
+/// The unary kernel pair (`entry4` on vec4s, `entry` on the n % 4 tail) for op `code`, with
+/// TEXELS from `reads`.
+#[allow(clippy::too_many_arguments)]
 fn dispatch_vec4(
     dev: &Device,
     entry: &'static str,
     entry4: &'static str,
     code: u32,
+    reads: &TexelReads,
     binds: &[Bind],
     n: usize,
     [a, b]: [f32; 2],
@@ -219,7 +239,7 @@ fn dispatch_vec4(
     dev.dispatch_vec4(
         &SHADER,
         (entry, entry4),
-        &[("OP", code)],
+        &[("OP", code), ("TEXELS", reads.on() as u32)],
         binds,
         n,
         |start| UnaryParams {
@@ -237,12 +257,18 @@ fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let n = x.numel();
     let storage = dev.storage(n)?;
     let (code, ab) = op.code();
+    let reads = TexelReads::new(dev, &[Some(x)])?;
     dispatch_vec4(
         dev,
         "unary_forward",
         "unary_forward4",
         code,
-        &[Bind::Read(x.buffer()), Bind::Write(storage.buffer())],
+        &reads,
+        &[
+            reads.buffer(dev, Some(x)),
+            Bind::Write(storage.buffer()),
+            reads.texture(dev, 0),
+        ],
         n,
         ab,
     )?;
@@ -257,20 +283,37 @@ fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
 }
 
 pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
+    let (code, ab) = s.op.code();
+    let (x, y) = s.op.derivative_reads();
+    backward_of(code, ab, x.then_some(&s.x), y.then_some(&s.y), g)
+}
+
+/// gx = g * derivative(x, y) for op `code`, where the derivative reads x and y only if given.
+fn backward_of(
+    code: u32,
+    ab: [f32; 2],
+    x: Option<&Tensor>,
+    y: Option<&Tensor>,
+    g: &Tensor,
+) -> Result<Tensor> {
     let dev = g.device();
     let n = g.numel();
-    let gx = Tensor::uninit(dev, s.x.shape())?;
-    let (code, ab) = s.op.code();
+    let gx = Tensor::uninit(dev, g.shape())?;
+    let reads = TexelReads::new(dev, &[x, y, Some(g)])?;
     dispatch_vec4(
         dev,
         "unary_backward",
         "unary_backward4",
         code,
+        &reads,
         &[
-            Bind::Read(s.x.buffer()),
-            Bind::Read(s.y.buffer()),
-            Bind::Read(g.buffer()),
+            reads.buffer(dev, x),
+            reads.buffer(dev, y),
+            reads.buffer(dev, Some(g)),
             Bind::Write(gx.buffer()),
+            reads.texture(dev, 0),
+            reads.texture(dev, 1),
+            reads.texture(dev, 2),
         ],
         n,
         ab,
@@ -281,22 +324,8 @@ pub(crate) fn backward(s: &Saved, g: &Tensor) -> Result<Tensor> {
 /// The gradient through a ReLU from its output y: g where y > 0, else 0 (for layers that
 /// apply the ReLU in their epilogue).
 pub(crate) fn relu_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
-    let gx = Tensor::uninit(y.device(), y.shape())?;
-    dispatch_vec4(
-        y.device(),
-        "unary_backward",
-        "unary_backward4",
-        UnaryOp::Relu.code().0,
-        &[
-            Bind::Read(y.buffer()),
-            Bind::Read(y.buffer()),
-            Bind::Read(g.buffer()),
-            Bind::Write(gx.buffer()),
-        ],
-        y.numel(),
-        [0.0; 2],
-    )?;
-    Ok(gx)
+    // relu's derivative reads x; where x > 0 exactly when y > 0, y stands in for it.
+    backward_of(UnaryOp::Relu.code().0, [0.0; 2], Some(y), None, g)
 }
 
 /// relu_backward(y, g) for y, g [rows, cols], and its sum over the rows (a Linear + ReLU
