@@ -855,7 +855,7 @@ fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32,
 
 // Adds up conv_backward_weight's parts: src [parts, C_out * K (+ C_out)] into the weight
 // gradient dst [C_out * K] and, with has_bias, the bias gradient [C_out]. One invocation per
-// output element.
+// output element. With TEXELS, src is read from its texture copy (src_at, src_quad).
 @compute @workgroup_size(64)
 fn sum_parts(id: Invocation) {
     let e = invocation(id);
@@ -864,7 +864,7 @@ fn sum_parts(id: Invocation) {
     if (e >= row_len) { return; }
     var acc = 0.0;
     for (var part = 0u; part < p.parts; part++) {
-        acc += src[part * row_len + e];
+        acc += src_at(part * row_len + e);
     }
     if (e < w_len) {
         dst[e] = acc;
@@ -884,7 +884,7 @@ fn sum_parts4(id: Invocation) {
     if (e4 * 4u >= row_len) { return; }
     var acc = vec4<f32>(0.0);
     for (var part = 0u; part < p.parts; part++) {
-        acc += src4[part * (row_len / 4u) + e4];
+        acc += src_quad(part * (row_len / 4u) + e4);
     }
     for (var j = 0u; j < 4u; j++) {
         let e = e4 * 4u + j;

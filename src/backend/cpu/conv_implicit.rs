@@ -682,13 +682,17 @@ pub(crate) fn backward_weight(
     } else {
         ("sum_parts", row_len)
     };
-    dev.dispatch(
+    // The partial sums read through a texture copy where the policy says so.
+    let reads = TexelReads::new(dev, &[Some(&partial)])?;
+    dev.dispatch_with(
         &SHADER,
         entry,
+        &[("TEXELS", reads.on() as u32)],
         &[
-            Bind::Read(partial.buffer()),
+            reads.buffer(dev, Some(&partial)),
             Bind::Write(gw.buffer()),
             Bind::Write(gb.buffer()),
+            reads.texture(dev, 0),
         ],
         &params,
         grid(invocations),
