@@ -67,6 +67,16 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> state04: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> state14: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> state24: array<vec4<f32>>;
+// optim_step_texels and optim_step4_texels (Policy::optimizer_texel_reads) read the gradient,
+// the parameter and the states from texture copies (bindings 6-10, in that order) and write
+// the buffers: on llvmpipe a storage load runs lane by lane, a texel fetch is one vector
+// gather. (Separate entry points, so that the others bind no textures: with five placeholder
+// textures bound, optim_step4's time on LeNet-5's parameters grew 10x on lavapipe.)
+@group(0) @binding(6) var grad_texels: texture_2d<f32>;
+@group(0) @binding(7) var param_texels: texture_2d<f32>;
+@group(0) @binding(8) var state0_texels: texture_2d<f32>;
+@group(0) @binding(9) var state1_texels: texture_2d<f32>;
+@group(0) @binding(10) var state2_texels: texture_2d<f32>;
 
 // What an update reads and writes, 4 elements at a time: the parameter and up to three
 // states (sgd: s0 the momentum buffer; adam: s0 m, s1 v; rmsprop: s0 the square average,
@@ -233,6 +243,42 @@ fn optim_step4(inv: Invocation) {
         let i = quad_index(inv, j);
         if (i < p.len / 4u) {
             store4(i, update(grad4[i], load4(i)));
+        }
+    }
+}
+
+// Element i's and vec4 i's operands from the textures.
+fn load_texels(i: u32) -> Operands {
+    var x = Operands(vec4<f32>(texel_float(param_texels, i)), vec4<f32>(), vec4<f32>(),
+                     vec4<f32>());
+    if (uses(0u)) { x.s0 = vec4<f32>(texel_float(state0_texels, i)); }
+    if (uses(1u)) { x.s1 = vec4<f32>(texel_float(state1_texels, i)); }
+    if (uses(2u)) { x.s2 = vec4<f32>(texel_float(state2_texels, i)); }
+    return x;
+}
+
+fn load4_texels(i: u32) -> Operands {
+    var x = Operands(texel_quad(param_texels, i), vec4<f32>(), vec4<f32>(), vec4<f32>());
+    if (uses(0u)) { x.s0 = texel_quad(state0_texels, i); }
+    if (uses(1u)) { x.s1 = texel_quad(state1_texels, i); }
+    if (uses(2u)) { x.s2 = texel_quad(state2_texels, i); }
+    return x;
+}
+
+@compute @workgroup_size(256)
+fn optim_step_texels(inv: Invocation) {
+    let i = p.start + flat_index(inv, 256u);
+    if (i < p.len) {
+        store(i, update(vec4<f32>(texel_float(grad_texels, i)), load_texels(i)));
+    }
+}
+
+@compute @workgroup_size(256)
+fn optim_step4_texels(inv: Invocation) {
+    for (var j = 0u; j < 4u; j++) {
+        let i = quad_index(inv, j);
+        if (i < p.len / 4u) {
+            store4(i, update(texel_quad(grad_texels, i), load4_texels(i)));
         }
     }
 }

@@ -7,6 +7,7 @@
 //! The shared parts (the parameters, the state tensors and the step count, the dispatches)
 //! live in `Core` and the functions below it.
 
+use crate::backend::TexelReads;
 use crate::error::{Error, Result};
 use crate::kernel::{kernel_params, shader, Bind, Shader};
 use crate::tensor::Tensor;
@@ -329,18 +330,23 @@ fn update_kernels(
         })
         .collect();
     binds[0] = Bind::Read(buffers[0].expect("a gradient"));
-    dev.dispatch_vec4(
-        &SHADER,
-        ("optim_step", "optim_step4"),
-        constants,
-        &binds,
-        n,
-        |start| OptimParams {
+    // Texture copies of the gradient, the parameter and the states where the policy reads
+    // them so, for the texel entry points (the buffers stay bound: the kernel writes them).
+    let reads = TexelReads::of_buffers(dev, buffers, n)?;
+    let entries = if reads.on() {
+        debug_assert_eq!(buffers.len(), 2 + STATE_SLOTS, "textures at bindings 6-10");
+        binds.extend((0..buffers.len()).map(|i| reads.texture(dev, i)));
+        ("optim_step_texels", "optim_step4_texels")
+    } else {
+        ("optim_step", "optim_step4")
+    };
+    dev.dispatch_vec4(&SHADER, entries, constants, &binds, n, |start| {
+        OptimParams {
             len: n as u32,
             start: start as u32,
             ..*params
-        },
-    )
+        }
+    })
 }
 
 /// The updates of several small parameters as one dispatch over flat copies of their operands

@@ -301,6 +301,15 @@ impl Policy {
         self.class == AdapterClass::CpuSimd8 && floats >= TEXEL_READS_MIN
     }
 
+    /// Whether the optimizer's update reads its operands (gradient, parameter, states: `n`
+    /// values each) through texture copies: as [`texel_reads`](Self::texel_reads), from
+    /// 65,536 values per operand. The MLP's 200,704-value layer updated in 1.0 ms instead of
+    /// 2.2; LeNet-5's 61,000 values updated together took 0.37 ms instead of 0.09 (cached
+    /// in full, its storage loads were cheap).
+    pub fn optimizer_texel_reads(&self, n: usize) -> bool {
+        self.texel_reads(n) && n >= 65_536
+    }
+
     /// Whether a convolution's bias gradient is summed in stages (per image and channel, then
     /// over images) rather than by one workgroup per channel: on CPU adapters, which it keeps
     /// busier, and wherever one workgroup's loops could not cover a channel's values.
@@ -515,6 +524,7 @@ mod tests {
         assert_eq!(p.conv_pool_lane_quads(16), None);
         assert!(p.texel_reads(TEXEL_READS_MIN) && !p.texel_reads(TEXEL_READS_MIN - 1));
         assert!(!policy(AdapterClass::Cpu).texel_reads(1 << 20));
+        assert!(p.optimizer_texel_reads(65_536) && !p.optimizer_texel_reads(65_535));
         assert!(!policy(AdapterClass::Gpu).texel_reads(1 << 20));
     }
 

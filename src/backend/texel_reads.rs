@@ -42,6 +42,27 @@ impl TexelReads {
         })
     }
 
+    /// [`new`](Self::new) for the optimizer's operand buffers, of `n` values each
+    /// (`Policy::optimizer_texel_reads`): copies made afresh, not kept.
+    pub fn of_buffers(dev: &Device, buffers: &[Option<&wgpu::Buffer>], n: usize) -> Result<Self> {
+        if !dev.policy().optimizer_texel_reads(n) {
+            return Ok(Self { copies: None });
+        }
+        let mut copies = Vec::with_capacity(buffers.len());
+        for b in buffers {
+            match b {
+                Some(b) => match dev.texels_of(b)? {
+                    Some(copy) => copies.push(Some(Arc::new(copy))),
+                    None => return Ok(Self { copies: None }),
+                },
+                None => copies.push(None),
+            }
+        }
+        Ok(Self {
+            copies: Some(copies),
+        })
+    }
+
     /// Whether the kernel reads the textures (its TEXELS).
     pub fn on(&self) -> bool {
         self.copies.is_some()
