@@ -757,6 +757,98 @@ fn fused_conv_relu_max_pool_gradients_match_the_three_ops() {
 }
 
 #[test]
+fn a_convolution_after_conv_relu_reads_its_output_as_written() {
+    // A convolution with a fused ReLU may also write its output with images innermost, which
+    // the next convolution then reads: the values (5 images: a padded quad) and the input
+    // gradient must be those of float64 and of the unfused ops, and an in-place write to the
+    // output must reach the next convolution; under every kernel class, with 32 channels (the
+    // subgroup kernels' blocks) and 24.
+    for_each_policy(|dev| {
+        for (i, c_mid) in [32usize, 24].into_iter().enumerate() {
+            let (xs, w1s, w2s) = ([5, 8, 9, 7], [c_mid, 8, 3, 3], [16, c_mid, 3, 3]);
+            let on = |v: &[f32], shape: &[usize]| Tensor::from_slice(dev, v, shape).unwrap();
+            let (xv, w1v, b1v, w2v) = (
+                randn(500 + i as u64, numel(&xs)),
+                randn(510 + i as u64, numel(&w1s)),
+                randn(520 + i as u64, c_mid),
+                randn(530 + i as u64, numel(&w2s)),
+            );
+            let p = Conv2dParams {
+                padding: (1, 1),
+                ..Default::default()
+            };
+            let what = format!("{c_mid} channels under {:?}", dev.kernel_class());
+            let run = |fused: bool| {
+                let x = on(&xv, &xs).requires_grad();
+                let (w1, b1, w2) = (on(&w1v, &w1s), on(&b1v, &[c_mid]), on(&w2v, &w2s));
+                let y = match fused {
+                    true => x.conv2d_relu(&w1, Some(&b1), p).unwrap(),
+                    // The ReLU of a reshaped view: nothing fuses it into the convolution.
+                    false => {
+                        let c = x.conv2d(&w1, Some(&b1), p).unwrap();
+                        let shape = c.shape().to_vec();
+                        c.reshape(&[numel(&shape)])
+                            .unwrap()
+                            .relu()
+                            .unwrap()
+                            .reshape(&shape)
+                            .unwrap()
+                    }
+                };
+                let z = y.conv2d(&w2, None, p).unwrap();
+                z.backward_with(&on(&randn(540, z.numel()), z.shape()))
+                    .unwrap();
+                let values = z.to_vec().unwrap();
+                // Overwrite y in place: the next convolution sees the new values.
+                let other = on(&randn(550 + i as u64, y.numel()), y.shape());
+                let y = y.detach();
+                y.copy_from(&other).unwrap();
+                let conv = |t: &Tensor| {
+                    webgrad::no_grad(|| t.conv2d(&w2, None, p))
+                        .unwrap()
+                        .to_vec()
+                        .unwrap()
+                };
+                assert_eq!(
+                    conv(&y),
+                    conv(&other),
+                    "{what} fused={fused}: after copy_from"
+                );
+                (values, x.grad().unwrap().to_vec().unwrap())
+            };
+            let (fused, gx_fused) = run(true);
+            let (plain, gx_plain) = run(false);
+            let mut y = conv2d_ref(
+                &xv,
+                &xs,
+                &w1v,
+                &w1s,
+                Some(&b1v),
+                (1, 1),
+                (1, 1),
+                (1, 1),
+                1,
+                0..5,
+            );
+            y.iter_mut().for_each(|v| *v = v.max(0.0));
+            let y32: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+            let ys = [5, c_mid, 9, 7];
+            let want = conv2d_ref(&y32, &ys, &w2v, &w2s, None, (1, 1), (1, 1), (1, 1), 1, 0..5);
+            assert_close(&fused, &want, 1e-4, 1e-4, &format!("{what}: fused"));
+            assert_close(&plain, &want, 1e-4, 1e-4, &format!("{what}: unfused"));
+            let gx_plain: Vec<f64> = gx_plain.iter().map(|&v| v as f64).collect();
+            assert_close(
+                &gx_fused,
+                &gx_plain,
+                1e-4,
+                1e-4,
+                &format!("{what}: input gradient"),
+            );
+        }
+    });
+}
+
+#[test]
 fn a_convolution_after_the_fused_op_reads_its_output_as_written() {
     // The fused op also writes its output with images innermost, and the next convolution
     // reads that instead of re-laying the output out: values and gradients must be those of

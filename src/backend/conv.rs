@@ -158,7 +158,7 @@ pub(crate) fn conv2d_forward(
     bias: Option<&Tensor>,
     relu: bool,
     geo: &Geometry,
-    out: &wgpu::Buffer,
+    out: &Arc<Storage>,
     input_grad: bool,
 ) -> Result<ConvSaved> {
     let dev = x.device();
@@ -178,7 +178,7 @@ pub(crate) fn conv2d_forward(
             }))
         }
         ConvLowering::Im2col => {
-            portable::forward(dev, x, w, bias, relu, geo, out)?;
+            portable::forward(dev, x, w, bias, relu, geo, out.buffer())?;
             Saved::Im2col(x.detach())
         }
     }))

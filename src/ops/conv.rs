@@ -220,7 +220,7 @@ pub(crate) fn conv2d_into(
 ) -> Result<Op> {
     let geo = geometry(x, w, bias, p)?;
     let input_grad = crate::tape::is_grad_enabled() && x.is_requires_grad();
-    let saved = backend::conv2d_forward(x, w, bias, relu, &geo, storage.buffer(), input_grad)?;
+    let saved = backend::conv2d_forward(x, w, bias, relu, &geo, storage, input_grad)?;
     Ok(Op::Conv2d(Saved {
         saved,
         w: w.detach(),

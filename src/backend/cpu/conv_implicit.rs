@@ -193,6 +193,8 @@ pub(crate) fn images_inner(
     relu_out: Option<&Tensor>,
 ) -> Result<Arc<Texels>> {
     if relu_out.is_none() {
+        // A deferred tensor is computed first: its kernel may write this layout too.
+        t.buffer();
         if let Some(written) = t.storage().images_inner(geo.n) {
             return Ok(written);
         }
@@ -299,18 +301,19 @@ pub(crate) fn forward(
     bias: Option<&Tensor>,
     relu: bool,
     geo: &Geometry,
-    out: &wgpu::Buffer,
+    out: &Arc<Storage>,
     input_grad: bool,
 ) -> Result<(Arc<Texels>, Option<Texels>)> {
     let dev = x.device();
     let g = geo.p.groups;
     let xt = images_inner(dev, x, geo, None)?;
+    let out_storage = out;
+    let out = out.buffer();
     let mut params = params(geo, bias.is_some(), (0, 0, 0), 0);
     params.relu = relu as u32;
     let (wf, wb) = weight_layouts(dev, w, geo, true, input_grad)?;
     let wf = wf.expect("asked for");
     let cout_g = geo.c_out / g;
-    let unused;
     let mut binds = vec![
         Bind::Texels(xt.view()),
         Bind::Texels(wf.view()),
@@ -319,13 +322,27 @@ pub(crate) fn forward(
         Bind::Write(out),
     ];
     if let Some(lane_quads) = dev.policy().conv_lane_quads(cout_g) {
-        // The images-innermost output's slot holds a placeholder (unwritten).
-        unused = texels(dev, 4);
+        // With a fused ReLU the output is also written images innermost, for the convolution
+        // that most often reads it next (conv -> ReLU -> conv, and in eval mode conv -> folded
+        // BatchNorm -> ReLU -> conv), which then skips its re-layout; otherwise the slot holds
+        // a placeholder (unwritten).
+        let inner = texels(
+            dev,
+            if relu {
+                geo.c_out * geo.ho * geo.wo * quads(geo) * 4
+            } else {
+                4
+            },
+        );
         binds.extend([
-            Bind::WriteTexels(unused.view()),
+            Bind::WriteTexels(inner.view()),
             Bind::Write(dev.dummy_buffer()),
         ]);
-        subgroup_conv(dev, geo, lane_quads, SubgroupConv::Forward, &binds, &params)?;
+        let what = SubgroupConv::Forward { inner: relu };
+        subgroup_conv(dev, geo, lane_quads, what, &binds, &params)?;
+        if relu {
+            out_storage.set_images_inner(geo.n, Arc::new(inner));
+        }
         return Ok((xt, wb));
     }
     let invocations = quads(geo).div_ceil(4) * g * channel_blocks(cout_g) * geo.ho * geo.wo;
@@ -343,15 +360,12 @@ pub(crate) fn forward(
 /// What a conv_subgroup dispatch computes (its entry point and override constants).
 #[derive(Clone, Copy, PartialEq)]
 enum SubgroupConv {
-    Forward,
-    /// With the winner codes saved (`save`).
-    ReluPool {
-        save: bool,
-    },
     /// Also written images innermost with `inner`.
-    InputGrad {
-        inner: bool,
-    },
+    Forward { inner: bool },
+    /// With the winner codes saved (`save`).
+    ReluPool { save: bool },
+    /// Also written images innermost with `inner`.
+    InputGrad { inner: bool },
 }
 
 /// conv_subgroup over `geo`, `lane_quads` image quads per lane. `binds`: slots 1-4 (the
@@ -371,7 +385,7 @@ fn subgroup_conv(
     );
     let (entry, chans, pixels) = match what {
         SubgroupConv::InputGrad { .. } => ("conv_input_grad_subgroup", geo.c, geo.h * geo.w),
-        SubgroupConv::Forward => ("conv_forward_subgroup", geo.c_out, geo.ho * geo.wo),
+        SubgroupConv::Forward { .. } => ("conv_forward_subgroup", geo.c_out, geo.ho * geo.wo),
         SubgroupConv::ReluPool { .. } => ("conv_relu_pool_subgroup", geo.c_out, geo.ho * geo.wo),
     };
     // Subgroups of 8 lanes x lane_quads image quads at one pixel, 32 / lane_quads channels
@@ -389,7 +403,10 @@ fn subgroup_conv(
             ),
             (
                 "WRITE_INNER",
-                (what == SubgroupConv::InputGrad { inner: true }) as u32,
+                matches!(
+                    what,
+                    SubgroupConv::InputGrad { inner: true } | SubgroupConv::Forward { inner: true }
+                ) as u32,
             ),
             ("POOL", matches!(what, SubgroupConv::ReluPool { .. }) as u32),
             (
