@@ -504,15 +504,24 @@ impl Device {
         );
         let timer = self.profiler().and_then(|p| p.gpu.as_ref());
         let timed = batch.timed.len() as u32;
-        let pass = self.open_pass(&mut batch);
-        if let Some(t) = timer {
+        let pass_timer = timer.filter(|t| !t.inside_passes);
+        if pass_timer.is_some() {
+            // This dispatch's pass ends before the next one's.
+            batch.pass = None;
+        }
+        let pass = self.open_pass(&mut batch, pass_timer.map(|t| (&t.queries, 2 * timed)));
+        if let Some(t) = timer.filter(|t| t.inside_passes) {
             pass.write_timestamp(&t.queries, 2 * timed);
         }
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[offset as u32]);
         pass.dispatch_workgroups(x, y, 1);
         if let Some(t) = timer {
-            pass.write_timestamp(&t.queries, 2 * timed + 1);
+            if t.inside_passes {
+                pass.write_timestamp(&t.queries, 2 * timed + 1);
+            } else {
+                batch.pass = None;
+            }
             batch.timed.push(entry);
         }
         batch.ops += 1;
@@ -531,7 +540,13 @@ impl Device {
         Ok(())
     }
 
-    fn open_pass<'b>(&self, batch: &'b mut Batch) -> &'b mut wgpu::ComputePass<'static> {
+    /// The batch's open compute pass, or a new one; `timed`: the query set and first index
+    /// of the two timestamps a new pass writes at its beginning and end.
+    fn open_pass<'b>(
+        &self,
+        batch: &'b mut Batch,
+        timed: Option<(&wgpu::QuerySet, u32)>,
+    ) -> &'b mut wgpu::ComputePass<'static> {
         if batch.pass.is_none() {
             let encoder = batch.encoder.get_or_insert_with(|| {
                 self.wgpu()
@@ -540,7 +555,13 @@ impl Device {
             let pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: None,
-                    timestamp_writes: None,
+                    timestamp_writes: timed.map(|(query_set, first)| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set,
+                            beginning_of_pass_write_index: Some(first),
+                            end_of_pass_write_index: Some(first + 1),
+                        }
+                    }),
                 })
                 .forget_lifetime();
             batch.pass = Some(pass);

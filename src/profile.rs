@@ -1,5 +1,6 @@
-//! `WEBGRAD_PROFILE=1`: time per kernel. Where the adapter has timestamp queries inside compute
-//! passes, every dispatch is bracketed by two GPU timestamps and the batch is recorded and
+//! `WEBGRAD_PROFILE=1`: time per kernel. Where the adapter has timestamp queries, every dispatch
+//! is bracketed by two GPU timestamps (written inside the pass natively; in a browser, which
+//! times only whole passes, the dispatch gets a pass of its own) and the batch is recorded and
 //! submitted as usual; the timestamps are read back when the batch is flushed. Elsewhere each
 //! dispatch is submitted alone and timed from the host (which adds a submit's overhead).
 //!
@@ -35,49 +36,52 @@ pub(crate) struct GpuTimer {
     period_ns: f64,
     /// Dispatches one batch may time (the batch is flushed when it is reached).
     pub capacity: usize,
+    /// Whether timestamps can be written between a pass's dispatches; where they cannot, each
+    /// timed dispatch gets a pass of its own, timed at its beginning and end.
+    pub inside_passes: bool,
 }
 
-/// The features the profiler needs, when profiling and the adapter has them.
+/// The features the profiler needs, when profiling and the adapter has them: timestamps inside
+/// passes where there are (native), else timestamps at the passes' ends (a browser's WebGPU).
 pub(crate) fn wanted_features(adapter: &wgpu::Adapter, profile: bool) -> wgpu::Features {
-    let timestamps =
-        wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-    if profile && adapter.features().contains(timestamps) {
-        timestamps
-    } else {
+    let has = adapter.features();
+    let inside = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+    if !profile {
         wgpu::Features::empty()
+    } else if has.contains(inside) {
+        inside
+    } else {
+        has & wgpu::Features::TIMESTAMP_QUERY
     }
 }
 
 impl Profiler {
     /// A profiler, GPU-timed if the device has the features.
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Profiler {
-        let gpu = device
-            .features()
-            .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
-            .then(|| {
-                let bytes = MAX_QUERIES as u64 * 8;
-                let buffer = |usage| {
-                    device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("webgrad timestamps"),
-                        size: bytes,
-                        usage,
-                        mapped_at_creation: false,
-                    })
-                };
-                GpuTimer {
-                    queries: device.create_query_set(&wgpu::QuerySetDescriptor {
-                        label: Some("webgrad profile"),
-                        ty: wgpu::QueryType::Timestamp,
-                        count: MAX_QUERIES,
-                    }),
-                    resolve: buffer(
-                        wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                    ),
-                    readback: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
-                    period_ns: queue.get_timestamp_period() as f64,
-                    capacity: MAX_QUERIES as usize / 2,
-                }
-            });
+        let features = device.features();
+        let gpu = features.contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
+            let bytes = MAX_QUERIES as u64 * 8;
+            let buffer = |usage| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("webgrad timestamps"),
+                    size: bytes,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            GpuTimer {
+                queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("webgrad profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: MAX_QUERIES,
+                }),
+                resolve: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+                readback: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+                period_ns: queue.get_timestamp_period() as f64,
+                capacity: MAX_QUERIES as usize / 2,
+                inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            }
+        });
         Profiler {
             table: Arc::new(Mutex::new(HashMap::new())),
             gpu,

@@ -165,6 +165,34 @@ pub async fn bench(dev: &Device, batch: usize, steps: usize, infer_batch: usize)
     }))
 }
 
+/// Where LeNet-5's time goes in the page: after a warm-up (pipelines compiled), the kernel
+/// table ([`Device::profile_report`]) of `steps` training steps at `batch`, then of one
+/// inference pass at `infer_batch`. `dev` must profile (GPU timestamps: the page's host clock
+/// sees only the recording).
+pub async fn profile(
+    dev: &Device,
+    batch: usize,
+    steps: usize,
+    infer_batch: usize,
+) -> Result<Value> {
+    let mut net = lenet(dev, batch)?;
+    let xi = Tensor::rand(dev, &[infer_batch, 1, 28, 28])?;
+    train_step(&mut net).await?;
+    infer(&net.0, &xi).await?;
+    let table = |dev: &Device| dev.profile_report().unwrap_or_default();
+    dev.sync_async().await?;
+    dev.profile_reset();
+    for _ in 0..steps {
+        train_step(&mut net).await?;
+    }
+    dev.sync_async().await?;
+    let step = table(dev);
+    dev.profile_reset();
+    infer(&net.0, &xi).await?;
+    dev.sync_async().await?;
+    Ok(json!({ "adapter": dev.info().to_string(), "step": step, "inference": table(dev) }))
+}
+
 fn specs_json(specs: &[PipelineSpec]) -> Value {
     specs
         .iter()

@@ -40,7 +40,12 @@ where
 /// Opens the page's WebGPU device, optionally running the kernels another adapter class would
 /// choose (`gpu`, `cpu`: what the page tests compare).
 async fn open(kernels: Option<String>) -> Result<Device> {
-    let mut opts = DeviceOptions::default();
+    open_with(kernels, false).await
+}
+
+/// [`open`], timing every kernel when `profile` is set.
+async fn open_with(kernels: Option<String>, profile: bool) -> Result<Device> {
+    let mut opts = DeviceOptions::default().with_profile(profile);
     if let Some(name) = kernels {
         let class = webgrad::AdapterClass::parse(&name)
             .ok_or_else(|| Error::Invalid(format!("unknown kernel class {name:?}")))?;
@@ -243,6 +248,16 @@ pub fn bench(batch: usize, steps: usize, infer_batch: usize, kernels: Option<Str
     report(async move {
         let dev = open(kernels).await?;
         checks::bench(&dev, batch, steps, infer_batch).await
+    })
+}
+
+/// Resolves to `{ "step": table, "inference": table }`: LeNet-5's kernel times in the page
+/// ([`checks::profile`]); `kernels` as in [`Lab::open`].
+#[wasm_bindgen]
+pub fn profile(batch: usize, steps: usize, infer_batch: usize, kernels: Option<String>) -> Promise {
+    report(async move {
+        let dev = open_with(kernels, true).await?;
+        checks::profile(&dev, batch, steps, infer_batch).await
     })
 }
 
