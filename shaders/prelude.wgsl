@@ -1,5 +1,10 @@
 // The prelude: helpers any webgrad shader may use, written once here and prepended to every
 // shader module when it is compiled (src/kernel.rs, `Shader::full_source`).
+//
+// Kernels combine conditions with `&` and `|` rather than `&&` and `||` where both sides are
+// plain comparisons: Tint lowers the short-circuit forms to branches, and SwiftShader's
+// compile time grows steeply with branches in unrolled code (conv_relu_pool_forward with
+// 7-tap kernel rows: 211 s with `&&` in its bounds checks, 0.5 s with `&`).
 
 // Bitwise, because `v != v` may be folded away by fast-math shader compilers, and GL drivers
 // may rewrite !(v <= 0) as v > 0.

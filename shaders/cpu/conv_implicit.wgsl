@@ -196,10 +196,10 @@ struct Slots {
 fn load_slots(first: u32, step: u32, count: u32, ch: u32) -> Slots {
     var s = Slots(vec4<f32>(0.0), vec4<f32>(0.0));
     for (var slot = 0u; slot < 4u; slot++) {
-        if (slot < ch && slot < count) {
+        if ((slot < ch) & (slot < count)) {
             s.lo[slot] = src[first + slot * step];
         }
-        if (slot + 4u < ch && slot + 4u < count) {
+        if ((slot + 4u < ch) & (slot + 4u < count)) {
             s.hi[slot] = src[first + (slot + 4u) * step];
         }
     }
@@ -330,7 +330,7 @@ struct Quads {
 }
 
 fn quad_at(q: u32, j: u32, nb: u32, inside: bool) -> vec4<f32> {
-    let ok = inside && nb * 4u + j < p.nq;
+    let ok = inside & (nb * 4u + j < p.nq);
     return select(vec4<f32>(0.0), xq(select(0u, q + j, ok)), ok);
 }
 
@@ -403,7 +403,7 @@ fn conv_forward(id: Invocation) {
             let ih = ih0 + i32(kh * p.dh);
             for (var kw = 0u; kw < p.kw; kw++) {
                 let iw = iw0 + i32(kw * p.dw);
-                let inside = u32(ih) < p.h && u32(iw) < p.w;
+                let inside = (u32(ih) < p.h) & (u32(iw) < p.w);
                 let q = ((plane + u32(ih)) * p.w + u32(iw)) * p.nq + nb * 4u;
                 let wi = w_base + k * k_step;
                 fma16(wq(wi), wq(wi + 1u), load16(q, nb, inside));
@@ -508,7 +508,7 @@ fn conv_relu_pool_forward(id: Invocation) {
 
 // Quad q of the images at input pixel (ih, iw) of channel plane `plane` (zero outside).
 fn pixel_quad(plane: u32, ih: i32, iw: i32, q: u32) -> vec4<f32> {
-    let inside = u32(ih) < p.h && u32(iw) < p.w;
+    let inside = (u32(ih) < p.h) & (u32(iw) < p.w);
     return quad_at(((plane + u32(ih)) * p.w + u32(iw)) * p.nq + q, 0u, 0u, inside);
 }
 
@@ -577,7 +577,7 @@ struct GradIndex {
 fn grad_index(t: i32, stride: u32, size: u32) -> GradIndex {
     if (STRIDED) {
         let d = divmod(select(0u, u32(t), t >= 0), stride);
-        return GradIndex(d.x, t >= 0 && d.y == 0u && d.x < size);
+        return GradIndex(d.x, (t >= 0) & (d.y == 0u) & (d.x < size));
     }
     return GradIndex(u32(t), u32(t) < size);
 }
@@ -616,7 +616,7 @@ fn conv_backward_input(id: Invocation) {
                 let c = grad_index(tw0 - i32(kw * p.dw), p.sw, p.wo);
                 let q = ((co_abs * p.ho + r.o) * p.wo + c.o) * p.nq + nb * 4u;
                 let wi = w_base + (kh * p.kw + kw) * k_step;
-                fma16(wq(wi), wq(wi + 1u), load16(q, nb, r.ok && c.ok));
+                fma16(wq(wi), wq(wi + 1u), load16(q, nb, r.ok & c.ok));
             }
         }
     }
@@ -637,10 +637,10 @@ struct QuadPair {
 // Quads 2 nb2 and 2 nb2 + 1 at column tw of the gradient row starting at texel row_q (zero
 // outside the row, or when !ok_h, or past the batch).
 fn quad_pair(row_q: u32, tw: i32, nb2: u32, ok_h: bool) -> QuadPair {
-    let inside = ok_h && u32(tw) < p.wo;
+    let inside = ok_h & (u32(tw) < p.wo);
     let q = (row_q + u32(tw)) * p.nq + nb2 * 2u;
-    let ok0 = inside && nb2 * 2u < p.nq;
-    let ok1 = inside && nb2 * 2u + 1u < p.nq;
+    let ok0 = inside & (nb2 * 2u < p.nq);
+    let ok1 = inside & (nb2 * 2u + 1u < p.nq);
     return QuadPair(select(vec4<f32>(0.0), xq(select(0u, q, ok0)), ok0),
                     select(vec4<f32>(0.0), xq(select(0u, q + 1u, ok1)), ok1));
 }
@@ -800,7 +800,7 @@ fn tap(g: u32, cin_g: u32, k: u32) -> vec3<i32> {
 fn x_at(tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> vec4<f32> {
     let ih = i32(oh * p.sh) + tp.y;
     let iw = i32(ow * p.sw) + tp.z;
-    let inside = u32(ih) < p.h && u32(iw) < p.w;
+    let inside = (u32(ih) < p.h) & (u32(iw) < p.w);
     let v = xs(select(0u, ((u32(tp.x + ih)) * p.w + u32(iw)) * p.nq + q, inside));
     return select(vec4<f32>(0.0), v, inside);
 }
@@ -835,16 +835,16 @@ fn store_gw(base: u32, cout_g: u32, k_len: u32, co_first: u32, co: u32, k0: u32,
     if (co >= cout_g) { return; }
     let row = base + (co_first + co) * k_len + k0;
     for (var j = 0u; j < 4u; j++) {
-        if (j < TAPS && k0 + j < k_len) {
+        if ((j < TAPS) & (k0 + j < k_len)) {
             partial[row + j] = a[j];
         }
-        if (4u + j < TAPS && k0 + 4u + j < k_len) {
+        if ((4u + j < TAPS) & (k0 + 4u + j < k_len)) {
             partial[row + 4u + j] = b[j];
         }
-        if (8u + j < TAPS && k0 + 8u + j < k_len) {
+        if ((8u + j < TAPS) & (k0 + 8u + j < k_len)) {
             partial[row + 8u + j] = c[j];
         }
-        if (12u + j < TAPS && k0 + 12u + j < k_len) {
+        if ((12u + j < TAPS) & (k0 + 12u + j < k_len)) {
             partial[row + 12u + j] = d[j];
         }
     }

@@ -78,7 +78,7 @@ fn src_cols() -> u32 {
 
 // Image quad q of the lane at texel `at` of the source, zeros outside it or past the batch.
 fn x_quad(at: u32, q: u32, inside: bool) -> vec4<f32> {
-    let ok = inside && q < p.nq;
+    let ok = inside & (q < p.nq);
     return select(vec4<f32>(0.0), texel_quad(x_texels, select(0u, at + q, ok)), ok);
 }
 
@@ -127,8 +127,8 @@ fn pool_channel(c: u32, first: u32, ch0: u32, q: u32, win: u32, v: vec4<f32>) {
     let b = subgroupShuffle(v, base + 1u);
     let d = subgroupShuffle(v, base + 2u);
     let e = subgroupShuffle(v, base + 3u);
-    let mine = lane_valid && lane_id % 4u == c % 4u && q < p.nq;
-    if (!mine || first + c >= p.c_out / p.groups) { return; }
+    let mine = lane_valid & (lane_id % 4u == c % 4u) & (q < p.nq);
+    if (!mine | (first + c >= p.c_out / p.groups)) { return; }
     var bv = 0.0;
     if (p.has_bias == 1u) {
         bv = bias[ch0 + c];
@@ -199,12 +199,12 @@ fn fetch_tap(k: u32, k_len: u32, k_step: u32) -> Fetched {
     let live = k < k_len;
     let r = u32(tap_row.q);
     let col = u32(tap_col.q);
-    let divides = tap_row.r == 0 && tap_col.r == 0;
-    let inside = live && lane_valid && divides && r < src_rows() && col < src_cols();
+    let divides = (tap_row.r == 0) & (tap_col.r == 0);
+    let inside = live & lane_valid & divides & (r < src_rows()) & (col < src_cols());
     let at = ((lane_plane0 + tap_c * src_rows() + r) * src_cols() + col) * p.nq;
     let w = texel_quad(w_texels, lane_w_base + min(k, k_len - 1u) * k_step);
     let row_end = tap_kw + 1u == p.kw;
-    let plane_end = row_end && tap_kh + 1u == p.kh;
+    let plane_end = row_end & (tap_kh + 1u == p.kh);
     tap_kw = select(tap_kw + 1u, 0u, row_end);
     tap_kh = select(tap_kh + u32(row_end), 0u, plane_end);
     tap_c += u32(plane_end);
@@ -220,7 +220,7 @@ fn fetch_tap(k: u32, k_len: u32, k_step: u32) -> Fetched {
     return Fetched(
         select(vec4<f32>(0.0), w, live),
         x_quad(at, lane_q0, inside),
-        x_quad(at, lane_q0 + 1u, inside && QL == 2u),
+        x_quad(at, lane_q0 + 1u, inside & (QL == 2u)),
     );
 }
 

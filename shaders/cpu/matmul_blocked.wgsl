@@ -29,7 +29,7 @@ fn block8(inv: Invocation) -> Tile {
     var t = tile_of(inv.wid, inv.nwg, 64u, 64u);
     t.row0 += (inv.lid / 8u) * 8u;
     t.col0 += (inv.lid % 8u) * 8u;
-    t.valid = t.valid && t.row0 < p.m && t.col0 < p.n;
+    t.valid = t.valid & (t.row0 < p.m) & (t.col0 < p.n);
     return t;
 }
 

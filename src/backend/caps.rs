@@ -85,13 +85,11 @@ impl Limits {
 /// below that: this many iterations, which leaves room for the loops' own overheads.
 pub const LLVMPIPE_LOOP_BUDGET: usize = 8192;
 
-/// Most slots (taps, channels) a kernel with unrolled slots unrolls, on most adapters.
+/// Most slots (taps, channels) a kernel with unrolled slots unrolls. (SwiftShader once needed
+/// fewer: its compile time exploded with unrolled code that was full of short-circuit `&&`
+/// branches, 165 s for conv_backward_weight's 16 taps. Without those branches it takes under a
+/// second; see the shaders' note on `&` in prelude.wgsl.)
 pub const UNROLL_SLOTS: usize = 16;
-
-/// The same where the shader compiler's time grows steeply with unrolled code: SwiftShader (the
-/// browser's CPU adapter) took 165 s to compile conv_backward_weight with 16 unrolled taps, and
-/// then its GPU process crashed; with 8 it takes about a second.
-pub const SLOW_COMPILER_UNROLL_SLOTS: usize = 8;
 
 /// Everything about the adapter that kernel choice depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,8 +100,6 @@ pub struct Caps {
     /// Most loop iterations one invocation may run, where the driver cuts longer loops
     /// (llvmpipe, on Vulkan and GL alike); `None` where loops run to completion.
     pub loop_budget: Option<usize>,
-    /// Most slots a kernel with unrolled slots may unroll (see [`UNROLL_SLOTS`]).
-    pub unroll_slots: usize,
     /// The shader compiler is slow (SwiftShader, a second or more for a large kernel): kernels
     /// share pipeline variants where they can, so that a first step compiles fewer.
     pub slow_compiler: bool,
@@ -144,11 +140,6 @@ impl Caps {
             // Every software adapter is treated as llvmpipe is: the cut-off is known there,
             // and an untested one may have its own.
             loop_budget: (cpu || llvmpipe).then_some(LLVMPIPE_LOOP_BUDGET),
-            unroll_slots: if slow_compiler {
-                SLOW_COMPILER_UNROLL_SLOTS
-            } else {
-                UNROLL_SLOTS
-            },
             slow_compiler,
             limits: r.limits.clone(),
         }
@@ -159,7 +150,6 @@ impl Caps {
     pub(crate) fn with_slow_compiler(self) -> Caps {
         Caps {
             slow_compiler: true,
-            unroll_slots: SLOW_COMPILER_UNROLL_SLOTS,
             ..self
         }
     }
@@ -199,14 +189,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn swiftshader_unrolls_less_and_shares_variants() {
+    fn swiftshader_has_a_slow_compiler() {
         let native = report(
             "SwiftShader Device (Subzero)",
             wgpu::DeviceType::Cpu,
             (4, 4),
             false,
         );
-        assert_eq!(native.unroll_slots, SLOW_COMPILER_UNROLL_SLOTS);
         let page = Caps::from_report(&AdapterReport {
             name: "",
             device_type: wgpu::DeviceType::Cpu,
@@ -216,10 +205,8 @@ pub(crate) mod tests {
             limits: limits(),
         });
         assert_eq!(page.class, AdapterClass::Cpu);
-        assert_eq!(page.unroll_slots, SLOW_COMPILER_UNROLL_SLOTS);
         assert!(native.slow_compiler && page.slow_compiler);
         let lavapipe = report("llvmpipe", wgpu::DeviceType::Cpu, (8, 8), true);
-        assert_eq!(lavapipe.unroll_slots, UNROLL_SLOTS);
         assert!(!lavapipe.slow_compiler);
     }
 

@@ -7,7 +7,7 @@
 //! every variant on one adapter; only the loop budget, a property of the driver, is never
 //! overridden.
 
-use super::caps::{AdapterClass, Caps};
+use super::caps::{AdapterClass, Caps, UNROLL_SLOTS};
 
 /// A bound on one invocation's loop iterations where the driver sets none: it keeps a single
 /// invocation's serial work (and index products on 32-bit targets) bounded.
@@ -145,10 +145,10 @@ impl Policy {
 
     /// conv_backward_weight's taps per block and SLIDE_KW (CPU kernels): blocks of whole
     /// kernel rows slid along the output columns where `slides` (the column stride equals the
-    /// column dilation) and a row of `kw` taps fits the adapter's unroll width; else as many
-    /// single taps as it allows.
+    /// column dilation) and a row of `kw` taps fits the unroll width ([`UNROLL_SLOTS`]); else
+    /// as many single taps as it allows.
     pub fn conv_weight_taps(&self, kw: usize, slides: bool) -> (usize, usize) {
-        let most = self.caps.unroll_slots;
+        let most = UNROLL_SLOTS;
         if slides && kw <= most {
             (most / kw * kw, kw)
         } else {
@@ -158,11 +158,9 @@ impl Policy {
 
     /// Whether conv_relu_pool_forward slides whole kernel rows of `kw` taps (its ROW_SLIDE,
     /// where both strides equal their dilations): the 2 x 2 window's two rows of kw + 1
-    /// columns of image quads, unrolled, must fit the adapter's unroll width. Beyond it
-    /// SwiftShader's compile time explodes (kw = 5: 3.5 s against 0.35 s without ROW_SLIDE;
-    /// kw = 7: 211 s); kernel rows of 3 or less still slide there.
+    /// columns of image quads, unrolled, must fit the unroll width ([`UNROLL_SLOTS`]).
     pub fn conv_pool_row_slides(&self, kw: usize) -> bool {
-        2 * (kw + 1) <= self.caps.unroll_slots
+        2 * (kw + 1) <= UNROLL_SLOTS
     }
 
     /// Whether the fused conv + ReLU + pool kernel saves its windows' winners (the backward's
@@ -370,16 +368,13 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::caps::{
-        tests::limits, LLVMPIPE_LOOP_BUDGET, SLOW_COMPILER_UNROLL_SLOTS, UNROLL_SLOTS,
-    };
+    use crate::backend::caps::{tests::limits, LLVMPIPE_LOOP_BUDGET};
 
     fn caps(class: AdapterClass) -> Caps {
         Caps {
             class,
             subgroup_size: (class == AdapterClass::CpuSimd8).then_some(8),
             loop_budget: class.is_cpu().then_some(LLVMPIPE_LOOP_BUDGET),
-            unroll_slots: UNROLL_SLOTS,
             slow_compiler: false,
             limits: limits(),
         }
@@ -392,12 +387,11 @@ mod tests {
         assert_eq!(p.conv_weight_taps(3, true), (15, 3));
         assert_eq!(p.conv_weight_taps(3, false), (16, 0));
         assert_eq!(p.conv_weight_taps(17, true), (16, 0));
+        // A slow compiler (SwiftShader) unrolls as much since its explosions were fixed.
         let mut slow = caps(AdapterClass::Cpu);
-        slow.unroll_slots = SLOW_COMPILER_UNROLL_SLOTS;
+        slow.slow_compiler = true;
         let p = Policy::new(slow, None).unwrap();
-        assert_eq!(p.conv_weight_taps(5, true), (5, 5));
-        assert_eq!(p.conv_weight_taps(3, false), (8, 0));
-        assert_eq!(p.conv_weight_taps(9, true), (8, 0));
+        assert_eq!(p.conv_weight_taps(5, true), (15, 5));
     }
 
     #[test]
@@ -406,10 +400,9 @@ mod tests {
         assert!(p.conv_pool_row_slides(5) && p.conv_pool_row_slides(7));
         assert!(!p.conv_pool_row_slides(8));
         let mut slow = caps(AdapterClass::Cpu);
-        slow.unroll_slots = SLOW_COMPILER_UNROLL_SLOTS;
+        slow.slow_compiler = true;
         let p = Policy::new(slow, None).unwrap();
-        assert!(p.conv_pool_row_slides(3));
-        assert!(!p.conv_pool_row_slides(4) && !p.conv_pool_row_slides(5));
+        assert!(p.conv_pool_row_slides(5) && p.conv_pool_row_slides(7));
     }
 
     #[test]

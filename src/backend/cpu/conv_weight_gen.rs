@@ -166,10 +166,10 @@ fn conv_backward_weight(id: Invocation) {
     if (p.has_bias == 1u && kb == 0u) {
         let bias_at = base + p.c_out * k_len + g * cout_g + cb * CH;
         for (var i = 0u; i < 4u; i++) {
-            if (i < CH && cb * CH + i < cout_g) {
+            if ((i < CH) & (cb * CH + i < cout_g)) {
                 partial[bias_at + i] = s0[i];
             }
-            if (4u + i < CH && cb * CH + 4u + i < cout_g) {
+            if ((4u + i < CH) & (cb * CH + 4u + i < cout_g)) {
                 partial[bias_at + 4u + i] = s1[i];
             }
         }
