@@ -33,16 +33,30 @@ fn accumulators(rows: usize) -> String {
 }
 
 /// `store_{rows}x{columns}`: every row of the block through `store_row` (row r0 + i from
-/// lo{i}, and from hi{i} when the block has 8 columns).
+/// lo{i}, and from hi{i} when the block has 8 columns), in a loop over arrays of the rows:
+/// one call site, not one per row, since SwiftShader compiles every scalar store as a loop
+/// over its SIMD lanes (the copy into the arrays happens once per invocation).
 fn store_block(rows: usize, columns: usize, store_row: &str) -> String {
-    let signature = format!("store_{rows}x{columns}(c_base: u32, r0: u32, c0: u32)");
-    per_row(&signature, rows, |i| {
-        let values = match columns {
-            4 => format!("lo{i}"),
-            _ => format!("lo{i}, hi{i}"),
-        };
-        format!("{store_row}(c_base, r0 + {i}u, c0, {values});")
-    })
+    let array = |half: &str| {
+        let names = (0..rows)
+            .map(|i| format!("{half}{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("    var {half} = array<vec4<f32>, {rows}>({names});\n")
+    };
+    let values = match columns {
+        4 => "lo[i]",
+        _ => "lo[i], hi[i]",
+    };
+    let mut out = format!("fn store_{rows}x{columns}(c_base: u32, r0: u32, c0: u32) {{\n");
+    out += &array("lo");
+    if columns != 4 {
+        out += &array("hi");
+    }
+    out + &format!(
+        "    for (var i = 0u; i < {rows}u; i++) {{\n        \
+         {store_row}(c_base, r0 + i, c0, {values});\n    }}\n}}\n"
+    )
 }
 
 /// matmul_blocked8's, matmul_rows' and matmul_vec4's: an 8-row block's accumulators; the
@@ -116,11 +130,13 @@ mod tests {
                 for acc in [format!("lo{i}"), format!("hi{i}")] {
                     assert!(text.contains(&format!("var<private> {acc}: vec4<f32>;")));
                 }
-                assert!(
-                    text.contains(&format!("r0 + {i}u, c0, lo{i}")),
-                    "row {i} stored"
-                );
             }
+            // Every row in the arrays the stores loop over.
+            let last = rows - 1;
+            assert!(text.contains(&format!(
+                "lo{last});\n    var hi = array<vec4<f32>, {rows}>(hi0,"
+            )));
+            assert!(text.contains(&format!("for (var i = 0u; i < {rows}u; i++) {{")));
             assert!(!text.contains(&format!("lo{rows}")));
         }
         let adds = |text: &str, acc: &str| {
