@@ -100,21 +100,19 @@ pub(crate) fn window_rows() -> String {
     out + "}\n"
 }
 
-/// `fn {name}({params})` calling `call` for each channel `c` below CH, in a loop over an
-/// array of the accumulators (channel c's four are `a[c * 4u]` .. `a[c * 4u + 3u]`): one call
-/// site instead of one per channel. SwiftShader compiles every scalar store as a loop over its
-/// SIMD lanes, so a store helper inlined 8 times was most of a kernel's compile time there
-/// (conv_backward_input_pairs: 1.0-1.4 s against 0.44-0.47 s in the loop). The copy into the
-/// array happens once per invocation, after the accumulation.
+/// `fn {name}({params})` calling `call` for each channel `c` below CH with channel 0's four
+/// accumulators (`acc00` .. `acc03`), in a loop that then shifts every channel's accumulators
+/// down by one: one call site instead of one per channel. SwiftShader compiles every scalar
+/// store as a loop over its SIMD lanes, so a store helper inlined 8 times was most of a
+/// kernel's compile time there (conv_backward_input_pairs: 1.0-1.4 s against 0.44-0.47 s in
+/// the loop). The shift moves named variables; an array indexed by the loop counter would be
+/// a per-lane gather on llvmpipe (20% slower conv_relu_pool_forward).
 fn for_each_channel(name: &str, params: &str, call: &str) -> String {
-    let accs = (0..CHANNELS)
-        .flat_map(|c| (0..QUADS).map(move |j| format!("acc{c}{j}")))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let shift: String = (0..CHANNELS - 1)
+        .flat_map(|c| (0..QUADS).map(move |j| format!("        acc{c}{j} = acc{}{j};\n", c + 1)))
+        .collect();
     format!(
-        "fn {name}({params}) {{\n    var a = array<vec4<f32>, {}>({accs});\n    \
-         for (var c = 0u; c < CH; c++) {{\n        {call}\n    }}\n}}\n",
-        CHANNELS * QUADS
+        "fn {name}({params}) {{\n    for (var c = 0u; c < CH; c++) {{\n        {call}\n{shift}    }}\n}}\n"
     )
 }
 
@@ -122,7 +120,7 @@ fn for_each_channel(name: &str, params: &str, call: &str) -> String {
 /// conv_backward_input), store_pairs (conv_backward_input_pairs), store_pooled_all
 /// (conv_relu_pool_forward).
 pub(crate) fn store_helpers() -> String {
-    let quads = "a[c * 4u], a[c * 4u + 1u], a[c * 4u + 2u], a[c * 4u + 3u]";
+    let quads = "acc00, acc01, acc02, acc03";
     let store16 = for_each_channel(
         "store16",
         "nb: u32, first: u32, count: u32, ch0: u32, chans: u32, pixels: u32, pix: u32",
@@ -285,9 +283,9 @@ mod tests {
             assert!(stores.contains(f), "{f}");
         }
         assert_eq!(
-            stores.matches("acc72, acc73);").count(),
+            stores.matches("acc63 = acc73;").count(),
             3,
-            "channel 7's accumulators in each array"
+            "channel 7's accumulators shifted down in each"
         );
         assert_eq!(stores.matches("for (var c = 0u; c < CH; c++)").count(), 3);
     }

@@ -73,21 +73,20 @@ pub(crate) fn conv_backward_weight() -> String {
             indented(20, &accumulate(c))
         );
     }
-    // The stores in a loop over the channels (one call site: SwiftShader compiles every
-    // scalar store as a loop over its SIMD lanes, and store_gw holds 16).
-    let accs: Vec<String> = (0..CHANNELS)
-        .flat_map(|c| (0..TAPS / 4).map(move |b| format!("a{c}_{b}")))
-        .collect();
-    let stores = format!(
-        "    var acc = array<vec4<f32>, {}>({});
-    for (var c = 0u; c < CH; c++) {{
-        let a = c * 4u;
-        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + c, k0, acc[a], acc[a + 1u], acc[a + 2u], acc[a + 3u]);
-    }}
+    // The stores in a loop over the channels that shifts their accumulators down after each
+    // (one call site: SwiftShader compiles every scalar store as a loop over its SIMD lanes,
+    // and store_gw holds 16; named variables, not an array, which llvmpipe would gather).
+    let mut stores = String::from(
+        "    for (var c = 0u; c < CH; c++) {
+        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + c, k0, a0_0, a0_1, a0_2, a0_3);
 ",
-        accs.len(),
-        accs.join(", ")
     );
+    for c in 0..CHANNELS - 1 {
+        for b in 0..TAPS / 4 {
+            stores += &format!("        a{c}_{b} = a{}_{b};\n", c + 1);
+        }
+    }
+    stores += "    }\n";
     let mut out = String::from(
         "@compute @workgroup_size(WG)
 fn conv_backward_weight(id: Invocation) {
@@ -205,7 +204,7 @@ mod tests {
             "five unrolled tap loops"
         );
         assert_eq!(wgsl.matches("if (CH > 7u)").count(), 1, "accumulate");
-        assert!(wgsl.contains("a7_2, a7_3);\n    for (var c = 0u; c < CH; c++) {"));
+        assert!(wgsl.contains("a6_3 = a7_3;\n    }"));
         assert_eq!(wgsl.matches("store_gw(").count(), 1, "one store site");
     }
 }

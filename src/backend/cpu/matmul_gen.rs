@@ -32,31 +32,29 @@ fn accumulators(rows: usize) -> String {
         .collect()
 }
 
-/// `store_{rows}x{columns}`: every row of the block through `store_row` (row r0 + i from
-/// lo{i}, and from hi{i} when the block has 8 columns), in a loop over arrays of the rows:
-/// one call site, not one per row, since SwiftShader compiles every scalar store as a loop
-/// over its SIMD lanes (the copy into the arrays happens once per invocation).
+/// `store_{rows}x{columns}`: every row of the block through `store_row` (row r0 + i from lo0,
+/// and hi0 when the block has 8 columns), in a loop that then shifts the rows up by one: one
+/// call site, not one per row, since SwiftShader compiles every scalar store as a loop over
+/// its SIMD lanes. (An array indexed by the loop counter would be a per-lane gather on
+/// llvmpipe.)
 fn store_block(rows: usize, columns: usize, store_row: &str) -> String {
-    let array = |half: &str| {
-        let names = (0..rows)
-            .map(|i| format!("{half}{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("    var {half} = array<vec4<f32>, {rows}>({names});\n")
-    };
-    let values = match columns {
-        4 => "lo[i]",
-        _ => "lo[i], hi[i]",
-    };
-    let mut out = format!("fn store_{rows}x{columns}(c_base: u32, r0: u32, c0: u32) {{\n");
-    out += &array("lo");
-    if columns != 4 {
-        out += &array("hi");
+    let halves: &[&str] = if columns == 4 { &["lo"] } else { &["lo", "hi"] };
+    let values = halves
+        .iter()
+        .map(|h| format!("{h}0"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = format!(
+        "fn store_{rows}x{columns}(c_base: u32, r0: u32, c0: u32) {{\n    \
+         for (var i = 0u; i < {rows}u; i++) {{\n        \
+         {store_row}(c_base, r0 + i, c0, {values});\n"
+    );
+    for i in 0..rows - 1 {
+        for h in halves {
+            out += &format!("        {h}{i} = {h}{};\n", i + 1);
+        }
     }
-    out + &format!(
-        "    for (var i = 0u; i < {rows}u; i++) {{\n        \
-         {store_row}(c_base, r0 + i, c0, {values});\n    }}\n}}\n"
-    )
+    out + "    }\n}\n"
 }
 
 /// matmul_blocked8's, matmul_rows' and matmul_vec4's: an 8-row block's accumulators; the
@@ -131,11 +129,10 @@ mod tests {
                     assert!(text.contains(&format!("var<private> {acc}: vec4<f32>;")));
                 }
             }
-            // Every row in the arrays the stores loop over.
+            // Every row reaches the stores' loop, shifted up.
             let last = rows - 1;
-            assert!(text.contains(&format!(
-                "lo{last});\n    var hi = array<vec4<f32>, {rows}>(hi0,"
-            )));
+            assert!(text.contains(&format!("lo{} = lo{last};", last - 1)));
+            assert!(text.contains(&format!("hi{} = hi{last};", last - 1)));
             assert!(text.contains(&format!("for (var i = 0u; i < {rows}u; i++) {{")));
             assert!(!text.contains(&format!("lo{rows}")));
         }
