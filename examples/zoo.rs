@@ -1,4 +1,5 @@
-//! The benchmark zoo: `cargo run --release --example zoo [-- --steps N] [--models a,b]`.
+//! The benchmark zoo: `cargo run --release --example zoo [-- --steps N] [--models a,b]
+//! [--pipelines]`.
 //!
 //! Times five models of `webgrad::models` at batch 64 on random inputs: LeNet-5 (Modern) and
 //! the MLP with SGD momentum 0.9, PyTorch's MNIST example network with Adadelta (lr 1.0, as
@@ -13,11 +14,14 @@
 //! `mnistnet`, `resnet20`, `vgg`; `--steps` sets every model's timed steps (default: 200 for
 //! the small models, 10 for the MNIST network, 5 for the CIFAR nets, whose inference runs
 //! once after a warm-up run). `WEBGRAD_PROFILE=1`
-//! prints each model's per-kernel table over its timed steps.
+//! prints each model's per-kernel table over its timed steps; `--pipelines` prints what each
+//! pipeline of its first step costs to compile (created one at a time on a fresh device),
+//! largest first, which is most of the first step.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
+use webgrad::diagnostics::{self, PipelineSpec};
 use webgrad::models::{LeNet5, LeNetFlavour, Mlp, MnistNet, ResNet20, VggNet};
 use webgrad::nn::Module;
 use webgrad::optim::{Adadelta, Optimizer, Sgd};
@@ -116,6 +120,8 @@ struct Timing {
     first: f64,
     step: f64,
     infer: f64,
+    /// The pipelines the first step created.
+    pipelines: Vec<PipelineSpec>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -149,6 +155,7 @@ fn bench(spec: &Spec, steps: usize) -> Result<Timing> {
     let start = Instant::now();
     step(0)?;
     let first = start.elapsed().as_secs_f64() * 1e3;
+    let pipelines = diagnostics::created_pipelines(&dev);
     for i in 1..3 {
         step(i)?;
     }
@@ -192,7 +199,35 @@ fn bench(spec: &Spec, steps: usize) -> Result<Timing> {
         first,
         step: step_ms,
         infer: median(times),
+        pipelines,
     })
+}
+
+/// Each of `specs` compiled alone on a fresh device: the slowest `top`, and the total.
+fn print_compile_times(name: &str, specs: &[PipelineSpec], top: usize) -> Result<()> {
+    let mut times = pollster::block_on(diagnostics::time_pipelines(&Device::new()?, specs))?;
+    times.sort_by(|a, b| (b.ms + b.module_ms).total_cmp(&(a.ms + a.module_ms)));
+    let total: f64 = times.iter().map(|t| t.ms + t.module_ms).sum();
+    println!(
+        "{name}: {} pipelines in the first step, {total:.0} ms to compile them one by one",
+        times.len()
+    );
+    for t in times.iter().take(top) {
+        let s = &t.spec;
+        let overrides: Vec<String> = s
+            .constants
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        println!(
+            "  {:>7.1} ms  {} {} {}",
+            t.ms + t.module_ms,
+            s.shader,
+            s.entry,
+            overrides.join(" ")
+        );
+    }
+    Ok(())
 }
 
 /// PyTorch's timings per model from one run of the companion script, or `None` without
@@ -221,6 +256,7 @@ fn torch_run(models: &[&str], steps: Option<usize>) -> Option<HashMap<String, Ti
                 first: *fields.get("first_ms")?,
                 step: *fields.get("step_ms")?,
                 infer: *fields.get("infer_ms")?,
+                pipelines: Vec::new(),
             },
         );
     }
@@ -282,6 +318,9 @@ fn main() -> Result<()> {
             ms(t.step),
             ms(t.infer)
         );
+        if args.iter().any(|a| a == "--pipelines") {
+            print_compile_times(spec.name, &t.pipelines, 8)?;
+        }
         ours.push(t);
     }
     let after = before.as_ref().and_then(|_| torch_run(&chosen, steps));
