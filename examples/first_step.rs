@@ -9,6 +9,9 @@
 
 use std::time::Instant;
 
+#[path = "common/compile_times.rs"]
+mod compile_times;
+
 use webgrad::models::{LeNet5, LeNetFlavour};
 use webgrad::nn::Module;
 use webgrad::optim::{Optimizer, Sgd};
@@ -37,18 +40,11 @@ fn main() -> Result<()> {
     let (first, second) = (step(&dev)?, step(&dev)?);
     println!("first step {first:.0} ms, second {second:.0} ms");
     let specs = diagnostics::created_pipelines(&dev);
-    let mut times = pollster::block_on(diagnostics::time_pipelines(&Device::new()?, &specs))?;
-    times.sort_by(|a, b| (b.ms + b.module_ms).total_cmp(&(a.ms + a.module_ms)));
+    let times = compile_times::slowest_first(&specs)?;
     println!("| ms | module ms | module | entry point | overrides |\n|---|---|---|---|---|");
     for t in &times {
-        let s = &t.spec;
-        let overrides: Vec<String> = s
-            .constants
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect();
-        let (ms, module) = (t.ms, t.module_ms);
-        let (shader, entry, overrides) = (&s.shader, &s.entry, overrides.join(" "));
+        let (ms, module, s) = (t.ms, t.module_ms, &t.spec);
+        let (shader, entry, overrides) = (&s.shader, &s.entry, compile_times::overrides(s));
         println!("| {ms:.1} | {module:.1} | {shader} | {entry} | {overrides} |");
     }
     let total: f64 = times.iter().map(|t| t.ms + t.module_ms).sum();

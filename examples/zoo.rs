@@ -21,6 +21,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+#[path = "common/compile_times.rs"]
+mod compile_times;
+
 use webgrad::diagnostics::{self, PipelineSpec};
 use webgrad::models::{LeNet5, LeNetFlavour, Mlp, MnistNet, ResNet20, VggNet};
 use webgrad::nn::Module;
@@ -205,8 +208,7 @@ fn bench(spec: &Spec, steps: usize) -> Result<Timing> {
 
 /// Each of `specs` compiled alone on a fresh device: the slowest `top`, and the total.
 fn print_compile_times(name: &str, specs: &[PipelineSpec], top: usize) -> Result<()> {
-    let mut times = pollster::block_on(diagnostics::time_pipelines(&Device::new()?, specs))?;
-    times.sort_by(|a, b| (b.ms + b.module_ms).total_cmp(&(a.ms + a.module_ms)));
+    let times = compile_times::slowest_first(specs)?;
     let total: f64 = times.iter().map(|t| t.ms + t.module_ms).sum();
     println!(
         "{name}: {} pipelines in the first step, {total:.0} ms to compile them one by one",
@@ -214,18 +216,9 @@ fn print_compile_times(name: &str, specs: &[PipelineSpec], top: usize) -> Result
     );
     for t in times.iter().take(top) {
         let s = &t.spec;
-        let overrides: Vec<String> = s
-            .constants
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect();
-        println!(
-            "  {:>7.1} ms  {} {} {}",
-            t.ms + t.module_ms,
-            s.shader,
-            s.entry,
-            overrides.join(" ")
-        );
+        let ms = t.ms + t.module_ms;
+        let overrides = compile_times::overrides(s);
+        println!("  {ms:>7.1} ms  {} {} {overrides}", s.shader, s.entry);
     }
     Ok(())
 }

@@ -3,16 +3,12 @@
 // of webgrad (the page's WebGPU) and TensorFlow.js 4.22's cpu, wasm and webgl backends on the
 // same LeNet-5: training steps at batch 32 and 64 (forward, loss, backward, Adam, loss readback), inference at batch 1,000, and
 // the first step (pipelines or programs compiled on the way). Prints medians and ratios.
-import { serve, launch } from "../tests/browser.mjs";
+import { serve, openPage } from "../tests/browser.mjs";
 
 const rounds = Number(process.argv[2] ?? 2);
 const STEPS = 10;
 const server = await serve();
-const browser = await launch();
-const page = await browser.newPage();
-page.on("pageerror", (e) => console.error("page error:", e));
-await page.goto(`${server.url}/web/www/bench.html`);
-await page.waitForFunction(() => window.benchReady, null, { timeout: 120_000 });
+const { browser, page } = await openPage(server, "/web/www/bench.html", "benchReady");
 
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const runs = {}; // name -> { train32: [], train64: [], infer: [], first: [] }

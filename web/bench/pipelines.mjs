@@ -3,15 +3,11 @@
 // `bash web/build.sh` and `npm ci` in web/. One headless Chromium lists them (and times the
 // two first passes); a second, fresh one (no compiled pipeline cached) compiles each on its
 // own, awaiting the device after each. Prints a table, slowest first, as Markdown.
-import { serve, launch } from "../tests/browser.mjs";
+import { serve, openPage } from "../tests/browser.mjs";
 
 const server = await serve();
 async function inPage(f, arg) {
-  const browser = await launch();
-  const page = await browser.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e));
-  await page.goto(`${server.url}/web/www/bench.html`);
-  await page.waitForFunction(() => window.benchReady, null, { timeout: 120_000 });
+  const { browser, page } = await openPage(server, "/web/www/bench.html", "benchReady");
   const res = await page.evaluate(f, arg);
   await browser.close();
   return res;

@@ -41,3 +41,14 @@ export async function launch() {
     ],
   });
 }
+
+/** A fresh headless Chromium on `path` of `server`, once the page sets `window[flag]`
+ * (`bench.html` sets benchReady); resolves to { browser, page }. */
+export async function openPage(server, path, flag) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e));
+  await page.goto(`${server.url}${path}`);
+  await page.waitForFunction((f) => window[f], flag, { timeout: 120_000 });
+  return { browser, page };
+}
