@@ -19,7 +19,7 @@ use crate::rng::Rng;
 use crate::tensor::Storage;
 
 /// Which adapter to open, and how. `Default` reads `WEBGRAD_BACKEND`, `WEBGRAD_ADAPTER`,
-/// `WEBGRAD_PROFILE` and `WEBGRAD_KERNELS`.
+/// `WEBGRAD_PROFILE`, `WEBGRAD_KERNELS` and `WEBGRAD_SLOW_COMPILER`.
 ///
 /// ```
 /// # use webgrad::{Device, DeviceOptions};
@@ -47,7 +47,7 @@ impl Default for DeviceOptions {
             ops_per_submit: 2048,
             profile: var("WEBGRAD_PROFILE").is_some_and(|v| v != "0"),
             kernels: var("WEBGRAD_KERNELS"),
-            slow_compiler: false,
+            slow_compiler: var("WEBGRAD_SLOW_COMPILER").is_some_and(|v| v != "0"),
         }
     }
 }
