@@ -5,6 +5,11 @@
 // plain comparisons: Tint lowers the short-circuit forms to branches, and SwiftShader's
 // compile time grows steeply with branches in unrolled code (conv_relu_pool_forward with
 // 7-tap kernel rows: 211 s with `&&` in its bounds checks, 0.5 s with `&`).
+// A choice between forms of unrolled code is written where the code is, on override constants
+// and literals (`if (A_K) { ... }`), not in a helper that takes the choice as an argument:
+// SwiftShader inlines every call without folding constant arguments, so such a helper compiles
+// every form at every call site (matmul_vec4's variants: 190-320 ms each with such helpers,
+// 165-235 ms without).
 
 // Bitwise, because `v != v` may be folded away by fast-math shader compilers, and GL drivers
 // may rewrite !(v <= 0) as v > 0.

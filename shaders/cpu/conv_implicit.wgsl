@@ -768,20 +768,28 @@ fn gs(i: u32) -> vec4<f32> {
 override POOLED_G: bool = false;
 @group(0) @binding(4) var<storage, read> winner_codes: array<u32>;
 
-// Output channel ch's g for quad q at output pixel (oh, ow).
-fn g_at(ch: u32, oh: u32, ow: u32, q: u32) -> vec4<f32> {
-    if (POOLED_G) {
-        let t = ((ch * (p.ho / 2u) + oh / 2u) * (p.wo / 2u) + ow / 2u) * p.nq + q;
-        let here = vec4<u32>((oh % 2u) * 2u + ow % 2u);
-        return select(vec4<f32>(0.0), gs(t), unpack_codes(winner_codes[t]) == here);
-    }
-    return gs(((ch * p.ho + oh) * p.wo + ow) * p.nq + q);
+// Output channel ch's g for quad q at output pixels (oh, ow) and (oh, ow + 1), ow even (0
+// past the row's end). With POOLED_G both pixels lie in one 2 x 2 window: one texel and one
+// code word for the two.
+struct GPair {
+    v: vec4<f32>,
+    w: vec4<f32>,
 }
 
-// g_at at the next column, 0 past the row's end.
-fn g_next(ch: u32, oh: u32, ow: u32, q: u32) -> vec4<f32> {
-    return select(vec4<f32>(0.0), g_at(ch, oh, min(ow + 1u, p.wo - 1u), q), ow + 1u < p.wo);
+fn g_pair(ch: u32, oh: u32, ow: u32, q: u32) -> GPair {
+    if (POOLED_G) {
+        let t = ((ch * (p.ho / 2u) + oh / 2u) * (p.wo / 2u) + ow / 2u) * p.nq + q;
+        let g = gs(t);
+        let codes = unpack_codes(winner_codes[t]);
+        let here = vec4<u32>((oh % 2u) * 2u);
+        let zero = vec4<f32>(0.0);
+        return GPair(select(zero, g, codes == here), select(zero, g, codes == here + 1u));
+    }
+    let t = ((ch * p.ho + oh) * p.wo + ow) * p.nq + q;
+    let inside = ow + 1u < p.wo;
+    return GPair(gs(t), select(vec4<f32>(0.0), gs(select(t, t + p.nq, inside)), inside));
 }
+
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
 // Tap k's input channel plane (C * H units) and row/column offsets relative to oh * SH, ow * SW.
@@ -811,15 +819,6 @@ fn x_at(tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> vec4<f32> {
 // at the previous column, and only the last tap of each kernel row is fetched.
 override TAPS: u32 = 16u;
 override SLIDE_KW: u32 = 0u;
-
-// Slot s's x at the next output column: the next slot's, or a fetch at a kernel row's end.
-fn slide(s: u32, next: vec4<f32>, tp: vec3<i32>, oh: u32, ow: u32, q: u32) -> vec4<f32> {
-    let kw = max(SLIDE_KW, 1u);
-    if (s % kw == kw - 1u) {
-        return x_at(tp, oh, ow, q);
-    }
-    return next;
-}
 
 // partial[part, co_abs, k] for CH output channels x TAPS taps (k = tap index within the
 // group): per (image quad, output pixel), up to 16 + 8 vec4 loads (fewer when sliding) feed

@@ -38,15 +38,6 @@ fn store_row8(c_base: u32, row: u32, c0: u32, lo: vec4<f32>, hi: vec4<f32>) {
 @group(0) @binding(1) var a_texels: texture_2d<f32>;
 @group(0) @binding(2) var b_texels: texture_2d<f32>;
 
-// Vec4 i of A (from_a, a constant at every call) or of B.
-fn texel(from_a: bool, i: u32) -> vec4<f32> {
-    let at = texel_at(i);
-    if (from_a) {
-        return textureLoad(a_texels, at, 0);
-    }
-    return textureLoad(b_texels, at, 0);
-}
-
 // How the texel kernels read an operand, pipeline constants chosen by the host from the
 // strides: along k (A_K, B_K: each row of A or column of B contiguous in k, one vec4 per line
 // and step of 4 k), or across its lines (contiguous in m or n: two vec4s per k for 8 lines).
@@ -92,39 +83,11 @@ struct Texels8 {
     t7: vec4<f32>,
 }
 
-// Along k: texel i is line i at k .. k + 3. Across: texels 2 kk and 2 kk + 1 are lines 0-3 and
-// 4-7 at k + kk.
-fn fetch8(from_a: bool, l: Lines, k: u32, along_k: bool) -> Texels8 {
-    if (along_k) {
-        let lo = l.lo + vec4<u32>(k / 4u);
-        let hi = l.hi + vec4<u32>(k / 4u);
-        return Texels8(
-            texel(from_a, lo.x), texel(from_a, lo.y), texel(from_a, lo.z), texel(from_a, lo.w),
-            texel(from_a, hi.x), texel(from_a, hi.y), texel(from_a, hi.z), texel(from_a, hi.w),
-        );
-    }
-    let i = l.first + k * l.step;
-    let s = l.step;
-    return Texels8(
-        texel(from_a, i), texel(from_a, i + 1u),
-        texel(from_a, i + s), texel(from_a, i + s + 1u),
-        texel(from_a, i + 2u * s), texel(from_a, i + 2u * s + 1u),
-        texel(from_a, i + 3u * s), texel(from_a, i + 3u * s + 1u),
-    );
-}
-
-// Column kk of a step's A block, rows 0-3 (or 4-7 when high), or row kk of its B block,
-// columns 0-3 (4-7). kk and high are constants at every call.
-fn slice(v: Texels8, kk: u32, high: bool, along_k: bool) -> vec4<f32> {
-    if (along_k) {
-        let lo = vec4<f32>(v.t0[kk], v.t1[kk], v.t2[kk], v.t3[kk]);
-        let hi = vec4<f32>(v.t4[kk], v.t5[kk], v.t6[kk], v.t7[kk]);
-        return select(lo, hi, high);
-    }
-    switch kk {
-        case 0u: { return select(v.t0, v.t1, high); }
-        case 1u: { return select(v.t2, v.t3, high); }
-        case 2u: { return select(v.t4, v.t5, high); }
-        default: { return select(v.t6, v.t7, high); }
-    }
-}
+// fetch8_a and fetch8_b (generated: src/backend/cpu/matmul_gen.rs) fetch an operand's 8 texels
+// of a block for the step of 4 k values from k. Along k: texel i is line i at k .. k + 3.
+// Across: texels 2 kk and 2 kk + 1 are lines 0-3 and 4-7 at k + kk. Column kk of a step's A
+// block (rows 0-3, then 4-7), or row kk of its B block, is then component kk of 4 texels along
+// k, or texel 2 kk (2 kk + 1) across. They and the kernels' step functions are generated with
+// the choice on A_K or B_K spelled out in place, not in helpers taking the operand, the form or
+// kk as arguments: SwiftShader inlines every call without folding constant arguments, so such
+// helpers compiled every form at every call site.

@@ -32,15 +32,28 @@ fn each(indent: usize, count: usize, line: impl Fn(usize) -> String) -> String {
 
 /// Channel c's accumulation of both output columns into its four tap blocks, and its bias sum.
 fn accumulate(c: usize) -> String {
-    let mut out = format!("gv = g_at(g{c}, oh, ow, q);\ngw = g_next(g{c}, oh, ow, q);\n");
+    let mut out = format!("gp = g_pair(g{c}, oh, ow, q);\n");
     for b in 0..TAPS / 4 {
         let dots: Vec<String> = (4 * b..4 * b + 4)
-            .map(|k| format!("dot(gv, x{k}) + dot(gw, y{k})"))
+            .map(|k| format!("dot(gp.v, x{k}) + dot(gp.w, y{k})"))
             .collect();
         out += &format!("a{c}_{b} += vec4<f32>({});\n", dots.join(", "));
     }
     let lane = ["x", "y", "z", "w"][c % 4];
-    out + &format!("s{}.{lane} += dot(gv + gw, vec4<f32>(1.0));\n", c / 4)
+    out + &format!("s{}.{lane} += dot(gp.v + gp.w, vec4<f32>(1.0));\n", c / 4)
+}
+
+/// Slot i's x at output column `column` while sliding: fetched where the slot ends a kernel
+/// row, else `next` (its right neighbour's at the previous column). The condition is written
+/// here, on the slot's number and SLIDE_KW, rather than in a helper taking the slot as an
+/// argument: SwiftShader inlines every call without folding constant arguments, so a helper
+/// compiled its fetch at all 30 call sites (200 ms of the kernel's compile time).
+fn slid(x: &str, i: usize, next: &str, column: &str) -> String {
+    let kw = "max(SLIDE_KW, 1u)";
+    format!(
+        "if ({i}u % {kw} == {kw} - 1u) {{ {x}{i} = x_at(t{i}, oh, {column}, q); }} \
+         else {{ {x}{i} = {next}; }}"
+    )
 }
 
 fn indented(indent: usize, text: &str) -> String {
@@ -52,20 +65,12 @@ fn indented(indent: usize, text: &str) -> String {
 /// `shaders/cpu/conv_implicit.wgsl`).
 pub(crate) fn conv_backward_weight() -> String {
     let fetch = |at: &'static str| move |i: usize| format!("x{i} = x_at(t{i}, oh, {at}, q);");
-    let slide_x = |i: usize| {
-        let next = match i + 1 < TAPS {
-            true => format!("y{}", i + 1),
-            false => "vec4<f32>(0.0)".into(),
-        };
-        format!("x{i} = slide({i}u, {next}, t{i}, oh, ow + 2u, q);")
+    let next = |v: &str, i: usize| match i + 1 < TAPS {
+        true => format!("{v}{}", i + 1),
+        false => "vec4<f32>(0.0)".into(),
     };
-    let slide_y = |i: usize| {
-        let next = match i + 1 < TAPS {
-            true => format!("x{}", i + 1),
-            false => "vec4<f32>(0.0)".into(),
-        };
-        format!("y{i} = slide({i}u, {next}, t{i}, oh, ow + 1u, q);")
-    };
+    let slide_x = |i: usize| slid("x", i, &next("y", i), "ow + 2u");
+    let slide_y = |i: usize| slid("y", i, &next("x", i), "ow + 1u");
     let mut accumulate_all = indented(16, &accumulate(0));
     for c in 1..CHANNELS {
         accumulate_all += &format!(
@@ -157,8 +162,7 @@ fn conv_backward_weight(id: Invocation) {
         format!("y{i} = x_at(t{i}, oh, ow + 1u, q);")
     });
     out += "                }
-                var gv: vec4<f32>;
-                var gw: vec4<f32>;
+                var gp: GPair;
 ";
     out += &accumulate_all;
     out += "                if (SLIDE_KW > 0u) {\n";
@@ -206,5 +210,12 @@ mod tests {
         assert_eq!(wgsl.matches("if (CH > 7u)").count(), 1, "accumulate");
         assert!(wgsl.contains("a6_3 = a7_3;\n    }"));
         assert_eq!(wgsl.matches("store_gw(").count(), 1, "one store site");
+        // Slides decide on the slot's number in place (no helper taking it as an argument).
+        let end = "4u % max(SLIDE_KW, 1u) == max(SLIDE_KW, 1u) - 1u";
+        assert!(wgsl.contains(&format!(
+            "if ({end}) {{ x4 = x_at(t4, oh, ow + 2u, q); }} else {{ x4 = y5; }}"
+        )));
+        assert!(wgsl.contains("else { y15 = vec4<f32>(0.0); }"));
+        assert_eq!(wgsl.matches("gp = g_pair(g7, oh, ow, q);").count(), 1);
     }
 }
