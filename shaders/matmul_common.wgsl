@@ -13,7 +13,9 @@
 // is added to C instead of stored; with HAS_BIAS every output gets bias[c] added, and with
 // RELU the final value goes through relu (Linear's epilogue, saving a broadcast add and an
 // activation pass). Constants rather than uniforms because llvmpipe runs a branch on a
-// uniform masked: each output paid for the bias and C loads it did not use.
+// uniform masked: each output paid for the bias and C loads it did not use. Where the shader
+// compiler is slow (Policy::gemm_epilogue_in_params), EPILOGUE_IN_PARAMS reads the epilogue
+// from the parameters instead, so that every epilogue of a kernel shares one pipeline.
 
 struct Params {
     batch: u32,
@@ -31,7 +33,8 @@ struct Params {
     c_off: u32,
     c_bs: u32,
     sum_batch: u32,
-    // Unread: the pipeline constants ACCUMULATE, HAS_BIAS and RELU hold these.
+    // Read with EPILOGUE_IN_PARAMS; otherwise the pipeline constants ACCUMULATE, HAS_BIAS and
+    // RELU hold these.
     accumulate: u32,
     has_bias: u32,
     relu: u32,
@@ -48,6 +51,20 @@ struct Params {
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
 override RELU: bool = false;
+override EPILOGUE_IN_PARAMS: bool = false;
+
+// The epilogue's parts, from the constants or the parameters.
+fn has_bias() -> bool {
+    return select(HAS_BIAS, p.has_bias == 1u, EPILOGUE_IN_PARAMS);
+}
+
+fn accumulates() -> bool {
+    return select(ACCUMULATE, p.accumulate == 1u, EPILOGUE_IN_PARAMS);
+}
+
+fn has_relu() -> bool {
+    return select(RELU, p.relu == 1u, EPILOGUE_IN_PARAMS);
+}
 
 // Every product kernel takes the prelude's `Invocation` (some also take other builtins).
 
@@ -85,7 +102,7 @@ fn tile_of(wid: vec3<u32>, nwg: vec3<u32>, tile_m: u32, tile_n: u32) -> Tile {
 
 // The epilogue's first part: the bias of column col added, when there is one.
 fn with_bias(v: f32, col: u32) -> f32 {
-    if (HAS_BIAS) {
+    if (has_bias()) {
         return v + bias[col];
     }
     return v;
@@ -93,7 +110,7 @@ fn with_bias(v: f32, col: u32) -> f32 {
 
 // The epilogue's last part, once the sum is complete.
 fn activation(v: f32) -> f32 {
-    if (RELU) {
+    if (has_relu()) {
         return relu(v);
     }
     return v;
@@ -102,7 +119,7 @@ fn activation(v: f32) -> f32 {
 // Stores or adds output element i of column col.
 fn store(i: u32, col: u32, v: f32) {
     var r = with_bias(v, col);
-    if (ACCUMULATE) {
+    if (accumulates()) {
         r += c[i];
     }
     c[i] = activation(r);

@@ -55,9 +55,12 @@
 // False when both strides are 1: the backward's divisibility tests compile away.
 override STRIDED: bool = true;
 
-// Channels per block, 1-8: a group's C channels form ceil(C / 8) blocks of CH = ceil(C / blocks)
-// (the host's choice), so 6 channels are one block of 6 rather than 8 with 2 idle; the
-// arithmetic of a block's channels CH..7 compiles away. Blocks: ceil(C / CH).
+// Channels per block, 1-8 (Policy::conv_block_channels): a group's C channels form
+// ceil(C / 8) blocks of CH = ceil(C / blocks), so 6 channels are one block of 6 rather than 8
+// with 2 idle (conv_backward_weight's CH may be rounded up to a power of two, so that layers
+// share its pipeline: Policy::conv_weight_grad_block_channels); the arithmetic of a block's
+// channels CH..7 compiles away, and a last block's channels past C are computed but not
+// stored. Blocks: ceil(C / CH).
 override CH: u32 = 8u;
 
 fn channel_blocks(c: u32) -> u32 {

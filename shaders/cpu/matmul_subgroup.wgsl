@@ -76,7 +76,7 @@ fn store4(i4: u32, col: u32, v: vec4<f32>) {
         with_bias(v.z, col + 2u),
         with_bias(v.w, col + 3u),
     );
-    if (ACCUMULATE) {
+    if (accumulates()) {
         r += c4[i4];
     }
     c4[i4] = vec4<f32>(activation(r.x), activation(r.y), activation(r.z), activation(r.w));

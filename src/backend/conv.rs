@@ -227,8 +227,9 @@ pub(crate) struct OutputGrad {
     nchw: Option<Tensor>,
     /// Images innermost, through the ReLU and the pooling (implicit GEMM).
     inner: Option<Arc<Texels>>,
-    /// Under the fused pooling, when only the weight gradient reads it: the pooled gradient
-    /// images innermost, which the weight gradient routes to the winners itself.
+    /// Under the fused pooling, for the weight gradient where the policy has it read this
+    /// (`Policy::conv_weight_grad_from_pooled`): the pooled gradient images innermost, which
+    /// the weight gradient routes to the winners itself.
     pooled: Option<Arc<Texels>>,
 }
 
@@ -270,14 +271,17 @@ pub(crate) fn conv2d_output_grad(
                 out.nchw = Some(masked()?);
             }
             match &imp.winners {
-                Some(winners) if need.x => {
-                    let routed = conv_implicit::pool_grad_images_inner(dev, g, winners, geo)?;
-                    out.inner = Some(Arc::new(routed));
+                // The full-size gradient for the input gradient, and the pooled one for the
+                // weight gradient where the policy has it read that.
+                Some(winners) => {
+                    if need.x {
+                        let routed = conv_implicit::pool_grad_images_inner(dev, g, winners, geo)?;
+                        out.inner = Some(Arc::new(routed));
+                    }
+                    if need.w && dev.policy().conv_weight_grad_from_pooled(need.x) {
+                        out.pooled = Some(conv_implicit::images_inner(dev, g, geo, None)?);
+                    }
                 }
-                Some(_) if need.w => {
-                    out.pooled = Some(conv_implicit::images_inner(dev, g, geo, None)?);
-                }
-                Some(_) => {}
                 // Re-laid out once for both gradients, the ReLU's mask applied on the way
                 // (or re-laid out from the masked g already there).
                 None if need.x || need.w => {
@@ -328,9 +332,9 @@ pub(crate) fn conv2d_weight_grad(
             None,
         )),
         Saved::Implicit(imp) => {
-            let (gt, winners) = match (&gy.inner, &gy.pooled, &imp.winners) {
-                (Some(gt), _, _) => (&**gt, None),
-                (None, Some(pooled), Some(winners)) => (&**pooled, Some(&**winners)),
+            let (gt, winners) = match (&gy.pooled, &imp.winners, &gy.inner) {
+                (Some(pooled), Some(winners), _) => (&**pooled, Some(&**winners)),
+                (None, _, Some(gt)) => (&**gt, None),
                 _ => unreachable!("conv2d_output_grad for w"),
             };
             conv_implicit::backward_weight(dev, &imp.xt, gt, winners, geo, w.shape(), with_bias)

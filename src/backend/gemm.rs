@@ -30,7 +30,8 @@ kernel_params! {
         c_off: u32,
         c_bs: u32,
         sum_batch: u32,
-        /// Unread: the pipeline constants ACCUMULATE, HAS_BIAS and RELU hold these.
+        /// Read where the policy puts the epilogue in the parameters; otherwise the pipeline
+        /// constants ACCUMULATE, HAS_BIAS and RELU hold these.
         accumulate: u32,
         has_bias: u32,
         relu: u32,
@@ -210,12 +211,16 @@ impl<'a> Gemm<'a> {
         let (tile_m, tile_n) = kernel.tile();
         let out_batches = if self.sum_batch { 1 } else { piece.batch };
         let tiles = self.m.div_ceil(tile_m) * self.n.div_ceil(tile_n) * out_batches;
-        // The epilogue is compiled into the pipeline (see matmul_common.wgsl's HAS_BIAS).
-        let mut all = vec![
-            ("HAS_BIAS", piece.bias as u32),
-            ("ACCUMULATE", piece.accumulate as u32),
-            ("RELU", piece.relu as u32),
-        ];
+        // The epilogue is compiled into the pipeline (see matmul_common.wgsl's HAS_BIAS), or
+        // read from the parameters where the policy says so.
+        let mut all = match dev.policy().gemm_epilogue_in_params() {
+            true => vec![("EPILOGUE_IN_PARAMS", 1)],
+            false => vec![
+                ("HAS_BIAS", piece.bias as u32),
+                ("ACCUMULATE", piece.accumulate as u32),
+                ("RELU", piece.relu as u32),
+            ],
+        };
         all.extend_from_slice(constants);
         dev.dispatch_with(shader, kernel.entry(), &all, binds, &params, tiles as u32)
     }

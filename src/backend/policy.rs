@@ -238,6 +238,15 @@ impl Policy {
             && (1..=self.loop_limit()).contains(&k)
     }
 
+    /// Whether the product kernels read their epilogue (bias, accumulation, ReLU) from the
+    /// parameters rather than from pipeline constants: where the compiler is slow, so that
+    /// every epilogue shares one pipeline (SwiftShader: 200-300 ms per matmul_vec4 variant).
+    /// Elsewhere constants, since llvmpipe runs a branch on a uniform masked (each output
+    /// would pay for the loads of the parts it does not use).
+    pub fn gemm_epilogue_in_params(&self) -> bool {
+        self.caps.slow_compiler
+    }
+
     /// Whether a product should read its operands as textures with vec4 loads (when their
     /// strides allow): register blocks over more than 16 rows and at least 4 of k.
     pub fn gemm_texels(&self, m: usize, k: usize) -> bool {
@@ -256,6 +265,37 @@ impl Policy {
     }
 
     // ---- convolutions
+
+    /// Channels per block of the CPU convolution kernels (their override CH, 1-8) for a
+    /// group of `c` channels: ceil(c / 8) blocks of equal size (6 channels are one block of 6,
+    /// 12 two of 6), so that no slot idles.
+    pub fn conv_block_channels(&self, c: usize) -> usize {
+        c.div_ceil(c.div_ceil(8).max(1)).max(1)
+    }
+
+    /// conv_backward_weight's channels per block: as [`conv_block_channels`]
+    /// (Self::conv_block_channels), but where the compiler is slow rounded up to a power of
+    /// two, so that layers of different widths share its pipeline (LeNet-5's 6 and 16
+    /// channels: one pipeline of 0.7-1.0 s on SwiftShader instead of two, for 2 idle channels
+    /// of 8 in conv1's weight gradient). The other kernels keep balanced blocks: with the
+    /// forward's rounded too, inference in the page took 12% longer.
+    pub fn conv_weight_grad_block_channels(&self, c: usize) -> usize {
+        let balanced = self.conv_block_channels(c);
+        match self.caps.slow_compiler {
+            true => balanced.next_power_of_two(),
+            false => balanced,
+        }
+    }
+
+    /// Whether the weight gradient below a fused conv + ReLU + 2 x 2 pool reads the pooled
+    /// gradient and the windows' winners (conv_backward_weight's POOLED_G) rather than the
+    /// full-size gradient. Where the input needs no gradient, nothing else needs the full-size
+    /// one, and its 4 stores per window cost more than the winners' loads. Where it does
+    /// (`input_grad`) the full-size one is written for the input gradient anyway, but a slow
+    /// compiler reads the pooled one too, so that every such layer shares one pipeline.
+    pub fn conv_weight_grad_from_pooled(&self, input_grad: bool) -> bool {
+        !input_grad || self.caps.slow_compiler
+    }
 
     /// `implicit_fits`: the implicit kernels' loops and textures can hold this convolution
     /// (`conv_implicit::fits`).
@@ -413,6 +453,39 @@ mod tests {
         slow.slow_compiler = true;
         let p = Policy::new(slow, None).unwrap();
         assert!(p.conv_pool_saves_winners(false));
+    }
+
+    fn slow_policy() -> Policy {
+        let mut slow = caps(AdapterClass::Cpu);
+        slow.slow_compiler = true;
+        Policy::new(slow, None).unwrap()
+    }
+
+    #[test]
+    fn a_slow_compiler_shares_weight_grad_blocks_between_widths() {
+        let widths = [1, 3, 6, 8, 9, 12, 16, 64];
+        let balanced = [1, 3, 6, 8, 5, 6, 8, 8];
+        let (p, slow) = (policy(AdapterClass::Cpu), slow_policy());
+        assert_eq!(widths.map(|c| p.conv_block_channels(c)), balanced);
+        assert_eq!(
+            widths.map(|c| p.conv_weight_grad_block_channels(c)),
+            balanced
+        );
+        assert_eq!(widths.map(|c| slow.conv_block_channels(c)), balanced);
+        assert_eq!(
+            widths.map(|c| slow.conv_weight_grad_block_channels(c)),
+            [1, 4, 8, 8, 8, 8, 8, 8]
+        );
+    }
+
+    #[test]
+    fn a_slow_compiler_shares_pooled_weight_grads_and_product_epilogues() {
+        let p = policy(AdapterClass::CpuSimd8);
+        assert!(p.conv_weight_grad_from_pooled(false) && !p.conv_weight_grad_from_pooled(true));
+        assert!(!p.gemm_epilogue_in_params());
+        let slow = slow_policy();
+        assert!(slow.conv_weight_grad_from_pooled(true));
+        assert!(slow.gemm_epilogue_in_params());
     }
 
     fn policy(class: AdapterClass) -> Policy {

@@ -72,7 +72,7 @@ pub(crate) fn fits(dev: &Device, geo: &Geometry) -> bool {
         && geo.ho * (geo.wo + 1) + 16 <= limit
         && weight_parts(dev, geo, limit).is_some()
         // The kernels' operands fit in textures.
-        && largest_operand(geo).div_ceil(4 * TEXEL_ROW as usize)
+        && largest_operand(dev, geo).div_ceil(4 * TEXEL_ROW as usize)
             <= dev.limits().max_texture_dimension_2d as usize
         // Index arithmetic in the kernels stays within u32 and the divmod's 2^24.
         && (geo.n.div_ceil(4) * 4 * geo.c.max(geo.c_out) * geo.h.max(geo.ho) * geo.w.max(geo.wo))
@@ -81,12 +81,12 @@ pub(crate) fn fits(dev: &Device, geo: &Geometry) -> bool {
 
 /// Floats in the largest tensor a kernel reads as a texture: x or g with images innermost (the
 /// padded batch times the larger of the input and output planes), or a weight layout.
-fn largest_operand(geo: &Geometry) -> usize {
+fn largest_operand(dev: &Device, geo: &Geometry) -> usize {
     let images = quads(geo) * 4;
     let planes = (geo.c * geo.h * geo.w).max(geo.c_out * geo.ho * geo.wo);
     let (g, taps) = (geo.p.groups, geo.kh * geo.kw);
-    let weights = (geo.c * channel_blocks(geo.c_out / g))
-        .max(geo.c_out * channel_blocks(geo.c / g))
+    let weights = (geo.c * channel_blocks(dev, geo.c_out / g))
+        .max(geo.c_out * channel_blocks(dev, geo.c / g))
         * taps
         * 8;
     (images * planes).max(weights)
@@ -98,15 +98,22 @@ fn texels(dev: &Device, floats: usize) -> Texels {
         .expect("fits() checked that the operands fit in textures")
 }
 
-/// Channels per block (the kernels' override CH) for a group of `c` channels: ceil(c / 8)
-/// blocks of equal size, so that 6 channels are one block of 6, 12 two of 6.
-fn block_channels(c: usize) -> usize {
-    c.div_ceil(c.div_ceil(8).max(1)).max(1)
+/// Channels per block (the kernels' override CH) for a group of `c` channels: the policy's
+/// choice.
+fn block_channels(dev: &Device, c: usize) -> usize {
+    dev.policy().conv_block_channels(c)
 }
 
 /// Channel blocks of a group of `c` channels (the kernels' channel_blocks).
-fn channel_blocks(c: usize) -> usize {
-    c.div_ceil(block_channels(c))
+fn channel_blocks(dev: &Device, c: usize) -> usize {
+    c.div_ceil(block_channels(dev, c))
+}
+
+/// conv_backward_weight's channels per block (its CH) and blocks for a group of `c` output
+/// channels: the policy's choice, which may differ from the other kernels'.
+fn weight_grad_blocks(dev: &Device, c: usize) -> (usize, usize) {
+    let ch = dev.policy().conv_weight_grad_block_channels(c);
+    (ch, c.div_ceil(ch))
 }
 
 /// conv_backward_weight's taps per block and SLIDE_KW (the policy's choice).
@@ -141,8 +148,9 @@ fn weight_parts(dev: &Device, geo: &Geometry, limit: usize) -> Option<(usize, us
     let groups = geo.p.groups;
     let nq = quads(geo);
     let k_len = geo.c / groups * geo.kh * geo.kw;
-    let per_part =
-        groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(dev, geo).0);
+    let per_part = groups
+        * weight_grad_blocks(dev, geo.c_out / groups).1
+        * k_len.div_ceil(weight_taps(dev, geo).0);
     let quads_per_part = nq.div_ceil(limit / 4).max(1);
     let quad_groups = nq.div_ceil(quads_per_part);
     let mut bands = 128usize
@@ -234,17 +242,17 @@ pub(crate) fn images_inner(
 
 /// The size (floats) and block channels (the kernels' CH) of a weight layout: blocks of output
 /// channels for the forward, of input channels for the input gradient.
-fn layout_size(geo: &Geometry, forward: bool) -> (usize, usize) {
+fn layout_size(dev: &Device, geo: &Geometry, forward: bool) -> (usize, usize) {
     let g = geo.p.groups;
     let taps = geo.kh * geo.kw;
     if forward {
         let cout_g = geo.c_out / g;
-        let len = g * (geo.c / g * taps) * channel_blocks(cout_g) * 8;
-        (len, block_channels(cout_g))
+        let len = g * (geo.c / g * taps) * channel_blocks(dev, cout_g) * 8;
+        (len, block_channels(dev, cout_g))
     } else {
         let cin_g = geo.c / g;
-        let len = geo.c_out * taps * channel_blocks(cin_g) * 8;
-        (len, block_channels(cin_g))
+        let len = geo.c_out * taps * channel_blocks(dev, cin_g) * 8;
+        (len, block_channels(dev, cin_g))
     }
 }
 
@@ -259,8 +267,8 @@ fn weight_layouts(
     forward: bool,
     backward: bool,
 ) -> Result<(Option<Texels>, Option<Texels>)> {
-    let (len_f, ch_f) = layout_size(geo, true);
-    let (len_b, ch_b) = layout_size(geo, false);
+    let (len_f, ch_f) = layout_size(dev, geo, true);
+    let (len_b, ch_b) = layout_size(dev, geo, false);
     let layout = |on: bool, len: usize| on.then(|| texels(dev, len));
     let (wf, wb) = (layout(forward, len_f), layout(backward, len_b));
     // A layout not asked for: a one-texel placeholder fills its slot (unwritten).
@@ -275,8 +283,10 @@ fn weight_layouts(
         &[
             ("FORWARD_LAYOUT", forward as u32),
             ("BACKWARD_LAYOUT", backward as u32),
-            ("CH", ch_f as u32),
-            ("CH_B", ch_b as u32),
+            // A layout not asked for keeps its block size at the default, so that the
+            // variants writing one layout share pipelines whatever the other's channels.
+            ("CH", if forward { ch_f as u32 } else { 8 }),
+            ("CH_B", if backward { ch_b as u32 } else { 8 }),
         ],
         &[
             Bind::Read(w.buffer()),
@@ -345,11 +355,11 @@ pub(crate) fn forward(
         }
         return Ok((xt, wb));
     }
-    let invocations = quads(geo).div_ceil(4) * g * channel_blocks(cout_g) * geo.ho * geo.wo;
+    let invocations = quads(geo).div_ceil(4) * g * channel_blocks(dev, cout_g) * geo.ho * geo.wo;
     dev.dispatch_with(
         &SHADER,
         "conv_forward",
-        &[("CH", block_channels(cout_g) as u32)],
+        &[("CH", block_channels(dev, cout_g) as u32)],
         &binds,
         &params,
         grid(invocations),
@@ -452,7 +462,7 @@ pub(crate) fn forward_relu_pool(
     // Invocations: 4 images x CH channels at one 2 x 2 window.
     let cout_g = geo.c_out / g;
     let windows = (geo.ho / 2) * (geo.wo / 2);
-    let invocations = quads(geo) * g * channel_blocks(cout_g) * windows;
+    let invocations = quads(geo) * g * channel_blocks(dev, cout_g) * windows;
     // Without the winners, the device's dummy buffer fills their slot (unwritten). The policy
     // may have them saved when not asked for (the training pipeline shared by inference).
     let per_window = geo.c_out * windows * quads(geo) * 4;
@@ -488,7 +498,7 @@ pub(crate) fn forward_relu_pool(
             ("SAVE_ARGMAX", saves as u32),
             ("SLIDE", (geo.p.stride.1 == geo.p.dilation.1) as u32),
             ("ROW_SLIDE", row_slide(dev, geo) as u32),
-            ("CH", block_channels(cout_g) as u32),
+            ("CH", block_channels(dev, cout_g) as u32),
         ],
         &[
             Bind::Texels(xt.view()),
@@ -584,7 +594,7 @@ pub(crate) fn backward_input(
         return Ok(gx);
     }
     let strided = geo.p.stride != (1, 1);
-    let blocks = groups * channel_blocks(geo.c / groups);
+    let blocks = groups * channel_blocks(dev, geo.c / groups);
     // With unit stride and dilation along the width, pairs of neighbouring pixels share the
     // gradient columns they read (8 images per invocation); otherwise 16 images at one pixel.
     let (entry, invocations) = if geo.p.stride.1 == 1 && geo.p.dilation.1 == 1 {
@@ -627,7 +637,7 @@ pub(crate) fn backward_input(
     }
     let mut constants = vec![
         ("STRIDED", strided as u32),
-        ("CH", block_channels(geo.c / groups) as u32),
+        ("CH", block_channels(dev, geo.c / groups) as u32),
     ];
     if pairs {
         constants.push(("WRITE_INNER", inner_too as u32));
@@ -665,8 +675,8 @@ pub(crate) fn backward_weight(
     let w_len = geo.c_out * k_len;
     let row_len = w_len + if with_bias { geo.c_out } else { 0 };
     let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
-    let per_part =
-        groups * channel_blocks(geo.c_out / groups) * k_len.div_ceil(weight_taps(dev, geo).0);
+    let (ch, blocks) = weight_grad_blocks(dev, geo.c_out / groups);
+    let per_part = groups * blocks * k_len.div_ceil(weight_taps(dev, geo).0);
     let params = params(geo, with_bias, parts, 0);
     // Workgroups of 32: its grid is small (about 128-320 invocations), and lavapipe runs each
     // workgroup on one thread, so halves split it more evenly between the threads.
@@ -675,7 +685,7 @@ pub(crate) fn backward_weight(
         &SHADER,
         "conv_backward_weight",
         &[
-            ("CH", block_channels(geo.c_out / groups) as u32),
+            ("CH", ch as u32),
             ("TAPS", weight_taps(dev, geo).0 as u32),
             ("SLIDE_KW", weight_taps(dev, geo).1 as u32),
             ("WG", 32),
