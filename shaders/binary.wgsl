@@ -37,8 +37,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> g: array<f32>;
 @group(0) @binding(4) var<storage, read_write> gt: array<f32>;
 
-fn apply(op: u32, a: f32, b: f32) -> f32 {
-    switch op {
+// The pipeline's OP (and SIDE) are read in place rather than passed in: SwiftShader inlines
+// calls without folding constant arguments, so a switch on an argument compiles every case at
+// every call site (prelude.wgsl).
+fn apply(a: f32, b: f32) -> f32 {
+    switch OP {
         case 0u: { return a + b; }
         case 1u: { return a - b; }
         case 2u: { return a * b; }
@@ -47,12 +50,12 @@ fn apply(op: u32, a: f32, b: f32) -> f32 {
 }
 
 // d out / d (a or b) times the upstream gradient g.
-fn local_grad(op: u32, side: u32, g: f32, a: f32, b: f32) -> f32 {
-    switch op {
+fn local_grad(g: f32, a: f32, b: f32) -> f32 {
+    switch OP {
         case 0u: { return g; }
-        case 1u: { return select(g, -g, side == 1u); }
-        case 2u: { return select(g * b, g * a, side == 1u); }
-        default: { return select(g / b, -g * a / (b * b), side == 1u); }
+        case 1u: { return select(g, -g, SIDE == 1u); }
+        case 2u: { return select(g * b, g * a, SIDE == 1u); }
+        default: { return select(g / b, -g * a / (b * b), SIDE == 1u); }
     }
 }
 
@@ -89,8 +92,8 @@ fn binary_same4(inv: Invocation) {
         if (i < p.len / 4u) {
             let x = a_quad(i);
             let y = b_quad(i);
-            out4[i] = vec4<f32>(apply(OP, x.x, y.x), apply(OP, x.y, y.y), apply(OP, x.z, y.z),
-                                apply(OP, x.w, y.w));
+            out4[i] = vec4<f32>(apply(x.x, y.x), apply(x.y, y.y), apply(x.z, y.z),
+                                apply(x.w, y.w));
         }
     }
 }
@@ -108,7 +111,7 @@ fn binary_same(inv: Invocation) {
             x = a[i];
             y = b[i];
         }
-        out[i] = apply(OP, x, y);
+        out[i] = apply(x, y);
     }
 }
 
@@ -116,7 +119,7 @@ fn binary_same(inv: Invocation) {
 fn binary_backward_same(inv: Invocation) {
     let i = flat_index(inv, 256u);
     if (i < p.len) {
-        gt[i] = local_grad(OP, SIDE, g[i], a[i], b[i]);
+        gt[i] = local_grad(g[i], a[i], b[i]);
     }
 }
 
@@ -135,7 +138,7 @@ fn binary_broadcast(inv: Invocation) {
         ao += idx * p.a_strides[d >> 2u][d & 3];
         bo += idx * p.b_strides[d >> 2u][d & 3];
     }
-    out[i] = apply(OP, a[ao], b[bo]);
+    out[i] = apply(a[ao], b[bo]);
 }
 
 @compute @workgroup_size(256)
@@ -170,7 +173,7 @@ fn binary_backward_broadcast(inv: Invocation) {
             ao += k * p.a_strides[d >> 2u][d & 3];
             bo += k * p.b_strides[d >> 2u][d & 3];
         }
-        acc += local_grad(OP, SIDE, g[o], a[ao], b[bo]);
+        acc += local_grad(g[o], a[ao], b[bo]);
     }
     gt[i] = acc;
 }

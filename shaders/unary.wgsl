@@ -38,9 +38,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> gx4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> col_sums: array<f32>;
 
-// The op codes (`const NEG`, `const RELU`, ...) and the functions `forward(op, x, a, b)` and
-// `derivative(op, x, y, a, b)` are generated from the op table in src/ops/unary.rs, one row per op
-// with its forward and derivative expressions side by side, and appended to this file.
+// The op codes (`const NEG`, `const RELU`, ...) and the functions `forward(x, a, b)` and
+// `derivative(x, y, a, b)`, switches on the pipeline's OP, are generated from the op table in
+// src/ops/unary.rs, one row per op with its forward and derivative expressions side by side,
+// and appended to this file.
 
 // x^s that, like PyTorch, is defined for negative x when s is an integer.
 fn signed_pow(x: f32, s: f32) -> f32 {
@@ -102,16 +103,16 @@ fn clamp_nan(x: f32, lo: f32, hi: f32) -> f32 {
 
 // forward and derivative on four elements.
 fn forward4(v: vec4<f32>) -> vec4<f32> {
-    return vec4<f32>(forward(OP, v.x, p.a, p.b), forward(OP, v.y, p.a, p.b), forward(OP, v.z, p.a, p.b),
-        forward(OP, v.w, p.a, p.b));
+    return vec4<f32>(forward(v.x, p.a, p.b), forward(v.y, p.a, p.b), forward(v.z, p.a, p.b),
+        forward(v.w, p.a, p.b));
 }
 
 fn derivative4(u: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(
-        derivative(OP, u.x, v.x, p.a, p.b),
-        derivative(OP, u.y, v.y, p.a, p.b),
-        derivative(OP, u.z, v.z, p.a, p.b),
-        derivative(OP, u.w, v.w, p.a, p.b),
+        derivative(u.x, v.x, p.a, p.b),
+        derivative(u.y, v.y, p.a, p.b),
+        derivative(u.z, v.z, p.a, p.b),
+        derivative(u.w, v.w, p.a, p.b),
     );
 }
 
@@ -167,7 +168,7 @@ fn backward_quad(i: u32) -> Backward4 {
 fn unary_forward(inv: Invocation) {
     let i = p.start + flat_index(inv, 256u);
     if (i < p.len) {
-        y[i] = forward(OP, x_at(i), p.a, p.b);
+        y[i] = forward(x_at(i), p.a, p.b);
     }
 }
 
@@ -176,7 +177,7 @@ fn unary_backward(inv: Invocation) {
     let i = p.start + flat_index(inv, 256u);
     if (i < p.len) {
         let o = backward_at(i);
-        gx[i] = o.g * derivative(OP, o.x, o.y, p.a, p.b);
+        gx[i] = o.g * derivative(o.x, o.y, p.a, p.b);
     }
 }
 
@@ -215,7 +216,7 @@ fn relu_backward_sum_rows(inv: Invocation) {
     var acc = 0.0;
     for (var r = 0u; r < p.len; r++) {
         let i = r * p.cols + c;
-        let v = g[i] * derivative(OP, bx[i], by[i], p.a, p.b);
+        let v = g[i] * derivative(bx[i], by[i], p.a, p.b);
         gx[i] = v;
         acc += v;
     }
