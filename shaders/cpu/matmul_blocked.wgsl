@@ -2,7 +2,7 @@
 // are slow and every per-invocation load is a gather: register blocks, no workgroup memory.
 // The module starts with matmul_common.wgsl and cpu/matmul_registers.wgsl; the accumulators
 // lo0/hi0 .. lo7/hi7 and outer8, outer8x4, store_8x8 and store_8x4, which touch every
-// row of them, fetch8_a, fetch8_b and outer_step4 are generated (src/backend/cpu/matmul_gen.rs).
+// row of them, are generated (src/backend/cpu/matmul_gen.rs).
 // - matmul_blocked8 (larger m): 8 x 8 invocations, each computing an 8 x 8 block of a 64 x 64
 //   tile.
 // - matmul_rows (m <= 16): a workgroup is 16 invocations sharing the same 8 rows of A, each
@@ -98,8 +98,8 @@ fn matmul_rows(inv: Invocation) {
     store_8x4(tile.c_base, r0, c0);
 }
 
-// matmul_vec4: A and B read as 8 texels each per step of 4 k values (outer_step4: 4 outer
-// products of 8 x 8).
+// matmul_vec4: A and B read as 8 texels each per step of 4 k values, in the across form (see
+// cpu/matmul_registers.wgsl): 4 outer products of 8 x 8.
 @compute @workgroup_size(64)
 fn matmul_vec4(inv: Invocation) {
     let blk = block8(inv);
@@ -108,7 +108,14 @@ fn matmul_vec4(inv: Invocation) {
         let rows = a_lines(bi, blk.row0);
         let cols = b_lines(bi, blk.col0);
         for (var k = 0u; k < p.k; k += 4u) {
-            outer_step4(fetch8_a(rows, k), fetch8_b(cols, k));
+            var ta = fetch8(a_texels, rows, k);
+            var tb = fetch8(b_texels, cols, k);
+            if (A_K) { ta = transposed(ta); }
+            if (B_K) { tb = transposed(tb); }
+            outer8(ta.t0, ta.t1, tb.t0, tb.t1);
+            outer8(ta.t2, ta.t3, tb.t2, tb.t3);
+            outer8(ta.t4, ta.t5, tb.t4, tb.t5);
+            outer8(ta.t6, ta.t7, tb.t6, tb.t7);
         }
     }
     store_8x8(blk.c_base, blk.row0, blk.col0);

@@ -2,8 +2,8 @@
 // of llvmpipe (8 consecutive invocations), where every texel fetch costs about as much as
 // 50 multiply-adds and the 8 lanes of a subgroup need the same rows of A. The module starts
 // with matmul_common.wgsl (indexing, bindings, epilogue) and cpu/matmul_registers.wgsl
-// (operands as texels, A_K and B_K); the accumulators lo0/hi0 .. lo15/hi15, step4, fetch8_b
-// and store_16x8 are generated (src/backend/cpu/matmul_gen.rs).
+// (operands as texels, A_K and B_K); the accumulators lo0/hi0 .. lo15/hi15, step4 and
+// store_16x8 are generated (src/backend/cpu/matmul_gen.rs).
 //
 // A workgroup of 32 invocations (4 subgroups) computes a 64 x 64 tile: subgroup s the rows
 // 16 s .. 16 s + 15, lane l of it the columns 8 l .. 8 l + 7, so an invocation owns a 16 x 8
@@ -37,7 +37,9 @@ fn matmul_subgroup(inv: Invocation, @builtin(subgroup_invocation_id) lane: u32) 
         for (var k = 0u; k < p.k; k += 4u) {
             let lo = select(aq_lo + (k + lane / 4u) * a_cs, ar_lo + k / 4u, A_K);
             let hi = select(aq_lo + (k + 2u + lane / 4u) * a_cs, ar_hi + k / 4u, A_K);
-            step4(texel_quad(a_texels, lo), texel_quad(a_texels, hi), fetch8_b(cols, k));
+            var tb = fetch8(b_texels, cols, k);
+            if (B_K) { tb = transposed(tb); }
+            step4(texel_quad(a_texels, lo), texel_quad(a_texels, hi), tb);
         }
     }
     store_16x8(tile.c_base, r0, c0);

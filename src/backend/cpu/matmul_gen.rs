@@ -57,89 +57,6 @@ fn store_block(rows: usize, columns: usize, store_row: &str) -> String {
     out + "    }\n}\n"
 }
 
-/// `fetch8_a` and `fetch8_b`: an operand's 8 texels of a block for a step of 4 k values (see
-/// matmul_registers.wgsl), the form chosen by `if` on the operand's override in place.
-fn fetch8() -> String {
-    let mut out = String::new();
-    for (x, along_k) in [("a", "A_K"), ("b", "B_K")] {
-        let t = |i: &str| format!("texel_quad({x}_texels, {i})");
-        let along: Vec<String> = ["lo", "hi"]
-            .iter()
-            .flat_map(|h| LANES.iter().map(move |c| format!("{h}.{c}")))
-            .map(|i| t(&i))
-            .collect();
-        let across: Vec<String> = (0..4)
-            .flat_map(|kk| {
-                let line = if kk == 0 {
-                    "i".to_string()
-                } else {
-                    format!("i + {kk}u * s")
-                };
-                [t(&line), t(&format!("{line} + 1u"))]
-            })
-            .collect();
-        out += &format!(
-            "fn fetch8_{x}(l: Lines, k: u32) -> Texels8 {{
-    if ({along_k}) {{
-        let lo = l.lo + vec4<u32>(k / 4u);
-        let hi = l.hi + vec4<u32>(k / 4u);
-        return Texels8({});
-    }}
-    let i = l.first + k * l.step;
-    let s = l.step;
-    return Texels8({});
-}}
-",
-            along.join(", "),
-            across.join(", ")
-        );
-    }
-    out
-}
-
-/// Column kk of a step's block of A in `v` (rows 0-3, or 4-7 when `high`), or row kk of B's
-/// (columns 0-3 or 4-7): component kk of 4 texels along k, texel 2 kk (+ 1) across.
-fn slice(v: &str, kk: usize, high: bool, along_k: bool) -> String {
-    let first = if high { 4 } else { 0 };
-    if along_k {
-        let parts: Vec<String> = (first..first + 4)
-            .map(|t| format!("{v}.t{t}.{}", LANES[kk]))
-            .collect();
-        format!("vec4<f32>({})", parts.join(", "))
-    } else {
-        format!("{v}.t{}", 2 * kk + high as usize)
-    }
-}
-
-/// `{name} = ` the slice of `v` for both forms, chosen by `if` on the override `form`.
-fn slice_into(name: &str, v: &str, kk: usize, high: bool, form: &str) -> String {
-    format!(
-        "if ({form}) {{ {name} = {}; }} else {{ {name} = {}; }}",
-        slice(v, kk, high, true),
-        slice(v, kk, high, false)
-    )
-}
-
-/// matmul_vec4's `outer_step4`: the 4 outer products of 8 x 8 of a step's texels.
-fn outer_step4() -> String {
-    let mut out = String::from("fn outer_step4(ta: Texels8, tb: Texels8) {\n");
-    for v in ["al", "ah", "bl", "bh"] {
-        out += &format!("    var {v}: vec4<f32>;\n");
-    }
-    for kk in 0..4 {
-        for (name, v, high, form) in [
-            ("al", "ta", false, "A_K"),
-            ("ah", "ta", true, "A_K"),
-            ("bl", "tb", false, "B_K"),
-            ("bh", "tb", true, "B_K"),
-        ] {
-            out += &format!("    {}\n", slice_into(name, v, kk, high, form));
-        }
-        out += "    outer8(al, ah, bl, bh);\n";
-    }
-    out + "}\n"
-}
-
 /// matmul_blocked8's, matmul_rows' and matmul_vec4's: an 8-row block's accumulators; the
 /// outer product of a column of A (al: rows 0-3, ah: rows 4-7) and a row of B, 8 columns
 /// (`outer8`) or 4 (`outer8x4`, into lo{i} only); and their stores.
@@ -163,8 +80,6 @@ pub(crate) fn blocked() -> String {
         outer8x4,
         store_block(8, 8, "store_row8"),
         store_block(8, 4, "store_row4"),
-        fetch8(),
-        outer_step4(),
     ]
     .join("\n")
 }
@@ -174,11 +89,10 @@ pub(crate) fn blocked() -> String {
 /// (see the shader's header), B's 8 x 4 from `tb`.
 pub(crate) fn subgroup() -> String {
     let mut step4 = String::from("fn step4(a_lo: vec4<f32>, a_hi: vec4<f32>, tb: Texels8) {\n");
+    // B's row kk: texels 2 kk (columns 0-3) and 2 kk + 1 of the across form.
     for kk in 0..4 {
-        for (half, high) in [("l", false), ("h", true)] {
-            let b = format!("b{half}{kk}");
-            step4 += &format!("    var {b}: vec4<f32>;\n");
-            step4 += &format!("    {}\n", slice_into(&b, "tb", kk, high, "B_K"));
+        for (half, t) in [("l", 2 * kk), ("h", 2 * kk + 1)] {
+            step4 += &format!("    let b{half}{kk} = tb.t{t};\n");
         }
     }
     for i in 0..16 {
@@ -199,13 +113,7 @@ pub(crate) fn subgroup() -> String {
         }
     }
     step4 += "}\n";
-    [
-        accumulators(16),
-        step4,
-        store_block(16, 8, "store_row8_c4"),
-        fetch8(),
-    ]
-    .join("\n")
+    [accumulators(16), step4, store_block(16, 8, "store_row8_c4")].join("\n")
 }
 
 #[cfg(test)]
@@ -243,18 +151,7 @@ mod tests {
             subgroup.contains("let a15_3 = select(subgroupBroadcast(a_hi, 7u)[3], row15[3], A_K);")
         );
         assert!(subgroup.contains("let row9 = subgroupBroadcast(a_hi, 1u);"));
-        // The texel kernels' operand forms are chosen in place, once per slice and fetch.
-        let b_h3 = |v: &str| {
-            format!("if (B_K) {{ {v} = vec4<f32>(tb.t4.w, tb.t5.w, tb.t6.w, tb.t7.w); }} else {{ {v} = tb.t7; }}")
-        };
-        assert!(subgroup.contains(&b_h3("bh3")) && blocked.contains(&b_h3("bh")));
-        assert!(
-            blocked.contains("if (A_K) { al = vec4<f32>(ta.t0.z, ta.t1.z, ta.t2.z, ta.t3.z); }")
-        );
-        assert_eq!(blocked.matches("outer8(al, ah, bl, bh);").count(), 4);
-        for text in [&blocked, &subgroup] {
-            assert!(text.contains("fn fetch8_a(l: Lines, k: u32) -> Texels8 {\n    if (A_K) {"));
-            assert!(text.contains("texel_quad(b_texels, i + 3u * s + 1u))"));
-        }
+        // B's rows in the across form (matmul_registers.wgsl's `transposed`).
+        assert!(subgroup.contains("let bh3 = tb.t7;") && subgroup.contains("let bl0 = tb.t0;"));
     }
 }
