@@ -66,8 +66,11 @@ kernel_params! {
         /// conv_backward_weight: a part is a group of quads x a band of output rows.
         rows_per_part: u32,
         quads_per_part: u32,
-        /// sum_parts: number of parts.
+        /// sum_parts4: number of parts, and conv_backward_weight's taps and channels per
+        /// block (the layout of its partial sums).
         parts: u32,
+        weight_taps: u32,
+        weight_ch: u32,
         /// images_inner: channels x pixels of the tensor being re-laid out.
         planes: u32,
     }

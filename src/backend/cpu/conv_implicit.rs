@@ -141,9 +141,9 @@ fn quads(geo: &Geometry) -> usize {
 
 /// How conv_backward_weight splits the sum over images and output pixels into parts computed
 /// in parallel: (quads per part, rows per part, parts). About 128 invocations (16 SIMD groups
-/// per core on lavapipe; 512 cost 30-40% more in sum_parts and no less in the weight
+/// per core on lavapipe; 512 cost 30-40% more in sum_parts4 and no less in the weight
 /// gradient, 64 left the cores short), each invocation's loops within the loop budget, and at
-/// most `limit` parts for sum_parts to add up. None if that cannot be met.
+/// most `limit` parts for sum_parts4 to add up. None if that cannot be met.
 fn weight_parts(dev: &Device, geo: &Geometry, limit: usize) -> Option<(usize, usize, usize)> {
     let groups = geo.p.groups;
     let nq = quads(geo);
@@ -658,7 +658,7 @@ pub(crate) fn backward_input(
 
 /// The weight gradient (and, with `with_bias`, the bias gradient) from x and g, both with
 /// images innermost: partial sums over parts (image quads x bands of output rows) computed in
-/// parallel, then added up by sum_parts. With `winners` (a fused ReLU + 2 x 2 pooling), `gt`
+/// parallel, then added up by sum_parts4. With `winners` (a fused ReLU + 2 x 2 pooling), `gt`
 /// is the pooled gradient and `winners` its windows' codes from forward_relu_pool.
 pub(crate) fn backward_weight(
     dev: &Device,
@@ -672,12 +672,19 @@ pub(crate) fn backward_weight(
     let groups = geo.p.groups;
     let parts = weight_parts(dev, geo, loop_limit(dev)).expect("fits() checked the partition");
     let k_len = geo.c / groups * geo.kh * geo.kw;
-    let w_len = geo.c_out * k_len;
-    let row_len = w_len + if with_bias { geo.c_out } else { 0 };
-    let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
     let (ch, blocks) = weight_grad_blocks(dev, geo.c_out / groups);
-    let per_part = groups * blocks * k_len.div_ceil(weight_taps(dev, geo).0);
-    let params = params(geo, with_bias, parts, 0);
+    let taps = weight_taps(dev, geo).0;
+    // A part's row of partial sums (the shader's partial_layout): 16 slots per channel and
+    // tap block, then 8 per channel block for the bias.
+    let row_len =
+        geo.c_out * k_len.div_ceil(taps) * 16 + if with_bias { groups * blocks * 8 } else { 0 };
+    let partial = Tensor::uninit(dev, &[parts.2, row_len])?;
+    let per_part = groups * blocks * k_len.div_ceil(taps);
+    let params = ConvParams {
+        weight_taps: taps as u32,
+        weight_ch: ch as u32,
+        ..params(geo, with_bias, parts, 0)
+    };
     // Workgroups of 32: its grid is small (about 128-320 invocations), and lavapipe runs each
     // workgroup on one thread, so halves split it more evenly between the threads.
     let invocations = parts.2 * per_part;
@@ -686,7 +693,7 @@ pub(crate) fn backward_weight(
         "conv_backward_weight",
         &[
             ("CH", ch as u32),
-            ("TAPS", weight_taps(dev, geo).0 as u32),
+            ("TAPS", taps as u32),
             ("SLIDE_KW", weight_taps(dev, geo).1 as u32),
             ("WG", 32),
             ("POOLED_G", winners.is_some() as u32),
@@ -703,17 +710,11 @@ pub(crate) fn backward_weight(
     )?;
     let gw = Tensor::uninit(dev, w_shape)?;
     let gb = Tensor::uninit(dev, &[if with_bias { geo.c_out } else { 1 }])?;
-    // Four elements per invocation (vec4 loads) when the rows allow it.
-    let (entry, invocations) = if row_len.is_multiple_of(4) {
-        ("sum_parts4", row_len / 4)
-    } else {
-        ("sum_parts", row_len)
-    };
     // The partial sums read through a texture copy where the policy says so.
     let reads = TexelReads::new(dev, &[Some(&partial)])?;
     dev.dispatch_with(
         &SHADER,
-        entry,
+        "sum_parts4",
         &[("TEXELS", reads.on() as u32)],
         &[
             reads.buffer(dev, Some(&partial)),
@@ -722,7 +723,7 @@ pub(crate) fn backward_weight(
             reads.texture(dev, 0),
         ],
         &params,
-        grid(invocations),
+        grid(row_len / 4),
     )?;
     Ok((gw, with_bias.then_some(gb)))
 }

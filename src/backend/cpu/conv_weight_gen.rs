@@ -79,11 +79,13 @@ pub(crate) fn conv_backward_weight() -> String {
         );
     }
     // The stores in a loop over the channels that shifts their accumulators down after each
-    // (one call site: SwiftShader compiles every scalar store as a loop over its SIMD lanes,
-    // and store_gw holds 16; named variables, not an array, which llvmpipe would gather).
+    // (one call site: SwiftShader compiles every store as a loop over its SIMD lanes, and
+    // store_gw holds 4; named variables, not an array, which llvmpipe would gather).
     let mut stores = String::from(
         "    for (var c = 0u; c < CH; c++) {
-        store_gw(base, cout_g, k_len, g * cout_g, cb * CH + c, k0, a0_0, a0_1, a0_2, a0_3);
+        if (cb * CH + c < cout_g) {
+            store_gw(base, l, g * cout_g + cb * CH + c, kb, a0_0, a0_1, a0_2, a0_3);
+        }
 ",
     );
     for c in 0..CHANNELS - 1 {
@@ -171,18 +173,14 @@ fn conv_backward_weight(id: Invocation) {
             }
         }
     }
-    let row_len = p.c_out * k_len + select(0u, p.c_out, p.has_bias == 1u);
-    let base = part * row_len;
+    // Into this part's row of partial (partial_layout): the bias sums (channels past CH and
+    // the group hold unused sums), then the weight sums.
+    let l = partial_layout(TAPS, CH);
+    let base = part * l.row_len;
     if (p.has_bias == 1u && kb == 0u) {
-        let bias_at = base + p.c_out * k_len + g * cout_g + cb * CH;
-        for (var i = 0u; i < 4u; i++) {
-            if ((i < CH) & (cb * CH + i < cout_g)) {
-                partial[bias_at + i] = s0[i];
-            }
-            if ((4u + i < CH) & (cb * CH + 4u + i < cout_g)) {
-                partial[bias_at + 4u + i] = s1[i];
-            }
-        }
+        let bias_at = (base + l.bias_at + (g * cb_count + cb) * 8u) / 4u;
+        partial[bias_at] = s0;
+        partial[bias_at + 1u] = s1;
     }
 ";
     out += &stores;
@@ -210,6 +208,7 @@ mod tests {
         assert_eq!(wgsl.matches("if (CH > 7u)").count(), 1, "accumulate");
         assert!(wgsl.contains("a6_3 = a7_3;\n    }"));
         assert_eq!(wgsl.matches("store_gw(").count(), 1, "one store site");
+        assert!(wgsl.contains("partial[bias_at + 1u] = s1;"), "bias sums as vec4s");
         // Slides decide on the slot's number in place (no helper taking it as an argument).
         let end = "4u % max(SLIDE_KW, 1u) == max(SLIDE_KW, 1u) - 1u";
         assert!(wgsl.contains(&format!(
