@@ -246,24 +246,23 @@ fn backward_slots(u: u32, ch: u32) -> Slots {
     return load_slots((co_t.x * cin_g + c) * taps + co_t.y, taps, cin_g - c, ch);
 }
 
-// The layouts one dispatch writes (pipeline constants): the forward one (blocks of CH) to
-// binding 2, the backward one (blocks of CH_B) to binding 4; both in a training forward whose
-// input needs its gradient (each dispatch has a fixed cost).
-override FORWARD_LAYOUT: bool = true;
-override BACKWARD_LAYOUT: bool = false;
-override CH_B: u32 = 8u;
+// The layouts one dispatch writes: the forward one (blocks of p.layout_ch channels) to
+// binding 2, the backward one (blocks of p.layout_ch_b) to binding 4, each where its block
+// size is not 0; both in a training forward whose input needs its gradient (each dispatch has
+// a fixed cost). Parameters, not pipeline constants: one pipeline serves every layer (the
+// block sizes only enter index arithmetic, and the kernel runs over the weights alone).
 @group(0) @binding(4) var dst_texels_b: texture_storage_2d<rgba32float, write>;
 
 @compute @workgroup_size(64)
 fn weight_layouts(id: Invocation) {
     let u = invocation(id);
-    if (FORWARD_LAYOUT && u < forward_groups(CH)) {
-        let s = forward_slots(u, CH);
+    if ((p.layout_ch > 0u) & (u < forward_groups(p.layout_ch))) {
+        let s = forward_slots(u, p.layout_ch);
         textureStore(dst_texels, texel_at(2u * u), s.lo);
         textureStore(dst_texels, texel_at(2u * u + 1u), s.hi);
     }
-    if (BACKWARD_LAYOUT && u < backward_groups(CH_B)) {
-        let s = backward_slots(u, CH_B);
+    if ((p.layout_ch_b > 0u) & (u < backward_groups(p.layout_ch_b))) {
+        let s = backward_slots(u, p.layout_ch_b);
         textureStore(dst_texels_b, texel_at(2u * u), s.lo);
         textureStore(dst_texels_b, texel_at(2u * u + 1u), s.hi);
     }

@@ -71,6 +71,10 @@ kernel_params! {
         parts: u32,
         weight_taps: u32,
         weight_ch: u32,
+        /// weight_layouts: channels per block of the forward and backward layouts (0: not
+        /// written).
+        layout_ch: u32,
+        layout_ch_b: u32,
         /// images_inner: channels x pixels of the tensor being re-laid out.
         planes: u32,
     }

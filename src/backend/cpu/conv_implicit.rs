@@ -277,17 +277,14 @@ fn weight_layouts(
         t.as_ref().unwrap_or(unused).view()
     }
     let groups = |on: bool, len: usize| if on { len / 8 } else { 0 };
-    dev.dispatch_with(
+    let params = ConvParams {
+        layout_ch: if forward { ch_f as u32 } else { 0 },
+        layout_ch_b: if backward { ch_b as u32 } else { 0 },
+        ..params(geo, false, (0, 0, 0), 0)
+    };
+    dev.dispatch(
         &SHADER,
         "weight_layouts",
-        &[
-            ("FORWARD_LAYOUT", forward as u32),
-            ("BACKWARD_LAYOUT", backward as u32),
-            // A layout not asked for keeps its block size at the default, so that the
-            // variants writing one layout share pipelines whatever the other's channels.
-            ("CH", if forward { ch_f as u32 } else { 8 }),
-            ("CH_B", if backward { ch_b as u32 } else { 8 }),
-        ],
         &[
             Bind::Read(w.buffer()),
             Bind::WriteTexels(view(&wf, &unused)),
@@ -295,7 +292,7 @@ fn weight_layouts(
             Bind::Read(w.buffer()),
             Bind::WriteTexels(view(&wb, &unused)),
         ],
-        &params(geo, false, (0, 0, 0), 0),
+        &params,
         // One invocation per group of 8 slots.
         grid(groups(forward, len_f).max(groups(backward, len_b))),
     )?;

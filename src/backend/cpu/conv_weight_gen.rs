@@ -208,7 +208,10 @@ mod tests {
         assert_eq!(wgsl.matches("if (CH > 7u)").count(), 1, "accumulate");
         assert!(wgsl.contains("a6_3 = a7_3;\n    }"));
         assert_eq!(wgsl.matches("store_gw(").count(), 1, "one store site");
-        assert!(wgsl.contains("partial[bias_at + 1u] = s1;"), "bias sums as vec4s");
+        assert!(
+            wgsl.contains("partial[bias_at + 1u] = s1;"),
+            "bias sums as vec4s"
+        );
         // Slides decide on the slot's number in place (no helper taking it as an argument).
         let end = "4u % max(SLIDE_KW, 1u) == max(SLIDE_KW, 1u) - 1u";
         assert!(wgsl.contains(&format!(
