@@ -49,8 +49,9 @@
 // sh, sw, padding ph, pw, dilation dh, dw, groups), has_bias and relu (conv_forward; the
 // images_inner mask is the constant RELU_MASK), the image quads nq (images padded to a multiple
 // of 4, divided by 4), conv_backward_weight's parts (a part is a group of quads_per_part quads
-// x a band of rows_per_part output rows; sum_parts adds `parts` of them) and images_inner's
-// planes (channels x pixels of the tensor re-laid out). The struct is `ConvParams` in
+// x a band of rows_per_part output rows; sum_parts4 adds `parts` of them, laid out by
+// weight_taps and weight_ch), images_inner's planes (channels x pixels of the tensor re-laid
+// out) and weight_layouts' block sizes (layout_ch, layout_ch_b). The struct is `ConvParams` in
 // src/backend/conv.rs, shared with conv.wgsl and appended to this module from there.
 
 @group(0) @binding(0) var<uniform> p: Params;
