@@ -3,7 +3,8 @@
 //!
 //! Batch 64, 16 channels at 32 x 32, 32 at 16 x 16 and 64 at 8 x 8 (the three stages; each
 //! 0.30 GFLOP per pass), padding 1. Per shape, three forward + backward passes after a
-//! warm-up, timed per kernel with GPU timestamps; each convolution kernel's GFLOP/s (the
+//! warm-up, timed per kernel by the device's profiler (GPU timestamps, or on llvmpipe each
+//! dispatch submitted alone and timed from the host); each convolution kernel's GFLOP/s (the
 //! forward, the input gradient and the weight gradient are one pass's FLOPs each) beside the
 //! product's. The issue 14 target: 60 GFLOP/s or better for all three.
 

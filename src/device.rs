@@ -411,6 +411,9 @@ impl Device {
         }
         let policy = Policy::new(caps, forced).map_err(Error::Invalid)?;
         let batch = Batch::new(&device, &policy.caps().limits, opts.ops_per_submit.max(1));
+        let profile = opts
+            .profile
+            .then(|| Profiler::new(&device, &queue, policy.profile_with_timestamps()));
         Ok(Device(Arc::new(DeviceInner {
             policy,
             pipelines: PipelineCache::default(),
@@ -421,7 +424,7 @@ impl Device {
             deferred_error: Mutex::new(None),
             deferred: Mutex::new(Vec::new()),
             ops_per_submit: opts.ops_per_submit.max(1),
-            profile: opts.profile.then(|| Profiler::new(&device, &queue)),
+            profile,
             next_tensor_id: AtomicU64::new(1),
             dummy: OnceLock::new(),
             dummy_texels: OnceLock::new(),

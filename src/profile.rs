@@ -56,10 +56,11 @@ pub(crate) fn wanted_features(adapter: &wgpu::Adapter, profile: bool) -> wgpu::F
 }
 
 impl Profiler {
-    /// A profiler, GPU-timed if the device has the features.
-    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Profiler {
+    /// A profiler, GPU-timed if the device has the features and `timestamps` (the policy's
+    /// word that they can be trusted), else timing each dispatch from the host.
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, timestamps: bool) -> Profiler {
         let features = device.features();
-        let gpu = features.contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
+        let gpu = (timestamps && features.contains(wgpu::Features::TIMESTAMP_QUERY)).then(|| {
             let bytes = MAX_QUERIES as u64 * 8;
             let buffer = |usage| {
                 device.create_buffer(&wgpu::BufferDescriptor {

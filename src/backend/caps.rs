@@ -103,6 +103,11 @@ pub struct Caps {
     /// The shader compiler is slow (SwiftShader, a second or more for a large kernel): kernels
     /// share pipeline variants where they can, so that a first step compiles fewer.
     pub slow_compiler: bool,
+    /// GPU timestamps bracket the dispatch between them. Not on llvmpipe: after in-place
+    /// writes and texture copies its timestamp pairs close before the dispatch has run
+    /// (a 1000 x 784 x 256 product "took" 0.3 ms of a 10 ms run), so profiles there time each
+    /// dispatch from the host instead.
+    pub timestamps_bracket_dispatches: bool,
     pub limits: Limits,
 }
 
@@ -141,6 +146,7 @@ impl Caps {
             // and an untested one may have its own.
             loop_budget: (cpu || llvmpipe).then_some(LLVMPIPE_LOOP_BUDGET),
             slow_compiler,
+            timestamps_bracket_dispatches: !llvmpipe,
             limits: r.limits.clone(),
         }
     }
@@ -223,6 +229,30 @@ pub(crate) mod tests {
         let off = report("llvmpipe", wgpu::DeviceType::Cpu, (8, 8), false);
         assert_eq!(off.class, AdapterClass::Cpu);
         assert_eq!(off.subgroup_size, None);
+    }
+
+    #[test]
+    fn profiles_on_llvmpipe_are_timed_from_the_host() {
+        let lavapipe = report(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            wgpu::DeviceType::Cpu,
+            (8, 8),
+            true,
+        );
+        let gl = report(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            wgpu::DeviceType::Other,
+            (4, 128),
+            false,
+        );
+        let gpu = report(
+            "NVIDIA H200",
+            wgpu::DeviceType::DiscreteGpu,
+            (32, 32),
+            false,
+        );
+        assert!(!lavapipe.timestamps_bracket_dispatches && !gl.timestamps_bracket_dispatches);
+        assert!(gpu.timestamps_bracket_dispatches);
     }
 
     #[test]

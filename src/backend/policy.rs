@@ -126,6 +126,12 @@ impl Policy {
         all
     }
 
+    /// Whether profiles time dispatches with GPU timestamps (else each dispatch is submitted
+    /// alone and timed from the host, which adds a submit's overhead but cannot misplace it).
+    pub fn profile_with_timestamps(&self) -> bool {
+        self.caps.timestamps_bracket_dispatches
+    }
+
     /// Most iterations one invocation's loops may run: the driver's budget where it cuts
     /// loops, else [`UNBUDGETED_LOOP_LIMIT`]. Kernels whose loops grow with the data split
     /// their work into stages or dispatches within it.
@@ -416,6 +422,7 @@ mod tests {
             subgroup_size: (class == AdapterClass::CpuSimd8).then_some(8),
             loop_budget: class.is_cpu().then_some(LLVMPIPE_LOOP_BUDGET),
             slow_compiler: false,
+            timestamps_bracket_dispatches: true,
             limits: limits(),
         }
     }
