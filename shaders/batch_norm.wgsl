@@ -9,7 +9,10 @@
 // invocations; workgroup w covers channel w / chunks, values [k * per_chunk, (k + 1) *
 // per_chunk) of it for k = w % chunks, each invocation every 256th of them. So the channel
 // is the same for a whole workgroup: its constants are read once, and an invocation steps
-// from value to value by adding 256 to (b, j) without dividing.
+// from value to value by adding 256 to (b, j) without dividing. With QUADS (H * W and the
+// pieces multiples of 4) it takes 4 neighbours in one plane at a time and steps by 1,024
+// values: one texel fetch (TEXELS) per operand and one Chan merge per quad instead of a load
+// and a Welford update per value.
 //
 // Per-channel constants, 4 per channel (`stats`: mean, invstd, weight * invstd, bias;
 // backward `coefficients`: a, b, c', mean) with the input gradient
@@ -58,27 +61,67 @@ override RELU: bool = false;
 @group(0) @binding(7) var g_texels: texture_2d<f32>;
 @group(0) @binding(8) var relu_out_texels: texture_2d<f32>;
 override TEXELS: bool = false;
+override QUADS: bool = false;
 
-// Element e of x, g and the ReLU's output, from wherever TEXELS says.
-fn x_at(e: u32) -> f32 {
-    if (TEXELS) {
-        return texel_float(x_texels, e);
-    }
-    return x[e];
+// The values an invocation takes at a time: 4 with QUADS, else 1.
+fn width() -> u32 {
+    return select(1u, 4u, QUADS);
 }
 
-fn g_at(e: u32) -> f32 {
-    if (TEXELS) {
-        return texel_float(g_texels, e);
-    }
-    return g[e];
+// Which lanes of a group hold values.
+fn lanes() -> vec4<f32> {
+    return select(vec4<f32>(1.0, 0.0, 0.0, 0.0), vec4<f32>(1.0), QUADS);
 }
 
-fn relu_out_at(e: u32) -> f32 {
-    if (TEXELS) {
-        return texel_float(relu_out_texels, e);
+// The group at element e (a quad, or one value and 3 zeros) of x, g and the ReLU's output,
+// from wherever TEXELS says.
+fn x_group(e: u32) -> vec4<f32> {
+    if (QUADS) {
+        if (TEXELS) {
+            return texel_quad(x_texels, e / 4u);
+        }
+        return vec4<f32>(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
     }
-    return relu_out[e];
+    if (TEXELS) {
+        return vec4<f32>(texel_float(x_texels, e), 0.0, 0.0, 0.0);
+    }
+    return vec4<f32>(x[e], 0.0, 0.0, 0.0);
+}
+
+fn g_group(e: u32) -> vec4<f32> {
+    if (QUADS) {
+        if (TEXELS) {
+            return texel_quad(g_texels, e / 4u);
+        }
+        return vec4<f32>(g[e], g[e + 1u], g[e + 2u], g[e + 3u]);
+    }
+    if (TEXELS) {
+        return vec4<f32>(texel_float(g_texels, e), 0.0, 0.0, 0.0);
+    }
+    return vec4<f32>(g[e], 0.0, 0.0, 0.0);
+}
+
+fn relu_out_group(e: u32) -> vec4<f32> {
+    if (QUADS) {
+        if (TEXELS) {
+            return texel_quad(relu_out_texels, e / 4u);
+        }
+        return vec4<f32>(relu_out[e], relu_out[e + 1u], relu_out[e + 2u], relu_out[e + 3u]);
+    }
+    if (TEXELS) {
+        return vec4<f32>(texel_float(relu_out_texels, e), 0.0, 0.0, 0.0);
+    }
+    return vec4<f32>(relu_out[e], 0.0, 0.0, 0.0);
+}
+
+// The group's values stored from element e (its lanes only).
+fn store_group(e: u32, v: vec4<f32>) {
+    out[e] = v.x;
+    if (QUADS) {
+        out[e + 1u] = v.y;
+        out[e + 2u] = v.z;
+        out[e + 3u] = v.w;
+    }
 }
 
 // The finish kernels: 1 pieces (eval: the running mean), 2 (eval: the running variance;
@@ -131,36 +174,37 @@ fn merged_pieces(c: u32, summaries: bool) -> vec3<f32> {
     return s;
 }
 
-// The gradient at element e, through the ReLU when there is one.
-fn gradient(e: u32) -> f32 {
-    if (RELU && !(relu_out_at(e) > 0.0)) {
-        return 0.0;
+// The gradient's group at element e, through the ReLU when there is one.
+fn gradient(e: u32) -> vec4<f32> {
+    if (RELU) {
+        return select(vec4<f32>(0.0), g_group(e), relu_out_group(e) > vec4<f32>(0.0));
     }
-    return g_at(e);
+    return g_group(e);
 }
 
-// Value e of x (channel constants k) in the pass: a reduction's partial result `s` updated,
-// or the elementwise output written.
+// The group of x at element e (channel constants k) in the pass: a reduction's partial result
+// `s` updated, or the elementwise output written. Lanes beyond the group read 0 (g too), so
+// they add nothing to the sums.
 fn visit(e: u32, k: vec4<f32>, s: vec3<f32>) -> vec3<f32> {
     switch PASS {
         case STATISTICS: {
-            // Welford's update of (count, mean, M2).
-            let v = x_at(e);
-            let n = s.x + 1.0;
-            let d = v - s.y;
-            let mean = s.y + d / n;
-            return vec3<f32>(n, mean, s.z + d * (v - mean));
+            // The group's own (count, mean, M2) merged in: for one value, Welford's update.
+            let v = x_group(e);
+            let n = dot(lanes(), lanes());
+            let mean = dot(v, lanes()) / n;
+            let d = (v - mean) * lanes();
+            return merge_summaries(s, vec3<f32>(n, mean, dot(d, d)));
         }
         case GRADIENT_SUMS: {
             let ge = gradient(e);
-            return s + vec3<f32>(ge, ge * (x_at(e) - k.x) * k.y, 0.0);
+            return s + vec3<f32>(dot(ge, vec4<f32>(1.0)), dot(ge, (x_group(e) - k.x) * k.y), 0.0);
         }
         case NORMALIZE: {
-            let y = (x_at(e) - k.x) * k.z + k.w;
-            out[e] = select(y, max(y, 0.0), RELU);
+            let y = (x_group(e) - k.x) * k.z + k.w;
+            store_group(e, select(y, max(y, vec4<f32>(0.0)), RELU));
         }
         default: {
-            out[e] = k.x * gradient(e) + k.y * (x_at(e) - k.w) + k.z;
+            store_group(e, k.x * gradient(e) + k.y * (x_group(e) - k.w) + k.z);
         }
     }
     return s;
@@ -183,13 +227,14 @@ fn bn_channel_pass(
             k = vec4<f32>(constants[4u * c], constants[4u * c + 1u], constants[4u * c + 2u],
                           constants[4u * c + 3u]);
         }
-        // (b, j) of value i, advanced by 256 values per step.
-        let i0 = piece * p.per_chunk + li;
+        // (b, j) of value i, advanced by 256 groups per step.
+        let stride = 256u * width();
+        let i0 = piece * p.per_chunk + li * width();
         var b = i0 / p.hw;
         var j = i0 % p.hw;
-        let step_b = 256u / p.hw;
-        let step_j = 256u % p.hw;
-        for (var i = i0; i < end; i += 256u) {
+        let step_b = stride / p.hw;
+        let step_j = stride % p.hw;
+        for (var i = i0; i < end; i += stride) {
             s = visit((b * p.c + c) * p.hw + j, k, s);
             b += step_b;
             j += step_j;

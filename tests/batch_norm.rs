@@ -207,11 +207,19 @@ fn statistics_and_gradients_of_long_channels_merge_their_pieces_exactly() {
 
 /// Training forward and input gradient against float64 on shapes whose channels the passes
 /// cut into several pieces, with planes smaller than a workgroup's 256 values (an invocation's
-/// steps cross images) and larger: under every kernel class.
+/// steps cross images) and larger, taken a value or a quad at a time (planes of 4k values, as
+/// storage loads or, from 4,096 floats, texel fetches): under every kernel class.
 #[test]
 fn training_output_and_input_gradient_match_float64_across_pieces() {
     for_each_policy(|dev| {
-        for s in [[70usize, 3, 7, 9], [3, 2, 40, 50], [9000, 2, 1, 1]] {
+        let shapes = [
+            [70usize, 3, 7, 9],
+            [3, 2, 40, 50],
+            [9000, 2, 1, 1],
+            [20, 2, 4, 4],
+            [50, 3, 6, 6],
+        ];
+        for s in shapes {
             let n = numel(&s);
             let (c, hw) = (s[1], s[2] * s[3]);
             let m = n / c;

@@ -277,11 +277,18 @@ fn relu_after_batch_norm_folds_into_its_normalization() {
     for class in device().runnable_kernel_classes() {
         let dev = &profiled(class);
         let on = |v: &[f32], s: &[usize]| Tensor::from_slice(dev, v, s).unwrap();
-        let (s, c) = ([6usize, 3, 5, 7], 3);
-        let x = randn(41, numel(&s));
+        let c = 3;
         let (w, b) = (uniform(42, c, 0.5, 1.5), randn(43, c));
         let (rm, rv) = (on(&randn(44, c), &[c]), on(&uniform(45, c, 0.5, 2.0), &[c]));
-        for training in [true, false] {
+        // Planes of 35 values (taken one at a time) and of 28 (in quads; 8,064 values, read
+        // as texels where the policy copies).
+        for (s, training) in [
+            ([6usize, 3, 5, 7], true),
+            ([6, 3, 5, 7], false),
+            ([96, 3, 4, 7], true),
+            ([96, 3, 4, 7], false),
+        ] {
+            let x = randn(41, numel(&s));
             let run = |fold: bool| {
                 dev.profile_reset();
                 let leaves = [(&x, &s[..]), (&w, &[c][..]), (&b, &[c])]
@@ -302,7 +309,7 @@ fn relu_after_batch_norm_folds_into_its_normalization() {
             let folded = run(true);
             let y = &folded.0[0];
             assert!(y.contains(&0.0) && y.iter().any(|&v| v > 0.0));
-            let what = format!("{} training {training}", class.name());
+            let what = format!("{} {s:?} training {training}", class.name());
             assert_folded(folded, run(false), "unary", 1e-5, &what);
         }
     }

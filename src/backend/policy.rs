@@ -378,8 +378,16 @@ impl Policy {
             (false, true) => CPU_ELEMENTWISE_PIECE,
             (false, false) => 1024,
         };
-        let per = per.clamp(1, most);
+        // Whole quads per piece where the planes allow them (`channel_quads`).
+        let per = per.next_multiple_of(4).clamp(1, most);
         (m.div_ceil(per).max(1), per)
+    }
+
+    /// Whether BatchNorm's channel passes take 4 neighbouring values of a plane at a time
+    /// (a texel fetch or a vec4 of loads, and one merge of statistics, per quad): wherever
+    /// planes of `hw` values and pieces of `per_piece` hold whole quads, on every adapter.
+    pub fn channel_quads(&self, hw: usize, per_piece: usize) -> bool {
+        hw % 4 == 0 && per_piece % 4 == 0
     }
 
     /// Whether a row sum runs one workgroup per output (a tree reduction with barriers): only
@@ -542,6 +550,15 @@ mod tests {
         );
         assert_eq!(cpu.channel_pieces(100, 16, false).0, 1);
         assert_eq!(gpu.channel_pieces(64 * 1024, 16, false), (64, 1024));
+        // Pieces hold whole quads, so planes of 4k values are taken a quad at a time.
+        let (_, per) = gpu.channel_pieces(3 * 10_001, 1, true);
+        assert_eq!(per % 4, 0);
+        assert_eq!(cpu.channel_pieces(63 * 70, 3, true), (1, 4412));
+        assert!(cpu.channel_quads(36, 4412) && gpu.channel_quads(1024, per));
+        assert!(
+            !cpu.channel_quads(63, 4412),
+            "planes of 63 values go one by one"
+        );
     }
 
     #[test]

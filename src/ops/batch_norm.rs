@@ -158,6 +158,11 @@ fn channel_pass(
             ("PASS", pass as u32),
             ("RELU", relu.is_some() as u32),
             ("TEXELS", reads.on() as u32),
+            (
+                "QUADS",
+                dev.policy()
+                    .channel_quads(p.hw as usize, p.per_chunk as usize) as u32,
+            ),
         ],
         &[
             reads.buffer(dev, Some(x)),
