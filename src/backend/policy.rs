@@ -388,7 +388,7 @@ impl Policy {
     /// (a texel fetch or a vec4 of loads, and one merge of statistics, per quad): wherever
     /// planes of `hw` values and pieces of `per_piece` hold whole quads, on every adapter.
     pub fn channel_quads(&self, hw: usize, per_piece: usize) -> bool {
-        hw % 4 == 0 && per_piece % 4 == 0
+        hw.is_multiple_of(4) && per_piece.is_multiple_of(4)
     }
 
     /// Whether a row sum runs one workgroup per output (a tree reduction with barriers): only
