@@ -1,5 +1,5 @@
 //! The benchmark zoo: `cargo run --release --example zoo [-- --steps N] [--models a,b]
-//! [--pipelines]`.
+//! [--pipelines]` (or `cargo bench`, `cargo bench --bench zoo -- [flags]`).
 //!
 //! Times five models of `webgrad::models` at batch 64 on random inputs: LeNet-5 (Modern) and
 //! the MLP with SGD momentum 0.9, PyTorch's MNIST example network with Adadelta (lr 1.0, as
