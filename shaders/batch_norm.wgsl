@@ -73,43 +73,41 @@ fn lanes() -> vec4<f32> {
     return select(vec4<f32>(1.0, 0.0, 0.0, 0.0), vec4<f32>(1.0), QUADS);
 }
 
-// The group at element e (a quad, or one value and 3 zeros) of x, g and the ReLU's output,
-// from wherever TEXELS says.
-fn x_group(e: u32) -> vec4<f32> {
+// The group at element e of a texture copy: a quad, or one value and 3 zeros.
+fn texel_group(t: texture_2d<f32>, e: u32) -> vec4<f32> {
     if (QUADS) {
-        if (TEXELS) {
-            return texel_quad(x_texels, e / 4u);
-        }
-        return vec4<f32>(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
+        return texel_quad(t, e / 4u);
     }
+    return vec4<f32>(texel_float(t, e), 0.0, 0.0, 0.0);
+}
+
+// The group at element e of x, g and the ReLU's output, from wherever TEXELS says.
+fn x_group(e: u32) -> vec4<f32> {
     if (TEXELS) {
-        return vec4<f32>(texel_float(x_texels, e), 0.0, 0.0, 0.0);
+        return texel_group(x_texels, e);
+    }
+    if (QUADS) {
+        return vec4<f32>(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
     }
     return vec4<f32>(x[e], 0.0, 0.0, 0.0);
 }
 
 fn g_group(e: u32) -> vec4<f32> {
-    if (QUADS) {
-        if (TEXELS) {
-            return texel_quad(g_texels, e / 4u);
-        }
-        return vec4<f32>(g[e], g[e + 1u], g[e + 2u], g[e + 3u]);
-    }
     if (TEXELS) {
-        return vec4<f32>(texel_float(g_texels, e), 0.0, 0.0, 0.0);
+        return texel_group(g_texels, e);
+    }
+    if (QUADS) {
+        return vec4<f32>(g[e], g[e + 1u], g[e + 2u], g[e + 3u]);
     }
     return vec4<f32>(g[e], 0.0, 0.0, 0.0);
 }
 
 fn relu_out_group(e: u32) -> vec4<f32> {
-    if (QUADS) {
-        if (TEXELS) {
-            return texel_quad(relu_out_texels, e / 4u);
-        }
-        return vec4<f32>(relu_out[e], relu_out[e + 1u], relu_out[e + 2u], relu_out[e + 3u]);
-    }
     if (TEXELS) {
-        return vec4<f32>(texel_float(relu_out_texels, e), 0.0, 0.0, 0.0);
+        return texel_group(relu_out_texels, e);
+    }
+    if (QUADS) {
+        return vec4<f32>(relu_out[e], relu_out[e + 1u], relu_out[e + 2u], relu_out[e + 3u]);
     }
     return vec4<f32>(relu_out[e], 0.0, 0.0, 0.0);
 }
