@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::backend::caps::{AdapterClass, AdapterReport, Caps, Limits};
 use crate::backend::policy::Policy;
+use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::kernel::{Batch, PipelineCache};
 use crate::platform;
@@ -36,6 +37,9 @@ pub struct DeviceOptions {
     kernels: Option<String>,
     /// Kernels chosen as for a slow shader compiler (tests; see `Caps::slow_compiler`).
     slow_compiler: bool,
+    /// Kernel choices as where pipelines compile in the background (tests; see
+    /// `Caps::compiles_in_background`).
+    background_compiles: bool,
 }
 
 impl Default for DeviceOptions {
@@ -48,6 +52,7 @@ impl Default for DeviceOptions {
             profile: var("WEBGRAD_PROFILE").is_some_and(|v| v != "0"),
             kernels: var("WEBGRAD_KERNELS"),
             slow_compiler: var("WEBGRAD_SLOW_COMPILER").is_some_and(|v| v != "0"),
+            background_compiles: false,
         }
     }
 }
@@ -94,6 +99,17 @@ impl DeviceOptions {
         self.slow_compiler = true;
         self
     }
+
+    /// Chooses kernels as where pipelines compile in the background (a page): with a slow
+    /// compiler, training convolutions run im2col until the implicit kernels' pipelines are
+    /// ready. Natively nothing compiles in the background, so a variant's dry run compiles its
+    /// pipelines at once and the switch comes at the op's next call: for testing the switch on
+    /// any adapter. Not a tuning knob.
+    #[doc(hidden)]
+    pub fn force_background_compiles(mut self) -> Self {
+        self.background_compiles = true;
+        self
+    }
 }
 
 /// What adapter a [`Device`] runs on.
@@ -131,6 +147,8 @@ struct DeviceInner {
     /// The adapter's capabilities and the kernel choices that follow from them.
     policy: Policy,
     pipelines: PipelineCache,
+    /// Pipelines compiling in the background (`background.rs`).
+    background: Background,
     batch: Mutex<Batch>,
     pool: Mutex<BufferPool>,
     rng: Mutex<Rng>,
@@ -409,6 +427,9 @@ impl Device {
         if opts.slow_compiler {
             caps = caps.with_slow_compiler();
         }
+        if opts.background_compiles {
+            caps = caps.with_background_compiles();
+        }
         let policy = Policy::new(caps, forced).map_err(Error::Invalid)?;
         let batch = Batch::new(&device, &policy.caps().limits, opts.ops_per_submit.max(1));
         let profile = opts
@@ -417,6 +438,7 @@ impl Device {
         Ok(Device(Arc::new(DeviceInner {
             policy,
             pipelines: PipelineCache::default(),
+            background: Background::default(),
             batch: Mutex::new(batch),
             pool: Mutex::new(BufferPool::default()),
             rng: Mutex::new(Rng::new(0)),
@@ -473,6 +495,7 @@ impl Device {
         platform::refuse_blocking("Device::sync", "Device::sync_async")?;
         self.submit_all()?;
         platform::wait_for_gpu(self.wgpu())?;
+        self.start_background_compiles();
         self.check_error()
     }
 
@@ -481,6 +504,7 @@ impl Device {
     pub async fn sync_async(&self) -> Result<()> {
         self.submit_all()?;
         platform::submitted_work_done(self.wgpu(), self.queue()).await?;
+        self.start_background_compiles();
         self.check_error()
     }
 
@@ -537,6 +561,10 @@ impl Device {
     }
 
     /// The recorded, not yet submitted dispatches.
+    pub(crate) fn background(&self) -> &Background {
+        &self.0.background
+    }
+
     pub(crate) fn batch(&self) -> &Mutex<Batch> {
         &self.0.batch
     }

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::Limits;
+use crate::background;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::platform;
@@ -282,6 +283,50 @@ pub(crate) fn fold_grid(n: u32, max_dim: u32) -> (u32, u32) {
     }
 }
 
+/// The cache key of `entry`'s pipeline with these constants and bindings.
+pub(crate) fn pipeline_key(
+    shader: &Shader,
+    entry: &'static str,
+    constants: &[(&'static str, u32)],
+    binds: &[Bind],
+) -> PipelineKey {
+    let kinds = binds
+        .iter()
+        .enumerate()
+        .fold(0u32, |m, (i, b)| m | b.kind() << (2 * i));
+    (
+        shader.name,
+        entry,
+        binds.len() as u32,
+        kinds,
+        constants.to_vec(),
+    )
+}
+
+/// The bind group layout of a kernel with `n` bindings (after the parameters) of the `kinds`
+/// packed as in the pipeline key.
+pub(crate) fn layout_entries(kinds: u32, n: usize) -> Vec<wgpu::BindGroupLayoutEntry> {
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: None,
+        },
+        count: None,
+    }];
+    for i in 0..n {
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: i as u32 + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: layout_type(kinds >> (2 * i) & 3),
+            count: None,
+        });
+    }
+    entries
+}
+
 impl Device {
     fn pipeline(
         &self,
@@ -290,41 +335,57 @@ impl Device {
         constants: &[(&'static str, u32)],
         binds: &[Bind],
     ) -> Arc<Pipeline> {
-        let kinds = binds
-            .iter()
-            .enumerate()
-            .fold(0u32, |m, (i, b)| m | b.kind() << (2 * i));
-        let key = (
-            shader.name,
-            entry,
-            binds.len() as u32,
-            kinds,
-            constants.to_vec(),
-        );
+        let key = pipeline_key(shader, entry, constants, binds);
         if let Some(p) = self.pipelines().pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
         let module = self.module(shader);
-        let p = Arc::new(self.create_pipeline(&module, entry, constants, binds.len(), kinds));
+        let p = Arc::new(self.create_pipeline(&module, entry, constants, key.2 as usize, key.3));
         let mut cache = self.pipelines().pipelines.lock().unwrap();
         cache.insert(key.clone(), p.clone());
         self.pipelines().created.lock().unwrap().push(key);
         p
     }
 
+    /// Whether this device has created the pipeline of `key`.
+    pub(crate) fn has_pipeline(&self, key: &PipelineKey) -> bool {
+        self.pipelines().pipelines.lock().unwrap().contains_key(key)
+    }
+
     /// The device's module of `shader`, created on first use.
     fn module(&self, shader: &Shader) -> wgpu::ShaderModule {
+        self.module_of(shader.name, || shader.full_source())
+    }
+
+    /// The device's module named `name`, created from `source()` on first use.
+    fn module_of(&self, name: &'static str, source: impl FnOnce() -> String) -> wgpu::ShaderModule {
         let mut modules = self.pipelines().modules.lock().unwrap();
         modules
-            .entry(shader.name)
+            .entry(name)
             .or_insert_with(|| {
                 self.wgpu()
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(shader.name),
-                        source: wgpu::ShaderSource::Wgsl(shader.full_source().into()),
+                        label: Some(name),
+                        source: wgpu::ShaderSource::Wgsl(source().into()),
                     })
             })
             .clone()
+    }
+
+    /// Creates the pipeline of `key` (if not created yet) from its module's full `source`: a
+    /// background compile where none can run in the background (`background.rs`).
+    pub(crate) fn create_keyed_pipeline(&self, key: &PipelineKey, source: String) {
+        if self.has_pipeline(key) {
+            return;
+        }
+        let module = self.module_of(key.0, || source);
+        let p = Arc::new(self.create_pipeline(&module, key.1, &key.4, key.2 as usize, key.3));
+        self.pipelines()
+            .pipelines
+            .lock()
+            .unwrap()
+            .insert(key.clone(), p);
+        self.pipelines().created.lock().unwrap().push(key.clone());
     }
 
     /// A new pipeline of `entry` whose `n` bindings (after the parameters) are of the `kinds`
@@ -337,24 +398,7 @@ impl Device {
         n: usize,
         kinds: u32,
     ) -> Pipeline {
-        let mut entries = vec![wgpu::BindGroupLayoutEntry {
-            binding: 0,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: true,
-                min_binding_size: None,
-            },
-            count: None,
-        }];
-        for i in 0..n {
-            entries.push(wgpu::BindGroupLayoutEntry {
-                binding: i as u32 + 1,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: layout_type(kinds >> (2 * i) & 3),
-                count: None,
-            });
-        }
+        let entries = layout_entries(kinds, n);
         let layout = self
             .wgpu()
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -469,6 +513,10 @@ impl Device {
             return Ok(());
         }
         check_binds(shader, entry, binds)?;
+        if background::in_dry_run() {
+            self.name_pipeline(shader, entry, constants, binds);
+            return Ok(());
+        }
         let pipeline = self.pipeline(shader, entry, constants, binds);
         let mut batch = self.batch().lock().unwrap();
         if batch.params.len() as u64 + batch.slot > batch.capacity {
@@ -750,7 +798,7 @@ impl Device {
 
     /// Uploads host data; runs at the next submit, before the commands recorded after it.
     pub(crate) fn write(&self, buf: &wgpu::Buffer, data: &[u8]) {
-        if !data.is_empty() {
+        if !data.is_empty() && !background::in_dry_run() {
             self.queue().write_buffer(buf, 0, data);
         }
     }
@@ -762,7 +810,7 @@ impl Device {
 
     /// Records a zero fill of `bytes` bytes of `buf` from `start` (both multiples of 4).
     pub(crate) fn clear_range(&self, buf: &wgpu::Buffer, start: u64, bytes: u64) {
-        if bytes == 0 {
+        if bytes == 0 || background::in_dry_run() {
             return;
         }
         let mut batch = self.batch().lock().unwrap();
@@ -785,7 +833,7 @@ impl Device {
         dst_offset: u64,
         bytes: u64,
     ) {
-        if bytes == 0 {
+        if bytes == 0 || background::in_dry_run() {
             return;
         }
         let mut batch = self.batch().lock().unwrap();
@@ -805,6 +853,9 @@ impl Device {
         dst: wgpu::TexelCopyTextureInfo,
         size: wgpu::Extent3d,
     ) {
+        if background::in_dry_run() {
+            return;
+        }
         let mut batch = self.batch().lock().unwrap();
         self.encoder(&mut batch)
             .copy_buffer_to_texture(src, dst, size);
@@ -852,6 +903,7 @@ impl Device {
         self.check_error()?;
         let mut out = self.finish_readback(&staging)?;
         out.truncate(bytes as usize);
+        self.start_background_compiles();
         Ok(out)
     }
 }

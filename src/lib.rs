@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod background;
 pub mod data;
 mod device;
 #[doc(hidden)]

@@ -132,3 +132,66 @@ fn a_slow_compilers_kernels_match_pytorch() {
         }
     }
 }
+
+/// Where pipelines compile in the background (a page on SwiftShader), the first training step
+/// runs im2col while the implicit kernels compile, and the next ones run the implicit kernels:
+/// every step must match PyTorch, the dry runs must have named every pipeline the implicit
+/// steps create, and those steps must really run the implicit kernels.
+#[test]
+fn training_switches_to_kernels_compiled_in_the_background() {
+    let r = Reference::load("lenet5_step.safetensors");
+    let classes = device().runnable_kernel_classes();
+    for class in classes.into_iter().filter(|c| c.is_cpu()) {
+        let opts = webgrad::DeviceOptions::default()
+            .force_kernels(class)
+            .force_slow_compiler()
+            .force_background_compiles()
+            .with_profile(true);
+        let dev = webgrad::Device::with_options(opts).unwrap();
+        let model = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
+        for (name, p) in model.named_parameters() {
+            p.write_from_slice(&r.get("init", &name).0).unwrap();
+        }
+        let (x, shape) = r.get("input", "");
+        let x = webgrad::Tensor::from_slice(&dev, &x, &shape).unwrap();
+        let t: Vec<usize> = r.get("target", "").0.iter().map(|&v| v as usize).collect();
+        let mut created = Vec::new();
+        for step in 0..3 {
+            dev.profile_reset();
+            model.zero_grad();
+            let logits = model.forward(&x).unwrap();
+            r.assert_matches("logits", "", &logits, 1e-5, 1e-4);
+            let loss = logits.cross_entropy(&t, Reduction::Mean).unwrap();
+            loss.backward().unwrap();
+            for (name, p) in model.named_parameters() {
+                r.assert_matches("grad", &name, &p.grad().unwrap(), 1e-6, 1e-4);
+            }
+            let report = dev.profile_report().unwrap();
+            let ran = |kernel: &str| report.contains(kernel);
+            let pipelines = webgrad::diagnostics::created_pipelines(&dev);
+            match step {
+                0 => assert!(
+                    ran("im2col") && !ran("conv_relu_pool_forward"),
+                    "{class:?}: the first step runs im2col while the implicit kernels \
+                     compile:\n{report}"
+                ),
+                _ => {
+                    assert!(
+                        ran("conv_relu_pool_forward") && !ran("im2col"),
+                        "{class:?}: step {step} runs the implicit kernels:\n{report}"
+                    );
+                    let new: Vec<_> = pipelines[created.len()..]
+                        .iter()
+                        .filter(|p| p.shader.contains("conv_"))
+                        .collect();
+                    assert!(
+                        new.is_empty(),
+                        "{class:?}: step {step} compiled convolution pipelines that no \
+                         dry run named: {new:?}"
+                    );
+                }
+            }
+            created = pipelines;
+        }
+    }
+}

@@ -108,6 +108,9 @@ pub struct Caps {
     /// (a 1000 x 784 x 256 product "took" 0.3 ms of a 10 ms run), so profiles there time each
     /// dispatch from the host instead.
     pub timestamps_bracket_dispatches: bool,
+    /// Pipelines can compile in the background while the queue runs (WebGPU's
+    /// `createComputePipelineAsync` in a page; wgpu natively has no such call).
+    pub compiles_in_background: bool,
     pub limits: Limits,
 }
 
@@ -147,6 +150,7 @@ impl Caps {
             loop_budget: (cpu || llvmpipe).then_some(LLVMPIPE_LOOP_BUDGET),
             slow_compiler,
             timestamps_bracket_dispatches: !llvmpipe,
+            compiles_in_background: r.browser,
             limits: r.limits.clone(),
         }
     }
@@ -156,6 +160,15 @@ impl Caps {
     pub(crate) fn with_slow_compiler(self) -> Caps {
         Caps {
             slow_compiler: true,
+            ..self
+        }
+    }
+
+    /// The same capabilities, compiling pipelines in the background (see
+    /// [`DeviceOptions::force_background_compiles`](crate::DeviceOptions::force_background_compiles)).
+    pub(crate) fn with_background_compiles(self) -> Caps {
+        Caps {
+            compiles_in_background: true,
             ..self
         }
     }

@@ -14,6 +14,7 @@ use crate::backend::cpu::conv_implicit;
 use crate::backend::cpu::texels::Texels;
 use crate::backend::policy::ConvLowering;
 use crate::backend::portable::conv as portable;
+use crate::background;
 use crate::device::Device;
 use crate::error::Result;
 use crate::kernel::{kernel_params, KernelParams};
@@ -122,6 +123,145 @@ fn lowering(dev: &Device, geo: &Geometry) -> ConvLowering {
     dev.policy().conv_lowering(conv_implicit::fits(dev, geo))
 }
 
+/// One call of a convolution as far as its kernels' pipelines depend on it: the gradients its
+/// backward will compute and what is fused into it. (Whether x's producer reads its gradient
+/// images-innermost matters too, but changes as x's producer switches: the dry run covers
+/// both.)
+#[derive(Clone, Copy)]
+struct Call {
+    need: Needs,
+    relu: bool,
+    pooled: bool,
+    has_bias: bool,
+}
+
+impl Call {
+    fn new(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool, pooled: bool) -> Call {
+        let grads = crate::tape::is_grad_enabled();
+        Call {
+            need: Needs {
+                x: grads && x.is_requires_grad(),
+                w: grads && w.is_requires_grad(),
+                b: grads && bias.is_some_and(|b| b.is_requires_grad()),
+            },
+            relu,
+            pooled,
+            has_bias: bias.is_some(),
+        }
+    }
+
+    fn records(&self) -> bool {
+        self.need.x || self.need.w || self.need.b
+    }
+
+    /// The bytes that tell this call's variant apart, for `Device::variant_ready`.
+    fn key(&self, geo: &Geometry) -> Vec<u8> {
+        let mut key = bytemuck::bytes_of(&geo.params()).to_vec();
+        key.extend(
+            [
+                self.need.x,
+                self.need.w,
+                self.need.b,
+                self.relu,
+                self.pooled,
+                self.has_bias,
+            ]
+            .map(u8::from),
+        );
+        key
+    }
+}
+
+/// How this call of the convolution is lowered: as [`lowering`], except that a training call
+/// runs im2col while the implicit kernels' pipelines compile in the background, where the
+/// policy has it wait for them (`Policy::conv_waits_for_pipelines`, `background.rs`). The
+/// images-innermost copies the implicit kernels leave on tensors are extras next to the NCHW
+/// values every variant writes, so calls of either lowering mix freely.
+fn lowering_for(dev: &Device, geo: &Geometry, call: &Call) -> ConvLowering {
+    let base = lowering(dev, geo);
+    if base != ConvLowering::Implicit
+        || !call.records()
+        || !dev.policy().conv_waits_for_pipelines()
+        || background::in_dry_run()
+        || portable::check(dev, geo).is_err()
+    {
+        return base;
+    }
+    if !call.pooled {
+        // The unfused call that fusion falls back to while the fused variant compiles: its
+        // own implicit pipelines would be of no use once the fused ones are ready.
+        let fused = Call {
+            pooled: true,
+            relu: true,
+            ..*call
+        };
+        let key = fused.key(geo);
+        if dev.variant_known(&key) && !dev.variant_ready(key, || Ok(())) {
+            return ConvLowering::Im2col;
+        }
+    }
+    match dev.variant_ready(call.key(geo), || implicit_dry_run(dev, geo, call)) {
+        true => ConvLowering::Implicit,
+        false => ConvLowering::Im2col,
+    }
+}
+
+/// The implicit kernels of `call`, forward and backward, on tensors of its shapes, for a dry
+/// run (`Device::dry_run`): what the call will dispatch once they are ready, whether or not
+/// x's producer reads its gradient images-innermost.
+fn implicit_dry_run(dev: &Device, geo: &Geometry, call: &Call) -> Result<()> {
+    for input_inner in [false, true] {
+        if input_inner && !call.need.x {
+            break;
+        }
+        implicit_dry_run_once(dev, geo, call, input_inner)?;
+    }
+    Ok(())
+}
+
+fn implicit_dry_run_once(
+    dev: &Device,
+    geo: &Geometry,
+    call: &Call,
+    input_inner: bool,
+) -> Result<()> {
+    let x = Tensor::uninit(dev, &[geo.n, geo.c, geo.h, geo.w])?;
+    x.storage()
+        .grad_images_inner
+        .store(input_inner, Ordering::Relaxed);
+    let w = Tensor::uninit(dev, &[geo.c_out, geo.c / geo.p.groups, geo.kh, geo.kw])?;
+    let bias = match call.has_bias {
+        true => Some(Tensor::uninit(dev, &[geo.c_out])?),
+        false => None,
+    };
+    let shape = match call.pooled {
+        true => vec![geo.n, geo.c_out, geo.ho / 2, geo.wo / 2],
+        false => vec![geo.n, geo.c_out, geo.ho, geo.wo],
+    };
+    let out = dev.storage(shape.iter().product())?;
+    let saved = match call.pooled {
+        true => conv2d_relu_pool_forward(&x, &w, bias.as_ref(), geo, &out, true, call.need.x)?,
+        false => conv2d_forward(&x, &w, bias.as_ref(), call.relu, geo, &out, call.need.x)?,
+    };
+    let relu_out = (call.relu || call.pooled).then(|| Tensor::leaf(out, shape.clone()));
+    let g = Tensor::uninit(dev, &shape)?;
+    let need = call.need;
+    let gy = conv2d_output_grad(&saved, &g, relu_out.as_ref(), geo, need)?;
+    if need.x {
+        conv2d_input_grad(&saved, &gy, &w, geo)?;
+    }
+    let summed = match need.w {
+        true => conv2d_weight_grad(&saved, &gy, &w, geo, need.b)?
+            .1
+            .is_some(),
+        false => false,
+    };
+    if need.b && !summed {
+        conv2d_bias_grad(&gy, geo)?;
+    }
+    Ok(())
+}
+
 /// Errors the convolution's lowering would meet, raised when the op is called rather than
 /// when its deferred output is computed.
 pub(crate) fn check(dev: &Device, geo: &Geometry) -> Result<()> {
@@ -173,7 +313,8 @@ pub(crate) fn conv2d_forward(
         // An empty batch has an empty output and nothing to compute.
         return Ok(ConvSaved(Saved::Empty));
     }
-    Ok(ConvSaved(match lowering(dev, geo) {
+    let call = Call::new(x, w, bias, relu, false);
+    Ok(ConvSaved(match lowering_for(dev, geo, &call) {
         ConvLowering::Implicit => {
             let input_inner = x.storage().grad_images_inner.load(Ordering::Relaxed);
             let (xt, wb) = conv_implicit::forward(x, w, bias, relu, geo, out, input_grad)?;
@@ -193,10 +334,16 @@ pub(crate) fn conv2d_forward(
 
 /// Whether `conv2d_relu_pool_forward` runs this convolution: the implicit lowering has the
 /// fused kernel, for an even-sized output.
-pub(crate) fn relu_pool_fuses(dev: &Device, geo: &Geometry) -> bool {
+pub(crate) fn relu_pool_fuses(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    geo: &Geometry,
+) -> bool {
     geo.ho.is_multiple_of(2)
         && geo.wo.is_multiple_of(2)
-        && lowering(dev, geo) == ConvLowering::Implicit
+        && lowering_for(x.device(), geo, &Call::new(x, w, bias, true, true))
+            == ConvLowering::Implicit
 }
 
 /// max_pool2d(relu(conv(x, w) + bias), 2) into `out` ([N, C_out, HO / 2, WO / 2]) as one

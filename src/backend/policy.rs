@@ -326,6 +326,16 @@ impl Policy {
         Some(if out_g.is_multiple_of(32) { 1 } else { 2 })
     }
 
+    /// Whether a training convolution that would run the implicit kernels runs im2col and the
+    /// products instead until the implicit kernels' pipelines, compiled in the background, are
+    /// ready (`backend/conv.rs`, `kernel.rs`'s dry runs). Where the compiler is slow and can
+    /// compile in the background (SwiftShader in a page): LeNet-5's implicit pipelines take
+    /// 2.2 s of its first step's 2.9 s of compilation there, im2col's 0.1 s. Inference waits
+    /// for the implicit pipelines instead: at a batch of 1,000, im2col ran 2.7 s against 0.5.
+    pub fn conv_waits_for_pipelines(&self) -> bool {
+        self.class.is_cpu() && self.caps.slow_compiler && self.caps.compiles_in_background
+    }
+
     /// conv_lane_quads for the forward fused with ReLU and 2 x 2 pooling: blocks of 32
     /// channels only. With 16, each lane fetches 3 texels per tap, about what
     /// conv_relu_pool_forward's sliding window fetches, and LeNet-5's conv2 measured no faster
@@ -432,8 +442,26 @@ mod tests {
             loop_budget: class.is_cpu().then_some(LLVMPIPE_LOOP_BUDGET),
             slow_compiler: false,
             timestamps_bracket_dispatches: true,
+            compiles_in_background: false,
             limits: limits(),
         }
+    }
+
+    #[test]
+    fn training_convolutions_wait_for_background_pipelines_only_in_a_slow_page() {
+        let with = |class, slow, background| {
+            let mut c = caps(class);
+            c.slow_compiler = slow;
+            c.compiles_in_background = background;
+            Policy::new(c, None).unwrap().conv_waits_for_pipelines()
+        };
+        assert!(with(AdapterClass::Cpu, true, true));
+        assert!(with(AdapterClass::CpuSimd8, true, true));
+        // lavapipe compiles fast enough; natively nothing compiles in the background.
+        assert!(!with(AdapterClass::Cpu, false, true));
+        assert!(!with(AdapterClass::Cpu, true, false));
+        // GPUs run im2col anyway.
+        assert!(!with(AdapterClass::Gpu, true, true));
     }
 
     #[test]

@@ -244,7 +244,7 @@ pub(crate) fn conv_relu_pool(
         dev.same(b.device(), "conv2d")?;
     }
     let geo = geometry(x, w, bias, p)?;
-    if !backend::relu_pool_fuses(dev, &geo) {
+    if !backend::relu_pool_fuses(x, w, bias, &geo) {
         return Ok(None);
     }
     let shape = vec![geo.n, geo.c_out, geo.ho / 2, geo.wo / 2];
