@@ -14,13 +14,15 @@ async function inPage(f, arg) {
 }
 const list = await inPage(() => window.pipelineList(32, 1000));
 const specs = [...list.step.map((s) => ({ ...s, pass: "step" })),
+  ...list.background.map((s) => ({ ...s, pass: "background" })),
   ...list.inference.map((s) => ({ ...s, pass: "inference" }))];
 const times = await inPage((s) => window.pipelineTimes(s), specs.map(({ pass, ...s }) => s));
 const rows = times.map((t, i) => ({ ...t, pass: specs[i].pass }));
 const sum = (pass, key) => rows.filter((r) => r.pass === pass).reduce((a, r) => a + r[key], 0);
 console.log(`${list.adapter}: first step ${list.first_ms.toFixed(0)} ms (${list.step.length} ` +
-  `pipelines), first inference ${list.first_infer_ms.toFixed(0)} ms (${list.inference.length} new)`);
-for (const pass of ["step", "inference"]) {
+  `pipelines), ${list.background.length} more compiled in the background ${list.ready_ms.toFixed(0)} ` +
+  `ms after it, first inference ${list.first_infer_ms.toFixed(0)} ms (${list.inference.length} new)`);
+for (const pass of ["step", "background", "inference"]) {
   console.log(`${pass}: modules ${sum(pass, "module_ms").toFixed(0)} ms, ` +
     `pipelines ${sum(pass, "ms").toFixed(0)} ms`);
 }
