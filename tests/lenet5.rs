@@ -100,9 +100,26 @@ fn three_adam_steps_match_pytorch() {
     }
 }
 
-/// The choices for a slow shader compiler (the browser's SwiftShader: no row sliding in the
-/// fused conv + ReLU + pool kernel, its training pipeline shared by inference), under every
-/// kernel class: PyTorch's logits, in training and in inference, and gradients.
+/// A device opened with `opts`, LeNet-5 on it with the reference's initial parameters, and
+/// the reference batch and its targets.
+fn reference_setup(
+    r: &Reference,
+    opts: webgrad::DeviceOptions,
+) -> (webgrad::Device, Sequential, webgrad::Tensor, Vec<usize>) {
+    let dev = webgrad::Device::with_options(opts).unwrap();
+    let model = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
+    for (name, p) in model.named_parameters() {
+        p.write_from_slice(&r.get("init", &name).0).unwrap();
+    }
+    let (x, shape) = r.get("input", "");
+    let x = webgrad::Tensor::from_slice(&dev, &x, &shape).unwrap();
+    let t = r.get("target", "").0.iter().map(|&v| v as usize).collect();
+    (dev, model, x, t)
+}
+
+/// The choices for a slow shader compiler (the browser's SwiftShader: pipelines shared between
+/// variants, the fused conv + ReLU + pool kernel's training pipeline run by inference too),
+/// under every kernel class: PyTorch's logits, in training and in inference, and gradients.
 #[test]
 fn a_slow_compilers_kernels_match_pytorch() {
     let r = Reference::load("lenet5_step.safetensors");
@@ -110,14 +127,7 @@ fn a_slow_compilers_kernels_match_pytorch() {
         let opts = webgrad::DeviceOptions::default()
             .force_kernels(class)
             .force_slow_compiler();
-        let dev = webgrad::Device::with_options(opts).unwrap();
-        let model = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
-        for (name, p) in model.named_parameters() {
-            p.write_from_slice(&r.get("init", &name).0).unwrap();
-        }
-        let (x, shape) = r.get("input", "");
-        let x = webgrad::Tensor::from_slice(&dev, &x, &shape).unwrap();
-        let t: Vec<usize> = r.get("target", "").0.iter().map(|&v| v as usize).collect();
+        let (_, model, x, t) = reference_setup(&r, opts);
         let inferred = webgrad::no_grad(|| model.forward(&x)).unwrap();
         r.assert_matches("logits", "", &inferred, 1e-5, 1e-4);
         let logits = model.forward(&x).unwrap();
@@ -147,14 +157,7 @@ fn training_switches_to_kernels_compiled_in_the_background() {
             .force_slow_compiler()
             .force_background_compiles()
             .with_profile(true);
-        let dev = webgrad::Device::with_options(opts).unwrap();
-        let model = LeNet5::build(&dev, LeNetFlavour::Modern).unwrap();
-        for (name, p) in model.named_parameters() {
-            p.write_from_slice(&r.get("init", &name).0).unwrap();
-        }
-        let (x, shape) = r.get("input", "");
-        let x = webgrad::Tensor::from_slice(&dev, &x, &shape).unwrap();
-        let t: Vec<usize> = r.get("target", "").0.iter().map(|&v| v as usize).collect();
+        let (dev, model, x, t) = reference_setup(&r, opts);
         let mut created = Vec::new();
         for step in 0..3 {
             dev.profile_reset();
