@@ -84,6 +84,12 @@ impl Device {
                 }
             }
         });
+        self.compile_in_background(shader, key);
+    }
+
+    /// Queues the pipeline of `key` for compiling in the background, unless it is compiled
+    /// or asked for already.
+    fn compile_in_background(&self, shader: &Shader, key: PipelineKey) {
         let bg = self.background();
         if self.has_pipeline(&key) || bg.compiled.lock().unwrap().contains_key(&key) {
             return;
@@ -94,6 +100,27 @@ impl Device {
             entries: crate::kernel::layout_entries(key.3, key.2 as usize),
             key,
         });
+    }
+
+    /// Whether the pipeline of this dispatch is compiled; if not, queues it for compiling in
+    /// the background (for a kernel that has a cheaper stand-in meanwhile). In a dry run,
+    /// true: the dispatch names its own pipeline.
+    pub(crate) fn compiled_or_queued(
+        &self,
+        shader: &Shader,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+        binds: &[Bind],
+    ) -> bool {
+        let key = crate::kernel::pipeline_key(shader, entry, constants, binds);
+        if in_dry_run() || self.has_pipeline(&key) {
+            return true;
+        }
+        if let Some(&done) = self.background().compiled.lock().unwrap().get(&key) {
+            return done;
+        }
+        self.compile_in_background(shader, key);
+        false
     }
 
     /// Whether the variant of `key` (bytes its op makes unique) can run without compiling:

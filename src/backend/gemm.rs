@@ -211,8 +211,18 @@ impl<'a> Gemm<'a> {
         let (tile_m, tile_n) = kernel.tile();
         let out_batches = if self.sum_batch { 1 } else { piece.batch };
         let tiles = self.m.div_ceil(tile_m) * self.n.div_ceil(tile_n) * out_batches;
-        // The epilogue is compiled into the pipeline (see matmul_common.wgsl's HAS_BIAS), or
-        // read from the parameters where the policy says so.
+        let all = Gemm::constants(dev, piece, constants);
+        dev.dispatch_with(shader, kernel.entry(), &all, binds, &params, tiles as u32)
+    }
+
+    /// The pipeline constants of a dispatch over `piece`: the epilogue's, compiled into the
+    /// pipeline (see matmul_common.wgsl's HAS_BIAS) or read from the parameters where the
+    /// policy says so, then the kernel's own `constants`.
+    pub(super) fn constants(
+        dev: &Device,
+        piece: &Piece,
+        constants: &[(&'static str, u32)],
+    ) -> Vec<(&'static str, u32)> {
         let mut all = match dev.policy().gemm_epilogue_in_params() {
             true => vec![("EPILOGUE_IN_PARAMS", 1)],
             false => vec![
@@ -222,7 +232,7 @@ impl<'a> Gemm<'a> {
             ],
         };
         all.extend_from_slice(constants);
-        dev.dispatch_with(shader, kernel.entry(), &all, binds, &params, tiles as u32)
+        all
     }
 
     /// Binding 4: the bias, or A (unread) without one.

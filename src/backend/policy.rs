@@ -74,6 +74,10 @@ impl GemmKernel {
     }
 }
 
+/// The largest product (multiply-adds) that runs matmul_rows while its own kernel compiles in
+/// the background ([`Policy::gemm_waits_for_pipelines`]).
+const GEMM_WAIT_MACS: usize = 1 << 24;
+
 /// How a convolution is lowered to products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvLowering {
@@ -251,6 +255,17 @@ impl Policy {
     /// would pay for the loads of the parts it does not use).
     pub fn gemm_epilogue_in_params(&self) -> bool {
         self.caps.slow_compiler
+    }
+
+    /// Whether a product of `macs` multiply-adds whose kernel's pipeline is not compiled runs
+    /// matmul_rows over its plain operands while that pipeline compiles in the background
+    /// (`background.rs`): where convolutions wait for theirs
+    /// ([`conv_waits_for_pipelines`](Self::conv_waits_for_pipelines)), for products small
+    /// enough that matmul_rows costs little more (LeNet-5's training products, up to 7.7 M;
+    /// its inference at a batch of 1,000 has 48 M). The texel and register-block products'
+    /// pipelines were 0.7-0.9 s of LeNet-5's first step in the page, matmul_rows' 0.1 s.
+    pub fn gemm_waits_for_pipelines(&self, macs: usize) -> bool {
+        self.conv_waits_for_pipelines() && macs <= GEMM_WAIT_MACS
     }
 
     /// Whether a product should read its operands as textures with vec4 loads (when their

@@ -116,6 +116,26 @@ fn record(dev: &Device, g: &Gemm, piece: &Piece, vec4: Option<Vec4>) -> Result<(
     };
     let mut binds = vec![a, b, Bind::Write(c), g.bias_bind()];
     binds.extend(slot5.map(Bind::Write));
+    if kernel != GemmKernel::Rows
+        && dev.policy().gemm_waits_for_pipelines(g.m * g.n * piece.k)
+        && !dev.compiled_or_queued(
+            shader,
+            kernel.entry(),
+            &Gemm::constants(dev, piece, &constants),
+            &binds,
+        )
+    {
+        // matmul_rows over the plain operands while the kernel compiles in the background.
+        let binds = [
+            Bind::Read(g.a.buf),
+            Bind::Read(g.b.buf),
+            Bind::Write(g.c),
+            g.bias_bind(),
+            Bind::Write(unused),
+        ];
+        let rows = GemmKernel::Rows;
+        return g.record(dev, &BLOCKED, rows, piece, &binds, &[("ROW_SUMS", 0)]);
+    }
     g.record(dev, shader, kernel, piece, &binds, &constants)
 }
 
