@@ -480,6 +480,19 @@ mod tests {
     }
 
     #[test]
+    fn only_small_products_wait_for_background_pipelines() {
+        let mut page = caps(AdapterClass::Cpu);
+        page.slow_compiler = true;
+        page.compiles_in_background = true;
+        let p = Policy::new(page, None).unwrap();
+        // LeNet-5's largest training product (conv2's input gradient at batch 32), then its
+        // first linear layer at an inference batch of 1,000.
+        assert!(p.gemm_waits_for_pipelines(150 * 16 * 3200));
+        assert!(!p.gemm_waits_for_pipelines(1000 * 400 * 120));
+        assert!(!policy(AdapterClass::Cpu).gemm_waits_for_pipelines(1));
+    }
+
+    #[test]
     fn conv_weight_taps_slide_whole_rows_within_the_unroll_width() {
         let p = policy(AdapterClass::CpuSimd8);
         assert_eq!(p.conv_weight_taps(5, true), (15, 5));
