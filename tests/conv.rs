@@ -976,3 +976,68 @@ fn huge_paddings_and_dilations_are_errors_not_wrapped_sizes() {
     assert!(x.max_pool2d(pool).is_err());
     assert!(x.avg_pool2d(pool).is_err());
 }
+
+/// Where pipelines compile in the background (a page on SwiftShader), a training convolution
+/// runs im2col until its implicit kernels are ready: here unfused ones (a ReLU, a stride, no
+/// bias; no pooling), whose gradients must be those of a device that runs the implicit
+/// kernels throughout, at the first step and after the switch.
+#[test]
+fn unfused_convolutions_switch_kernels_without_changing_gradients() {
+    let classes = device().runnable_kernel_classes();
+    for class in classes.into_iter().filter(|c| c.is_cpu()) {
+        let base = webgrad::DeviceOptions::default()
+            .force_kernels(class)
+            .force_slow_compiler();
+        let background = base.clone().force_background_compiles().with_profile(true);
+        let devs = [base, background].map(|o| webgrad::Device::with_options(o).unwrap());
+        let (xs, ws1, bs1, ws2) = (
+            randn(1, 4 * 3 * 9 * 9),
+            randn(2, 8 * 3 * 3 * 3),
+            randn(3, 8),
+            randn(4, 5 * 8 * 3 * 3),
+        );
+        // y: [4, 5, 4, 4] ((9 - 3) / 2 + 1 = 4).
+        let weights = randn(5, 4 * 5 * 4 * 4);
+        let leaf = |dev: &webgrad::Device, v: &[f32], shape: &[usize]| {
+            Tensor::from_vec(dev, v.to_vec(), shape)
+                .unwrap()
+                .requires_grad()
+        };
+        let mut created = 0;
+        for step in 0..3 {
+            let mut grads = Vec::new();
+            for dev in &devs {
+                dev.profile_reset();
+                let x = leaf(dev, &xs, &[4, 3, 9, 9]);
+                let w1 = leaf(dev, &ws1, &[8, 3, 3, 3]);
+                let b1 = leaf(dev, &bs1, &[8]);
+                let w2 = leaf(dev, &ws2, &[5, 8, 3, 3]);
+                let h = x
+                    .conv2d(&w1, Some(&b1), Conv2dParams::default().padding(1))
+                    .unwrap()
+                    .relu()
+                    .unwrap();
+                let y = h
+                    .conv2d(&w2, None, Conv2dParams::default().stride(2))
+                    .unwrap();
+                let k = Tensor::from_vec(dev, weights.clone(), y.shape()).unwrap();
+                y.mul(&k).unwrap().sum().unwrap().backward().unwrap();
+                grads.push([x, w1, b1, w2].map(|t| t.grad().unwrap().to_vec().unwrap()));
+            }
+            for (i, name) in ["x", "w1", "b1", "w2"].iter().enumerate() {
+                let want = to_f64(&grads[0][i]);
+                let what = format!("{class:?} step {step}: d{name}");
+                assert_close(&grads[1][i], &want, 1e-4, 1e-4, &what);
+            }
+            let report = devs[1].profile_report().unwrap();
+            let implicit = report.contains("conv_forward") && !report.contains("im2col");
+            assert_eq!(implicit, step > 0, "{class:?} step {step}:\n{report}");
+            let pipelines = webgrad::diagnostics::created_pipelines(&devs[1]);
+            if step > 0 {
+                let new = &pipelines[created..];
+                assert!(new.is_empty(), "{class:?} step {step} compiled {new:?}");
+            }
+            created = pipelines.len();
+        }
+    }
+}
