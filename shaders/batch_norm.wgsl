@@ -81,36 +81,9 @@ fn texel_group(t: texture_2d<f32>, e: u32) -> vec4<f32> {
     return vec4<f32>(texel_float(t, e), 0.0, 0.0, 0.0);
 }
 
-// The group at element e of x, g and the ReLU's output, from wherever TEXELS says.
-fn x_group(e: u32) -> vec4<f32> {
-    if (TEXELS) {
-        return texel_group(x_texels, e);
-    }
-    if (QUADS) {
-        return vec4<f32>(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
-    }
-    return vec4<f32>(x[e], 0.0, 0.0, 0.0);
-}
-
-fn g_group(e: u32) -> vec4<f32> {
-    if (TEXELS) {
-        return texel_group(g_texels, e);
-    }
-    if (QUADS) {
-        return vec4<f32>(g[e], g[e + 1u], g[e + 2u], g[e + 3u]);
-    }
-    return vec4<f32>(g[e], 0.0, 0.0, 0.0);
-}
-
-fn relu_out_group(e: u32) -> vec4<f32> {
-    if (TEXELS) {
-        return texel_group(relu_out_texels, e);
-    }
-    if (QUADS) {
-        return vec4<f32>(relu_out[e], relu_out[e + 1u], relu_out[e + 2u], relu_out[e + 3u]);
-    }
-    return vec4<f32>(relu_out[e], 0.0, 0.0, 0.0);
-}
+// The group at element e of x, g and the ReLU's output, from wherever TEXELS says:
+// x_group, g_group and relu_out_group, one per operand (WGSL cannot pass a storage array to a
+// helper), written by `group_readers` in src/ops/batch_norm.rs after this file.
 
 // The group's values stored from element e (its lanes only).
 fn store_group(e: u32, v: vec4<f32>) {

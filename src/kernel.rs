@@ -1001,6 +1001,7 @@ mod tests {
                     source: file(&name),
                     generated: match name.as_str() {
                         "unary" => Some(crate::ops::unary::table_wgsl),
+                        "batch_norm" => Some(crate::ops::batch_norm::group_readers),
                         "conv" => Some(crate::backend::conv::params_wgsl),
                         "cpu/conv_implicit" => Some(crate::backend::cpu::conv_implicit::generated),
                         "cpu/matmul_blocked" => Some(crate::backend::cpu::matmul_gen::blocked),

@@ -11,7 +11,29 @@ use crate::fusion::Producer;
 use crate::tape::{no_grad, Op};
 use crate::tensor::{Storage, Tensor};
 
-pub(crate) static SHADER: Shader = shader!("batch_norm");
+pub(crate) static SHADER: Shader = shader!("batch_norm", Some(group_readers));
+
+/// batch_norm.wgsl's readers of the group at element e of each operand (x, g and the ReLU's
+/// output): a quad or one value, from the operand's texture copy where TEXELS says, else from
+/// its buffer. One per operand, as WGSL cannot pass a storage array to a helper.
+pub(crate) fn group_readers() -> String {
+    ["x", "g", "relu_out"]
+        .map(|v| {
+            format!(
+                "fn {v}_group(e: u32) -> vec4<f32> {{
+    if (TEXELS) {{
+        return texel_group({v}_texels, e);
+    }}
+    if (QUADS) {{
+        return vec4<f32>({v}[e], {v}[e + 1u], {v}[e + 2u], {v}[e + 3u]);
+    }}
+    return vec4<f32>({v}[e], 0.0, 0.0, 0.0);
+}}
+"
+            )
+        })
+        .concat()
+}
 
 /// Arguments of [`Tensor::batch_norm2d`], named as in `torch.nn.functional.batch_norm`.
 #[derive(Clone, Copy, Debug)]
