@@ -156,7 +156,7 @@ impl Device {
         let queued = std::mem::take(&mut *self.background().queued.lock().unwrap());
         for q in queued {
             if !platform::WEB {
-                self.create_keyed_pipeline(&q.key, q.source);
+                self.keyed_pipeline(&q.key, || q.source);
                 self.background()
                     .compiled
                     .lock()

@@ -336,25 +336,30 @@ impl Device {
         binds: &[Bind],
     ) -> Arc<Pipeline> {
         let key = pipeline_key(shader, entry, constants, binds);
-        if let Some(p) = self.pipelines().pipelines.lock().unwrap().get(&key) {
+        self.keyed_pipeline(&key, || shader.full_source())
+    }
+
+    /// The pipeline of `key`, created on first use from its module's full `source()` (also a
+    /// background compile where none can run in the background: `background.rs`).
+    pub(crate) fn keyed_pipeline(
+        &self,
+        key: &PipelineKey,
+        source: impl FnOnce() -> String,
+    ) -> Arc<Pipeline> {
+        if let Some(p) = self.pipelines().pipelines.lock().unwrap().get(key) {
             return p.clone();
         }
-        let module = self.module(shader);
-        let p = Arc::new(self.create_pipeline(&module, entry, constants, key.2 as usize, key.3));
+        let module = self.module_of(key.0, source);
+        let p = Arc::new(self.create_pipeline(&module, key.1, &key.4, key.2 as usize, key.3));
         let mut cache = self.pipelines().pipelines.lock().unwrap();
         cache.insert(key.clone(), p.clone());
-        self.pipelines().created.lock().unwrap().push(key);
+        self.pipelines().created.lock().unwrap().push(key.clone());
         p
     }
 
     /// Whether this device has created the pipeline of `key`.
     pub(crate) fn has_pipeline(&self, key: &PipelineKey) -> bool {
         self.pipelines().pipelines.lock().unwrap().contains_key(key)
-    }
-
-    /// The device's module of `shader`, created on first use.
-    fn module(&self, shader: &Shader) -> wgpu::ShaderModule {
-        self.module_of(shader.name, || shader.full_source())
     }
 
     /// The device's module named `name`, created from `source()` on first use.
@@ -370,22 +375,6 @@ impl Device {
                     })
             })
             .clone()
-    }
-
-    /// Creates the pipeline of `key` (if not created yet) from its module's full `source`: a
-    /// background compile where none can run in the background (`background.rs`).
-    pub(crate) fn create_keyed_pipeline(&self, key: &PipelineKey, source: String) {
-        if self.has_pipeline(key) {
-            return;
-        }
-        let module = self.module_of(key.0, || source);
-        let p = Arc::new(self.create_pipeline(&module, key.1, &key.4, key.2 as usize, key.3));
-        self.pipelines()
-            .pipelines
-            .lock()
-            .unwrap()
-            .insert(key.clone(), p);
-        self.pipelines().created.lock().unwrap().push(key.clone());
     }
 
     /// A new pipeline of `entry` whose `n` bindings (after the parameters) are of the `kinds`
@@ -456,7 +445,7 @@ impl Device {
             .unwrap()
             .contains_key(shader.name);
         let start = platform::Instant::now();
-        let module = self.module(shader);
+        let module = self.module_of(shader.name, || shader.full_source());
         let module_ms = if known {
             0.0
         } else {
