@@ -17,6 +17,9 @@ use std::time::Instant;
 use webgrad::optim::{Optimizer, Sgd};
 use webgrad::{Device, Error, Reduction, Result, Rng, Tensor};
 
+#[path = "common/figures.rs"]
+mod figures;
+
 /// The loss of one problem.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Loss {
@@ -332,59 +335,66 @@ fn run(out: &str) -> Result<()> {
 type Results = [(&'static str, Vec<Run>)];
 
 /// One row per problem: the loss against iterations (left) and against seconds (right).
-fn plot(path: &str, results: &Results) -> std::result::Result<(), Box<dyn std::error::Error>> {
+fn plot(path: &str, results: &Results) -> Result<()> {
     use plotters::prelude::*;
-    let root = BitMapBackend::new(path, (1000, 300 * results.len() as u32)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let colors = [RED, BLUE, GREEN, BLACK];
-    for ((name, runs), row) in results.iter().zip(root.split_evenly((results.len(), 1))) {
-        let (left, right) = row.split_horizontally(500);
-        let max_loss = runs
-            .iter()
-            .flat_map(|r| r.losses.iter().copied())
-            .fold(0.0, f64::max);
-        let iterations = runs.iter().map(|r| r.losses.len()).max().unwrap_or(1) as f64;
-        let seconds = runs
-            .iter()
-            .filter_map(|r| r.seconds.last().copied())
-            .fold(1e-3, f64::max);
-        for (area, by_time) in [(&left, false), (&right, true)] {
-            let x_max = if by_time { seconds } else { iterations };
-            let mut chart = ChartBuilder::on(area)
-                .caption(*name, ("sans-serif", 16))
-                .margin(8)
-                .x_label_area_size(30)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0.0..x_max, 0.0..max_loss * 1.05)?;
-            chart
-                .configure_mesh()
-                .light_line_style(WHITE)
-                .x_desc(if by_time { "seconds" } else { "iterations" })
-                .y_desc("loss")
-                .draw()?;
-            for (r, color) in runs.iter().zip(colors) {
-                let points = r.losses.iter().enumerate().map(|(i, &l)| {
-                    let x = if by_time {
-                        r.seconds[i]
-                    } else {
-                        i as f64 + 1.0
-                    };
-                    (x, l)
-                });
-                chart
-                    .draw_series(LineSeries::new(points, color))?
-                    .label(r.method)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    let height = 300 * results.len();
+    figures::write_chart(
+        std::path::Path::new(path),
+        1000,
+        height,
+        |root, labelled| {
+            root.fill(&WHITE)?;
+            let colors = [RED, BLUE, GREEN, BLACK];
+            for ((name, runs), row) in results.iter().zip(root.split_evenly((results.len(), 1))) {
+                let (left, right) = row.split_horizontally(500);
+                let max_loss = runs
+                    .iter()
+                    .flat_map(|r| r.losses.iter().copied())
+                    .fold(0.0, f64::max);
+                let iterations = runs.iter().map(|r| r.losses.len()).max().unwrap_or(1) as f64;
+                let seconds = runs
+                    .iter()
+                    .filter_map(|r| r.seconds.last().copied())
+                    .fold(1e-3, f64::max);
+                for (area, by_time) in [(&left, false), (&right, true)] {
+                    let x_max = if by_time { seconds } else { iterations };
+                    let mut chart = figures::chart_on(area, name, labelled)
+                        .build_cartesian_2d(0.0..x_max, 0.0..max_loss * 1.05)?;
+                    let mut mesh = chart.configure_mesh();
+                    mesh.light_line_style(WHITE);
+                    if labelled {
+                        mesh.x_desc(if by_time { "seconds" } else { "iterations" })
+                            .y_desc("loss");
+                    }
+                    mesh.draw()?;
+                    for (r, color) in runs.iter().zip(colors) {
+                        let points = r.losses.iter().enumerate().map(|(i, &l)| {
+                            let x = if by_time {
+                                r.seconds[i]
+                            } else {
+                                i as f64 + 1.0
+                            };
+                            (x, l)
+                        });
+                        chart
+                            .draw_series(LineSeries::new(points, color))?
+                            .label(r.method)
+                            .legend(move |(x, y)| {
+                                PathElement::new(vec![(x, y), (x + 20, y)], color)
+                            });
+                    }
+                    if labelled {
+                        chart
+                            .configure_series_labels()
+                            .border_style(BLACK)
+                            .background_style(WHITE)
+                            .draw()?;
+                    }
+                }
             }
-            chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE)
-                .draw()?;
-        }
-    }
-    root.present()?;
-    Ok(())
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]

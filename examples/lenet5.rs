@@ -625,62 +625,51 @@ fn confusion(dev: &Device, model: &Sequential, data: &Dataset) -> Result<[[usize
     Ok(counts)
 }
 
-fn plot(
-    path: &Path,
-    history: &[(f64, f64, f64)],
-) -> std::result::Result<(), Box<dyn std::error::Error>> {
+/// The loss (left) and the train and test accuracy (right) per epoch.
+fn plot(path: &Path, history: &[(f64, f64, f64)]) -> Result<()> {
     use plotters::prelude::*;
-    let root = BitMapBackend::new(path, (900, 420)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(450);
-    let n = history.len() as f64;
-    let max_loss = history.iter().map(|h| h.0).fold(0.0, f64::max) * 1.1;
-    let mut c = ChartBuilder::on(&left)
-        .caption("training loss", ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(1.0..n.max(2.0), 0.0..max_loss.max(1e-3))?;
-    c.configure_mesh().x_desc("epoch").draw()?;
-    c.draw_series(LineSeries::new(
-        history
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (i as f64 + 1.0, h.0)),
-        &RED,
-    ))?;
-    let lo = history.iter().map(|h| h.1.min(h.2)).fold(1.0, f64::min) * 100.0 - 1.0;
-    let mut c = ChartBuilder::on(&right)
-        .caption("accuracy (%)", ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(1.0..n.max(2.0), lo.max(0.0)..100.0)?;
-    c.configure_mesh().x_desc("epoch").draw()?;
-    c.draw_series(LineSeries::new(
-        history
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (i as f64 + 1.0, h.1 * 100.0)),
-        &BLUE,
-    ))?
-    .label("train")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    c.draw_series(LineSeries::new(
-        history
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (i as f64 + 1.0, h.2 * 100.0)),
-        &GREEN,
-    ))?
-    .label("test")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    figures::write_chart(path, 900, 420, |root, labelled| {
+        root.fill(&WHITE)?;
+        let (left, right) = root.split_horizontally(450);
+        let n = history.len() as f64;
+        let epochs = 1.0..n.max(2.0);
+        let max_loss = history.iter().map(|h| h.0).fold(0.0, f64::max) * 1.1;
+        let mut c = figures::chart_on(&left, "training loss", labelled)
+            .build_cartesian_2d(epochs.clone(), 0.0..max_loss.max(1e-3))?;
+        let mut mesh = c.configure_mesh();
+        if labelled {
+            mesh.x_desc("epoch");
+        }
+        mesh.draw()?;
+        let per_epoch = |f: fn(&(f64, f64, f64)) -> f64| {
+            history
+                .iter()
+                .enumerate()
+                .map(move |(i, h)| (i as f64 + 1.0, f(h)))
+        };
+        c.draw_series(LineSeries::new(per_epoch(|h| h.0), &RED))?;
+        let lo = history.iter().map(|h| h.1.min(h.2)).fold(1.0, f64::min) * 100.0 - 1.0;
+        let mut c = figures::chart_on(&right, "accuracy (%)", labelled)
+            .build_cartesian_2d(epochs, lo.max(0.0)..100.0)?;
+        let mut mesh = c.configure_mesh();
+        if labelled {
+            mesh.x_desc("epoch");
+        }
+        mesh.draw()?;
+        c.draw_series(LineSeries::new(per_epoch(|h| h.1 * 100.0), &BLUE))?
+            .label("train")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        c.draw_series(LineSeries::new(per_epoch(|h| h.2 * 100.0), &GREEN))?
+            .label("test")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
+        if labelled {
+            c.configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE)
+                .draw()?;
+        }
+        Ok(())
+    })
 }
 
 /// Loads images to classify: IDX files (every image in them) or 28 x 28 PNGs.
@@ -1000,6 +989,34 @@ mod tests {
         w.write_image_data(&[255; 784]).unwrap();
         drop(w);
         assert_eq!(png_pixels("ok.png", &bytes[..]).unwrap(), vec![1.0; 784]);
+    }
+
+    #[test]
+    fn a_chart_whose_text_cannot_be_drawn_is_written_without_it() {
+        // As plotters fails without a font: the labelled drawing errs after drawing part of
+        // the chart, and what is written is the unlabelled drawing alone.
+        use plotters::prelude::*;
+        let dir = std::env::temp_dir().join(format!("webgrad-chart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chart.png");
+        figures::write_chart(&path, 40, 20, |area, labelled| {
+            area.fill(&WHITE)?;
+            if labelled {
+                area.draw_pixel((0, 0), &RED)?;
+                return Err("No such font: sans-serif".into());
+            }
+            area.draw_pixel((39, 19), &BLUE)?;
+            Ok(())
+        })
+        .unwrap();
+        let (h, w, px) = figures::read_rgb_png(&path);
+        assert_eq!((h, w), (20, 40));
+        assert_eq!(&px[..3], &[255, 255, 255], "the failed drawing's pixel");
+        assert_eq!(&px[(19 * 40 + 39) * 3..][..3], &[0, 0, 255]);
+        // A chart that cannot be drawn at all is an error naming the file.
+        let e = figures::write_chart(&dir.join("none.png"), 4, 4, |_, _| Err("broken".into()));
+        assert!(e.unwrap_err().to_string().contains("none.png"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Labelled grids of gray images written as PNG, shared by the examples that draw what a
-//! network computes (`kernels`, `lenet5 --save-figures`). Pixels are placed by hand and written
-//! with `png`, so a figure's geometry is exact (the tests read pixels back); plotters only
-//! draws the text, and without a system font the figure is written unlabelled.
+//! Figures written as PNG, shared by the examples: labelled grids of gray images that show what
+//! a network computes (`kernels`, `lenet5 --save-figures`), and plotters charts (`lenet5`'s
+//! curves, `gradient_descent`'s losses). A grid's pixels are placed by hand and written with
+//! `png`, so its geometry is exact (the tests read pixels back); plotters only draws the text.
+//! plotters draws text with a system font: where there is none (a bare server), grids and
+//! charts are written without their text, with a warning, rather than failing or left blank.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -158,12 +160,63 @@ impl Figure {
     }
 }
 
+/// The area a chart is drawn on, and what drawing on it returns.
+pub type ChartArea<'a> =
+    plotters::drawing::DrawingArea<plotters::prelude::BitMapBackend<'a>, plotters::coord::Shift>;
+pub type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// Draws a `width` x `height` chart with `draw(area, labelled)` and writes it as an RGB PNG.
+/// When drawing with text fails (no font), the chart is drawn again with `labelled` false,
+/// which must draw no text: no captions, axis labels or legends.
+pub fn write_chart(
+    path: &Path,
+    width: usize,
+    height: usize,
+    draw: impl Fn(&ChartArea, bool) -> DrawResult,
+) -> Result<()> {
+    use plotters::prelude::*;
+    let render = |labelled: bool| -> std::result::Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let mut rgb = vec![255u8; width * height * 3];
+        {
+            let area = BitMapBackend::with_buffer(&mut rgb, (width as u32, height as u32))
+                .into_drawing_area();
+            draw(&area, labelled)?;
+            area.present()?;
+        }
+        Ok(rgb)
+    };
+    let rgb = render(true).or_else(|e| {
+        eprintln!("warning: {}: drawn without text ({e})", path.display());
+        render(false).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+    })?;
+    write_rgb_png(path, &rgb, width, height)
+}
+
+/// A chart builder on `area` with a caption and room for axis labels when `labelled`, and with
+/// neither otherwise (plotters then draws no text for the axes).
+pub fn chart_on<'a, 'b>(
+    area: &'a ChartArea<'b>,
+    caption: &str,
+    labelled: bool,
+) -> plotters::chart::ChartBuilder<'a, 'b, plotters::prelude::BitMapBackend<'b>> {
+    let mut builder = plotters::chart::ChartBuilder::on(area);
+    builder.margin(10);
+    if labelled {
+        builder
+            .caption(caption, ("sans-serif", 20))
+            .x_label_area_size(30)
+            .y_label_area_size(50);
+    }
+    builder
+}
+
 fn write_rgb_png(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result<()> {
     let io = |e: &dyn std::fmt::Display| Error::Io(format!("{}: {e}", path.display()));
     let file = std::fs::File::create(path).map_err(|e| io(&e))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Best);
     let mut w = enc.write_header().map_err(|e| io(&e))?;
     w.write_image_data(rgb).map_err(|e| io(&e))
 }
