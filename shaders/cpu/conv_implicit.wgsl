@@ -731,7 +731,7 @@ fn store_pair(nb2: u32, index: u32, count: u32, ch: u32, pix: u32, second: bool,
     if (second) {
         store8(nb2, ch, p.c, pixels, pix + 1u, b0, b1, 0.0);
     }
-    if (WRITE_INNER) {
+    if (writes_inner()) {
         store_inner((ch * pixels + pix) * p.nq + nb2 * 2u, nb2 * 2u, a0, a1);
         if (second) {
             store_inner((ch * pixels + pix + 1u) * p.nq + nb2 * 2u, nb2 * 2u, b0, b1);
@@ -742,7 +742,13 @@ fn store_pair(nb2: u32, index: u32, count: u32, ch: u32, pix: u32, second: bool,
 // With WRITE_INNER (the input came from a fused conv + ReLU + pool, whose backward reads its
 // gradient images-innermost), conv_backward_input_pairs also writes the input gradient to
 // out_inner in that layout (texel (ch * H * W + pixel) * nq + quad), saving a re-layout pass.
+// Where the compiler is slow, p.write_inner says it instead, so that both cases share one
+// pipeline (Policy::conv_inner_copy_in_params).
 override WRITE_INNER: bool = false;
+
+fn writes_inner() -> bool {
+    return WRITE_INNER | (p.write_inner == 1u);
+}
 
 // Quads q and q + 1 (texels t and t + 1) of the input gradient, zeros past the batch.
 fn store_inner(t: u32, q: u32, lo: vec4<f32>, hi: vec4<f32>) {

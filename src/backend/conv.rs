@@ -78,6 +78,9 @@ kernel_params! {
         layout_ch_b: u32,
         /// images_inner: channels x pixels of the tensor being re-laid out.
         planes: u32,
+        /// conv_backward_input_pairs: also write the gradient with images innermost, where
+        /// the policy reads that from the parameters rather than from WRITE_INNER.
+        write_inner: u32,
     }
 }
 

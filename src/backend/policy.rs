@@ -257,6 +257,16 @@ impl Policy {
         self.caps.slow_compiler
     }
 
+    /// Whether the input gradient's pairs kernel reads whether to write its images-innermost
+    /// copy from the parameters rather than from a pipeline constant: where the compiler is
+    /// slow, so that one pipeline serves both. Otherwise the layer below a convolution
+    /// decides which of two pipelines it needs, and in the page the first step's dry run
+    /// (`backend/conv.rs`) compiles the one the layer below's later kernels no longer need
+    /// (about 0.3 s on SwiftShader). Elsewhere a constant, for the branch it removes.
+    pub fn conv_inner_copy_in_params(&self) -> bool {
+        self.caps.slow_compiler
+    }
+
     /// Whether a product of `macs` multiply-adds whose kernel's pipeline is not compiled runs
     /// matmul_rows over its plain operands while that pipeline compiles in the background
     /// (`background.rs`): where convolutions wait for theirs
@@ -551,13 +561,15 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_compiler_shares_pooled_weight_grads_and_product_epilogues() {
+    fn a_slow_compiler_shares_pooled_weight_grads_epilogues_and_inner_copies() {
         let p = policy(AdapterClass::CpuSimd8);
         assert!(p.conv_weight_grad_from_pooled(false) && !p.conv_weight_grad_from_pooled(true));
         assert!(!p.gemm_epilogue_in_params());
+        assert!(!p.conv_inner_copy_in_params());
         let slow = slow_policy();
         assert!(slow.conv_weight_grad_from_pooled(true));
         assert!(slow.gemm_epilogue_in_params());
+        assert!(slow.conv_inner_copy_in_params());
     }
 
     fn policy(class: AdapterClass) -> Policy {

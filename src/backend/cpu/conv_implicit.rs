@@ -636,15 +636,21 @@ pub(crate) fn backward_input(
         ("STRIDED", strided as u32),
         ("CH", block_channels(dev, geo.c / groups) as u32),
     ];
+    let mut params = params(geo, false, (0, 0, 0), 0);
     if pairs {
-        constants.push(("WRITE_INNER", inner_too as u32));
+        if dev.policy().conv_inner_copy_in_params() {
+            constants.push(("WRITE_INNER", 0));
+            params.write_inner = inner_too as u32;
+        } else {
+            constants.push(("WRITE_INNER", inner_too as u32));
+        }
     }
     dev.dispatch_with(
         &SHADER,
         entry,
         &constants,
         &binds,
-        &params(geo, false, (0, 0, 0), 0),
+        &params,
         grid(invocations),
     )?;
     if inner_too {
