@@ -273,6 +273,67 @@ async fn find_adapters(_backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
         .collect()
 }
 
+/// Opens a device on `adapter` with its own limits, the profiler's features when profiling,
+/// and subgroup operations where the 8-lane CPU kernels use them; also says which of those
+/// subgroup features it asked for.
+async fn open_device(
+    adapter: &wgpu::Adapter,
+    opts: &DeviceOptions,
+    forced: Option<AdapterClass>,
+) -> Result<(wgpu::Device, wgpu::Queue, wgpu::Features)> {
+    let ai = adapter.get_info();
+    let subgroups = match forced {
+        None | Some(AdapterClass::CpuSimd8) if Caps::wants_subgroups(&ai, adapter.features()) => {
+            wgpu::Features::SUBGROUP
+        }
+        _ => wgpu::Features::empty(),
+    };
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: Some("webgrad"),
+            required_features: crate::profile::wanted_features(adapter, opts.profile) | subgroups,
+            required_limits: adapter.limits(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        })
+        .await
+        .map_err(|e| {
+            Error::Device(format!(
+                "{} refused to open a device: {}",
+                ai.name,
+                with_causes(&e)
+            ))
+        })?;
+    Ok((device, queue, subgroups))
+}
+
+/// Why `device` cannot create a compute pipeline that writes a storage buffer (None when it
+/// can): the least any kernel needs.
+async fn compute_pipeline_error(device: &wgpu::Device) -> Option<String> {
+    const PROBE: &str = "@group(0) @binding(0) var<storage, read_write> x: array<f32>;\n\
+                         @compute @workgroup_size(1) fn main() { x[0] = 1.0; }";
+    // wgpu reports a shader its backend cannot translate as an internal error.
+    let invalid = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("compute probe"),
+        source: wgpu::ShaderSource::Wgsl(PROBE.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("compute probe"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let internal = internal.pop().await;
+    let invalid = invalid.pop().await;
+    drop(pipeline);
+    internal.or(invalid).map(|e| with_causes(&e))
+}
+
 impl Device {
     /// Opens the best adapter: a hardware GPU if there is one, else a software adapter.
     /// `WEBGRAD_BACKEND` and `WEBGRAD_ADAPTER` narrow the choice. Blocks the thread while the
@@ -323,42 +384,7 @@ impl Device {
                 })
                 .collect()
         };
-        let (no_compute, found) = (named(&no_compute), named(&adapters));
-        let wanted = opts.adapter.as_ref().map(|s| s.to_ascii_lowercase());
-        let adapter = adapters
-            .into_iter()
-            .filter(|a| match &wanted {
-                Some(w) => a.get_info().name.to_ascii_lowercase().contains(w),
-                None => true,
-            })
-            .min_by_key(|a| adapter_rank(&a.get_info()));
-        let Some(adapter) = adapter else {
-            let hint = if platform::WEB {
-                "the browser offers no WebGPU adapter (Chromium: --enable-unsafe-webgpu where \
-                 it is not on by default)"
-            } else {
-                "on Linux without a GPU, install a software Vulkan driver: \
-                 `apt-get install mesa-vulkan-drivers` (lavapipe)"
-            };
-            return Err(Error::NoAdapter(
-                if found.is_empty() && !no_compute.is_empty() {
-                    format!(
-                        "no adapter for {backends:?} runs compute shaders: [{}] lack them",
-                        no_compute.join(", ")
-                    )
-                } else if found.is_empty() {
-                    format!("wgpu found no adapter for {backends:?}; {hint}")
-                } else {
-                    format!(
-                        "no adapter matches WEBGRAD_ADAPTER={:?} among [{}]",
-                        opts.adapter.unwrap_or_default(),
-                        found.join(", ")
-                    )
-                },
-            ));
-        };
-        let ai = adapter.get_info();
-        let limits = adapter.limits();
+        let (mut no_compute, found) = (named(&no_compute), named(&adapters));
         let forced = match &opts.kernels {
             None => None,
             Some(name) => Some(AdapterClass::parse(name).ok_or_else(|| {
@@ -367,33 +393,58 @@ impl Device {
                 ))
             })?),
         };
-        // Subgroup operations only for the 8-lane CPU kernels, the only ones that use them.
-        let subgroups = match forced {
-            None | Some(AdapterClass::CpuSimd8)
-                if Caps::wants_subgroups(&ai, adapter.features()) =>
-            {
-                wgpu::Features::SUBGROUP
-            }
-            _ => wgpu::Features::empty(),
-        };
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
-                label: Some("webgrad"),
-                required_features: crate::profile::wanted_features(&adapter, opts.profile)
-                    | subgroups,
-                required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
-                memory_hints: wgpu::MemoryHints::Performance,
-                trace: wgpu::Trace::Off,
+        let wanted = opts.adapter.as_ref().map(|s| s.to_ascii_lowercase());
+        let mut ranked: Vec<_> = adapters
+            .into_iter()
+            .filter(|a| match &wanted {
+                Some(w) => a.get_info().name.to_ascii_lowercase().contains(w),
+                None => true,
             })
-            .await
-            .map_err(|e| {
-                Error::Device(format!(
-                    "{} refused to open a device: {}",
-                    ai.name,
-                    with_causes(&e)
-                ))
-            })?;
+            .collect();
+        ranked.sort_by_key(|a| adapter_rank(&a.get_info()));
+        let matched = !ranked.is_empty();
+        let mut opened = None;
+        for adapter in ranked {
+            let (device, queue, subgroups) = open_device(&adapter, &opts, forced).await?;
+            // wgpu's GL backend can claim compute shaders for a context whose GLSL version
+            // has none (NVIDIA's EGL, wgpu issue 4751): every pipeline then fails. Such an
+            // adapter is left out like one that lacks them.
+            if adapter.get_info().backend == wgpu::Backend::Gl {
+                if let Some(e) = compute_pipeline_error(&device).await {
+                    let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
+                    let name = adapter.get_info().name;
+                    no_compute.push(format!("{name} (Gl: no compute pipeline: {e})"));
+                    continue;
+                }
+            }
+            opened = Some((adapter, device, queue, subgroups));
+            break;
+        }
+        let Some((adapter, device, queue, subgroups)) = opened else {
+            let hint = if platform::WEB {
+                "the browser offers no WebGPU adapter (Chromium: --enable-unsafe-webgpu where \
+                 it is not on by default)"
+            } else {
+                "on Linux without a GPU, install a software Vulkan driver: \
+                 `apt-get install mesa-vulkan-drivers` (lavapipe)"
+            };
+            return Err(Error::NoAdapter(if !found.is_empty() && !matched {
+                format!(
+                    "no adapter matches WEBGRAD_ADAPTER={:?} among [{}]",
+                    opts.adapter.unwrap_or_default(),
+                    found.join(", ")
+                )
+            } else if !no_compute.is_empty() {
+                format!(
+                    "no adapter for {backends:?} runs compute shaders: [{}] lack them",
+                    no_compute.join(", ")
+                )
+            } else {
+                format!("wgpu found no adapter for {backends:?}; {hint}")
+            }));
+        };
+        let ai = adapter.get_info();
+        let limits = adapter.limits();
 
         let wgpu_error = Arc::new(Mutex::new(None::<String>));
         let sink = wgpu_error.clone();
