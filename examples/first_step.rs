@@ -5,7 +5,9 @@
 //! device, then creates each pipeline the step created, one at a time, on a fresh device
 //! (`webgrad::diagnostics::time_pipelines`, as the page's `web/bench/pipelines.mjs` does in a
 //! browser) and prints each one's compile time, largest first. The difference between the two
-//! steps is pipeline creation; so is most of the table's total.
+//! steps is pipeline creation; so is most of the table's total, unless a driver's shader cache
+//! serves the table from the first step's compiles (NVIDIA's does: `__GL_SHADER_DISK_CACHE=0`
+//! turns it off).
 
 use std::time::Instant;
 
